@@ -1,0 +1,46 @@
+//! Every well-known path of the project, relative to the project root.
+//!
+//! Nothing else in the tool spells a project path: ask this module.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// The project root: the directory holding the virtual `Cargo.toml`.
+pub fn root() -> Utf8PathBuf {
+    // xtask/ is always one level below the root; CARGO_MANIFEST_DIR is set at
+    // compile time, so this needs no I/O and no process cwd.
+    let manifest_dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .expect("xtask/ has a parent directory")
+        .to_path_buf()
+}
+
+/// The stack definition: the one source of truth for components, pins and the matrix.
+pub fn stack_file() -> Utf8PathBuf {
+    root().join("stack.toml")
+}
+
+/// Golden snapshots of every rendered file, per profile and arch.
+pub fn golden_dir() -> Utf8PathBuf {
+    root().join("golden")
+}
+
+/// Test fixtures (malformed stack files, ...).
+pub fn fixtures_dir() -> Utf8PathBuf {
+    root().join("fixtures")
+}
+
+/// Declarative end-to-end scenarios.
+pub fn scenarios_dir() -> Utf8PathBuf {
+    root().join("scenarios")
+}
+
+/// Everything the tool writes goes under `target/`.
+pub fn target_dir() -> Utf8PathBuf {
+    root().join("target")
+}
+
+/// Default output directory of `cargo xtask render`.
+pub fn render_out_dir(profile: &str, arch: &str) -> Utf8PathBuf {
+    target_dir().join("render").join(profile).join(arch)
+}

@@ -1,0 +1,358 @@
+//! Reading `stack.toml`: parse, deserialize into the typed model, then check the
+//! rules a type cannot express. Every error carries file, line and field.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Range;
+
+use camino::Utf8Path;
+use serde_path_to_error::Segment;
+use toml::de::{DeTable, DeValue};
+
+use super::{Kind, Role, Stack};
+
+/// One problem in a stack file, located by line and field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackError {
+    pub file: String,
+    /// 1-based line; 0 when the problem has no position (e.g. an empty file).
+    pub line: usize,
+    /// Dotted field path, e.g. `profiles.upstream.components[2].budget`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = if self.field.is_empty() { "(top level)" } else { &self.field };
+        write!(f, "{}:{}: {}: {}", self.file, self.line, field, self.message)
+    }
+}
+
+/// All the problems found in one stack file.
+#[derive(Debug)]
+pub struct StackErrors(pub Vec<StackError>);
+
+impl fmt::Display for StackErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StackErrors {}
+
+/// Read and check a stack file.
+pub fn load(path: &Utf8Path) -> anyhow::Result<Stack> {
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("cannot read the stack file {path}: {e}; it lives at the project root (see README.md)")
+    })?;
+    load_str(&src, path.as_str()).map_err(anyhow::Error::new)
+}
+
+/// Check a stack file given as text; `file` is only used in messages.
+pub fn load_str(src: &str, file: &str) -> Result<Stack, StackErrors> {
+    let err = |span: Option<Range<usize>>, field: String, message: String| StackError {
+        file: file.to_string(),
+        line: span.map(|s| line_of(src, s.start)).unwrap_or(0),
+        field,
+        message,
+    };
+    let doc = match DeTable::parse(src) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Err(StackErrors(vec![err(
+                e.span(),
+                String::new(),
+                format!("not valid TOML: {}", e.message().trim()),
+            )]));
+        }
+    };
+    let de = toml::Deserializer::from(doc.clone());
+    let stack: Stack = match serde_path_to_error::deserialize(de) {
+        Ok(s) => s,
+        Err(e) => {
+            let path = path_string(e.path());
+            let inner = e.into_inner();
+            let segments = path_segments(&path);
+            let span = inner.span().or_else(|| span_of(doc.get_ref(), &segments));
+            return Err(StackErrors(vec![err(span, path, explain(inner.message()))]));
+        }
+    };
+    let mut problems = Vec::new();
+    check(&stack, &mut |field: String, message: String| {
+        let span = span_of(doc.get_ref(), &path_segments(&field));
+        problems.push(err(span, field, message));
+    });
+    if problems.is_empty() {
+        Ok(stack)
+    } else {
+        problems.sort_by(|a, b| (a.line, &a.field).cmp(&(b.line, &b.field)));
+        Err(StackErrors(problems))
+    }
+}
+
+/// Rules across fields, which serde cannot check.
+fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
+    if stack.schema != 1 {
+        report(
+            "schema".into(),
+            format!("unsupported schema {}: this tool reads schema 1", stack.schema),
+        );
+    }
+    let s = &stack.settings;
+    for (field, port) in [
+        ("settings.node_ports.loki", s.node_ports.loki),
+        ("settings.node_ports.otlp_grpc", s.node_ports.otlp_grpc),
+        ("settings.node_ports.otlp_http", s.node_ports.otlp_http),
+    ] {
+        if !(30000..=32767).contains(&port) {
+            report(field.into(), format!("NodePort {port} is outside the Kubernetes NodePort range 30000-32767"));
+        }
+    }
+    let ports = [s.node_ports.loki, s.node_ports.otlp_grpc, s.node_ports.otlp_http];
+    if ports.iter().collect::<BTreeSet<_>>().len() != ports.len() {
+        report("settings.node_ports".into(), "NodePorts must differ from each other".into());
+    }
+    if s.evaluation_interval < s.scrape_interval {
+        report(
+            "settings.evaluation_interval".into(),
+            format!(
+                "evaluation interval {} is shorter than the scrape interval {}: rules would evaluate stale data; make it at least the scrape interval",
+                s.evaluation_interval, s.scrape_interval
+            ),
+        );
+    }
+    if s.trace_max_traces == 0 {
+        report("settings.trace_max_traces".into(), "must be greater than zero".into());
+    }
+    for (field, list_len) in [
+        ("matrix.k3s", stack.matrix.k3s.len()),
+        ("matrix.kubeedge", stack.matrix.kubeedge.len()),
+        ("matrix.arch", stack.matrix.arch.len()),
+    ] {
+        if list_len == 0 {
+            report(field.into(), "the matrix axis is empty: list at least one value".into());
+        }
+    }
+    if stack.profiles.is_empty() {
+        report("profiles".into(), "no profile defined: define at least `upstream`".into());
+    }
+    for (pname, profile) in &stack.profiles {
+        let mut names = BTreeSet::new();
+        let mut log_agents = Vec::new();
+        for (i, c) in profile.components.iter().enumerate() {
+            let at = format!("profiles.{pname}.components[{i}]");
+            if !names.insert(c.name.as_str()) {
+                report(format!("{at}.name"), format!("component name {:?} is used twice in profile {pname}", c.name.as_str()));
+            }
+            if !c.kind.allowed_roles().contains(&c.role) {
+                let allowed: Vec<String> = c.kind.allowed_roles().iter().map(ToString::to_string).collect();
+                report(
+                    format!("{at}.role"),
+                    format!("kind {} runs on role {}, not {}", c.kind, allowed.join(" or "), c.role),
+                );
+            }
+            match (c.role, &c.budget) {
+                (Role::Edge, None) => report(
+                    format!("{at}.budget"),
+                    format!(
+                        "edge component {:?} has no budget: add `budget = {{ memory = \"64Mi\", cpu = \"100m\" }}` (or the budget you measured and accept)",
+                        c.name.as_str()
+                    ),
+                ),
+                (Role::Cloud, Some(_)) => report(
+                    format!("{at}.budget"),
+                    "budgets are enforced on edge components only: remove it, or set role = \"edge\"".into(),
+                ),
+                _ => {}
+            }
+            if c.kind.needs_chart() && c.chart.is_none() {
+                report(
+                    format!("{at}.chart"),
+                    format!("kind {} is deployed from a Helm chart: add `chart = {{ repo, name, version }}`", c.kind),
+                );
+            }
+            if c.images.is_empty() {
+                report(format!("{at}.images"), "a component needs at least one image".into());
+            }
+            let mut image_names = BTreeSet::new();
+            for (j, img) in c.images.iter().enumerate() {
+                let iat = format!("{at}.images[{j}]");
+                if !image_names.insert(img.name.as_str()) {
+                    report(format!("{iat}.name"), format!("image name {:?} is used twice", img.name.as_str()));
+                }
+                if img.platforms.is_empty() {
+                    report(format!("{iat}.platforms"), "list the platforms, e.g. [\"linux/amd64\", \"linux/arm64\"]".into());
+                }
+                for arch in &stack.matrix.arch {
+                    if !img.platforms.iter().any(|p| p.arch() == *arch) {
+                        report(
+                            format!("{iat}.platforms"),
+                            format!("the matrix builds {arch} but this image does not list linux/{arch}"),
+                        );
+                    }
+                }
+            }
+            for required in c.kind.required_images() {
+                if c.image(required).is_none() {
+                    report(
+                        format!("{at}.images"),
+                        format!("kind {} needs an image named {required:?}", c.kind),
+                    );
+                }
+            }
+            if c.enabled && matches!(c.kind, Kind::Alloy | Kind::Promtail) {
+                log_agents.push((i, c.name.as_str()));
+            }
+        }
+        if log_agents.len() > 1 {
+            let (i, _) = log_agents[1];
+            let names: Vec<&str> = log_agents.iter().map(|(_, n)| *n).collect();
+            report(
+                format!("profiles.{pname}.components[{i}].enabled"),
+                format!("more than one edge log agent is enabled ({}): set enabled = false on all but one", names.join(", ")),
+            );
+        }
+    }
+}
+
+/// Make serde's terse messages say what to do.
+fn explain(message: &str) -> String {
+    let m = message.trim();
+    if m.starts_with("unknown field") {
+        format!("{m}; remove it or fix its spelling")
+    } else if m.starts_with("missing field") {
+        format!("{m}; add it (see stack.toml at the project root for an example)")
+    } else if m.starts_with("unknown variant") {
+        format!("{m}; use one of the listed values")
+    } else {
+        m.to_string()
+    }
+}
+
+fn path_string(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+#[derive(Debug, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_segments(path: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, rest) = part.split_once('[').map(|(k, r)| (k, Some(r))).unwrap_or((part, None));
+        if !key.is_empty() {
+            out.push(Seg::Key(key.to_string()));
+        }
+        if let Some(rest) = rest {
+            for idx in rest.split('[') {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    out.push(Seg::Index(i));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The span of the deepest existing node on `path` (a missing field points at its table).
+fn span_of(root: &DeTable<'_>, path: &[Seg]) -> Option<Range<usize>> {
+    let mut best: Option<Range<usize>> = None;
+    let mut table = Some(root);
+    let mut array: Option<&[toml::Spanned<DeValue<'_>>]> = None;
+    for seg in path {
+        let value = match (seg, table, array) {
+            (Seg::Key(k), Some(t), _) => {
+                let Some((key, value)) = t.iter().find(|(key, _)| key.get_ref().as_ref() == k) else {
+                    return best;
+                };
+                // Prefer the key's line for a scalar, the value's for a table.
+                best = Some(key.span());
+                value
+            }
+            (Seg::Index(i), _, Some(a)) => match a.get(*i) {
+                Some(v) => v,
+                None => return best,
+            },
+            _ => return best,
+        };
+        if matches!(seg, Seg::Index(_)) && !value.span().is_empty() {
+            best = Some(value.span());
+        }
+        table = None;
+        array = None;
+        match value.get_ref() {
+            DeValue::Table(t) => table = Some(t),
+            DeValue::Array(a) => array = Some(&a[..]),
+            _ => {}
+        }
+    }
+    best
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_parse() {
+        assert_eq!(
+            path_segments("profiles.upstream.components[2].images[0].ref"),
+            vec![
+                Seg::Key("profiles".into()),
+                Seg::Key("upstream".into()),
+                Seg::Key("components".into()),
+                Seg::Index(2),
+                Seg::Key("images".into()),
+                Seg::Index(0),
+                Seg::Key("ref".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_are_one_based() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    #[test]
+    fn spans_of_nested_array_tables() {
+        let src = "a = 1\n[[p.c]]\nname = \"x\"\n[[p.c]]\nname = \"y\"\nrole = \"z\"\n";
+        let doc = DeTable::parse(src).unwrap();
+        let span = span_of(doc.get_ref(), &path_segments("p.c[1].role")).unwrap();
+        assert_eq!(line_of(src, span.start), 6);
+        let span = span_of(doc.get_ref(), &path_segments("p.c[1].budget")).unwrap();
+        assert!(line_of(src, span.start) >= 4, "{}", line_of(src, span.start));
+    }
+}

@@ -1,0 +1,409 @@
+//! The stack model: the one typed source of truth (`stack.toml`) for components,
+//! charts, images, edge budgets, settings and the compatibility matrix.
+//!
+//! Loading does I/O only to read the file; everything else here is pure.
+//! Every error names the file, line and field, and says how to fix it.
+
+mod load;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, load_str, StackError};
+pub use values::{Cpu, Digest, Duration, ImageRef, Memory, Name, Url, Version};
+
+/// The whole stack definition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    /// Format version of the stack file; this tool reads version 1.
+    pub schema: u32,
+    /// The kubeprepare pins the observability platform ships with.
+    pub kubeprepare: Kubeprepare,
+    pub settings: Settings,
+    pub matrix: Matrix,
+    pub profiles: BTreeMap<Name, Profile>,
+}
+
+/// Versions of the kubeprepare packages this stack is built for.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kubeprepare {
+    pub k3s: Version,
+    pub kubeedge: Version,
+    pub edgemesh: Version,
+    pub helm: Version,
+}
+
+/// Deployment-wide settings every renderer reads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Namespace of every observability workload.
+    pub namespace: Name,
+    /// Name of the StorageClass the stack creates (k3s local-path provisioner).
+    pub storage_class: Name,
+    pub scrape_interval: Duration,
+    pub evaluation_interval: Duration,
+    /// How long Prometheus keeps samples.
+    pub metrics_retention: Duration,
+    /// Size of Prometheus' volume; retention by size is set just below it.
+    pub metrics_storage: Memory,
+    /// How long Loki keeps log lines.
+    pub log_retention: Duration,
+    pub log_storage: Memory,
+    /// Cap of Jaeger's in-memory trace store.
+    pub trace_max_traces: u32,
+    /// Where Alertmanager posts every alert (a webhook receiver); a parameter of the stack.
+    pub alert_webhook_url: Url,
+    /// Cloud NodePorts edge nodes push to (edge nodes have no cluster DNS nor service network).
+    pub node_ports: NodePorts,
+    #[serde(default)]
+    pub cloudcore: CloudcorePorts,
+    #[serde(default)]
+    pub edge: EdgePorts,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodePorts {
+    /// Loki gateway (log push from edge agents).
+    pub loki: u16,
+    /// Jaeger OTLP gRPC (4317 in the pod).
+    pub otlp_grpc: u16,
+    /// Jaeger OTLP HTTP (4318 in the pod).
+    pub otlp_http: u16,
+}
+
+/// Ports of cloudcore; the defaults are KubeEdge's.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudcorePorts {
+    /// CloudHub websocket (edgecore connects here).
+    pub cloudhub: u16,
+    /// CloudHub https (certificates for edge nodes).
+    pub cloudhub_https: u16,
+    /// CloudStream stream port (iptables-manager DNATs edge 10350 here).
+    pub stream: u16,
+    /// CloudStream tunnel port (edgeStream dials here).
+    pub tunnel: u16,
+    /// cloudcore's monitor server (`commonConfig.monitorServer`), `/metrics`.
+    pub monitor: u16,
+}
+
+impl Default for CloudcorePorts {
+    fn default() -> Self {
+        CloudcorePorts { cloudhub: 10000, cloudhub_https: 10002, stream: 10003, tunnel: 10004, monitor: 9091 }
+    }
+}
+
+/// Ports on edge nodes; the defaults are KubeEdge's and node exporter's.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgePorts {
+    /// edged's kubelet read-only server (`modules.edged.tailoredKubeletConfig.readOnlyPort`),
+    /// reached from the cloud only through the stream tunnel.
+    pub kubelet_readonly: u16,
+    pub node_exporter: u16,
+}
+
+impl Default for EdgePorts {
+    fn default() -> Self {
+        EdgePorts { kubelet_readonly: 10350, node_exporter: 9100 }
+    }
+}
+
+/// The compatibility-matrix axes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matrix {
+    pub k3s: Vec<Version>,
+    pub kubeedge: Vec<Version>,
+    pub arch: Vec<Arch>,
+}
+
+/// One set of components and images: `upstream` (real charts and images) or
+/// `local` (images assembled from Debian packages, no registry needed).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub description: String,
+    pub components: Vec<Component>,
+}
+
+impl Profile {
+    /// Enabled components, in file order.
+    pub fn enabled(&self) -> impl Iterator<Item = &Component> {
+        self.components.iter().filter(|c| c.enabled)
+    }
+
+    /// The enabled component of this kind, if any.
+    pub fn component(&self, kind: Kind) -> Option<&Component> {
+        self.enabled().find(|c| c.kind == kind)
+    }
+
+    pub fn has(&self, kind: Kind) -> bool {
+        self.component(kind).is_some()
+    }
+
+    /// The enabled edge log agent (Alloy, or Promtail as the legacy option).
+    pub fn log_agent(&self) -> Option<&Component> {
+        self.enabled().find(|c| matches!(c.kind, Kind::Alloy | Kind::Promtail))
+    }
+
+    pub fn edge_components(&self) -> impl Iterator<Item = &Component> {
+        self.enabled().filter(|c| c.role == Role::Edge)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub name: Name,
+    pub kind: Kind,
+    pub role: Role,
+    /// Disabled components stay in the file (e.g. Promtail, the legacy log agent) but are not rendered or bundled.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<Chart>,
+    pub images: Vec<Image>,
+    /// Resource budget; required for edge components, where it is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Component {
+    pub fn image(&self, name: &str) -> Option<&Image> {
+        self.images.iter().find(|i| i.name.as_str() == name)
+    }
+}
+
+/// What a component is; decides how it is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// kube-prometheus-stack: operator, Prometheus, Alertmanager, kube-state-metrics, Grafana.
+    PrometheusStack,
+    /// A standalone Prometheus server (local profile).
+    Prometheus,
+    /// A standalone Alertmanager (local profile).
+    Alertmanager,
+    BlackboxExporter,
+    /// Node exporter on edge nodes.
+    NodeExporter,
+    Loki,
+    /// Grafana Alloy, the edge log agent.
+    Alloy,
+    /// Promtail, the legacy edge log agent (end-of-life 2026-03-02).
+    Promtail,
+    /// Jaeger v2 all-in-one.
+    Jaeger,
+    /// A small base image for probes and test workloads.
+    Probe,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::PrometheusStack,
+        Kind::Prometheus,
+        Kind::Alertmanager,
+        Kind::BlackboxExporter,
+        Kind::NodeExporter,
+        Kind::Loki,
+        Kind::Alloy,
+        Kind::Promtail,
+        Kind::Jaeger,
+        Kind::Probe,
+    ];
+
+    /// Image names a component of this kind must declare (renderers look them up by name).
+    pub fn required_images(self) -> &'static [&'static str] {
+        match self {
+            Kind::PrometheusStack => &[
+                "prometheus-operator",
+                "prometheus-config-reloader",
+                "prometheus",
+                "alertmanager",
+                "kube-state-metrics",
+                "node-exporter",
+                "grafana",
+            ],
+            Kind::Prometheus => &["prometheus"],
+            Kind::Alertmanager => &["alertmanager"],
+            Kind::BlackboxExporter => &["blackbox-exporter"],
+            Kind::NodeExporter => &["node-exporter"],
+            Kind::Loki => &["loki"],
+            Kind::Alloy => &["alloy"],
+            Kind::Promtail => &["promtail"],
+            Kind::Jaeger => &["jaeger"],
+            Kind::Probe => &["probe"],
+        }
+    }
+
+    /// Whether a component of this kind is deployed from a Helm chart and so must name one.
+    pub fn needs_chart(self) -> bool {
+        matches!(self, Kind::PrometheusStack | Kind::Loki | Kind::Alloy | Kind::Promtail | Kind::Jaeger)
+    }
+
+    /// The roles this kind may take.
+    pub fn allowed_roles(self) -> &'static [Role] {
+        match self {
+            Kind::Alloy | Kind::Promtail | Kind::NodeExporter => &[Role::Edge],
+            Kind::Probe => &[Role::Cloud, Role::Edge],
+            _ => &[Role::Cloud],
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
+/// Where a component runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Cloud,
+    Edge,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Cloud => "cloud",
+            Role::Edge => "edge",
+        })
+    }
+}
+
+/// A Helm chart, pinned by version (and by sha256 once locked).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chart {
+    pub repo: Url,
+    pub name: Name,
+    pub version: Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+}
+
+impl Chart {
+    /// File name of the chart archive inside a bundle: `charts/<name>-<version>.tgz`.
+    pub fn archive_name(&self) -> String {
+        format!("{}-{}.tgz", self.name, self.version)
+    }
+}
+
+/// One container image of a component.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The image's role inside the component (renderers look it up by this name).
+    pub name: Name,
+    #[serde(rename = "ref")]
+    pub reference: ImageRef,
+    /// Index (multi-arch) digest; filled by `cargo xtask lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    pub platforms: Vec<Platform>,
+}
+
+impl Image {
+    /// `registry/repo:tag@sha256:…` when locked, else `registry/repo:tag`.
+    pub fn pinned(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@{}", self.reference, d.as_str()),
+            None => self.reference.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+pub enum Platform {
+    #[serde(rename = "linux/amd64")]
+    LinuxAmd64,
+    #[serde(rename = "linux/arm64")]
+    LinuxArm64,
+}
+
+impl Platform {
+    pub fn arch(self) -> Arch {
+        match self {
+            Platform::LinuxAmd64 => Arch::Amd64,
+            Platform::LinuxArm64 => Arch::Arm64,
+        }
+    }
+}
+
+/// CPU architecture of a bundle and of the nodes it installs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    pub fn platform(self) -> Platform {
+        match self {
+            Arch::Amd64 => Platform::LinuxAmd64,
+            Arch::Arm64 => Platform::LinuxArm64,
+        }
+    }
+
+    /// The architecture of the machine running this tool, if it is one we build for.
+    pub fn host() -> Option<Arch> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(Arch::Amd64),
+            "aarch64" => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The resource budget of an edge component (SPEC: 64Mi memory, 100m CPU by default).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub memory: Memory,
+    pub cpu: Cpu,
+}
+
+impl Stack {
+    pub fn profile(&self, name: &str) -> anyhow::Result<&Profile> {
+        self.profiles
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.profiles.keys().map(Name::as_str).collect();
+                anyhow::anyhow!("no profile {name:?} in stack.toml; known profiles: {}", known.join(", "))
+            })
+    }
+}

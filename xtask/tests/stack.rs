@@ -1,0 +1,51 @@
+//! The stack model: the real stack.toml loads, and every malformed fixture gives
+//! the expected `file:line: field: message` error (snapshot).
+
+use xtask::{paths, stack};
+
+#[test]
+fn the_project_stack_file_loads() {
+    let s = stack::load(&paths::stack_file()).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(s.profile("upstream").is_ok());
+    assert!(s.profile("local").is_ok());
+}
+
+#[test]
+fn malformed_stack_files_name_file_line_and_field() {
+    let dir = paths::fixtures_dir().join("stack");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 10, "the malformed corpus in {dir} has only {} files", entries.len());
+    let mut report = String::new();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let src = std::fs::read_to_string(&path).expect("fixture readable");
+        let shown = format!("fixtures/stack/{name}");
+        match stack::load_str(&src, &shown) {
+            Ok(_) => panic!("{shown} is a malformed fixture but it loaded"),
+            Err(errors) => {
+                for e in &errors.0 {
+                    assert!(e.line > 0, "{shown}: error without a line: {e}");
+                    assert!(!e.field.is_empty() || e.message.starts_with("not valid TOML"), "{shown}: error without a field: {e}");
+                }
+                report.push_str(&format!("{errors}\n"));
+            }
+        }
+    }
+    insta::with_settings!({ snapshot_path => paths::golden_dir().join("errors"), prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("stack_errors", report);
+    });
+}
+
+#[test]
+fn the_valid_base_of_the_corpus_loads() {
+    let path = paths::fixtures_dir().join("stack-valid.toml");
+    let src = std::fs::read_to_string(&path).expect("fixture readable");
+    if let Err(e) = stack::load_str(&src, path.as_str()) {
+        panic!("{e}");
+    }
+}
