@@ -1,5 +1,10 @@
 //! `cargo xtask`: the reproducible build-and-test harness for kubeprepare's
 //! offline observability platform. See ARCHITECTURE.md for the map.
 
+pub mod cli;
+pub mod golden;
 pub mod paths;
+pub mod render;
 pub mod stack;
+pub mod tools;
+pub mod validate;
