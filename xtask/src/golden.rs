@@ -16,9 +16,19 @@ use crate::stack::Arch;
 /// The test that asserts these snapshots; written into each header as insta does.
 const SOURCE: &str = "xtask/tests/render.rs";
 
-/// Directory of one profile/arch's snapshots.
+/// Where the rendered-file snapshots live: `golden/render/`.
+pub fn render_root() -> Utf8PathBuf {
+    paths::golden_dir().join("render")
+}
+
+/// Directory of one profile/arch's snapshots under `root`.
+pub fn dir_in(root: &Utf8Path, profile: &str, arch: Arch) -> Utf8PathBuf {
+    root.join(profile).join(arch.as_str())
+}
+
+/// Directory of one profile/arch's snapshots in the project.
 pub fn dir(profile: &str, arch: Arch) -> Utf8PathBuf {
-    paths::golden_dir().join("render").join(profile).join(arch.as_str())
+    dir_in(&render_root(), profile, arch)
 }
 
 /// Snapshot name of a rendered path: `/` becomes `__` (insta names are flat).
@@ -65,12 +75,22 @@ fn relative(p: &Utf8Path) -> Utf8PathBuf {
     p.strip_prefix(paths::root()).map(Utf8Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Compare every rendered file with its snapshot, and look for snapshots nothing renders.
+/// Compare every rendered file with its snapshot in golden/, and look for snapshots nothing renders.
 pub fn check(sets: &[(String, Arch, &Files)]) -> Result<Vec<Drift>> {
+    check_in(&render_root(), sets)
+}
+
+/// Rewrite golden/ from the rendered sets; returns how many snapshots it holds.
+pub fn bless(sets: &[(String, Arch, &Files)]) -> Result<usize> {
+    bless_in(&render_root(), sets)
+}
+
+/// [`check`] against the snapshots under `root`.
+pub fn check_in(root: &Utf8Path, sets: &[(String, Arch, &Files)]) -> Result<Vec<Drift>> {
     let mut drift = Vec::new();
     let mut expected = BTreeSet::new();
     for (profile, arch, files) in sets {
-        let dir = dir(profile, *arch);
+        let dir = dir_in(root, profile, *arch);
         for (rel, contents) in files.iter() {
             let snap = dir.join(format!("{}.snap", snapshot_name(rel)));
             expected.insert(snap.clone());
@@ -90,7 +110,7 @@ pub fn check(sets: &[(String, Arch, &Files)]) -> Result<Vec<Drift>> {
             }
         }
     }
-    for snap in existing_snapshots()? {
+    for snap in existing_snapshots(root)? {
         if !expected.contains(&snap) {
             drift.push(Drift::Unreferenced { snapshot: relative(&snap) });
         }
@@ -98,11 +118,11 @@ pub fn check(sets: &[(String, Arch, &Files)]) -> Result<Vec<Drift>> {
     Ok(drift)
 }
 
-/// Rewrite the snapshots from the rendered sets and delete unreferenced ones. Returns the count written.
-pub fn bless(sets: &[(String, Arch, &Files)]) -> Result<usize> {
+/// Rewrite the snapshots under `root` and delete unreferenced ones. Returns the count.
+pub fn bless_in(root: &Utf8Path, sets: &[(String, Arch, &Files)]) -> Result<usize> {
     let mut expected = BTreeSet::new();
     for (profile, arch, files) in sets {
-        let dir = dir(profile, *arch);
+        let dir = dir_in(root, profile, *arch);
         for (rel, contents) in files.iter() {
             let snap = dir.join(format!("{}.snap", snapshot_name(rel)));
             let text = snapshot_text(contents);
@@ -112,7 +132,7 @@ pub fn bless(sets: &[(String, Arch, &Files)]) -> Result<usize> {
             expected.insert(snap);
         }
     }
-    for snap in existing_snapshots()? {
+    for snap in existing_snapshots(root)? {
         if !expected.contains(&snap) {
             std::fs::remove_file(&snap).with_context(|| format!("removing unreferenced {snap}"))?;
         }
@@ -120,10 +140,9 @@ pub fn bless(sets: &[(String, Arch, &Files)]) -> Result<usize> {
     Ok(expected.len())
 }
 
-fn existing_snapshots() -> Result<Vec<Utf8PathBuf>> {
-    let root = paths::golden_dir().join("render");
+fn existing_snapshots(root: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
     let mut out = Vec::new();
-    let mut stack = vec![root];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,

@@ -1,1 +1,67 @@
-//! External tools (promtool, amtool, ...): where to find them and how to install them.
+//! External tools the harness runs: where they are and how to get them.
+//! A missing tool is an error that names the install command, never a skip.
+
+use anyhow::{Result, bail};
+use camino::Utf8PathBuf;
+
+/// A program from a Debian package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tool {
+    /// Executable name looked up on PATH.
+    pub binary: &'static str,
+    /// The Debian package that ships it.
+    pub package: &'static str,
+}
+
+pub const PROMTOOL: Tool = Tool { binary: "promtool", package: "prometheus" };
+pub const AMTOOL: Tool = Tool { binary: "amtool", package: "prometheus-alertmanager" };
+pub const BLACKBOX: Tool = Tool { binary: "prometheus-blackbox-exporter", package: "prometheus-blackbox-exporter" };
+pub const SHELLCHECK: Tool = Tool { binary: "shellcheck", package: "shellcheck" };
+
+/// Every tool `cargo test` and `cargo xtask validate` need.
+pub const VALIDATORS: [Tool; 4] = [PROMTOOL, AMTOOL, BLACKBOX, SHELLCHECK];
+
+impl Tool {
+    /// The tool's path on PATH, or an error naming the install command.
+    pub fn find(self) -> Result<Utf8PathBuf> {
+        match find_on_path(self.binary) {
+            Some(p) => Ok(p),
+            None => bail!(
+                "`{}` is not installed; install it with `apt-get install -y {}` (or run `bash .ci/run`, which installs every tool the tests need)",
+                self.binary,
+                self.package
+            ),
+        }
+    }
+}
+
+fn find_on_path(binary: &str) -> Option<Utf8PathBuf> {
+    let path = std::env::var("PATH").ok()?;
+    path.split(':').filter(|d| !d.is_empty()).map(|d| Utf8PathBuf::from(d).join(binary)).find(|p| is_executable(p))
+}
+
+#[cfg(unix)]
+fn is_executable(p: &camino::Utf8Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &camino::Utf8Path) -> bool {
+    p.is_file()
+}
+
+/// All validators that are missing, as one error listing one install command.
+pub fn require_validators() -> Result<()> {
+    let missing: Vec<Tool> = VALIDATORS.iter().copied().filter(|t| find_on_path(t.binary).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let bins: Vec<&str> = missing.iter().map(|t| t.binary).collect();
+    let pkgs: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    bail!(
+        "missing validation tools: {}; install them with `apt-get install -y {}` (or run `bash .ci/run`)",
+        bins.join(", "),
+        pkgs.join(" ")
+    )
+}

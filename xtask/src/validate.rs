@@ -1,6 +1,370 @@
-//! (stub)
-use anyhow::Result;
-/// Validate rendered configs with the real tools.
+//! Validate rendered files with the real tools that will read them
+//! (promtool, amtool, blackbox_exporter, shellcheck) and Kubernetes manifests
+//! against their typed k8s-openapi objects. What cannot be checked here (no
+//! Alloy, Loki or Jaeger binary) is reported as "not run: <reason>", never as passed.
+
+use std::fmt;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+use serde_json::Value;
+use xshell::{Shell, cmd};
+
+use crate::render::{Ctx, Files};
+use crate::stack::Arch;
+use crate::tools::{self, Tool};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    NotRun(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub file: Utf8PathBuf,
+    /// What checked it, e.g. `promtool check rules`.
+    pub by: String,
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Passed => write!(f, "passed   {} ({})", self.file, self.by),
+            Outcome::Failed(why) => write!(f, "FAILED   {} ({}):\n{}", self.file, self.by, indent(why)),
+            Outcome::NotRun(why) => write!(f, "not run  {} ({}): {why}", self.file, self.by),
+        }
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn failed(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| matches!(c.outcome, Outcome::Failed(_)))
+    }
+    pub fn count(&self, f: fn(&Outcome) -> bool) -> usize {
+        self.checks.iter().filter(|c| f(&c.outcome)).count()
+    }
+    fn push(&mut self, file: &Utf8Path, by: impl Into<String>, outcome: Outcome) {
+        self.checks.push(Check { file: file.to_path_buf(), by: by.into(), outcome });
+    }
+    fn push_result(&mut self, file: &Utf8Path, by: impl Into<String>, r: Result<()>) {
+        let outcome = match r {
+            Ok(()) => Outcome::Passed,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        self.push(file, by, outcome);
+    }
+}
+
+/// Run `tool args...`; Ok if it exits 0, else an error carrying its output.
+fn exec(sh: &Shell, tool: Tool, args: &[&str]) -> Result<()> {
+    let bin = tool.find()?;
+    let out = cmd!(sh, "{bin} {args...}").quiet().ignore_status().output().with_context(|| format!("running {bin}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        bail!(
+            "{} {} exited with {}\n{}{}",
+            tool.binary,
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+fn yaml_file(dir: &Utf8Path, rel: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(dir.join(rel)).with_context(|| format!("reading {rel}"))?;
+    serde_yaml_ng::from_str(&text).with_context(|| format!("{rel} is not valid YAML"))
+}
+
+/// Validate every file of a rendered set, written to `dir` first.
+pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
+    files.write_to(dir)?;
+    let sh = Shell::new()?;
+    let scratch = dir.join(".validate");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {scratch}"))?;
+    let mut report = Report::default();
+    for (rel, text) in files.iter() {
+        let path = dir.join(rel);
+        let p = path.as_str();
+        let name = rel.as_str();
+        if name.starts_with("prometheus/rules/") && name.ends_with(".rules.yml") {
+            report.push_result(rel, "promtool check rules", exec(&sh, tools::PROMTOOL, &["check", "rules", p]));
+        } else if name.starts_with("prometheus/rules/") && name.ends_with(".test.yml") {
+            report.push_result(rel, "promtool test rules", exec(&sh, tools::PROMTOOL, &["test", "rules", p]));
+        } else if name == "prometheus/prometheus.yml" {
+            let r = yaml_file(dir, name).and_then(|v| check_prometheus_config(&sh, &scratch, "prometheus", v));
+            report.push_result(rel, PROMTOOL_CONFIG, r);
+        } else if name == "prometheus/additional-scrape-configs.yml" {
+            let r = scrape_list(&sh, &scratch, "additional", yaml_file(dir, name));
+            report.push_result(rel, PROMTOOL_CONFIG, r);
+        } else if name == "alertmanager/alertmanager.yml" {
+            report.push_result(rel, "amtool check-config", exec(&sh, tools::AMTOOL, &["check-config", p]));
+        } else if name == "blackbox/blackbox.yml" {
+            report.push_result(rel, "blackbox_exporter --config.check", blackbox_check(&sh, &path));
+        } else if name.ends_with(".sh") {
+            report.push_result(rel, "shellcheck", exec(&sh, tools::SHELLCHECK, &["--severity=style", "--shell=bash", p]));
+        } else if name.starts_with("manifests/") {
+            report.push_result(rel, "typed Kubernetes objects (k8s-openapi v1_34)", check_manifests(text));
+            if name.ends_with("prometheusrule.yaml") {
+                let r = prometheus_rule_groups(&sh, &scratch, text);
+                report.push_result(rel, "promtool check rules (PrometheusRule spec)", r);
+            }
+        } else if name == "values/kube-prometheus-stack.yaml" {
+            let v = yaml_file(dir, name)?;
+            let am = scratch.join("kps-alertmanager.yml");
+            write(&am, &v["alertmanager"]["config"])?;
+            report.push_result(rel, "amtool check-config (alertmanager.config)", exec(&sh, tools::AMTOOL, &["check-config", am.as_str()]));
+            let scrape = Ok(v["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"].clone());
+            report.push_result(rel, format!("{PROMTOOL_CONFIG} (additionalScrapeConfigs)"), scrape_list(&sh, &scratch, "kps", scrape));
+        } else if name == "values/blackbox-exporter.yaml" {
+            let v = yaml_file(dir, name)?;
+            let cfg = scratch.join("blackbox-values.yml");
+            write(&cfg, &v["config"])?;
+            report.push_result(rel, "blackbox_exporter --config.check (config)", blackbox_check(&sh, &cfg));
+        } else if name.ends_with(".alloy") {
+            report.push(rel, "alloy fmt", Outcome::NotRun("Grafana Alloy cannot be installed on this machine (no registry); checked by unit tests and on GitHub Actions".into()));
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            report.push_result(rel, "YAML parse", yaml_file(dir, name).map(|_| ()));
+            if name == "values/loki.yaml" || name == "values/jaeger.yaml" {
+                report.push(rel, "helm template", Outcome::NotRun("the upstream chart cannot be fetched on this machine".into()));
+            }
+        } else {
+            report.push(rel, "none", Outcome::NotRun("no validator for this file type".into()));
+        }
+    }
+    Ok(report)
+}
+
+fn write(path: &Utf8Path, v: &Value) -> Result<()> {
+    std::fs::write(path, serde_yaml_ng::to_string(v)?).with_context(|| format!("writing {path}"))
+}
+
+const PROMTOOL_CONFIG: &str = "promtool check config --syntax-only, Kubernetes SD checked as file SD";
+
+/// Check a bare list of scrape configs by wrapping it in a minimal configuration.
+fn scrape_list(sh: &Shell, scratch: &Utf8Path, tag: &str, list: Result<Value>) -> Result<()> {
+    let list = list?;
+    if !list.is_array() {
+        bail!("expected a list of scrape configs, found {list}");
+    }
+    check_prometheus_config(sh, scratch, tag, serde_json::json!({ "scrape_configs": list }))
+}
+
+/// `promtool check config --syntax-only` (the in-cluster token file exists only in the pod).
+///
+/// Debian's Prometheus is built without Kubernetes service discovery, so its promtool
+/// refuses `kubernetes_sd_configs`. Each such block is checked here against the roles
+/// Prometheus accepts, then swapped for an equivalent `file_sd_configs` so promtool still
+/// checks everything else of the job (relabeling, regexes, TLS, authorization, paths).
+fn check_prometheus_config(sh: &Shell, scratch: &Utf8Path, tag: &str, mut cfg: Value) -> Result<()> {
+    let jobs = cfg.get_mut("scrape_configs").and_then(Value::as_array_mut);
+    for job in jobs.into_iter().flatten() {
+        let name = job["job_name"].as_str().unwrap_or("?").to_string();
+        let Some(sd) = job.as_object_mut().and_then(|j| j.remove("kubernetes_sd_configs")) else { continue };
+        for entry in sd.as_array().into_iter().flatten() {
+            let role = entry["role"].as_str().unwrap_or("");
+            if !["node", "pod", "service", "endpoints", "endpointslice", "ingress"].contains(&role) {
+                bail!("job {name}: kubernetes_sd_configs role {role:?} is not a Kubernetes SD role");
+            }
+            for key in entry.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if !["role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"].contains(&key.as_str()) {
+                    bail!("job {name}: kubernetes_sd_configs has an unknown field {key:?}");
+                }
+            }
+        }
+        job["file_sd_configs"] = serde_json::json!([{ "files": ["k8s-sd-targets/*.json"] }]);
+    }
+    let path = scratch.join(format!("{tag}-prometheus.yml"));
+    write(&path, &cfg)?;
+    exec(sh, tools::PROMTOOL, &["check", "config", "--syntax-only", path.as_str()])
+}
+
+fn blackbox_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
+    let flag = format!("--config.file={cfg}");
+    exec(sh, tools::BLACKBOX, &["--config.check", &flag])
+}
+
+/// The PrometheusRule's `spec` is a rules file: check it with promtool too.
+fn prometheus_rule_groups(sh: &Shell, scratch: &Utf8Path, text: &str) -> Result<()> {
+    let obj: PrometheusRule = serde_yaml_ng::from_str(text).context("PrometheusRule does not match monitoring.coreos.com/v1")?;
+    let rules = scratch.join("prometheusrule-spec.yml");
+    std::fs::write(&rules, serde_yaml_ng::to_string(&obj.spec)?).with_context(|| format!("writing {rules}"))?;
+    exec(sh, tools::PROMTOOL, &["check", "rules", rules.as_str()])
+}
+
+/// monitoring.coreos.com/v1 PrometheusRule, as much as a rules file uses; strict.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PrometheusRule {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: PrometheusRuleSpec,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusRuleSpec {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RuleGroup {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<String>,
+    expr: String,
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    for_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Every document of a manifest file must be a known kind and survive a typed
+/// round trip unchanged: a misspelt or misplaced field is dropped by the typed
+/// object, so the round trip shows it.
+pub fn check_manifests(text: &str) -> Result<()> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, storage::v1 as storage};
+    let mut n = 0;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc).context("not valid YAML")?;
+        if value.is_null() {
+            continue;
+        }
+        n += 1;
+        let kind = format!("{}/{}", value["apiVersion"].as_str().unwrap_or("?"), value["kind"].as_str().unwrap_or("?"));
+        let round = match kind.as_str() {
+            "v1/Namespace" => round_trip::<core::Namespace>(&value),
+            "v1/ConfigMap" => round_trip::<core::ConfigMap>(&value),
+            "v1/Service" => round_trip::<core::Service>(&value),
+            "apps/v1/DaemonSet" => round_trip::<apps::DaemonSet>(&value),
+            "apps/v1/Deployment" => round_trip::<apps::Deployment>(&value),
+            "storage.k8s.io/v1/StorageClass" => round_trip::<storage::StorageClass>(&value),
+            "helm.cattle.io/v1/HelmChart" => round_trip::<crate::render::manifests::HelmChart>(&value),
+            "monitoring.coreos.com/v1/PrometheusRule" => round_trip::<PrometheusRule>(&value),
+            other => bail!("document {n}: unknown kind {other}; add it to validate::check_manifests"),
+        };
+        round.with_context(|| format!("document {n} ({kind})"))?;
+    }
+    if n == 0 {
+        bail!("no Kubernetes object in the file");
+    }
+    Ok(())
+}
+
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Result<()> {
+    let typed: T = serde_json::from_value(value.clone()).context("does not deserialize into its typed object")?;
+    let back = serde_json::to_value(&typed)?;
+    if &back != value {
+        let diff = first_json_difference(value, &back, String::new()).unwrap_or_default();
+        bail!("fields lost in the typed round trip (unknown or misplaced field?): {diff}");
+    }
+    Ok(())
+}
+
+fn first_json_difference(a: &Value, b: &Value, at: String) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                match y.get(k) {
+                    None => return Some(format!("{at}.{k} is not a field of the typed object")),
+                    Some(vb) => {
+                        if let Some(d) = first_json_difference(va, vb, format!("{at}.{k}")) {
+                            return Some(d);
+                        }
+                    }
+                }
+            }
+            y.keys().find(|k| !x.contains_key(*k)).map(|k| format!("{at}.{k} appears only after the round trip"))
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            x.iter().zip(y).enumerate().find_map(|(i, (va, vb))| first_json_difference(va, vb, format!("{at}[{i}]")))
+        }
+        _ if a == b => None,
+        _ => Some(format!("{at}: {a} became {b}")),
+    }
+}
+
+/// Validate rendered configs with the real tools: promtool, amtool, blackbox_exporter,
+/// shellcheck, and typed Kubernetes objects. Files no tool here can read are reported
+/// as "not run".
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> Result<()> { Ok(()) }
+pub struct Args {
+    /// Profile to validate (default: every profile).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Architecture to validate (default: every arch of the matrix).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    tools::require_validators()?;
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    let mut failed = 0;
+    let mut ran = 0;
+    for profile in stack.profiles.keys() {
+        if args.profile.as_deref().is_some_and(|p| p != profile.as_str()) {
+            continue;
+        }
+        for &arch in &stack.matrix.arch {
+            if args.arch.is_some_and(|a| a != arch) {
+                continue;
+            }
+            ran += 1;
+            let ctx = Ctx::new(&stack, profile.as_str(), arch)?;
+            let files = crate::render::render(&ctx)?;
+            let dir = crate::paths::target_dir().join("validate").join(profile.as_str()).join(arch.as_str());
+            let report = validate(&files, &dir)?;
+            eprintln!("validate {profile}/{arch}:");
+            for c in &report.checks {
+                eprintln!("  {c}");
+            }
+            eprintln!(
+                "  {} passed, {} failed, {} not run",
+                report.count(|o| *o == Outcome::Passed),
+                report.count(|o| matches!(o, Outcome::Failed(_))),
+                report.count(|o| matches!(o, Outcome::NotRun(_)))
+            );
+            failed += report.failed().count();
+        }
+    }
+    if ran == 0 {
+        if let Some(p) = &args.profile {
+            stack.profile(p)?;
+        }
+        bail!("nothing validated: that arch is not in the matrix of stack.toml");
+    }
+    if failed > 0 {
+        bail!("{failed} validation(s) failed");
+    }
+    Ok(())
+}

@@ -1,7 +1,154 @@
-//! (stub, being written)
-use anyhow::Result;
-use super::{Ctx, Files};
+//! kube-prometheus-stack values for k3s + KubeEdge (SPEC.md):
+//! - k3s runs the control plane in one process with one metrics registry: the
+//!   controller-manager, scheduler, proxy and etcd monitors (and their rules) are off;
+//! - the operator's kubelet Service excludes edge nodes (they have no 10250 server;
+//!   their kubelet metrics come through the tunnel jobs instead);
+//! - every stack pod stays off edge nodes;
+//! - no admission webhooks (their cert-generation image is one more image to carry offline,
+//!   and the PrometheusRule we ship is validated here by promtool instead).
 
-pub fn render(_ctx: &Ctx<'_>, _files: &mut Files) -> Result<()> {
-    Ok(())
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::values::{DigestKey, image, off_edge, resources_burst, to_value};
+use super::Ctx;
+use crate::stack::Kind;
+
+pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
+    let s = ctx.settings();
+    let img = |name: &str| ctx.image(Kind::PrometheusStack, name);
+    let storage_bytes = s.metrics_storage.bytes();
+    // Keep retention by size under the volume size so Prometheus never fills it.
+    let retention_size_mib = storage_bytes / (1 << 20) * 85 / 100;
+    let claim = |size: String| {
+        json!({
+            "volumeClaimTemplate": {
+                "spec": {
+                    "storageClassName": s.storage_class.as_str(),
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": size } },
+                }
+            }
+        })
+    };
+    let grafana_datasources = {
+        let mut ds = Vec::new();
+        if ctx.has(Kind::Loki) {
+            ds.push(json!({
+                "name": "Loki", "type": "loki", "uid": "loki", "access": "proxy",
+                "url": format!("http://{}:3100", ctx.svc(super::names::RELEASE_LOKI)),
+            }));
+        }
+        if ctx.has(Kind::Jaeger) {
+            ds.push(json!({
+                "name": "Jaeger", "type": "jaeger", "uid": "jaeger", "access": "proxy",
+                "url": format!("http://{}:{}", ctx.svc(&format!("{}-query", super::names::RELEASE_JAEGER)), super::jaeger::QUERY_PORT),
+            }));
+        }
+        ds
+    };
+    Ok(json!({
+        "fullnameOverride": super::names::RELEASE_KPS,
+        "cleanPrometheusOperatorObjectNames": true,
+        "crds": { "enabled": true },
+        "defaultRules": {
+            "rules": {
+                "etcd": false,
+                "kubeControllerManager": false,
+                "kubeSchedulerAlerting": false,
+                "kubeSchedulerRecording": false,
+                "kubeProxy": false,
+            }
+        },
+        "kubeControllerManager": { "enabled": false },
+        "kubeScheduler": { "enabled": false },
+        "kubeProxy": { "enabled": false },
+        "kubeEtcd": { "enabled": false },
+        "prometheusOperator": {
+            "image": image(img("prometheus-operator")?, DigestKey::Sha),
+            "prometheusConfigReloader": { "image": image(img("prometheus-config-reloader")?, DigestKey::Sha) },
+            "admissionWebhooks": { "enabled": false },
+            "tls": { "enabled": false },
+            "kubeletService": {
+                "enabled": true,
+                "selector": format!("!{}", super::names::EDGE_NODE_LABEL),
+            },
+            "affinity": off_edge(),
+            "resources": resources_burst("50m", "64Mi", "200m", "256Mi"),
+        },
+        "prometheus": {
+            "prometheusSpec": {
+                "image": image(img("prometheus")?, DigestKey::Sha),
+                "scrapeInterval": s.scrape_interval.to_string(),
+                "evaluationInterval": s.evaluation_interval.to_string(),
+                "retention": s.metrics_retention.to_string(),
+                "retentionSize": format!("{retention_size_mib}MiB"),
+                "storageSpec": claim(s.metrics_storage.to_string()),
+                "resources": resources_burst("200m", "512Mi", "1", "2Gi"),
+                "affinity": off_edge(),
+                "additionalScrapeConfigs": to_value(&super::prometheus::scrape_configs(ctx, false)),
+                "ruleSelectorNilUsesHelmValues": false,
+                "serviceMonitorSelectorNilUsesHelmValues": false,
+                "podMonitorSelectorNilUsesHelmValues": false,
+                "probeSelectorNilUsesHelmValues": false,
+            }
+        },
+        "alertmanager": {
+            "config": to_value(&super::alertmanager::config(ctx)),
+            "alertmanagerSpec": {
+                "image": image(img("alertmanager")?, DigestKey::Sha),
+                "affinity": off_edge(),
+                "resources": resources_burst("20m", "64Mi", "200m", "256Mi"),
+                "storage": claim("1Gi".into()),
+            }
+        },
+        "grafana": {
+            "enabled": true,
+            "image": image(img("grafana")?, DigestKey::Sha),
+            "affinity": off_edge(),
+            "testFramework": { "enabled": false },
+            "persistence": { "enabled": true, "storageClassName": s.storage_class.as_str(), "size": "1Gi" },
+            "additionalDataSources": grafana_datasources,
+            "resources": resources_burst("50m", "128Mi", "500m", "512Mi"),
+        },
+        "kube-state-metrics": {
+            "image": image(img("kube-state-metrics")?, DigestKey::Sha),
+            "affinity": off_edge(),
+        },
+        // kube-prometheus-stack's own node exporter covers cloud nodes; edge nodes run
+        // the budgeted edge node exporter instead.
+        "prometheus-node-exporter": {
+            "image": image(img("node-exporter")?, DigestKey::Digest),
+            "affinity": off_edge(),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::Arch;
+
+    #[test]
+    fn control_plane_monitors_are_off_and_nothing_runs_on_edges() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
+        let v = values(&ctx).unwrap();
+        for key in ["kubeControllerManager", "kubeScheduler", "kubeProxy", "kubeEtcd"] {
+            assert_eq!(v[key]["enabled"], json!(false), "{key}");
+        }
+        assert_eq!(v["prometheusOperator"]["kubeletService"]["selector"], json!("!node-role.kubernetes.io/edge"));
+        let off = off_edge();
+        for path in [
+            &v["prometheusOperator"]["affinity"],
+            &v["prometheus"]["prometheusSpec"]["affinity"],
+            &v["alertmanager"]["alertmanagerSpec"]["affinity"],
+            &v["grafana"]["affinity"],
+            &v["kube-state-metrics"]["affinity"],
+            &v["prometheus-node-exporter"]["affinity"],
+        ] {
+            assert_eq!(path, &off);
+        }
+        assert!(off.to_string().contains("DoesNotExist"));
+    }
 }

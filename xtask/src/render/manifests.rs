@@ -1,7 +1,248 @@
-//! (stub, being written)
-use anyhow::Result;
-use super::{Ctx, Files};
+//! Kubernetes manifests, typed: k8s-openapi objects for core kinds, and small
+//! structs for the k3s `HelmChart` custom resource.
+//!
+//! Charts are delivered the way k3s delivers its own (traefik): the archive is
+//! copied into `/var/lib/rancher/k3s/server/static/charts/` and the HelmChart
+//! points at `https://%{KUBERNETES_API}%/static/charts/<file>`, so k3s'
+//! helm-controller installs it with no helm binary and no network.
 
-pub fn render(_ctx: &Ctx<'_>, _files: &mut Files) -> Result<()> {
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, HostPathVolumeSource, Namespace, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SecurityContext, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::{Deserialize, Serialize};
+
+use super::names::EDGE_NODE_LABEL;
+use super::{Ctx, Files};
+use crate::stack::{Component, Kind};
+
+/// Where k3s serves chart archives to its helm-controller.
+pub const K3S_STATIC_CHARTS_DIR: &str = "/var/lib/rancher/k3s/server/static/charts";
+
+/// k3s' `helm.cattle.io/v1` HelmChart (the fields this stack uses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HelmChart {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: HelmChartSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HelmChartSpec {
+    pub chart: String,
+    pub target_namespace: String,
+    pub create_namespace: bool,
+    pub timeout: String,
+    pub values_content: String,
+}
+
+fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        labels: (!labels.is_empty()).then(|| labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    }
+}
+
+const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "kubeprepare-observability");
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubeprepare");
+
+pub fn namespace(ctx: &Ctx<'_>) -> Namespace {
+    Namespace { metadata: meta(ctx.namespace(), None, &[PART_OF, MANAGED_BY]), ..Default::default() }
+}
+
+/// A StorageClass on k3s' local-path provisioner that keeps data when a claim goes away.
+pub fn storage_class(ctx: &Ctx<'_>) -> StorageClass {
+    StorageClass {
+        metadata: meta(ctx.settings().storage_class.as_str(), None, &[PART_OF, MANAGED_BY]),
+        provisioner: "rancher.io/local-path".into(),
+        reclaim_policy: Some("Retain".into()),
+        volume_binding_mode: Some("WaitForFirstConsumer".into()),
+        allow_volume_expansion: Some(false),
+        ..Default::default()
+    }
+}
+
+/// Node affinity that keeps a pod on edge nodes (`Exists`) or off them (`DoesNotExist`).
+pub fn edge_affinity(on_edge: bool) -> Affinity {
+    Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: EDGE_NODE_LABEL.into(),
+                        operator: if on_edge { "Exists" } else { "DoesNotExist" }.into(),
+                        values: None,
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Resources of an edge component: requests = limits = its budget.
+pub fn budget_resources(c: &Component) -> Option<ResourceRequirements> {
+    let b = c.budget?;
+    let q: BTreeMap<String, Quantity> =
+        [("cpu".to_string(), Quantity(b.cpu.to_string())), ("memory".to_string(), Quantity(b.memory.to_string()))]
+            .into_iter()
+            .collect();
+    Some(ResourceRequirements { limits: Some(q.clone()), requests: Some(q), ..Default::default() })
+}
+
+/// Node exporter on every edge node: host network (the cloud scrapes `<InternalIP>:9100`),
+/// host PID and the host's root read-only, container named after the component so its
+/// budget alert finds it in cAdvisor's series.
+pub fn edge_node_exporter(ctx: &Ctx<'_>) -> Result<DaemonSet> {
+    let c = ctx.component(Kind::NodeExporter).context("no node exporter component")?;
+    let image = ctx.image(Kind::NodeExporter, "node-exporter")?;
+    let name = c.name.as_str();
+    let port = ctx.settings().edge.node_exporter;
+    let labels: BTreeMap<String, String> = [("app.kubernetes.io/name".to_string(), name.to_string())].into_iter().collect();
+    let mut md = meta(name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
+    md.labels.get_or_insert_default().extend(labels.clone());
+    Ok(DaemonSet {
+        metadata: md,
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                spec: Some(PodSpec {
+                    affinity: Some(edge_affinity(true)),
+                    tolerations: Some(vec![Toleration {
+                        key: Some(EDGE_NODE_LABEL.into()),
+                        operator: Some("Exists".into()),
+                        effect: Some("NoSchedule".into()),
+                        ..Default::default()
+                    }]),
+                    host_network: Some(true),
+                    host_pid: Some(true),
+                    // Edge nodes have no cluster DNS.
+                    dns_policy: Some("Default".into()),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65534),
+                        run_as_group: Some(65534),
+                        ..Default::default()
+                    }),
+                    containers: vec![Container {
+                        name: name.into(),
+                        image: Some(image.pinned()),
+                        image_pull_policy: Some("IfNotPresent".into()),
+                        args: Some(vec![
+                            "--path.rootfs=/host/root".into(),
+                            format!("--web.listen-address=:{port}"),
+                            "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|var/lib/kubelet/.+|var/lib/edged/.+)($|/)".into(),
+                        ]),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("metrics".into()),
+                            container_port: port.into(),
+                            host_port: Some(port.into()),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
+                        resources: budget_resources(c),
+                        security_context: Some(SecurityContext {
+                            allow_privilege_escalation: Some(false),
+                            read_only_root_filesystem: Some(true),
+                            ..Default::default()
+                        }),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "root".into(),
+                            mount_path: "/host/root".into(),
+                            read_only: Some(true),
+                            mount_propagation: Some("HostToContainer".into()),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![Volume {
+                        name: "root".into(),
+                        host_path: Some(HostPathVolumeSource { path: "/".into(), type_: None }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The chart values of a charted component, from its renderer.
+pub fn chart_values(ctx: &Ctx<'_>, c: &Component) -> Result<Option<serde_json::Value>> {
+    Ok(match c.kind {
+        Kind::PrometheusStack => Some(super::kps::values(ctx)?),
+        Kind::Loki => Some(super::loki::values(ctx)?),
+        Kind::Jaeger => Some(super::jaeger::values(ctx)?),
+        Kind::BlackboxExporter => Some(super::blackbox::values(ctx)?),
+        Kind::Alloy | Kind::Promtail => Some(super::logagent::values(ctx, c)?),
+        _ => None,
+    })
+}
+
+/// Release name of a charted component (fixes its service names).
+pub fn release_name(c: &Component) -> &'static str {
+    use super::names::*;
+    match c.kind {
+        Kind::PrometheusStack => RELEASE_KPS,
+        Kind::Loki => RELEASE_LOKI,
+        Kind::Jaeger => RELEASE_JAEGER,
+        Kind::BlackboxExporter => RELEASE_BLACKBOX,
+        Kind::Alloy => RELEASE_ALLOY,
+        Kind::Promtail => RELEASE_PROMTAIL,
+        _ => "unused",
+    }
+}
+
+pub fn helm_chart(ctx: &Ctx<'_>, c: &Component, values: &serde_json::Value) -> Result<Option<HelmChart>> {
+    let Some(chart) = &c.chart else { return Ok(None) };
+    Ok(Some(HelmChart {
+        api_version: "helm.cattle.io/v1".into(),
+        kind: "HelmChart".into(),
+        metadata: meta(release_name(c), Some("kube-system"), &[PART_OF, MANAGED_BY]),
+        spec: HelmChartSpec {
+            chart: format!("https://%{{KUBERNETES_API}}%/static/charts/{}", chart.archive_name()),
+            target_namespace: ctx.namespace().into(),
+            create_namespace: false,
+            timeout: "15m".into(),
+            values_content: super::output::to_yaml(values)?,
+        },
+    }))
+}
+
+pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
+    files.add_yaml("manifests/00-namespace.yaml", &namespace(ctx))?;
+    files.add_yaml("manifests/01-storageclass.yaml", &storage_class(ctx))?;
+    if ctx.has(Kind::NodeExporter) {
+        files.add_yaml("manifests/20-edge-node-exporter.yaml", &edge_node_exporter(ctx)?)?;
+    }
+    for c in ctx.profile.enabled() {
+        let Some(values) = chart_values(ctx, c)? else { continue };
+        if c.chart.is_none() {
+            continue;
+        }
+        files.add_yaml(format!("values/{}.yaml", c.name), &values)?;
+        if let Some(hc) = helm_chart(ctx, c, &values)? {
+            files.add_yaml(format!("manifests/10-helmchart-{}.yaml", c.name), &hc)?;
+        }
+    }
     Ok(())
 }

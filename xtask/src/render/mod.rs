@@ -18,6 +18,7 @@ pub mod output;
 pub mod prometheus;
 pub mod rules;
 pub mod scripts;
+pub mod values;
 
 use anyhow::{Context, Result, anyhow};
 use camino::Utf8PathBuf;
@@ -96,18 +97,11 @@ pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     alertmanager::render(ctx, &mut files).context("rendering the Alertmanager configuration")?;
     blackbox::render(ctx, &mut files).context("rendering the blackbox exporter configuration")?;
     kubeedge::render(ctx, &mut files).context("rendering the KubeEdge patches")?;
-    if ctx.has(Kind::PrometheusStack) {
-        kps::render(ctx, &mut files).context("rendering kube-prometheus-stack values")?;
-    }
-    if ctx.has(Kind::Loki) {
-        loki::render(ctx, &mut files).context("rendering Loki values")?;
-    }
     if ctx.profile.log_agent().is_some() {
         logagent::render(ctx, &mut files).context("rendering the edge log agent")?;
     }
-    if ctx.has(Kind::Jaeger) {
-        jaeger::render(ctx, &mut files).context("rendering Jaeger values")?;
-    }
+    // Chart values (kube-prometheus-stack, Loki, Jaeger, blackbox, log agent) are written
+    // by `manifests`, next to the HelmChart that carries them.
     manifests::render(ctx, &mut files).context("rendering the Kubernetes manifests")?;
     scripts::render(ctx, &mut files).context("rendering the install scripts")?;
     Ok(files)

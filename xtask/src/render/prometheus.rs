@@ -1,7 +1,379 @@
-//! (stub, being written)
-use anyhow::Result;
-use super::{Ctx, Files};
+//! Prometheus scrape configuration, typed.
+//!
+//! The same job list feeds two outputs: a complete `prometheus/prometheus.yml`
+//! (for standalone Prometheus and for `promtool check config`) and
+//! `prometheus/additional-scrape-configs.yml`, the list kube-prometheus-stack
+//! takes as `prometheusSpec.additionalScrapeConfigs`.
+//!
+//! Edge facts (SPEC.md): edge nodes carry `node-role.kubernetes.io/edge: ""`,
+//! so jobs keep on label *presence*; edge kubelets are reached only through the
+//! KubeEdge stream tunnel, at `<edge InternalIP>:10350` over https.
 
-pub fn render(_ctx: &Ctx<'_>, _files: &mut Files) -> Result<()> {
+use anyhow::Result;
+use serde::Serialize;
+
+use super::names::*;
+use super::{Ctx, Files};
+use crate::stack::Kind;
+
+const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub global: Global,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<Alerting>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule_files: Vec<String>,
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Global {
+    pub scrape_interval: String,
+    pub evaluation_interval: String,
+    pub external_labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alerting {
+    pub alertmanagers: Vec<AlertmanagerTarget>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertmanagerTarget {
+    pub static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrape_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kubernetes_sd_configs: Vec<KubernetesSd>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relabel_configs: Vec<Relabel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsConfig {
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Authorization {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub credentials_file: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KubernetesSd {
+    pub role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Namespaces>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Namespaces {
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One relabeling step (Prometheus `relabel_config`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Relabel {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_labels: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+}
+
+impl Relabel {
+    /// Keep only targets whose `source` matches `regex`.
+    pub fn keep(source: &str, regex: &str) -> Self {
+        Relabel { source_labels: vec![source.into()], regex: Some(regex.into()), action: Some("keep"), ..Default::default() }
+    }
+    /// Copy `source` into `target`.
+    pub fn copy(source: &str, target: &str) -> Self {
+        Relabel { source_labels: vec![source.into()], target_label: Some(target.into()), ..Default::default() }
+    }
+    /// Set `target` from `source` matched by `regex`, rewritten as `replacement`.
+    pub fn rewrite(source: &str, regex: &str, target: &str, replacement: &str) -> Self {
+        Relabel {
+            source_labels: vec![source.into()],
+            regex: Some(regex.into()),
+            target_label: Some(target.into()),
+            replacement: Some(replacement.into()),
+            ..Default::default()
+        }
+    }
+    /// Set `target` to a fixed value.
+    pub fn set(target: &str, value: &str) -> Self {
+        Relabel { target_label: Some(target.into()), replacement: Some(value.into()), ..Default::default() }
+    }
+}
+
+fn static_target(target: String) -> Vec<StaticConfig> {
+    vec![StaticConfig { targets: vec![target], labels: Default::default() }]
+}
+
+/// Keep edge nodes only: KubeEdge's label has an EMPTY value, so match on presence.
+fn keep_edge_nodes() -> Relabel {
+    Relabel::keep(EDGE_LABEL_PRESENT_META, "true")
+}
+
+/// A node-role job over edge nodes at `<InternalIP>:port`, with the node's name as `node`.
+fn edge_node_job(job: &str, port: u16) -> ScrapeConfig {
+    ScrapeConfig {
+        job_name: job.into(),
+        kubernetes_sd_configs: vec![KubernetesSd { role: "node", namespaces: None }],
+        relabel_configs: vec![
+            keep_edge_nodes(),
+            Relabel::rewrite("__meta_kubernetes_node_address_InternalIP", "(.+)", "__address__", &format!("$1:{port}")),
+            Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The edge kubelet (edged) through the KubeEdge stream tunnel: https on 10350,
+/// which iptables-manager DNATs to cloudcore's stream port.
+fn edge_tunnel_job(ctx: &Ctx<'_>, job: &str, path: &str) -> ScrapeConfig {
+    ScrapeConfig {
+        scheme: Some("https"),
+        metrics_path: Some(path.into()),
+        tls_config: Some(TlsConfig { insecure_skip_verify: true }),
+        authorization: Some(Authorization { kind: "Bearer", credentials_file: SA_TOKEN }),
+        ..edge_node_job(job, ctx.settings().edge.kubelet_readonly)
+    }
+}
+
+/// The blackbox exporter's address as scrape target, and the relabeling that turns
+/// each configured target into a `?target=` parameter.
+fn probe_job(ctx: &Ctx<'_>, job: &str, module: &str) -> ScrapeConfig {
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("module".to_string(), vec![module.to_string()]);
+    ScrapeConfig {
+        job_name: job.into(),
+        metrics_path: Some("/probe".into()),
+        params: Some(params),
+        relabel_configs: vec![
+            Relabel::copy("__address__", "__param_target"),
+            Relabel::copy("__param_target", "instance"),
+            Relabel::set("__address__", &blackbox_address(ctx)),
+        ],
+        ..Default::default()
+    }
+}
+
+/// Where Prometheus reaches the blackbox exporter.
+pub fn blackbox_address(ctx: &Ctx<'_>) -> String {
+    format!("{}:9115", ctx.svc(RELEASE_BLACKBOX))
+}
+
+/// Every scrape job this stack adds. `with_self` adds the jobs for Prometheus and
+/// Alertmanager themselves (kube-prometheus-stack brings its own for those).
+pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
+    let s = ctx.settings();
+    let mut jobs = Vec::new();
+    if with_self {
+        jobs.push(ScrapeConfig {
+            job_name: JOB_PROMETHEUS.into(),
+            static_configs: static_target("localhost:9090".into()),
+            ..Default::default()
+        });
+        if ctx.has(Kind::Alertmanager) {
+            jobs.push(ScrapeConfig {
+                job_name: JOB_ALERTMANAGER.into(),
+                static_configs: static_target(format!("{}:9093", ctx.svc("alertmanager"))),
+                ..Default::default()
+            });
+        }
+    }
+    // Edge kubelet metrics through the stream tunnel: only on k3s + KubeEdge.
+    if ctx.has(Kind::PrometheusStack) {
+        jobs.push(edge_tunnel_job(ctx, JOB_EDGE_CADVISOR, "/metrics/cadvisor"));
+        jobs.push(edge_tunnel_job(ctx, JOB_EDGE_RESOURCE, "/metrics/resource"));
+        // cloudcore runs with hostNetwork: its monitor server listens on the host IP.
+        jobs.push(ScrapeConfig {
+            job_name: JOB_CLOUDCORE.into(),
+            metrics_path: Some("/metrics".into()),
+            kubernetes_sd_configs: vec![KubernetesSd {
+                role: "pod",
+                namespaces: Some(Namespaces { names: vec!["kubeedge".into()] }),
+            }],
+            relabel_configs: vec![
+                Relabel::keep("__meta_kubernetes_pod_label_kubeedge", "cloudcore"),
+                Relabel::rewrite("__meta_kubernetes_pod_host_ip", "(.+)", "__address__", &format!("$1:{}", s.cloudcore.monitor)),
+                Relabel::copy("__meta_kubernetes_pod_node_name", LABEL_NODE),
+            ],
+            ..Default::default()
+        });
+    }
+    if ctx.has(Kind::NodeExporter) {
+        jobs.push(edge_node_job(JOB_EDGE_NODE_EXPORTER, s.edge.node_exporter));
+    }
+    if ctx.has(Kind::BlackboxExporter) {
+        jobs.push(ScrapeConfig {
+            job_name: JOB_BLACKBOX.into(),
+            static_configs: static_target(blackbox_address(ctx)),
+            ..Default::default()
+        });
+        if ctx.has(Kind::PrometheusStack) {
+            // cloudcore's ports, probed from inside the cloud through its Service.
+            let c = &s.cloudcore;
+            let mut probe = probe_job(ctx, JOB_PROBE_CLOUDCORE, super::blackbox::MODULE_TCP);
+            probe.static_configs = [(c.cloudhub, "cloudhub"), (c.cloudhub_https, "cloudhub-https"), (c.stream, "stream"), (c.tunnel, "tunnel")]
+                .iter()
+                .map(|(port, name)| StaticConfig {
+                    targets: vec![format!("cloudcore.kubeedge.svc:{port}")],
+                    labels: [("port_name".to_string(), name.to_string())].into_iter().collect(),
+                })
+                .collect();
+            jobs.push(probe);
+        }
+        if ctx.has(Kind::NodeExporter) {
+            // The cloud→edge link: a TCP connect to each edge node's node exporter.
+            let mut probe = probe_job(ctx, JOB_PROBE_EDGE, super::blackbox::MODULE_TCP);
+            probe.kubernetes_sd_configs = vec![KubernetesSd { role: "node", namespaces: None }];
+            probe.relabel_configs = [
+                vec![
+                    keep_edge_nodes(),
+                    Relabel::rewrite(
+                        "__meta_kubernetes_node_address_InternalIP",
+                        "(.+)",
+                        "__param_target",
+                        &format!("$1:{}", s.edge.node_exporter),
+                    ),
+                    Relabel::copy("__param_target", "instance"),
+                    Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE),
+                ],
+                vec![Relabel::set("__address__", &blackbox_address(ctx))],
+            ]
+            .concat();
+            jobs.push(probe);
+        }
+    }
+    if ctx.has(Kind::Loki) {
+        jobs.push(ScrapeConfig {
+            job_name: JOB_LOKI.into(),
+            static_configs: static_target(format!("{}:3100", ctx.svc(RELEASE_LOKI))),
+            ..Default::default()
+        });
+    }
+    if ctx.has(Kind::Jaeger) {
+        jobs.push(ScrapeConfig {
+            job_name: JOB_JAEGER.into(),
+            static_configs: static_target(format!("{}:{}", ctx.svc(RELEASE_JAEGER), super::jaeger::METRICS_PORT)),
+            ..Default::default()
+        });
+    }
+    jobs
+}
+
+/// The complete configuration of a standalone Prometheus.
+pub fn config(ctx: &Ctx<'_>) -> Config {
+    let s = ctx.settings();
+    let alerting = ctx.has(Kind::Alertmanager).then(|| Alerting {
+        alertmanagers: vec![AlertmanagerTarget { static_configs: static_target(format!("{}:9093", ctx.svc("alertmanager"))) }],
+    });
+    Config {
+        global: Global {
+            scrape_interval: s.scrape_interval.to_string(),
+            evaluation_interval: s.evaluation_interval.to_string(),
+            external_labels: [("cluster".to_string(), "kubeprepare".to_string())].into_iter().collect(),
+        },
+        alerting,
+        rule_files: vec!["rules/observability.rules.yml".into()],
+        scrape_configs: scrape_configs(ctx, true),
+    }
+}
+
+pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
+    files.add_yaml("prometheus/prometheus.yml", &config(ctx))?;
+    if ctx.has(Kind::PrometheusStack) {
+        files.add_yaml("prometheus/additional-scrape-configs.yml", &scrape_configs(ctx, false))?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::Arch;
+
+    fn with_ctx(profile: &str, f: impl FnOnce(&Ctx<'_>)) {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        let ctx = Ctx::new(&stack, profile, Arch::Amd64).expect("profile exists");
+        f(&ctx)
+    }
+
+    #[test]
+    fn edge_jobs_keep_on_label_presence_never_on_value() {
+        with_ctx("upstream", |ctx| {
+            let yaml = serde_yaml_ng::to_string(&scrape_configs(ctx, false)).unwrap();
+            assert!(yaml.contains(EDGE_LABEL_PRESENT_META));
+            // The plan's rule (keep node_role_kubernetes_io_edge == "true") drops every edge node.
+            assert!(!yaml.contains("__meta_kubernetes_node_label_node_role_kubernetes_io_edge"));
+        });
+    }
+
+    #[test]
+    fn tunnel_jobs_use_https_on_the_readonly_port_with_both_paths() {
+        with_ctx("upstream", |ctx| {
+            let jobs = scrape_configs(ctx, false);
+            let paths: Vec<_> = jobs
+                .iter()
+                .filter(|j| j.scheme == Some("https"))
+                .map(|j| {
+                    assert!(j.tls_config.as_ref().is_some_and(|t| t.insecure_skip_verify));
+                    let addr = j.relabel_configs.iter().find(|r| r.target_label.as_deref() == Some("__address__")).unwrap();
+                    assert_eq!(addr.replacement.as_deref(), Some("$1:10350"));
+                    j.metrics_path.clone().unwrap()
+                })
+                .collect();
+            assert_eq!(paths, ["/metrics/cadvisor", "/metrics/resource"]);
+            assert!(!serde_yaml_ng::to_string(&jobs).unwrap().contains(":10250"));
+        });
+    }
+
+    #[test]
+    fn job_names_are_unique() {
+        for profile in ["upstream", "local"] {
+            with_ctx(profile, |ctx| {
+                let jobs = scrape_configs(ctx, true);
+                let mut names: Vec<_> = jobs.iter().map(|j| j.job_name.as_str()).collect();
+                names.sort();
+                let before = names.len();
+                names.dedup();
+                assert_eq!(before, names.len(), "{profile}: duplicate job names");
+            });
+        }
+    }
 }

@@ -1,0 +1,77 @@
+//! Every rendered file is checked by the real tool that will read it
+//! (promtool, amtool, blackbox_exporter, shellcheck; Debian packages installed by
+//! `.ci/run`). A missing tool fails the test with the install command.
+
+use camino::Utf8PathBuf;
+use xtask::render::{self, Ctx};
+use xtask::stack::{self, Arch};
+use xtask::validate::{self, Outcome};
+use xtask::{paths, tools};
+
+fn tmpdir() -> (tempfile::TempDir, Utf8PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let p = Utf8PathBuf::from_path_buf(t.path().to_path_buf()).unwrap();
+    (t, p)
+}
+
+#[test]
+fn every_rendered_file_passes_its_real_validator() {
+    if let Err(e) = tools::require_validators() {
+        panic!("{e:#}");
+    }
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    let mut passed = 0;
+    for profile in stack.profiles.keys() {
+        for &arch in &stack.matrix.arch {
+            let ctx = Ctx::new(&stack, profile.as_str(), arch).unwrap();
+            let files = render::render(&ctx).unwrap();
+            let (_t, dir) = tmpdir();
+            let report = validate::validate(&files, &dir).unwrap();
+            let failed: Vec<String> = report.failed().map(ToString::to_string).collect();
+            assert!(failed.is_empty(), "{profile}/{arch}:\n{}", failed.join("\n"));
+            // Only what truly cannot run here may be "not run".
+            for c in &report.checks {
+                if let Outcome::NotRun(why) = &c.outcome {
+                    assert!(why.contains("cannot be"), "{}: unexpected not-run: {why}", c.file);
+                }
+            }
+            // Every file was looked at by something.
+            assert_eq!(report.checks.iter().map(|c| &c.file).collect::<std::collections::BTreeSet<_>>().len(), files.len());
+            passed += report.count(|o| *o == Outcome::Passed);
+        }
+    }
+    assert!(passed > 20, "only {passed} checks passed");
+}
+
+/// The validators can fail: a broken file of each kind is refused.
+#[test]
+fn validators_refuse_broken_files() {
+    tools::require_validators().unwrap_or_else(|e| panic!("{e:#}"));
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
+    let good = render::render(&ctx).unwrap();
+    let cases = [
+        ("prometheus/rules/observability.rules.yml", "expr: up ==", "expr: up == ("),
+        ("alertmanager/alertmanager.yml", "receiver:", "receiver: no-such-receiver\n  x_receiver:"),
+        ("blackbox/blackbox.yml", "prober: tcp", "prober: carrier-pigeon"),
+        ("prometheus/prometheus.yml", "scrape_interval:", "scrape_interval: soon\n  x_interval:"),
+        ("manifests/20-edge-node-exporter.yaml", "hostNetwork: true", "hostNetwork: true\n      hostNetwrok: true"),
+        ("scripts/install-observability.sh", "set -euo pipefail", "set -euo pipefail\ncd $HOME"),
+    ];
+    for (file, from, to) in cases {
+        let mut files = render::Files::new();
+        for (rel, text) in good.iter() {
+            let text = if rel.as_str() == file {
+                assert!(text.contains(from), "{file} no longer contains {from:?}; update this test");
+                text.replacen(from, to, 1)
+            } else {
+                text.to_string()
+            };
+            files.add(rel.to_path_buf(), text).unwrap();
+        }
+        let (_t, dir) = tmpdir();
+        let report = validate::validate(&files, &dir).unwrap();
+        let failed: Vec<_> = report.failed().map(|c| c.file.as_str().to_string()).collect();
+        assert!(failed.contains(&file.to_string()), "breaking {file} was not caught; failed: {failed:?}");
+    }
+}
