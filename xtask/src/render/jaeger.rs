@@ -48,29 +48,65 @@ pub fn jaeger_config(ctx: &Ctx<'_>) -> Value {
 }
 
 pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
-    let s = ctx.settings();
     Ok(json!({
         "fullnameOverride": super::names::RELEASE_JAEGER,
-        "provisionDataStore": { "cassandra": false, "elasticsearch": false },
+        // Chart 4.x: the v2 all-in-one is `jaeger:`; the v1 components stay off.
+        "provisionDataStore": { "cassandra": false, "elasticsearch": false, "kafka": false },
         "storage": { "type": "memory" },
-        "allInOne": {
-            "enabled": true,
+        "agent": { "enabled": false },
+        "collector": { "enabled": false },
+        "query": { "enabled": false },
+        "jaeger": {
+            "replicas": 1,
             "image": image(ctx.image(Kind::Jaeger, "jaeger")?, DigestKey::Digest),
             "affinity": off_edge(),
             "resources": resources_burst("100m", "256Mi", "1", "1Gi"),
         },
-        "userconfig": jaeger_config(ctx),
-        "collector": {
-            "enabled": false,
-            "service": {
-                "type": "NodePort",
-                "otlp": {
-                    "grpc": { "name": "otlp-grpc", "port": OTLP_GRPC_PORT, "nodePort": s.node_ports.otlp_grpc },
-                    "http": { "name": "otlp-http", "port": OTLP_HTTP_PORT, "nodePort": s.node_ports.otlp_http },
-                }
-            }
-        },
-        "query": { "enabled": false },
-        "agent": { "enabled": false },
+        "config": jaeger_config(ctx),
     }))
+}
+
+/// Labels of the chart's all-in-one pod (`jaeger.selectorLabels` + component).
+pub fn pod_selector() -> std::collections::BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name", "jaeger"),
+        ("app.kubernetes.io/instance", super::names::RELEASE_JAEGER),
+        ("app.kubernetes.io/component", "all-in-one"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// OTLP on fixed NodePorts, so edge workloads reach it at `<cloud host IP>:<nodePort>`
+/// (the chart's Service can be NodePort but cannot fix the port numbers).
+pub fn otlp_node_port_service(ctx: &Ctx<'_>) -> k8s_openapi::api::core::v1::Service {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let s = ctx.settings();
+    let port = |name: &str, port: u16, node_port: u16| ServicePort {
+        name: Some(name.into()),
+        port: port.into(),
+        target_port: Some(IntOrString::Int(port.into())),
+        node_port: Some(node_port.into()),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    Service {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(format!("{}-otlp-nodeport", super::names::RELEASE_JAEGER)),
+            namespace: Some(ctx.namespace().into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("NodePort".into()),
+            selector: Some(pod_selector()),
+            ports: Some(vec![
+                port("otlp-grpc", OTLP_GRPC_PORT, s.node_ports.otlp_grpc),
+                port("otlp-http", OTLP_HTTP_PORT, s.node_ports.otlp_http),
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }

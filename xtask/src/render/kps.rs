@@ -42,11 +42,15 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         if ctx.has(Kind::Jaeger) {
             ds.push(json!({
                 "name": "Jaeger", "type": "jaeger", "uid": "jaeger", "access": "proxy",
-                "url": format!("http://{}:{}", ctx.svc(&format!("{}-query", super::names::RELEASE_JAEGER)), super::jaeger::QUERY_PORT),
+                "url": format!("http://{}:{}", ctx.svc(super::names::RELEASE_JAEGER), super::jaeger::QUERY_PORT),
             }));
         }
         ds
     };
+    let mut grafana_sidecar = json!({ "datasources": { "enabled": true }, "dashboards": { "enabled": true } });
+    if let Some(img) = ctx.component(Kind::PrometheusStack).and_then(|c| c.image("grafana-sidecar")) {
+        grafana_sidecar["image"] = image(img, DigestKey::Sha);
+    }
     Ok(json!({
         "fullnameOverride": super::names::RELEASE_KPS,
         "cleanPrometheusOperatorObjectNames": true,
@@ -109,6 +113,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             "testFramework": { "enabled": false },
             "persistence": { "enabled": true, "storageClassName": s.storage_class.as_str(), "size": "1Gi" },
             "additionalDataSources": grafana_datasources,
+            "sidecar": grafana_sidecar,
             "resources": resources_burst("50m", "128Mi", "500m", "512Mi"),
         },
         "kube-state-metrics": {

@@ -234,6 +234,9 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     if ctx.has(Kind::NodeExporter) {
         files.add_yaml("manifests/20-edge-node-exporter.yaml", &edge_node_exporter(ctx)?)?;
     }
+    if ctx.has(Kind::Jaeger) {
+        files.add_yaml("manifests/30-jaeger-otlp-nodeport.yaml", &super::jaeger::otlp_node_port_service(ctx))?;
+    }
     for c in ctx.profile.enabled() {
         let Some(values) = chart_values(ctx, c)? else { continue };
         if c.chart.is_none() {
