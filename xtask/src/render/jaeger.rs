@@ -1,4 +1,4 @@
-//! Jaeger v2 all-in-one values (chart 4.x): OTLP gRPC and HTTP in, memory storage
+//! Jaeger v2 all-in-one values (chart 4.x, `jaeger:` + `userconfig`): OTLP gRPC and HTTP in, memory storage
 //! with a cap, and OTLP reachable from edge nodes through NodePorts.
 
 use anyhow::Result;
@@ -50,19 +50,16 @@ pub fn jaeger_config(ctx: &Ctx<'_>) -> Value {
 pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
     Ok(json!({
         "fullnameOverride": super::names::RELEASE_JAEGER,
-        // Chart 4.x: the v2 all-in-one is `jaeger:`; the v1 components stay off.
-        "provisionDataStore": { "cassandra": false, "elasticsearch": false, "kafka": false },
-        "storage": { "type": "memory" },
-        "agent": { "enabled": false },
-        "collector": { "enabled": false },
-        "query": { "enabled": false },
+        // Chart 4.x deploys only the v2 all-in-one (`jaeger:`); `userconfig` replaces its
+        // whole configuration (ConfigMap `user-config`).
         "jaeger": {
+            "enabled": true,
             "replicas": 1,
             "image": image(ctx.image(Kind::Jaeger, "jaeger")?, DigestKey::Digest),
             "affinity": off_edge(),
             "resources": resources_burst("100m", "256Mi", "1", "1Gi"),
         },
-        "config": jaeger_config(ctx),
+        "userconfig": jaeger_config(ctx),
     }))
 }
 

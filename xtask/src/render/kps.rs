@@ -51,6 +51,8 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
     if let Some(img) = ctx.component(Kind::PrometheusStack).and_then(|c| c.image("grafana-sidecar")) {
         grafana_sidecar["image"] = image(img, DigestKey::Sha);
     }
+    let mut node_exporter_image = image(img("node-exporter")?, DigestKey::Digest);
+    node_exporter_image["distroless"] = json!(false);
     Ok(json!({
         "fullnameOverride": super::names::RELEASE_KPS,
         "cleanPrometheusOperatorObjectNames": true,
@@ -111,19 +113,27 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             "image": image(img("grafana")?, DigestKey::Sha),
             "affinity": off_edge(),
             "testFramework": { "enabled": false },
+            // fsGroup already owns the volume; the chown init container would need a busybox image.
+            "initChownData": { "enabled": false },
+            // Offline: no update checks and no usage reporting.
+            "grafana.ini": {
+                "analytics": { "reporting_enabled": false, "check_for_updates": false, "check_for_plugin_updates": false },
+            },
             "persistence": { "enabled": true, "storageClassName": s.storage_class.as_str(), "size": "1Gi" },
             "additionalDataSources": grafana_datasources,
             "sidecar": grafana_sidecar,
             "resources": resources_burst("50m", "128Mi", "500m", "512Mi"),
         },
         "kube-state-metrics": {
-            "image": image(img("kube-state-metrics")?, DigestKey::Sha),
+            "image": image(img("kube-state-metrics")?, DigestKey::ShaPrefixed),
             "affinity": off_edge(),
         },
         // kube-prometheus-stack's own node exporter covers cloud nodes; edge nodes run
         // the budgeted edge node exporter instead.
         "prometheus-node-exporter": {
-            "image": image(img("node-exporter")?, DigestKey::Digest),
+            // kube-prometheus-stack turns on `distroless`, which appends `-distroless` to the
+            // tag; keep the tag we pinned.
+            "image": node_exporter_image,
             "affinity": off_edge(),
         },
     }))

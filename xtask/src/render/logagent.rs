@@ -93,6 +93,8 @@ pub fn values(ctx: &Ctx<'_>, c: &Component) -> Result<Json> {
             "alloy": {
                 "configMap": { "create": true, "content": alloy_config(ctx) },
                 "storagePath": STATE_DIR,
+                // Offline: no usage reporting to the internet.
+                "enableReporting": false,
                 "mounts": {
                     "varlog": true,
                     "extra": [{ "name": "agent-state", "mountPath": STATE_DIR }],

@@ -1,4 +1,4 @@
-//! Loki values: monolithic (single binary), filesystem storage, replication 1,
+//! Loki values (grafana-community chart 18.x): monolithic (`singleBinary` values), filesystem storage, replication 1,
 //! a schema config, retention by the compactor, no memcached caches (their
 //! defaults request ~10 GiB), no auth, and the gateway as a NodePort edge agents
 //! push to (SPEC.md).
@@ -23,7 +23,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
     }
     Ok(json!({
         "fullnameOverride": super::names::RELEASE_LOKI,
-        "deploymentMode": "SingleBinary",
+        "deploymentMode": "Monolithic",
         "loki": {
             "image": image(ctx.image(Kind::Loki, "loki")?, DigestKey::Digest),
             "auth_enabled": false,

@@ -11,8 +11,10 @@ use crate::stack::Image;
 /// How a chart spells an image's digest.
 #[derive(Debug, Clone, Copy)]
 pub enum DigestKey {
-    /// `sha: <hex>` without the `sha256:` prefix (kube-prometheus-stack, Grafana, kube-state-metrics).
+    /// `sha: <hex>` without the `sha256:` prefix (kube-prometheus-stack, Grafana).
     Sha,
+    /// `sha: sha256:<hex>`, appended verbatim after `@` (kube-state-metrics).
+    ShaPrefixed,
     /// `digest: sha256:<hex>` (node exporter, Loki, Alloy, Jaeger, blackbox exporter).
     Digest,
 }
@@ -27,6 +29,7 @@ pub fn image(img: &Image, key: DigestKey) -> Value {
     if let Some(d) = &img.digest {
         match key {
             DigestKey::Sha => v["sha"] = json!(d.as_str().trim_start_matches("sha256:")),
+            DigestKey::ShaPrefixed => v["sha"] = json!(d.as_str()),
             DigestKey::Digest => v["digest"] = json!(d.as_str()),
         }
     }
