@@ -52,6 +52,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         "backend": { "replicas": 0 },
         "chunksCache": { "enabled": false },
         "resultsCache": { "enabled": false },
+        "memcachedExporter": { "enabled": false },
         "gateway": gateway,
         "lokiCanary": { "enabled": false },
         "test": { "enabled": false },
