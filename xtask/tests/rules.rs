@@ -123,7 +123,7 @@ fn prometheus_rule_object_carries_the_same_groups_as_the_rules_file() {
     let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
     let files = render::render(&ctx).unwrap();
     let rules = yaml(files.get(RULES).unwrap());
-    let object = yaml(files.get("manifests/prometheusrule.yaml").expect("PrometheusRule rendered"));
+    let object = yaml(files.get("manifests/40-prometheusrule.yaml").expect("PrometheusRule rendered"));
     assert_eq!(object["spec"]["groups"], rules["groups"]);
     assert_eq!(object["kind"], json!("PrometheusRule"));
 }
