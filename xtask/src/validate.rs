@@ -136,6 +136,9 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
             let cfg = scratch.join("blackbox-values.yml");
             write(&cfg, &v["config"])?;
             report.push_result(rel, "blackbox_exporter --config.check (config)", blackbox_check(&sh, &cfg));
+        } else if name == "kubeedge/keadm-join-set.txt" {
+            let r = yaml_file(dir, "kubeedge/edgecore-patch.yaml").and_then(|patch| check_join_args(text, &patch));
+            report.push_result(rel, "keadm --set syntax, same settings as edgecore-patch.yaml", r);
         } else if name.ends_with(".alloy") {
             report.push(rel, "alloy fmt", Outcome::NotRun("Grafana Alloy cannot be installed on this machine (no registry); checked by unit tests and on GitHub Actions".into()));
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
@@ -148,6 +151,32 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Every `--set` line is `a.b.c=value`, and together they are exactly the edgecore patch.
+fn check_join_args(text: &str, patch: &Value) -> Result<()> {
+    let mut from_args = serde_json::Map::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#')) {
+        let (key, value) = line.split_once('=').with_context(|| format!("line {}: no `=` in {line:?}", i + 1))?;
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric())) {
+            bail!("line {}: {key:?} is not a dotted field path", i + 1);
+        }
+        let value: Value = serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        let mut node = &mut from_args;
+        for p in &parts[..parts.len() - 1] {
+            node = node
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Object(Default::default()))
+                .as_object_mut()
+                .with_context(|| format!("line {}: {key} sets a field below a value", i + 1))?;
+        }
+        node.insert(parts[parts.len() - 1].to_string(), value);
+    }
+    if &Value::Object(from_args.clone()) != patch {
+        bail!("the --set lines describe {} but edgecore-patch.yaml is {}", Value::Object(from_args), patch);
+    }
+    Ok(())
 }
 
 fn write(path: &Utf8Path, v: &Value) -> Result<()> {

@@ -51,9 +51,9 @@ fn validators_refuse_broken_files() {
     let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
     let good = render::render(&ctx).unwrap();
     let cases = [
-        ("prometheus/rules/observability.rules.yml", "expr: up ==", "expr: up == ("),
+        ("prometheus/rules/observability.rules.yml", "expr: vector(1)", "expr: vector(1) +"),
         ("alertmanager/alertmanager.yml", "receiver:", "receiver: no-such-receiver\n  x_receiver:"),
-        ("blackbox/blackbox.yml", "prober: tcp", "prober: carrier-pigeon"),
+        ("blackbox/blackbox.yml", "prober: tcp", "prober: tcp\n    timeout_typo: 5s"),
         ("prometheus/prometheus.yml", "scrape_interval:", "scrape_interval: soon\n  x_interval:"),
         ("manifests/20-edge-node-exporter.yaml", "hostNetwork: true", "hostNetwork: true\n      hostNetwrok: true"),
         ("scripts/install-observability.sh", "set -euo pipefail", "set -euo pipefail\ncd $HOME"),
