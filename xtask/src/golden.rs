@@ -63,7 +63,9 @@ impl fmt::Display for Drift {
                 f,
                 "{snapshot}: differs from the rendered file at line {line}\n  golden:   {golden}\n  rendered: {rendered}"
             ),
-            Drift::Missing { snapshot } => write!(f, "{snapshot}: missing (a renderer produces a file with no snapshot)"),
+            Drift::Missing { snapshot } => {
+                write!(f, "{snapshot}: missing (a renderer produces a file with no snapshot)")
+            }
             Drift::Unreferenced { snapshot } => {
                 write!(f, "{snapshot}: unreferenced (no renderer produces this file any more)")
             }

@@ -9,10 +9,7 @@ pub fn root() -> Utf8PathBuf {
     // xtask/ is always one level below the root; CARGO_MANIFEST_DIR is set at
     // compile time, so this needs no I/O and no process cwd.
     let manifest_dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .expect("xtask/ has a parent directory")
-        .to_path_buf()
+    manifest_dir.parent().expect("xtask/ has a parent directory").to_path_buf()
 }
 
 /// The stack definition: the one source of truth for components, pins and the matrix.

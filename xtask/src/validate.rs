@@ -117,7 +117,11 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
         } else if name == "blackbox/blackbox.yml" {
             report.push_result(rel, "blackbox_exporter --config.check", blackbox_check(&sh, &path));
         } else if name.ends_with(".sh") {
-            report.push_result(rel, "shellcheck", exec(&sh, tools::SHELLCHECK, &["--severity=style", "--shell=bash", p]));
+            report.push_result(
+                rel,
+                "shellcheck",
+                exec(&sh, tools::SHELLCHECK, &["--severity=style", "--shell=bash", p]),
+            );
         } else if name.starts_with("manifests/") {
             report.push_result(rel, "typed Kubernetes objects (k8s-openapi v1_34)", check_manifests(text));
             if name.ends_with("prometheusrule.yaml") {
@@ -128,9 +132,17 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
             let v = yaml_file(dir, name)?;
             let am = scratch.join("kps-alertmanager.yml");
             write(&am, &v["alertmanager"]["config"])?;
-            report.push_result(rel, "amtool check-config (alertmanager.config)", exec(&sh, tools::AMTOOL, &["check-config", am.as_str()]));
+            report.push_result(
+                rel,
+                "amtool check-config (alertmanager.config)",
+                exec(&sh, tools::AMTOOL, &["check-config", am.as_str()]),
+            );
             let scrape = Ok(v["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"].clone());
-            report.push_result(rel, format!("{PROMTOOL_CONFIG} (additionalScrapeConfigs)"), scrape_list(&sh, &scratch, "kps", scrape));
+            report.push_result(
+                rel,
+                format!("{PROMTOOL_CONFIG} (additionalScrapeConfigs)"),
+                scrape_list(&sh, &scratch, "kps", scrape),
+            );
         } else if name == "values/blackbox-exporter.yaml" {
             let v = yaml_file(dir, name)?;
             let cfg = scratch.join("blackbox-values.yml");
@@ -144,7 +156,11 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             report.push_result(rel, "YAML parse", yaml_file(dir, name).map(|_| ()));
             if name == "values/loki.yaml" || name == "values/jaeger.yaml" {
-                report.push(rel, "helm template", Outcome::NotRun("the upstream chart cannot be fetched on this machine".into()));
+                report.push(
+                    rel,
+                    "helm template",
+                    Outcome::NotRun("the upstream chart cannot be fetched on this machine".into()),
+                );
             }
         } else {
             report.push(rel, "none", Outcome::NotRun("no validator for this file type".into()));
@@ -211,7 +227,9 @@ fn check_prometheus_config(sh: &Shell, scratch: &Utf8Path, tag: &str, mut cfg: V
                 bail!("job {name}: kubernetes_sd_configs role {role:?} is not a Kubernetes SD role");
             }
             for key in entry.as_object().into_iter().flatten().map(|(k, _)| k) {
-                if !["role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"].contains(&key.as_str()) {
+                if !["role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"]
+                    .contains(&key.as_str())
+                {
                     bail!("job {name}: kubernetes_sd_configs has an unknown field {key:?}");
                 }
             }
@@ -230,7 +248,8 @@ fn blackbox_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
 
 /// The PrometheusRule's `spec` is a rules file: check it with promtool too.
 fn prometheus_rule_groups(sh: &Shell, scratch: &Utf8Path, text: &str) -> Result<()> {
-    let obj: PrometheusRule = serde_yaml_ng::from_str(text).context("PrometheusRule does not match monitoring.coreos.com/v1")?;
+    let obj: PrometheusRule =
+        serde_yaml_ng::from_str(text).context("PrometheusRule does not match monitoring.coreos.com/v1")?;
     let rules = scratch.join("prometheusrule-spec.yml");
     std::fs::write(&rules, serde_yaml_ng::to_string(&obj.spec)?).with_context(|| format!("writing {rules}"))?;
     exec(sh, tools::PROMTOOL, &["check", "rules", rules.as_str()])

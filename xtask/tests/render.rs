@@ -3,9 +3,9 @@
 
 use camino::Utf8PathBuf;
 use xtask::golden::{self, Drift};
+use xtask::paths;
 use xtask::render::{self, Files};
 use xtask::stack::{self, Arch, Stack};
-use xtask::paths;
 
 fn project_stack() -> Stack {
     stack::load(&paths::stack_file()).unwrap_or_else(|e| panic!("{e:#}"))
@@ -54,7 +54,12 @@ fn every_profile_and_arch_of_the_matrix_renders() {
     let s = project_stack();
     assert_eq!(all.len(), s.profiles.len() * s.matrix.arch.len());
     for (p, a, files) in &all {
-        for must in ["prometheus/prometheus.yml", "prometheus/rules/observability.rules.yml", "alertmanager/alertmanager.yml", "manifests/00-namespace.yaml"] {
+        for must in [
+            "prometheus/prometheus.yml",
+            "prometheus/rules/observability.rules.yml",
+            "alertmanager/alertmanager.yml",
+            "manifests/00-namespace.yaml",
+        ] {
             assert!(files.get(must).is_some(), "{p}/{a} lacks {must}");
         }
     }
@@ -72,8 +77,10 @@ fn drift_check_names_edited_missing_and_unreferenced_snapshots() {
 
     let (profile, arch, files) = &all[0];
     let mut rels = files.iter().map(|(r, _)| r.to_path_buf());
-    let edited = golden::dir_in(&root, profile, *arch).join(format!("{}.snap", golden::snapshot_name(&rels.next().unwrap())));
-    let removed = golden::dir_in(&root, profile, *arch).join(format!("{}.snap", golden::snapshot_name(&rels.next().unwrap())));
+    let edited =
+        golden::dir_in(&root, profile, *arch).join(format!("{}.snap", golden::snapshot_name(&rels.next().unwrap())));
+    let removed =
+        golden::dir_in(&root, profile, *arch).join(format!("{}.snap", golden::snapshot_name(&rels.next().unwrap())));
     let extra = golden::dir_in(&root, profile, *arch).join("nobody__renders__this.snap");
     let text = std::fs::read_to_string(&edited).unwrap();
     std::fs::write(&edited, format!("{text}# an edit\n")).unwrap();

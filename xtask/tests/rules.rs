@@ -22,7 +22,10 @@ fn promtool_test(dir: &Utf8Path, rules: &Value, tests: &Value) -> Result<(), Str
     let test_file = dir.join("case.test.yml");
     std::fs::write(&test_file, serde_yaml_ng::to_string(tests).unwrap()).unwrap();
     let promtool = tools::PROMTOOL.find().unwrap_or_else(|e| panic!("{e:#}"));
-    let out = std::process::Command::new(promtool.as_str()).args(["test", "rules", test_file.as_str()]).output().expect("promtool runs");
+    let out = std::process::Command::new(promtool.as_str())
+        .args(["test", "rules", test_file.as_str()])
+        .output()
+        .expect("promtool runs");
     if out.status.success() {
         Ok(())
     } else {
@@ -103,16 +106,23 @@ fn every_alert_fires_on_its_input_and_is_silent_otherwise() {
             assert!(n_fire > 0, "{profile}: {alert} has no case where it fires");
             promtool_test(&dir, &rules, &fire).unwrap_or_else(|e| panic!("{profile}: {alert} firing cases fail:\n{e}"));
             let never = with_expr(&rules, alert, "vector(1) > 2");
-            assert!(promtool_test(&dir, &never, &fire).is_err(), "{profile}: {alert}'s firing case passes even when the rule never fires");
+            assert!(
+                promtool_test(&dir, &never, &fire).is_err(),
+                "{profile}: {alert}'s firing case passes even when the rule never fires"
+            );
 
             if alert == "Watchdog" {
                 continue; // always fires by design: it has no silent case
             }
             let (silent, n_silent) = only_cases(&tests, alert, false);
             assert!(n_silent > 0, "{profile}: {alert} has no case where it stays silent");
-            promtool_test(&dir, &rules, &silent).unwrap_or_else(|e| panic!("{profile}: {alert} silent cases fail:\n{e}"));
+            promtool_test(&dir, &rules, &silent)
+                .unwrap_or_else(|e| panic!("{profile}: {alert} silent cases fail:\n{e}"));
             let always = with_expr(&rules, alert, "vector(1)");
-            assert!(promtool_test(&dir, &always, &silent).is_err(), "{profile}: {alert}'s silent case passes even when the rule always fires");
+            assert!(
+                promtool_test(&dir, &always, &silent).is_err(),
+                "{profile}: {alert}'s silent case passes even when the rule always fires"
+            );
         }
     }
 }

@@ -30,7 +30,10 @@ fn malformed_stack_files_name_file_line_and_field() {
             Err(errors) => {
                 for e in &errors.0 {
                     assert!(e.line > 0, "{shown}: error without a line: {e}");
-                    assert!(!e.field.is_empty() || e.message.starts_with("not valid TOML"), "{shown}: error without a field: {e}");
+                    assert!(
+                        !e.field.is_empty() || e.message.starts_with("not valid TOML"),
+                        "{shown}: error without a field: {e}"
+                    );
                 }
                 report.push_str(&format!("{errors}\n"));
             }

@@ -36,7 +36,10 @@ fn every_rendered_file_passes_its_real_validator() {
                 }
             }
             // Every file was looked at by something.
-            assert_eq!(report.checks.iter().map(|c| &c.file).collect::<std::collections::BTreeSet<_>>().len(), files.len());
+            assert_eq!(
+                report.checks.iter().map(|c| &c.file).collect::<std::collections::BTreeSet<_>>().len(),
+                files.len()
+            );
             passed += report.count(|o| *o == Outcome::Passed);
         }
     }

@@ -57,7 +57,8 @@ pub struct InhibitRule {
 /// Alerts that mean "this edge node is gone".
 pub const NODE_DOWN_ALERTS: [&str; 2] = ["EdgeNodeNotReady", "EdgeNodeUnreachable"];
 /// Alerts about things on an edge node, pointless while the node itself is down.
-pub const NODE_SCOPED_ALERTS: [&str; 3] = ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "LinkProbeFailing"];
+pub const NODE_SCOPED_ALERTS: [&str; 3] =
+    ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "LinkProbeFailing"];
 
 /// How long Alertmanager waits before sending a new group (part of the alert latency bound).
 pub const GROUP_WAIT_CRITICAL: &str = "10s";
@@ -105,7 +106,11 @@ pub fn config(ctx: &Ctx<'_>) -> Config {
                     repeat_interval: Some("1h".into()),
                     ..Default::default()
                 },
-                Route { receiver: "webhook".into(), matchers: vec!["severity=\"warning\"".into()], ..Default::default() },
+                Route {
+                    receiver: "webhook".into(),
+                    matchers: vec!["severity=\"warning\"".into()],
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         },

@@ -47,7 +47,12 @@ pub fn config() -> Config {
     let mut modules = BTreeMap::new();
     modules.insert(
         MODULE_TCP,
-        Module { prober: "tcp", timeout: "5s".into(), tcp: Some(TcpProbe { preferred_ip_protocol: "ip4" }), http: None },
+        Module {
+            prober: "tcp",
+            timeout: "5s".into(),
+            tcp: Some(TcpProbe { preferred_ip_protocol: "ip4" }),
+            http: None,
+        },
     );
     modules.insert(
         MODULE_HTTP,

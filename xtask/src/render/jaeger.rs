@@ -4,8 +4,8 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use super::values::{DigestKey, image, off_edge, resources_burst};
 use super::Ctx;
+use super::values::{DigestKey, image, off_edge, resources_burst};
 use crate::stack::Kind;
 
 /// Jaeger v2's own telemetry (Prometheus metrics).

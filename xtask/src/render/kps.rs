@@ -10,8 +10,8 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use super::values::{DigestKey, image, off_edge, resources_burst, to_value};
 use super::Ctx;
+use super::values::{DigestKey, image, off_edge, resources_burst, to_value};
 use crate::stack::Kind;
 
 pub fn values(ctx: &Ctx<'_>) -> Result<Value> {

@@ -98,7 +98,11 @@ pub fn edgecore_patch(ctx: &Ctx<'_>) -> EdgecorePatch {
 
 pub fn cloudcore_patch(ctx: &Ctx<'_>) -> CloudcorePatch {
     let c = &ctx.settings().cloudcore;
-    CloudcorePatch { modules: CloudModules { cloud_stream: CloudStream { enable: true, stream_port: c.stream, tunnel_port: c.tunnel } } }
+    CloudcorePatch {
+        modules: CloudModules {
+            cloud_stream: CloudStream { enable: true, stream_port: c.stream, tunnel_port: c.tunnel },
+        },
+    }
 }
 
 /// The edgecore patch as `key.path=value` lines for `keadm join --set`.

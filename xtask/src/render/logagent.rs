@@ -20,7 +20,8 @@ use crate::stack::{Component, Kind};
 /// Glob of every container log kubelet/edged writes.
 pub const POD_LOGS: &str = "/var/log/pods/*/*/*.log";
 /// Regex over a pod log path capturing namespace, pod and container.
-pub const PATH_REGEX: &str = r"^/var/log/pods/(?P<namespace>[^_/]+)_(?P<pod>[^_/]+)_[^/]+/(?P<container>[^/]+)/[^/]+\.log$";
+pub const PATH_REGEX: &str =
+    r"^/var/log/pods/(?P<namespace>[^_/]+)_(?P<pod>[^_/]+)_[^/]+/(?P<container>[^/]+)/[^/]+\.log$";
 /// hostPath keeping the agent's read positions across restarts.
 pub const STATE_DIR: &str = "/var/lib/kubeprepare-log-agent";
 const NODE_NAME_ENV: &str = "NODE_NAME";
@@ -38,7 +39,11 @@ pub fn alloy_config(ctx: &Ctx<'_>) -> String {
             "url",
             Value::Call(
                 "string.format".into(),
-                vec![Value::str(format!("http://%s:%d{}", push_path())), Value::env(ENV_CLOUD_HOST_IP), Value::Int(port.into())],
+                vec![
+                    Value::str(format!("http://%s:%d{}", push_path())),
+                    Value::env(ENV_CLOUD_HOST_IP),
+                    Value::Int(port.into()),
+                ],
             ),
         ))
         .attr(
@@ -53,7 +58,11 @@ pub fn alloy_config(ctx: &Ctx<'_>) -> String {
     let process = Block::new("loki.process", Some("pods"))
         .attr("forward_to", Value::List(vec![write.export("receiver")]))
         .block(Block::new("stage.cri", None))
-        .block(Block::new("stage.regex", None).attr("source", Value::str("filename")).attr("expression", Value::str(PATH_REGEX)))
+        .block(
+            Block::new("stage.regex", None)
+                .attr("source", Value::str("filename"))
+                .attr("expression", Value::str(PATH_REGEX)),
+        )
         .block(Block::new("stage.labels", None).attr("values", Value::Object(labels)))
         .block(Block::new("stage.label_drop", None).attr("values", Value::List(vec![Value::str("filename")])));
     let files = Block::new("local.file_match", Some("pods"))

@@ -113,7 +113,8 @@ pub fn edge_node_exporter(ctx: &Ctx<'_>) -> Result<DaemonSet> {
     let image = ctx.image(Kind::NodeExporter, "node-exporter")?;
     let name = c.name.as_str();
     let port = ctx.settings().edge.node_exporter;
-    let labels: BTreeMap<String, String> = [("app.kubernetes.io/name".to_string(), name.to_string())].into_iter().collect();
+    let labels: BTreeMap<String, String> =
+        [("app.kubernetes.io/name".to_string(), name.to_string())].into_iter().collect();
     let mut md = meta(name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
     md.labels.get_or_insert_default().extend(labels.clone());
     Ok(DaemonSet {

@@ -62,8 +62,7 @@ impl<'a> Ctx<'a> {
         let c = self
             .component(kind)
             .ok_or_else(|| anyhow!("profile {} has no enabled {kind} component", self.profile_name))?;
-        c.image(name)
-            .ok_or_else(|| anyhow!("component {} has no image named {name:?}", c.name))
+        c.image(name).ok_or_else(|| anyhow!("component {} has no image named {name:?}", c.name))
     }
 
     /// In-cluster DNS name of a service in the observability namespace.
@@ -146,7 +145,9 @@ pub fn run(args: Args) -> Result<()> {
     let all = render_all(&stack)?;
     let selected: Vec<_> = all
         .iter()
-        .filter(|(p, a, _)| args.profile.as_deref().is_none_or(|want| want == p) && args.arch.is_none_or(|want| want == *a))
+        .filter(|(p, a, _)| {
+            args.profile.as_deref().is_none_or(|want| want == p) && args.arch.is_none_or(|want| want == *a)
+        })
         .collect();
     if selected.is_empty() {
         // Names the unknown profile, or says the arch is not in the matrix.

@@ -117,7 +117,12 @@ pub struct Relabel {
 impl Relabel {
     /// Keep only targets whose `source` matches `regex`.
     pub fn keep(source: &str, regex: &str) -> Self {
-        Relabel { source_labels: vec![source.into()], regex: Some(regex.into()), action: Some("keep"), ..Default::default() }
+        Relabel {
+            source_labels: vec![source.into()],
+            regex: Some(regex.into()),
+            action: Some("keep"),
+            ..Default::default()
+        }
     }
     /// Copy `source` into `target`.
     pub fn copy(source: &str, target: &str) -> Self {
@@ -230,7 +235,12 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             }],
             relabel_configs: vec![
                 Relabel::keep("__meta_kubernetes_pod_label_kubeedge", "cloudcore"),
-                Relabel::rewrite("__meta_kubernetes_pod_host_ip", "(.+)", "__address__", &format!("$1:{}", s.cloudcore.monitor)),
+                Relabel::rewrite(
+                    "__meta_kubernetes_pod_host_ip",
+                    "(.+)",
+                    "__address__",
+                    &format!("$1:{}", s.cloudcore.monitor),
+                ),
                 Relabel::copy("__meta_kubernetes_pod_node_name", LABEL_NODE),
             ],
             ..Default::default()
@@ -249,13 +259,18 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             // cloudcore's ports, probed from inside the cloud through its Service.
             let c = &s.cloudcore;
             let mut probe = probe_job(ctx, JOB_PROBE_CLOUDCORE, super::blackbox::MODULE_TCP);
-            probe.static_configs = [(c.cloudhub, "cloudhub"), (c.cloudhub_https, "cloudhub-https"), (c.stream, "stream"), (c.tunnel, "tunnel")]
-                .iter()
-                .map(|(port, name)| StaticConfig {
-                    targets: vec![format!("cloudcore.kubeedge.svc:{port}")],
-                    labels: [("port_name".to_string(), name.to_string())].into_iter().collect(),
-                })
-                .collect();
+            probe.static_configs = [
+                (c.cloudhub, "cloudhub"),
+                (c.cloudhub_https, "cloudhub-https"),
+                (c.stream, "stream"),
+                (c.tunnel, "tunnel"),
+            ]
+            .iter()
+            .map(|(port, name)| StaticConfig {
+                targets: vec![format!("cloudcore.kubeedge.svc:{port}")],
+                labels: [("port_name".to_string(), name.to_string())].into_iter().collect(),
+            })
+            .collect();
             jobs.push(probe);
         }
         if ctx.has(Kind::NodeExporter) {
@@ -301,7 +316,9 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
 pub fn config(ctx: &Ctx<'_>) -> Config {
     let s = ctx.settings();
     let alerting = ctx.has(Kind::Alertmanager).then(|| Alerting {
-        alertmanagers: vec![AlertmanagerTarget { static_configs: static_target(format!("{}:9093", ctx.svc("alertmanager"))) }],
+        alertmanagers: vec![AlertmanagerTarget {
+            static_configs: static_target(format!("{}:9093", ctx.svc("alertmanager"))),
+        }],
     });
     Config {
         global: Global {
@@ -353,7 +370,8 @@ mod tests {
                 .filter(|j| j.scheme == Some("https"))
                 .map(|j| {
                     assert!(j.tls_config.as_ref().is_some_and(|t| t.insecure_skip_verify));
-                    let addr = j.relabel_configs.iter().find(|r| r.target_label.as_deref() == Some("__address__")).unwrap();
+                    let addr =
+                        j.relabel_configs.iter().find(|r| r.target_label.as_deref() == Some("__address__")).unwrap();
                     assert_eq!(addr.replacement.as_deref(), Some("$1:10350"));
                     j.metrics_path.clone().unwrap()
                 })

@@ -148,7 +148,9 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         });
     }
     if ctx.has(Kind::NodeExporter) {
-        let up = |v: &str, node: &str| series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"{node}:9100\",node=\"{node}\"}}"), v);
+        let up = |v: &str, node: &str| {
+            series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"{node}:9100\",node=\"{node}\"}}"), v)
+        };
         rules.push(AlertRule {
             name: "EdgeNodeUnreachable",
             expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
@@ -165,7 +167,9 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         });
     }
     if kps {
-        let up = |v: &str, node: &str| series(format!("up{{job=\"{JOB_EDGE_RESOURCE}\",instance=\"{node}:10350\",node=\"{node}\"}}"), v);
+        let up = |v: &str, node: &str| {
+            series(format!("up{{job=\"{JOB_EDGE_RESOURCE}\",instance=\"{node}:10350\",node=\"{node}\"}}"), v)
+        };
         rules.push(AlertRule {
             name: "CloudEdgeTunnelDown",
             expr: format!("max(up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 0"),
@@ -195,7 +199,12 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             let at = |metric: &str, v: &str| {
                 series(format!("{metric}{{{sel},node=\"edge-1\",namespace=\"observability\",pod=\"{name}-x\"}}"), v)
             };
-            let who: &[(&str, &str)] = &[("node", "edge-1"), ("namespace", "observability"), ("pod", &format!("{name}-x")), ("container", name)];
+            let who: &[(&str, &str)] = &[
+                ("node", "edge-1"),
+                ("namespace", "observability"),
+                ("pod", &format!("{name}-x")),
+                ("container", name),
+            ];
             let who: Vec<(&str, &str)> = who.to_vec();
             let mem = budget.memory.bytes();
             let component = labels(&[(LABEL_COMPONENT, name)]);
@@ -235,7 +244,9 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     }
     if ctx.has(Kind::BlackboxExporter) {
         let probes = format!("{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}");
-        let probe = |v: &str| series(format!("probe_success{{job=\"{JOB_PROBE_EDGE}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), v);
+        let probe = |v: &str| {
+            series(format!("probe_success{{job=\"{JOB_PROBE_EDGE}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), v)
+        };
         rules.push(AlertRule {
             name: "LinkProbeFailing",
             expr: format!("max by (job, instance, node) (probe_success{{job=~\"{probes}\"}}) == 0"),
@@ -243,10 +254,16 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             severity: Severity::Warning,
             labels: BTreeMap::new(),
             summary: "Link probe {{ $labels.job }} to {{ $labels.instance }} is failing".into(),
-            description: "The blackbox probe {{ $labels.job }} cannot reach {{ $labels.instance }} for 1 minute.".into(),
-            runbook: "Check the network path between the cloud and that endpoint (routes, firewall, the edge node's link).".into(),
+            description: "The blackbox probe {{ $labels.job }} cannot reach {{ $labels.instance }} for 1 minute."
+                .into(),
+            runbook:
+                "Check the network path between the cloud and that endpoint (routes, firewall, the edge node's link)."
+                    .into(),
             cases: vec![
-                fires(vec![probe("0x10")], &[&[("job", JOB_PROBE_EDGE), ("instance", "10.0.0.2:9100"), ("node", "edge-1")]]),
+                fires(
+                    vec![probe("0x10")],
+                    &[&[("job", JOB_PROBE_EDGE), ("instance", "10.0.0.2:9100"), ("node", "edge-1")]],
+                ),
                 silent(vec![probe("1x10")]),
             ],
         });
@@ -283,14 +300,24 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         severity: Severity::Critical,
         labels: BTreeMap::new(),
         summary: "Prometheus is not connected to any Alertmanager".into(),
-        description: "Prometheus {{ $labels.instance }} has discovered no Alertmanager for 2 minutes: no alert is delivered.".into(),
+        description:
+            "Prometheus {{ $labels.instance }} has discovered no Alertmanager for 2 minutes: no alert is delivered."
+                .into(),
         runbook: "Check the Alertmanager pod and Prometheus' alerting configuration.".into(),
         cases: vec![
             fires(
-                vec![series(format!("prometheus_notifications_alertmanagers_discovered{{job=\"{self_job}\",instance=\"p:9090\"}}"), "0x10")],
+                vec![series(
+                    format!(
+                        "prometheus_notifications_alertmanagers_discovered{{job=\"{self_job}\",instance=\"p:9090\"}}"
+                    ),
+                    "0x10",
+                )],
                 &[&[("job", self_job), ("instance", "p:9090")]],
             ),
-            silent(vec![series(format!("prometheus_notifications_alertmanagers_discovered{{job=\"{self_job}\",instance=\"p:9090\"}}"), "1x10")]),
+            silent(vec![series(
+                format!("prometheus_notifications_alertmanagers_discovered{{job=\"{self_job}\",instance=\"p:9090\"}}"),
+                "1x10",
+            )]),
         ],
     });
     if ctx.has(Kind::PrometheusStack) || ctx.has(Kind::Alertmanager) {
@@ -303,10 +330,22 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         ));
     }
     if ctx.has(Kind::Loki) {
-        rules.push(job_down("LokiDown", JOB_LOKI, "Loki", Severity::Warning, "Check the Loki pod and its volume (disk full?); edge agents buffer until it returns."));
+        rules.push(job_down(
+            "LokiDown",
+            JOB_LOKI,
+            "Loki",
+            Severity::Warning,
+            "Check the Loki pod and its volume (disk full?); edge agents buffer until it returns.",
+        ));
     }
     if ctx.has(Kind::Jaeger) {
-        rules.push(job_down("JaegerDown", JOB_JAEGER, "Jaeger", Severity::Warning, "Check the Jaeger pod; traces sent while it is down are lost (memory storage)."));
+        rules.push(job_down(
+            "JaegerDown",
+            JOB_JAEGER,
+            "Jaeger",
+            Severity::Warning,
+            "Check the Jaeger pod; traces sent while it is down are lost (memory storage).",
+        ));
     }
     rules.push(AlertRule {
         name: ALERT_WATCHDOG,
@@ -315,7 +354,8 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         severity: Severity::None,
         labels: BTreeMap::new(),
         summary: "Watchdog: the alerting pipeline is alive".into(),
-        description: "This alert always fires. If the receiver stops getting it, Prometheus or Alertmanager is broken.".into(),
+        description: "This alert always fires. If the receiver stops getting it, Prometheus or Alertmanager is broken."
+            .into(),
         runbook: "Nothing to do while it arrives; page on its absence.".into(),
         cases: vec![fires(vec![], &[&[]])],
     });
@@ -357,7 +397,11 @@ pub fn rule_groups(ctx: &Ctx<'_>) -> Vec<RuleGroup> {
             annotations: r.annotations(),
         })
         .collect();
-    vec![RuleGroup { name: "kubeprepare-observability".into(), interval: ctx.settings().evaluation_interval.to_string(), rules }]
+    vec![RuleGroup {
+        name: "kubeprepare-observability".into(),
+        interval: ctx.settings().evaluation_interval.to_string(),
+        rules,
+    }]
 }
 
 pub fn alert_names(ctx: &Ctx<'_>) -> Vec<String> {
@@ -433,7 +477,8 @@ fn test_file(ctx: &Ctx<'_>) -> TestFile {
                 .map(|l| {
                     let mut all = l.clone();
                     all.extend(rule.all_labels());
-                    let exp_annotations = rule.annotations().iter().map(|(k, v)| (k.clone(), expand(v, &all))).collect();
+                    let exp_annotations =
+                        rule.annotations().iter().map(|(k, v)| (k.clone(), expand(v, &all))).collect();
                     ExpAlert { exp_labels: all, exp_annotations }
                 })
                 .collect();
@@ -442,8 +487,16 @@ fn test_file(ctx: &Ctx<'_>) -> TestFile {
             tests.push(Test {
                 name: format!("{}{component} {what} #{}", rule.name, i + 1),
                 interval: "1m".into(),
-                input_series: case.series.iter().map(|(s, v)| InputSeries { series: s.clone(), values: v.clone() }).collect(),
-                alert_rule_test: vec![AlertTest { eval_time: eval.to_string(), alertname: rule.name.into(), exp_alerts }],
+                input_series: case
+                    .series
+                    .iter()
+                    .map(|(s, v)| InputSeries { series: s.clone(), values: v.clone() })
+                    .collect(),
+                alert_rule_test: vec![AlertTest {
+                    eval_time: eval.to_string(),
+                    alertname: rule.name.into(),
+                    exp_alerts,
+                }],
             });
         }
     }

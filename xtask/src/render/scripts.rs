@@ -27,8 +27,8 @@ pub fn quote(s: &str) -> String {
 
 fn array(name: &str, items: &[String]) -> String {
     let mut out = format!("{name}=(");
-    for (i, item) in items.iter().enumerate() {
-        out.push_str(if i == 0 { "\n  " } else { "\n  " });
+    for item in items {
+        out.push_str("\n  ");
         out.push_str(&quote(item));
     }
     out.push_str(if items.is_empty() { ")\n" } else { "\n)\n" });
@@ -70,7 +70,12 @@ fn cloud_script(ctx: &Ctx<'_>, files: &Files) -> String {
         .filter(|c| c.role == Role::Cloud)
         .map(|c| image_tar(Role::Cloud, c.name.as_str()))
         .collect();
-    let charts: Vec<String> = ctx.profile.enabled().filter_map(|c| c.chart.as_ref()).map(|ch| format!("charts/{}", ch.archive_name())).collect();
+    let charts: Vec<String> = ctx
+        .profile
+        .enabled()
+        .filter_map(|c| c.chart.as_ref())
+        .map(|ch| format!("charts/{}", ch.archive_name()))
+        .collect();
     let helm_releases: Vec<String> =
         ctx.profile.enabled().filter(|c| c.chart.is_some()).map(|c| release_name(c).to_string()).collect();
     let all_manifests: Vec<String> =

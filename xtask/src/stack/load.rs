@@ -100,10 +100,7 @@ pub fn load_str(src: &str, file: &str) -> Result<Stack, StackErrors> {
 /// Rules across fields, which serde cannot check.
 fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
     if stack.schema != 1 {
-        report(
-            "schema".into(),
-            format!("unsupported schema {}: this tool reads schema 1", stack.schema),
-        );
+        report("schema".into(), format!("unsupported schema {}: this tool reads schema 1", stack.schema));
     }
     let s = &stack.settings;
     for (field, port) in [
@@ -149,7 +146,10 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
         for (i, c) in profile.components.iter().enumerate() {
             let at = format!("profiles.{pname}.components[{i}]");
             if !names.insert(c.name.as_str()) {
-                report(format!("{at}.name"), format!("component name {:?} is used twice in profile {pname}", c.name.as_str()));
+                report(
+                    format!("{at}.name"),
+                    format!("component name {:?} is used twice in profile {pname}", c.name.as_str()),
+                );
             }
             if !c.kind.allowed_roles().contains(&c.role) {
                 let allowed: Vec<String> = c.kind.allowed_roles().iter().map(ToString::to_string).collect();
@@ -188,7 +188,10 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     report(format!("{iat}.name"), format!("image name {:?} is used twice", img.name.as_str()));
                 }
                 if img.platforms.is_empty() {
-                    report(format!("{iat}.platforms"), "list the platforms, e.g. [\"linux/amd64\", \"linux/arm64\"]".into());
+                    report(
+                        format!("{iat}.platforms"),
+                        "list the platforms, e.g. [\"linux/amd64\", \"linux/arm64\"]".into(),
+                    );
                 }
                 for arch in &stack.matrix.arch {
                     if !img.platforms.iter().any(|p| p.arch() == *arch) {
@@ -201,10 +204,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             }
             for required in c.kind.required_images() {
                 if c.image(required).is_none() {
-                    report(
-                        format!("{at}.images"),
-                        format!("kind {} needs an image named {required:?}", c.kind),
-                    );
+                    report(format!("{at}.images"), format!("kind {} needs an image named {required:?}", c.kind));
                 }
             }
             if c.enabled && matches!(c.kind, Kind::Alloy | Kind::Promtail) {
@@ -216,7 +216,10 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             let names: Vec<&str> = log_agents.iter().map(|(_, n)| *n).collect();
             report(
                 format!("profiles.{pname}.components[{i}].enabled"),
-                format!("more than one edge log agent is enabled ({}): set enabled = false on all but one", names.join(", ")),
+                format!(
+                    "more than one edge log agent is enabled ({}): set enabled = false on all but one",
+                    names.join(", ")
+                ),
             );
         }
     }

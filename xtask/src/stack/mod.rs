@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, load_str, StackError};
+pub use load::{StackError, load, load_str};
 pub use values::{Cpu, Digest, Duration, ImageRef, Memory, Name, Url, Version};
 
 /// The whole stack definition.
@@ -397,13 +397,9 @@ pub struct Budget {
 
 impl Stack {
     pub fn profile(&self, name: &str) -> anyhow::Result<&Profile> {
-        self.profiles
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, p)| p)
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.profiles.keys().map(Name::as_str).collect();
-                anyhow::anyhow!("no profile {name:?} in stack.toml; known profiles: {}", known.join(", "))
-            })
+        self.profiles.iter().find(|(n, _)| n.as_str() == name).map(|(_, p)| p).ok_or_else(|| {
+            let known: Vec<&str> = self.profiles.keys().map(Name::as_str).collect();
+            anyhow::anyhow!("no profile {name:?} in stack.toml; known profiles: {}", known.join(", "))
+        })
     }
 }

@@ -80,7 +80,9 @@ impl TryFrom<String> for Duration {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         parse_duration(&s).ok_or_else(|| {
-            format!("invalid duration {s:?}: expected a Prometheus duration such as \"30s\", \"5m\", \"1h30m\" or \"15d\"")
+            format!(
+                "invalid duration {s:?}: expected a Prometheus duration such as \"30s\", \"5m\", \"1h30m\" or \"15d\""
+            )
         })
     }
 }
@@ -136,14 +138,8 @@ impl From<Duration> for String {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 6] = [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-            ("ms", 1),
-            ("", 0),
-        ];
+        const UNITS: [(&str, u64); 6] =
+            [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1), ("", 0)];
         if self.ms == 0 {
             return f.write_str("0s");
         }
@@ -224,7 +220,8 @@ impl Cpu {
 impl TryFrom<String> for Cpu {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let bad = || format!("invalid CPU quantity {s:?}: expected millicores such as \"100m\" or whole cores such as \"1\"");
+        let bad =
+            || format!("invalid CPU quantity {s:?}: expected millicores such as \"100m\" or whole cores such as \"1\"");
         let millis = match s.strip_suffix('m') {
             Some(n) => n.parse::<u64>().map_err(|_| bad())?,
             None => s.parse::<u64>().map_err(|_| bad())?.checked_mul(1000).ok_or_else(bad)?,
@@ -306,10 +303,7 @@ impl TryFrom<String> for ImageRef {
             .filter(|(reg, _)| reg.contains('.') || reg.contains(':') || *reg == "localhost")
             .ok_or_else(|| format!("image {s:?} has no explicit registry: {hint}"))?;
         let repo_ok = repository.split('/').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+            !part.is_empty() && part.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
         });
         if !repo_ok {
             return Err(format!(
@@ -323,15 +317,9 @@ impl TryFrom<String> for ImageRef {
             return Err(format!("image {s:?}: tag {tag:?} is not a valid tag: {hint}"));
         }
         if tag == "latest" {
-            return Err(format!(
-                "image {s:?} uses the tag `latest`, which is not a pin: name a version tag"
-            ));
+            return Err(format!("image {s:?} uses the tag `latest`, which is not a pin: name a version tag"));
         }
-        Ok(ImageRef {
-            registry: registry.to_string(),
-            repository: repository.to_string(),
-            tag: tag.to_string(),
-        })
+        Ok(ImageRef { registry: registry.to_string(), repository: repository.to_string(), tag: tag.to_string() })
     }
 }
 
@@ -442,7 +430,8 @@ mod tests {
 
     #[test]
     fn durations_round_trip() {
-        for (s, ms) in [("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000), ("15d", 1_296_000_000), ("250ms", 250)] {
+        for (s, ms) in [("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000), ("15d", 1_296_000_000), ("250ms", 250)]
+        {
             let d = check::<Duration>(s).unwrap();
             assert_eq!(d.as_millis(), ms, "{s}");
         }
@@ -466,7 +455,10 @@ mod tests {
     #[test]
     fn image_refs() {
         let r = check::<ImageRef>("quay.io/prometheus/prometheus:v3.14.0").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_str()), ("quay.io", "prometheus/prometheus", "v3.14.0"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_str()),
+            ("quay.io", "prometheus/prometheus", "v3.14.0")
+        );
         let r = check::<ImageRef>("127.0.0.1:5000/fixtures/prometheus:1").unwrap();
         assert_eq!(r.registry, "127.0.0.1:5000");
         for bad in [
