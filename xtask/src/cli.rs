@@ -17,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Render every config from stack.toml (write, --check against golden/, or --bless).
     Render(crate::render::Args),
+    /// Assemble the local profile's multi-arch images from Debian packages (OCI layouts).
+    Fixtures(crate::fixtures::Args),
     /// Validate rendered configs with the real tools (promtool, amtool, blackbox_exporter, shellcheck).
     Validate(crate::validate::Args),
     /// Run the offline end-to-end scenarios (compose tier; k3s tier later).
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Render(args) => crate::render::run(args),
         Command::Validate(args) => crate::validate::run(args),
+        Command::Fixtures(args) => crate::fixtures::run(args),
         Command::E2e(args) => e2e(args),
     }
 }

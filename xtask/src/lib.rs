@@ -2,7 +2,9 @@
 //! offline observability platform. See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod fixtures;
 pub mod golden;
+pub mod oci;
 pub mod paths;
 pub mod render;
 pub mod stack;

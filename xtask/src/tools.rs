@@ -17,6 +17,7 @@ pub const PROMTOOL: Tool = Tool { binary: "promtool", package: "prometheus" };
 pub const AMTOOL: Tool = Tool { binary: "amtool", package: "prometheus-alertmanager" };
 pub const BLACKBOX: Tool = Tool { binary: "prometheus-blackbox-exporter", package: "prometheus-blackbox-exporter" };
 pub const SHELLCHECK: Tool = Tool { binary: "shellcheck", package: "shellcheck" };
+pub const SKOPEO: Tool = Tool { binary: "skopeo", package: "skopeo" };
 
 /// Every tool `cargo test` and `cargo xtask validate` need.
 pub const VALIDATORS: [Tool; 4] = [PROMTOOL, AMTOOL, BLACKBOX, SHELLCHECK];

@@ -1,0 +1,76 @@
+//! Fixture images from Debian packages: reproducible (same packages in, same
+//! digests out), valid OCI (skopeo reads them), and truly multi-arch (the arm64
+//! image's binaries are aarch64).
+
+use camino::Utf8PathBuf;
+use xtask::fixtures;
+use xtask::stack::{self, Arch};
+use xtask::{paths, tools};
+
+fn tmp() -> (tempfile::TempDir, Utf8PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let p = Utf8PathBuf::from_path_buf(t.path().to_path_buf()).unwrap();
+    (t, p)
+}
+
+/// ELF machine of the first ELF file found in a gzip'd layer (EM_X86_64 = 62, EM_AARCH64 = 183).
+fn elf_machine(layer_gz: &[u8]) -> Option<u16> {
+    use std::io::Read;
+    let tar = flate2::read::GzDecoder::new(layer_gz);
+    let mut archive = tar::Archive::new(tar);
+    for e in archive.entries().ok()? {
+        let mut e = e.ok()?;
+        let mut head = [0u8; 20];
+        if e.header().entry_type() == tar::EntryType::Regular
+            && e.read_exact(&mut head).is_ok()
+            && &head[..4] == b"\x7fELF"
+        {
+            return Some(u16::from_le_bytes([head[18], head[19]]));
+        }
+    }
+    None
+}
+
+#[test]
+fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
+    let skopeo = tools::SKOPEO.find().unwrap_or_else(|e| panic!("{e:#}"));
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    let arches = [Arch::Amd64, Arch::Arm64];
+    if let Err(e) = fixtures::require_arches(&arches) {
+        panic!("{e:#}");
+    }
+    let cache = paths::target_dir().join("fixtures").join("debs");
+    let (_a, out_a) = tmp();
+    let (_b, out_b) = tmp();
+    let a = fixtures::build(&stack, &arches, &cache, &out_a).unwrap_or_else(|e| panic!("{e:#}"));
+    let b = fixtures::build(&stack, &arches, &cache, &out_b).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(a.packages, b.packages);
+    assert_eq!(a.images.len(), fixtures::plan(&stack).unwrap().len());
+    for (reference, img) in &a.images {
+        let other = &b.images[reference];
+        assert_eq!(img.index_digest, other.index_digest, "{reference} is not reproducible");
+        assert_eq!(img.platforms, other.platforms);
+        assert_eq!(img.platforms.len(), 2, "{reference}: {:?}", img.platforms);
+        let tag = reference.rsplit_once(':').unwrap().1;
+        for arch in arches {
+            let out = std::process::Command::new(skopeo.as_str())
+                .args(["inspect", "--override-os", "linux", "--override-arch", arch.as_str()])
+                .arg(format!("oci:{}:{tag}", img.layout))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "skopeo inspect {reference} {arch}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["Architecture"], arch.as_str());
+            // The image's own layer (the last) holds the program; its ELF machine must match.
+            let layer = v["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap();
+            let blob =
+                std::fs::read(img.layout.join("blobs/sha256").join(layer.trim_start_matches("sha256:"))).unwrap();
+            let want = if arch == Arch::Amd64 { 62 } else { 183 };
+            assert_eq!(elf_machine(&blob), Some(want), "{reference} {arch}: wrong ELF machine");
+        }
+    }
+}
