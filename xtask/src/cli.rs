@@ -19,6 +19,8 @@ pub enum Command {
     Render(crate::render::Args),
     /// Assemble the local profile's multi-arch images from Debian packages (OCI layouts).
     Fixtures(crate::fixtures::Args),
+    /// Resolve image tags and chart versions to digests (OCI distribution API) into stack.lock.
+    Lock(crate::lock::Args),
     /// Validate rendered configs with the real tools (promtool, amtool, blackbox_exporter, shellcheck).
     Validate(crate::validate::Args),
     /// Run the offline end-to-end scenarios (compose tier; k3s tier later).
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render(args) => crate::render::run(args),
         Command::Validate(args) => crate::validate::run(args),
         Command::Fixtures(args) => crate::fixtures::run(args),
+        Command::Lock(args) => crate::lock::run(args),
         Command::E2e(args) => e2e(args),
     }
 }

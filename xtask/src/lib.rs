@@ -4,8 +4,11 @@
 pub mod cli;
 pub mod fixtures;
 pub mod golden;
+pub mod lock;
 pub mod oci;
 pub mod paths;
+pub mod process;
+pub mod registry;
 pub mod render;
 pub mod stack;
 pub mod tools;

@@ -5,7 +5,7 @@
 use camino::Utf8PathBuf;
 use xtask::fixtures;
 use xtask::stack::{self, Arch};
-use xtask::{paths, tools};
+use xtask::{lock, paths, registry, tools};
 
 fn tmp() -> (tempfile::TempDir, Utf8PathBuf) {
     let t = tempfile::tempdir().unwrap();
@@ -72,5 +72,20 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
             let want = if arch == Arch::Amd64 { 62 } else { 183 };
             assert_eq!(elf_machine(&blob), Some(want), "{reference} {arch}: wrong ELF machine");
         }
+    }
+
+    // Push to a real registry on loopback and resolve through the distribution API:
+    // the lock must name exactly the digests that were built.
+    let (_r, reg_dir) = tmp();
+    let reg = registry::LocalRegistry::start(&fixtures::registry_addr(&stack).unwrap(), &reg_dir)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    fixtures::push(&a, &reg).unwrap_or_else(|e| panic!("{e:#}"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let locked = rt.block_on(lock::resolve(stack.profile("local").unwrap())).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(locked.images.len(), a.images.len());
+    for (reference, img) in &a.images {
+        let l = &locked.images[reference];
+        assert_eq!(l.digest, img.index_digest, "{reference}: registry digest differs from the built one");
+        assert_eq!(l.platforms, img.platforms, "{reference}");
     }
 }
