@@ -3,6 +3,7 @@
 //! image's binaries are aarch64).
 
 use camino::Utf8PathBuf;
+use xtask::bundle::image_tar::{LayoutDir, image_tar};
 use xtask::fixtures;
 use xtask::stack::{self, Arch};
 use xtask::{lock, paths, registry, tools};
@@ -71,6 +72,34 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
                 std::fs::read(img.layout.join("blobs/sha256").join(layer.trim_start_matches("sha256:"))).unwrap();
             let want = if arch == Arch::Amd64 { 62 } else { 183 };
             assert_eq!(elf_machine(&blob), Some(want), "{reference} {arch}: wrong ELF machine");
+        }
+    }
+
+    // Per-arch image archives: deterministic, readable as OCI (containerd) and as a
+    // Docker archive (docker load), platform and digests preserved.
+    let (_t, tars) = tmp();
+    for (reference, img) in &a.images {
+        for arch in arches {
+            let (bytes, info) = image_tar(&LayoutDir(&img.layout), reference, &img.index_digest, arch, 0).unwrap();
+            let (again, _) = image_tar(&LayoutDir(&img.layout), reference, &img.index_digest, arch, 0).unwrap();
+            assert!(bytes == again, "{reference} {arch}: image archive is not deterministic");
+            assert_eq!(info.manifest_digest, img.platforms[&format!("linux/{arch}")]);
+            let file = tars.join(format!("{}-{arch}.tar", reference.replace(['/', ':'], "_")));
+            std::fs::write(&file, &bytes).unwrap();
+            for transport in ["oci-archive", "docker-archive"] {
+                let out = std::process::Command::new(skopeo.as_str())
+                    .args(["inspect", "--override-os", "linux", "--override-arch", arch.as_str()])
+                    .arg(format!("{transport}:{file}"))
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "skopeo inspect {transport} {reference} {arch}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["Architecture"], arch.as_str(), "{transport} {reference}");
+            }
         }
     }
 

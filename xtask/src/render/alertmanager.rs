@@ -1,13 +1,19 @@
 //! Alertmanager configuration, typed: routes by severity, a webhook receiver whose
 //! URL is a stack parameter, and inhibition (an edge node that is down silences the
 //! alerts of the components and probes on that node).
+//!
+//! [`config`] serializes to exactly the `alertmanager.yml` schema, so the same value is
+//! the standalone Alertmanager's file and kube-prometheus-stack's `alertmanager.config`.
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::names::ALERT_WATCHDOG;
+use super::names::{ALERT_WATCHDOG, LABEL_COMPONENT, LABEL_NODE};
+use super::rules::Severity;
 use super::{Ctx, Files};
+use crate::stack::{Duration, Kind};
 
+/// The whole `alertmanager.yml`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub route: Route,
@@ -15,23 +21,26 @@ pub struct Config {
     pub inhibit_rules: Vec<InhibitRule>,
 }
 
+/// A node of the routing tree; unset timings are inherited from the parent.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Route {
     pub receiver: String,
+    /// Matchers such as `severity="critical"`, all of which must hold.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matchers: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group_by: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub group_wait: Option<String>,
+    pub group_wait: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub group_interval: Option<String>,
+    pub group_interval: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub repeat_interval: Option<String>,
+    pub repeat_interval: Option<Duration>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
 }
 
+/// A named receiver; one with no configs drops what it gets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Receiver {
     pub name: String,
@@ -39,6 +48,7 @@ pub struct Receiver {
     pub webhook_configs: Vec<WebhookConfig>,
 }
 
+/// A webhook target.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookConfig {
     pub url: String,
@@ -47,6 +57,7 @@ pub struct WebhookConfig {
     pub max_alerts: u32,
 }
 
+/// Mute alerts matching `target_matchers` while one matching `source_matchers` fires with equal `equal` labels.
 #[derive(Debug, Clone, Serialize)]
 pub struct InhibitRule {
     pub source_matchers: Vec<String>,
@@ -59,10 +70,29 @@ pub const NODE_DOWN_ALERTS: [&str; 2] = ["EdgeNodeNotReady", "EdgeNodeUnreachabl
 /// Alerts about things on an edge node, pointless while the node itself is down.
 pub const NODE_SCOPED_ALERTS: [&str; 3] =
     ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "LinkProbeFailing"];
+/// kube-prometheus-stack's default rules fire this (severity `none`) to mute `info` alerts; never delivered.
+pub const ALERT_INFO_INHIBITOR: &str = "InfoInhibitor";
 
-/// How long Alertmanager waits before sending a new group (part of the alert latency bound).
-pub const GROUP_WAIT_CRITICAL: &str = "10s";
-pub const GROUP_WAIT: &str = "30s";
+/// Receivers; all but `null` post to the stack's webhook, which tells them apart by the payload's `receiver`.
+pub const RECEIVER_WEBHOOK: &str = "webhook";
+pub const RECEIVER_CRITICAL: &str = "webhook-critical";
+pub const RECEIVER_WATCHDOG: &str = "watchdog";
+pub const RECEIVER_NULL: &str = "null";
+
+const GROUP_WAIT: Duration = Duration::from_secs(30);
+const GROUP_WAIT_CRITICAL: Duration = Duration::from_secs(10);
+/// Watchdog is delivered at once, then rarely: the webhook sees it without being flooded.
+const WATCHDOG_REPEAT: Duration = Duration::from_secs(12 * 3600);
+
+/// How long Alertmanager holds a new alert of `severity` before the first notification: the
+/// last term of the e2e's alert latency bound (after `for`, a scrape and an evaluation interval).
+pub fn group_wait(severity: Severity) -> Duration {
+    match severity {
+        Severity::Critical => GROUP_WAIT_CRITICAL,
+        Severity::Warning => GROUP_WAIT,
+        Severity::None => Duration::from_secs(0),
+    }
+}
 
 fn webhook(ctx: &Ctx<'_>, name: &str) -> Receiver {
     Receiver {
@@ -79,84 +109,163 @@ fn any_of(names: &[&str]) -> String {
     format!("alertname=~\"{}\"", names.join("|"))
 }
 
+fn severity_is(s: Severity) -> String {
+    format!("severity=\"{}\"", s.as_str())
+}
+
+/// The Alertmanager configuration of a profile.
 pub fn config(ctx: &Ctx<'_>) -> Config {
-    let group_by = ["alertname", "node", "component"].map(String::from).to_vec();
-    Config {
-        route: Route {
-            receiver: "webhook".into(),
-            group_by,
-            group_wait: Some(GROUP_WAIT.into()),
-            group_interval: Some("5m".into()),
-            repeat_interval: Some("4h".into()),
-            routes: vec![
-                Route {
-                    // The dead man's switch: delivered often so its absence is noticed.
-                    receiver: "watchdog".into(),
-                    matchers: vec![format!("alertname=\"{ALERT_WATCHDOG}\"")],
-                    group_wait: Some("0s".into()),
-                    group_interval: Some("1m".into()),
-                    repeat_interval: Some("1m".into()),
-                    ..Default::default()
-                },
-                Route {
-                    receiver: "webhook-critical".into(),
-                    matchers: vec!["severity=\"critical\"".into()],
-                    group_wait: Some(GROUP_WAIT_CRITICAL.into()),
-                    group_interval: Some("1m".into()),
-                    repeat_interval: Some("1h".into()),
-                    ..Default::default()
-                },
-                Route {
-                    receiver: "webhook".into(),
-                    matchers: vec!["severity=\"warning\"".into()],
-                    ..Default::default()
-                },
-            ],
+    let kps = ctx.has(Kind::PrometheusStack);
+    let mins = |m: u64| Some(Duration::from_secs(m * 60));
+    let mut routes = vec![
+        // The dead man's switch: its own receiver, so a bridge can page on its absence.
+        Route {
+            receiver: RECEIVER_WATCHDOG.into(),
+            matchers: vec![format!("alertname=\"{ALERT_WATCHDOG}\"")],
+            group_wait: Some(group_wait(Severity::None)),
+            group_interval: mins(1),
+            repeat_interval: Some(WATCHDOG_REPEAT),
             ..Default::default()
         },
-        receivers: vec![webhook(ctx, "webhook"), webhook(ctx, "webhook-critical"), webhook(ctx, "watchdog")],
-        inhibit_rules: vec![
-            InhibitRule {
-                source_matchers: vec![any_of(&NODE_DOWN_ALERTS)],
-                target_matchers: vec![any_of(&NODE_SCOPED_ALERTS)],
-                equal: vec!["node".into()],
+        Route {
+            receiver: RECEIVER_CRITICAL.into(),
+            matchers: vec![severity_is(Severity::Critical)],
+            group_wait: Some(group_wait(Severity::Critical)),
+            group_interval: mins(1),
+            repeat_interval: mins(60),
+            ..Default::default()
+        },
+        Route {
+            receiver: RECEIVER_WEBHOOK.into(),
+            matchers: vec![severity_is(Severity::Warning)],
+            group_wait: Some(group_wait(Severity::Warning)),
+            ..Default::default()
+        },
+    ];
+    let mut receivers =
+        vec![webhook(ctx, RECEIVER_WEBHOOK), webhook(ctx, RECEIVER_CRITICAL), webhook(ctx, RECEIVER_WATCHDOG)];
+    let mut inhibit_rules = vec![
+        InhibitRule {
+            source_matchers: vec![any_of(&NODE_DOWN_ALERTS)],
+            target_matchers: vec![any_of(&NODE_SCOPED_ALERTS)],
+            equal: vec![LABEL_NODE.into()],
+        },
+        InhibitRule {
+            source_matchers: vec![severity_is(Severity::Critical)],
+            target_matchers: vec![severity_is(Severity::Warning)],
+            equal: vec!["alertname".into(), LABEL_NODE.into()],
+        },
+    ];
+    if kps {
+        // kube-prometheus-stack's default rules: InfoInhibitor only mutes `info` alerts, as the chart's own config does.
+        routes.insert(
+            0,
+            Route {
+                receiver: RECEIVER_NULL.into(),
+                matchers: vec![format!("alertname=\"{ALERT_INFO_INHIBITOR}\"")],
+                ..Default::default()
             },
-            InhibitRule {
-                source_matchers: vec!["severity=\"critical\"".into()],
-                target_matchers: vec!["severity=\"warning\"".into()],
-                equal: vec!["alertname".into(), "node".into()],
-            },
-        ],
+        );
+        receivers.push(Receiver { name: RECEIVER_NULL.into(), webhook_configs: vec![] });
+        inhibit_rules.push(InhibitRule {
+            source_matchers: vec![format!("alertname=\"{ALERT_INFO_INHIBITOR}\"")],
+            target_matchers: vec!["severity=\"info\"".into()],
+            equal: vec!["namespace".into()],
+        });
+    }
+    Config {
+        route: Route {
+            // Anything unrouted (e.g. the chart's `info` alerts) still reaches the webhook.
+            receiver: RECEIVER_WEBHOOK.into(),
+            group_by: ["alertname", LABEL_NODE, LABEL_COMPONENT].map(String::from).to_vec(),
+            group_wait: Some(GROUP_WAIT),
+            group_interval: mins(5),
+            repeat_interval: mins(4 * 60),
+            routes,
+            ..Default::default()
+        },
+        receivers,
+        inhibit_rules,
     }
 }
 
+/// Add `alertmanager/alertmanager.yml` (checked by `amtool check-config`).
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     files.add_yaml("alertmanager/alertmanager.yml", &config(ctx))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use crate::render::rules::{Severity, catalog};
+    use crate::render::rules::catalog;
     use crate::stack::Arch;
 
+    /// Whether a matcher of the two forms this module writes (`l="v"`, `l=~"a|b"`) holds.
+    fn holds(matcher: &str, labels: &BTreeMap<String, String>) -> bool {
+        let (name, op, value) = match matcher.split_once("=~") {
+            Some((n, v)) => (n, "=~", v),
+            None => matcher.split_once('=').map(|(n, v)| (n, "=", v)).expect("matcher has ="),
+        };
+        let value = value.trim_matches('"');
+        let actual = labels.get(name).map(String::as_str).unwrap_or("");
+        match op {
+            "=" => actual == value,
+            _ => value.split('|').any(|v| v == actual),
+        }
+    }
+
+    /// The receiver Alertmanager picks: the first matching child route (none uses `continue`).
+    fn receiver_for<'c>(cfg: &'c Config, labels: &BTreeMap<String, String>) -> &'c str {
+        let child = cfg.route.routes.iter().find(|r| r.matchers.iter().all(|m| holds(m, labels)));
+        child.map_or(cfg.route.receiver.as_str(), |r| r.receiver.as_str())
+    }
+
     #[test]
-    fn every_severity_has_a_route_and_inhibitions_name_real_alerts() {
-        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
-        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
-        let cfg = config(&ctx);
+    fn every_rule_of_every_profile_reaches_the_receiver_of_its_severity() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        for profile in stack.profiles.keys() {
+            let ctx = Ctx::new(&stack, profile.as_str(), Arch::Amd64).expect("profile");
+            let cfg = config(&ctx);
+            let rules = catalog(&ctx);
+            for severity in Severity::ALL {
+                assert!(rules.iter().any(|r| r.severity == severity), "{profile}: no {severity:?} rule to route");
+            }
+            for r in &rules {
+                let mut labels = r.all_labels();
+                labels.insert("alertname".into(), r.name.into());
+                let want = match r.severity {
+                    Severity::Critical => RECEIVER_CRITICAL,
+                    Severity::Warning => RECEIVER_WEBHOOK,
+                    Severity::None => RECEIVER_WATCHDOG,
+                };
+                assert_eq!(receiver_for(&cfg, &labels), want, "{profile}: {}", r.name);
+            }
+            let names: Vec<&str> = cfg.receivers.iter().map(|r| r.name.as_str()).collect();
+            for route in std::iter::once(&cfg.route).chain(&cfg.route.routes) {
+                assert!(names.contains(&route.receiver.as_str()), "{profile}: no receiver {}", route.receiver);
+            }
+        }
+    }
+
+    #[test]
+    fn inhibitions_name_alerts_of_the_catalog_that_carry_the_node_label() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).expect("upstream profile");
         let rules = catalog(&ctx);
-        for r in &rules {
-            let routed = cfg.route.routes.iter().any(|route| {
-                route.matchers.iter().any(|m| {
-                    *m == format!("severity=\"{}\"", r.severity.as_str()) || *m == format!("alertname=\"{}\"", r.name)
-                })
-            });
-            assert!(routed, "{} ({:?}) has no route of its own", r.name, r.severity);
-        }
-        assert!(rules.iter().any(|r| r.severity == Severity::None));
         for name in NODE_DOWN_ALERTS.iter().chain(&NODE_SCOPED_ALERTS) {
-            assert!(rules.iter().any(|r| r.name == *name), "inhibition names {name}, which no rule defines");
+            let r = rules.iter().find(|r| r.name == *name);
+            let r = r.unwrap_or_else(|| panic!("inhibition names {name}, which no rule defines"));
+            // `equal: [node]` needs the node label on both sides; promtool cases pin the output labels.
+            let fires = r.cases.iter().flat_map(|c| &c.expect);
+            assert!(fires.clone().count() > 0 && fires.clone().all(|l| l.contains_key(LABEL_NODE)), "{name}");
         }
+    }
+
+    #[test]
+    fn matchers_parse_as_this_test_reads_them() {
+        let l: BTreeMap<String, String> = [("alertname".to_string(), "B".to_string())].into();
+        assert!(holds("alertname=~\"A|B\"", &l) && !holds("alertname=\"A\"", &l) && holds("severity=\"\"", &l));
     }
 }

@@ -2,17 +2,32 @@
 //! (`promtool check rules`), a `PrometheusRule` for kube-prometheus-stack, and a
 //! promtool unit-test file in which every alert has a case where it fires and a
 //! case where it stays silent (Watchdog, which always fires, has only the first).
+//!
+//! The catalog holds only alerts whose input series the profile produces: an alert
+//! on a metric nobody scrapes would never fire and could never be tested.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use super::names::*;
 use super::{Ctx, Files};
 use crate::stack::{Duration, Kind};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// Where the rules file is rendered; the test file names it relative to its own directory.
+pub const RULES_FILE: &str = "prometheus/rules/observability.rules.yml";
+/// The promtool unit tests of [`RULES_FILE`].
+pub const TESTS_FILE: &str = "prometheus/rules/observability.test.yml";
+/// The `PrometheusRule` object (kube-prometheus-stack profiles only); `40-` orders it after
+/// the HelmCharts that install its CRD.
+pub const PROMETHEUS_RULE_FILE: &str = "manifests/40-prometheusrule.yaml";
+/// Name of the one rule group (and of the `PrometheusRule` object's group).
+pub const GROUP_NAME: &str = "kubeprepare-observability";
+
+/// How urgent an alert is; Alertmanager routes on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -22,6 +37,10 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, for checks that the route tree covers them.
+    pub const ALL: [Severity; 3] = [Severity::Critical, Severity::Warning, Severity::None];
+
+    /// The `severity` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",
@@ -31,19 +50,31 @@ impl Severity {
     }
 }
 
-/// One promtool case: input series, and the alerts expected at `eval_after`.
+/// One promtool case: input series, and the alerts expected once `for` has elapsed.
 #[derive(Debug, Clone)]
 pub struct Case {
     /// `(series selector, expanding values)` at a 1m interval, e.g. `("up{job=\"x\"}", "0x20")`.
     pub series: Vec<(String, String)>,
-    /// Label sets of the expected alerts (without `severity` and rule labels, added for you); empty = silent.
+    /// Label sets of the expected alerts, without the rule's own labels (added for you);
+    /// empty = the rule stays silent.
     pub expect: Vec<BTreeMap<String, String>>,
 }
 
+impl Case {
+    /// Whether this case expects the alert to fire.
+    pub fn fires(&self) -> bool {
+        !self.expect.is_empty()
+    }
+}
+
+/// One alerting rule of the catalog, with the promtool cases that pin its behaviour.
 #[derive(Debug, Clone)]
 pub struct AlertRule {
+    /// The `alertname`; several rules may share it (one per edge component).
     pub name: &'static str,
+    /// PromQL; the alert's labels are the result's labels plus [`AlertRule::labels`] and `severity`.
     pub expr: String,
+    /// How long `expr` must hold before the alert fires.
     pub for_: Duration,
     pub severity: Severity,
     /// Labels the rule adds besides `severity` (e.g. `component`).
@@ -56,18 +87,26 @@ pub struct AlertRule {
 }
 
 impl AlertRule {
-    /// How long the condition must hold before the alert fires.
+    /// How long the condition must hold before the alert fires. The e2e bound on alert latency is
+    /// this plus a scrape interval, an evaluation interval and the route's `group_wait`.
     pub fn for_duration(&self) -> Duration {
         self.for_
     }
 
-    fn all_labels(&self) -> BTreeMap<String, String> {
+    /// The `component` label, for rules repeated per edge component.
+    pub fn component(&self) -> Option<&str> {
+        self.labels.get(LABEL_COMPONENT).map(String::as_str)
+    }
+
+    /// The rule's own labels: [`AlertRule::labels`] plus `severity`.
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
         let mut l = self.labels.clone();
         l.insert("severity".into(), self.severity.as_str().into());
         l
     }
 
-    fn annotations(&self) -> BTreeMap<String, String> {
+    /// `summary`, `description` and `runbook`, unexpanded (Prometheus templates).
+    pub fn annotations(&self) -> BTreeMap<String, String> {
         [("summary", &self.summary), ("description", &self.description), ("runbook", &self.runbook)]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -79,7 +118,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn series(sel: impl Into<String>, values: &str) -> (String, String) {
+fn series(sel: impl Into<String>, values: impl Into<String>) -> (String, String) {
     (sel.into(), values.into())
 }
 
@@ -91,98 +130,105 @@ fn silent(series: Vec<(String, String)>) -> Case {
     Case { series, expect: vec![] }
 }
 
-const D1M: Duration = Duration::from_secs(60);
-const D2M: Duration = Duration::from_secs(120);
-const D5M: Duration = Duration::from_secs(300);
+/// `for` of alerts on a node or link: short, so the e2e sees them within minutes.
+const FOR_NODE: Duration = Duration::from_secs(60);
+/// `for` of "a service is down" alerts.
+const FOR_DOWN: Duration = Duration::from_secs(120);
+/// `for` of budget alerts: long enough to ride out a start-up spike.
+const FOR_BUDGET: Duration = Duration::from_secs(300);
 
 /// `absent(up{job="<job>"} == 1)`: fires when no target of the job is up, or the job is gone.
+/// `absent()` of a comparison carries no labels, so the rule adds `job` itself.
 fn job_down(name: &'static str, job: &str, what: &str, severity: Severity, hint: &str) -> AlertRule {
-    let up = format!("up{{job=\"{job}\"}}");
+    let target = |v: &str| series(format!("up{{job=\"{job}\",instance=\"a:1\"}}"), v);
     AlertRule {
         name,
-        expr: format!("absent({up} == 1)"),
-        for_: D2M,
+        expr: format!("absent(up{{job=\"{job}\"}} == 1)"),
+        for_: FOR_DOWN,
         severity,
-        labels: BTreeMap::new(),
+        labels: labels(&[("job", job)]),
         summary: format!("{what} is down"),
-        description: format!("No {what} target of job {job} has been up for 2 minutes."),
+        description: format!("No target of scrape job {job} ({what}) has been up for {FOR_DOWN}."),
         runbook: hint.into(),
-        cases: vec![
-            fires(vec![series(format!("up{{job=\"{job}\",instance=\"a:1\"}}"), "0x10")], &[&[]]),
-            fires(vec![], &[&[]]),
-            silent(vec![series(format!("up{{job=\"{job}\",instance=\"a:1\"}}"), "1x10")]),
-        ],
+        cases: vec![fires(vec![target("0x10")], &[&[]]), fires(vec![], &[&[]]), silent(vec![target("1x10")])],
     }
 }
 
 /// The alert catalog for a profile: only alerts whose signals the profile produces.
 pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
+    // kube-state-metrics, cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge.
     let kps = ctx.has(Kind::PrometheusStack);
     let mut rules = Vec::new();
     if kps {
+        let ready = |node: &str, v: &str| {
+            series(format!("kube_node_status_condition{{condition=\"Ready\",status=\"true\",node=\"{node}\"}}"), v)
+        };
+        let role =
+            |node: &str, role: &str| series(format!("kube_node_role{{node=\"{node}\",role=\"{role}\"}}"), "1x10");
         rules.push(AlertRule {
             name: "EdgeNodeNotReady",
-            expr: "max by (node) (kube_node_status_condition{condition=\"Ready\",status=\"true\"} == 0) and on (node) kube_node_role{role=\"edge\"}".into(),
-            for_: D2M,
+            // KubeEdge labels edge nodes `node-role.kubernetes.io/edge: ""`; kube_node_labels would carry
+            // an empty value, but kube-state-metrics' kube_node_role takes the role from the label key.
+            expr: "max by (node) (kube_node_status_condition{condition=\"Ready\",status=\"true\"} == 0) \
+                   and on (node) kube_node_role{role=\"edge\"}"
+                .into(),
+            for_: FOR_DOWN,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is not Ready".into(),
-            description: "Edge node {{ $labels.node }} has reported NotReady (or stopped reporting to cloudcore) for 2 minutes.".into(),
+            description: format!(
+                "Edge node {{{{ $labels.node }}}} has been NotReady (or silent towards cloudcore) for {FOR_DOWN}."
+            ),
             runbook: "On the edge node: `systemctl status edgecore`, `journalctl -u edgecore`; check the link to cloudcore port 10000.".into(),
             cases: vec![
-                fires(
-                    vec![
-                        series("kube_node_status_condition{condition=\"Ready\",status=\"true\",node=\"edge-1\"}", "0x10"),
-                        series("kube_node_role{node=\"edge-1\",role=\"edge\"}", "1x10"),
-                    ],
-                    &[&[("node", "edge-1")]],
-                ),
+                fires(vec![ready("edge-1", "0x10"), role("edge-1", "edge")], &[&[("node", "edge-1")]]),
+                // A NotReady cloud node is not this alert's business.
                 silent(vec![
-                    series("kube_node_status_condition{condition=\"Ready\",status=\"true\",node=\"edge-1\"}", "1x10"),
-                    series("kube_node_role{node=\"edge-1\",role=\"edge\"}", "1x10"),
-                    // A NotReady cloud node is not this alert's business.
-                    series("kube_node_status_condition{condition=\"Ready\",status=\"true\",node=\"cloud-1\"}", "0x10"),
-                    series("kube_node_role{node=\"cloud-1\",role=\"control-plane\"}", "1x10"),
+                    ready("edge-1", "1x10"),
+                    role("edge-1", "edge"),
+                    ready("cloud-1", "0x10"),
+                    role("cloud-1", "control-plane"),
                 ]),
             ],
         });
     }
     if ctx.has(Kind::NodeExporter) {
-        let up = |v: &str, node: &str| {
+        let up = |node: &str, v: &str| {
             series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"{node}:9100\",node=\"{node}\"}}"), v)
         };
         rules.push(AlertRule {
             name: "EdgeNodeUnreachable",
             expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
-            for_: D1M,
+            for_: FOR_NODE,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is unreachable from the cloud".into(),
-            description: "Prometheus has not scraped node exporter on edge node {{ $labels.node }} for 1 minute: the node is down or its link is cut.".into(),
+            description: format!("Prometheus has not scraped node exporter on edge node {{{{ $labels.node }}}} for {FOR_NODE}: the node is down or its link is cut."),
             runbook: "Check the edge node is powered and its network link; then `systemctl status edgecore` and the edge-node-exporter pod.".into(),
             cases: vec![
-                fires(vec![up("0x10", "edge-1"), up("1x10", "edge-2")], &[&[("node", "edge-1")]]),
-                silent(vec![up("1x10", "edge-1"), up("1x10", "edge-2")]),
+                fires(vec![up("edge-1", "0x10"), up("edge-2", "1x10")], &[&[("node", "edge-1")]]),
+                silent(vec![up("edge-1", "1x10"), up("edge-2", "1x10")]),
             ],
         });
     }
     if kps {
-        let up = |v: &str, node: &str| {
+        let up = |node: &str, v: &str| {
             series(format!("up{{job=\"{JOB_EDGE_RESOURCE}\",instance=\"{node}:10350\",node=\"{node}\"}}"), v)
         };
         rules.push(AlertRule {
             name: "CloudEdgeTunnelDown",
+            // `max` of no series is no series: with no edge target at all this stays silent.
             expr: format!("max(up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 0"),
-            for_: D2M,
+            for_: FOR_DOWN,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "The cloud-edge stream tunnel is down".into(),
-            description: "No edge kubelet can be scraped through the KubeEdge stream tunnel (port 10350 to cloudcore 10003) for 2 minutes.".into(),
+            description: format!("No edge kubelet can be scraped through the KubeEdge stream tunnel (port 10350 to cloudcore 10003) for {FOR_DOWN}."),
             runbook: "Check cloudcore's cloudStream (ports 10003/10004) and iptables-manager; on edges, `modules.edgeStream.enable` must be true.".into(),
             cases: vec![
-                fires(vec![up("0x10", "edge-1"), up("0x10", "edge-2")], &[&[]]),
+                fires(vec![up("edge-1", "0x10"), up("edge-2", "0x10")], &[&[]]),
                 // One node down is that node's alert, not the tunnel's.
-                silent(vec![up("0x10", "edge-1"), up("1x10", "edge-2")]),
+                silent(vec![up("edge-1", "0x10"), up("edge-2", "1x10")]),
             ],
         });
         rules.push(job_down(
@@ -194,68 +240,67 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         ));
         for c in ctx.profile.edge_components() {
             let Some(budget) = c.budget else { continue };
+            // Edge containers are named after their component (manifests and chart values).
             let name = c.name.as_str();
+            let ns = ctx.namespace();
+            let pod = format!("{name}-x");
             let sel = format!("job=\"{JOB_EDGE_CADVISOR}\",container=\"{name}\"");
-            let at = |metric: &str, v: &str| {
-                series(format!("{metric}{{{sel},node=\"edge-1\",namespace=\"observability\",pod=\"{name}-x\"}}"), v)
+            let at = |metric: &str, v: String| {
+                series(format!("{metric}{{{sel},node=\"edge-1\",namespace=\"{ns}\",pod=\"{pod}\"}}"), v)
             };
-            let who: &[(&str, &str)] = &[
-                ("node", "edge-1"),
-                ("namespace", "observability"),
-                ("pod", &format!("{name}-x")),
-                ("container", name),
-            ];
-            let who: Vec<(&str, &str)> = who.to_vec();
-            let mem = budget.memory.bytes();
+            let who = [("node", "edge-1"), ("namespace", ns), ("pod", pod.as_str()), ("container", name)];
             let component = labels(&[(LABEL_COMPONENT, name)]);
+            let mem = budget.memory.bytes();
             rules.push(AlertRule {
                 name: "EdgeComponentMemoryOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (container_memory_working_set_bytes{{{sel}}}) > {mem}"),
-                for_: D5M,
+                for_: FOR_BUDGET,
                 severity: Severity::Warning,
                 labels: component.clone(),
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more memory than its budget ({})", budget.memory),
-                description: format!("The working set of {name} on edge node {{{{ $labels.node }}}} has been above {} for 5 minutes.", budget.memory),
+                description: format!("The working set of {name} on edge node {{{{ $labels.node }}}} has been above {} for {FOR_BUDGET}.", budget.memory),
                 runbook: format!("Compare with the e2e report's figures for {name}; raise its budget in stack.toml only if the measured need is accepted."),
                 cases: vec![
-                    fires(vec![at("container_memory_working_set_bytes", &format!("{}x15", mem + (1 << 20)))], &[&who]),
-                    silent(vec![at("container_memory_working_set_bytes", &format!("{}x15", mem - (1 << 20)))]),
+                    fires(vec![at("container_memory_working_set_bytes", format!("{}x15", mem.saturating_mul(2)))], &[&who]),
+                    silent(vec![at("container_memory_working_set_bytes", format!("{}x15", mem / 2))]),
                 ],
             });
             let cores = budget.cpu.cores();
-            // A counter growing by `per_min` CPU-seconds a minute uses per_min/60 cores.
-            let over = (cores * 60.0 * 2.0).ceil() as u64;
-            let under = ((cores * 60.0) / 2.0).floor() as u64;
+            // A counter growing by `n` CPU-seconds a minute uses n/60 cores: twice, and half, the budget.
+            let m = budget.cpu.millis();
+            let (over, under) = ((m * 120).div_ceil(1000), m * 30 / 1000);
             rules.push(AlertRule {
                 name: "EdgeComponentCpuOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (rate(container_cpu_usage_seconds_total{{{sel}}}[5m])) > {cores}"),
-                for_: D5M,
+                for_: FOR_BUDGET,
                 severity: Severity::Warning,
                 labels: component,
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more CPU than its budget ({})", budget.cpu),
-                description: format!("{name} on edge node {{{{ $labels.node }}}} has used more than {} for 5 minutes.", budget.cpu),
+                description: format!("{name} on edge node {{{{ $labels.node }}}} has used more than {} for {FOR_BUDGET}.", budget.cpu),
                 runbook: format!("Check {name}'s load (log volume, scrape targets) on that node; raise its budget in stack.toml only if accepted."),
                 cases: vec![
-                    fires(vec![at("container_cpu_usage_seconds_total", &format!("0+{over}x20"))], &[&who]),
-                    silent(vec![at("container_cpu_usage_seconds_total", &format!("0+{under}x20"))]),
+                    fires(vec![at("container_cpu_usage_seconds_total", format!("0+{over}x20"))], &[&who]),
+                    silent(vec![at("container_cpu_usage_seconds_total", format!("0+{under}x20"))]),
                 ],
             });
         }
     }
     if ctx.has(Kind::BlackboxExporter) {
-        let probes = format!("{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}");
         let probe = |v: &str| {
             series(format!("probe_success{{job=\"{JOB_PROBE_EDGE}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), v)
         };
         rules.push(AlertRule {
             name: "LinkProbeFailing",
-            expr: format!("max by (job, instance, node) (probe_success{{job=~\"{probes}\"}}) == 0"),
-            for_: D1M,
+            expr: format!(
+                "max by (job, instance, node) (probe_success{{job=~\"{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}\"}}) == 0"
+            ),
+            for_: FOR_NODE,
             severity: Severity::Warning,
             labels: BTreeMap::new(),
             summary: "Link probe {{ $labels.job }} to {{ $labels.instance }} is failing".into(),
-            description: "The blackbox probe {{ $labels.job }} cannot reach {{ $labels.instance }} for 1 minute."
-                .into(),
+            description: format!(
+                "The blackbox probe {{{{ $labels.job }}}} has not reached {{{{ $labels.instance }}}} for {FOR_NODE}."
+            ),
             runbook:
                 "Check the network path between the cloud and that endpoint (routes, firewall, the edge node's link)."
                     .into(),
@@ -275,58 +320,48 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             "Check the blackbox exporter pod; while it is down no link probe runs.",
         ));
     }
-    let self_job = ctx.self_jobs().prometheus;
+    let jobs = ctx.self_jobs();
+    let prom =
+        |metric: &str, v: &str| series(format!("{metric}{{job=\"{}\",instance=\"p:9090\"}}", jobs.prometheus), v);
+    let prom_labels: &[(&str, &str)] = &[("job", jobs.prometheus), ("instance", "p:9090")];
     rules.push(AlertRule {
         name: "PrometheusRuleEvaluationFailures",
         expr: "sum by (job, instance) (increase(prometheus_rule_evaluation_failures_total[5m])) > 0".into(),
-        for_: D1M,
+        for_: FOR_NODE,
         severity: Severity::Warning,
         labels: BTreeMap::new(),
         summary: "Prometheus fails to evaluate rules".into(),
-        description: "Prometheus {{ $labels.instance }} failed rule evaluations in the last 5 minutes: alerts may be missed.".into(),
-        runbook: "Read Prometheus' log for the failing rule group; `promtool check rules` on the rendered rules.".into(),
+        description:
+            "Prometheus {{ $labels.instance }} failed rule evaluations in the last 5 minutes: alerts may be missed."
+                .into(),
+        runbook: "Read Prometheus' log for the failing rule group; run `promtool check rules` on the rendered rules."
+            .into(),
         cases: vec![
-            fires(
-                vec![series(format!("prometheus_rule_evaluation_failures_total{{job=\"{self_job}\",instance=\"p:9090\",rule_group=\"g\"}}"), "0+1x15")],
-                &[&[("job", self_job), ("instance", "p:9090")]],
-            ),
-            silent(vec![series(format!("prometheus_rule_evaluation_failures_total{{job=\"{self_job}\",instance=\"p:9090\",rule_group=\"g\"}}"), "3x15")]),
+            fires(vec![prom("prometheus_rule_evaluation_failures_total", "0+1x15")], &[prom_labels]),
+            silent(vec![prom("prometheus_rule_evaluation_failures_total", "3x15")]),
         ],
     });
     rules.push(AlertRule {
         name: "PrometheusAlertmanagerNotConnected",
         expr: "max by (job, instance) (prometheus_notifications_alertmanagers_discovered) < 1".into(),
-        for_: D2M,
+        for_: FOR_DOWN,
         severity: Severity::Critical,
         labels: BTreeMap::new(),
         summary: "Prometheus is not connected to any Alertmanager".into(),
-        description:
-            "Prometheus {{ $labels.instance }} has discovered no Alertmanager for 2 minutes: no alert is delivered."
-                .into(),
-        runbook: "Check the Alertmanager pod and Prometheus' alerting configuration.".into(),
+        description: format!("Prometheus {{{{ $labels.instance }}}} has discovered no Alertmanager for {FOR_DOWN}: no alert is delivered."),
+        runbook: "Check the Alertmanager pod and Prometheus' `alerting` configuration.".into(),
         cases: vec![
-            fires(
-                vec![series(
-                    format!(
-                        "prometheus_notifications_alertmanagers_discovered{{job=\"{self_job}\",instance=\"p:9090\"}}"
-                    ),
-                    "0x10",
-                )],
-                &[&[("job", self_job), ("instance", "p:9090")]],
-            ),
-            silent(vec![series(
-                format!("prometheus_notifications_alertmanagers_discovered{{job=\"{self_job}\",instance=\"p:9090\"}}"),
-                "1x10",
-            )]),
+            fires(vec![prom("prometheus_notifications_alertmanagers_discovered", "0x10")], &[prom_labels]),
+            silent(vec![prom("prometheus_notifications_alertmanagers_discovered", "1x10")]),
         ],
     });
-    if ctx.has(Kind::PrometheusStack) || ctx.has(Kind::Alertmanager) {
+    if kps || ctx.has(Kind::Alertmanager) {
         rules.push(job_down(
             "AlertmanagerDown",
-            ctx.self_jobs().alertmanager,
+            jobs.alertmanager,
             "Alertmanager",
             Severity::Critical,
-            "Check the Alertmanager pod and `amtool check-config` on its configuration.",
+            "Check the Alertmanager pod and run `amtool check-config` on its configuration.",
         ));
     }
     if ctx.has(Kind::Loki) {
@@ -357,6 +392,8 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         description: "This alert always fires. If the receiver stops getting it, Prometheus or Alertmanager is broken."
             .into(),
         runbook: "Nothing to do while it arrives; page on its absence.".into(),
+        // The one exception to "every rule has a silent case": a dead man's switch fires always,
+        // so the only meaningful case is that it fires with no input at all.
         cases: vec![fires(vec![], &[&[]])],
     });
     rules
@@ -364,6 +401,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
 
 // ---- rules file / PrometheusRule ----
 
+/// A Prometheus rule group, as in a rules file and in a `PrometheusRule`'s spec.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RuleGroup {
     pub name: String,
@@ -371,6 +409,7 @@ pub struct RuleGroup {
     pub rules: Vec<Rule>,
 }
 
+/// An alerting rule in Prometheus' rules-file schema.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Rule {
     pub alert: String,
@@ -386,6 +425,7 @@ struct RulesFile {
     groups: Vec<RuleGroup>,
 }
 
+/// The catalog as Prometheus rule groups, evaluated at the stack's evaluation interval.
 pub fn rule_groups(ctx: &Ctx<'_>) -> Vec<RuleGroup> {
     let rules = catalog(ctx)
         .iter()
@@ -397,13 +437,10 @@ pub fn rule_groups(ctx: &Ctx<'_>) -> Vec<RuleGroup> {
             annotations: r.annotations(),
         })
         .collect();
-    vec![RuleGroup {
-        name: "kubeprepare-observability".into(),
-        interval: ctx.settings().evaluation_interval.to_string(),
-        rules,
-    }]
+    vec![RuleGroup { name: GROUP_NAME.into(), interval: ctx.settings().evaluation_interval.to_string(), rules }]
 }
 
+/// Distinct alert names of the catalog, sorted.
 pub fn alert_names(ctx: &Ctx<'_>) -> Vec<String> {
     let mut names: Vec<String> = catalog(ctx).iter().map(|r| r.name.to_string()).collect();
     names.sort();
@@ -416,7 +453,7 @@ pub fn alert_names(ctx: &Ctx<'_>) -> Vec<String> {
 struct PrometheusRule {
     api_version: &'static str,
     kind: &'static str,
-    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    metadata: ObjectMeta,
     spec: RulesFile,
 }
 
@@ -456,13 +493,9 @@ struct ExpAlert {
     exp_annotations: BTreeMap<String, String>,
 }
 
-/// Expand the `{{ $labels.x }}` templates the catalog uses.
+/// Expand the `{{ $labels.x }}` templates the catalog uses (the only template form it uses).
 fn expand(template: &str, labels: &BTreeMap<String, String>) -> String {
-    let mut out = template.to_string();
-    for (k, v) in labels {
-        out = out.replace(&format!("{{{{ $labels.{k} }}}}"), v);
-    }
-    out
+    labels.iter().fold(template.to_string(), |out, (k, v)| out.replace(&format!("{{{{ $labels.{k} }}}}"), v))
 }
 
 fn test_file(ctx: &Ctx<'_>) -> TestFile {
@@ -470,6 +503,7 @@ fn test_file(ctx: &Ctx<'_>) -> TestFile {
     for rule in catalog(ctx) {
         // Evaluate well after `for` has elapsed (series run 1m apart, from t=0).
         let eval = Duration::from_secs(rule.for_.as_secs() + 5 * 60);
+        let component = rule.component().map(|c| format!(" ({c})")).unwrap_or_default();
         for (i, case) in rule.cases.iter().enumerate() {
             let exp_alerts = case
                 .expect
@@ -482,8 +516,7 @@ fn test_file(ctx: &Ctx<'_>) -> TestFile {
                     ExpAlert { exp_labels: all, exp_annotations }
                 })
                 .collect();
-            let what = if case.expect.is_empty() { "silent" } else { "fires" };
-            let component = rule.labels.get(LABEL_COMPONENT).map(|c| format!(" ({c})")).unwrap_or_default();
+            let what = if case.fires() { "fires" } else { "silent" };
             tests.push(Test {
                 name: format!("{}{component} {what} #{}", rule.name, i + 1),
                 interval: "1m".into(),
@@ -500,57 +533,145 @@ fn test_file(ctx: &Ctx<'_>) -> TestFile {
             });
         }
     }
+    let rules_name = RULES_FILE.rsplit('/').next().unwrap_or(RULES_FILE);
     TestFile {
-        rule_files: vec!["observability.rules.yml".into()],
+        rule_files: vec![rules_name.into()],
         evaluation_interval: ctx.settings().evaluation_interval.to_string(),
         tests,
     }
 }
 
+/// Add the rules file, its promtool tests and (with kube-prometheus-stack) the `PrometheusRule`.
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    files.add_yaml("prometheus/rules/observability.rules.yml", &RulesFile { groups: rule_groups(ctx) })?;
-    files.add_yaml("prometheus/rules/observability.test.yml", &test_file(ctx))?;
+    let groups = rule_groups(ctx);
+    files.add_yaml(RULES_FILE, &RulesFile { groups: groups.clone() })?;
+    files.add_yaml(TESTS_FILE, &test_file(ctx))?;
     if ctx.has(Kind::PrometheusStack) {
         let object = PrometheusRule {
             api_version: "monitoring.coreos.com/v1",
             kind: "PrometheusRule",
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            metadata: ObjectMeta {
                 name: Some("observability-rules".into()),
                 namespace: Some(ctx.namespace().into()),
-                // kube-prometheus-stack's Prometheus selects rules of its release.
+                // kube-prometheus-stack's Prometheus selects rules labelled with its release.
                 labels: Some(labels(&[("release", RELEASE_KPS)])),
                 ..Default::default()
             },
-            spec: RulesFile { groups: rule_groups(ctx) },
+            spec: RulesFile { groups },
         };
-        files.add_yaml("manifests/40-prometheusrule.yaml", &object)?;
+        files.add_yaml(PROMETHEUS_RULE_FILE, &object)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
-    use crate::stack::Arch;
+    use crate::stack::{Arch, Stack};
+
+    fn stack() -> Stack {
+        crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads")
+    }
+
+    /// Every profile's catalog, with the profile's name.
+    fn catalogs(stack: &Stack) -> Vec<(String, Vec<AlertRule>)> {
+        stack
+            .profiles
+            .keys()
+            .map(|p| (p.to_string(), catalog(&Ctx::new(stack, p.as_str(), Arch::Amd64).expect("profile"))))
+            .collect()
+    }
 
     #[test]
     fn every_rule_has_firing_and_silent_cases_and_a_runbook() {
-        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
-        for profile in ["upstream", "local"] {
-            let ctx = Ctx::new(&stack, profile, Arch::Amd64).unwrap();
-            for r in catalog(&ctx) {
-                assert!(r.cases.iter().any(|c| !c.expect.is_empty()), "{}: no firing case", r.name);
+        for (profile, rules) in catalogs(&stack()) {
+            for r in rules {
+                let who = format!("{profile}: {} {:?}", r.name, r.component());
+                assert!(r.cases.iter().any(Case::fires), "{who}: no case where it fires");
+                // Watchdog always fires: it is the one rule without a silent case.
                 if r.name != ALERT_WATCHDOG {
-                    assert!(r.cases.iter().any(|c| c.expect.is_empty()), "{}: no silent case", r.name);
+                    assert!(r.cases.iter().any(|c| !c.fires()), "{who}: no case where it stays silent");
                 }
-                assert!(!r.summary.is_empty() && !r.runbook.is_empty(), "{}", r.name);
+                for text in [&r.expr, &r.summary, &r.description, &r.runbook] {
+                    assert!(!text.trim().is_empty(), "{who}: empty expr, summary, description or runbook");
+                }
             }
         }
     }
 
     #[test]
+    fn rules_are_unique_per_name_and_component() {
+        for (profile, rules) in catalogs(&stack()) {
+            let mut seen = BTreeSet::new();
+            for r in &rules {
+                assert!(seen.insert((r.name, r.component())), "{profile}: {} {:?} twice", r.name, r.component());
+            }
+        }
+    }
+
+    #[test]
+    fn only_watchdog_is_severity_none_and_every_profile_has_it() {
+        for (profile, rules) in catalogs(&stack()) {
+            assert!(rules.iter().any(|r| r.name == ALERT_WATCHDOG), "{profile}: no Watchdog");
+            for r in &rules {
+                assert_eq!(r.severity == Severity::None, r.name == ALERT_WATCHDOG, "{profile}: {}", r.name);
+                assert!(!r.labels.contains_key("severity"), "{profile}: {} sets severity twice", r.name);
+            }
+        }
+    }
+
+    #[test]
+    fn for_durations_fit_an_e2e_run() {
+        for (profile, rules) in catalogs(&stack()) {
+            for r in rules {
+                assert!(r.for_duration() <= Duration::from_secs(600), "{profile}: {} waits {}", r.name, r.for_);
+            }
+        }
+    }
+
+    #[test]
+    fn kubeedge_alerts_need_kube_prometheus_stack() {
+        let stack = stack();
+        for (profile, rules) in catalogs(&stack) {
+            let kps = stack.profile(&profile).expect("profile").has(Kind::PrometheusStack);
+            for name in ["EdgeNodeNotReady", "CloudEdgeTunnelDown", "CloudcoreDown", "EdgeComponentMemoryOverBudget"] {
+                assert_eq!(rules.iter().any(|r| r.name == name), kps, "{profile}: {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_budgeted_edge_component_has_both_budget_alerts() {
+        let stack = stack();
+        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).expect("upstream profile");
+        let rules = catalog(&ctx);
+        for c in ctx.profile.edge_components().filter(|c| c.budget.is_some()) {
+            for name in ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget"] {
+                let r = rules.iter().find(|r| r.name == name && r.component() == Some(c.name.as_str()));
+                let r = r.unwrap_or_else(|| panic!("{name} missing for {}", c.name));
+                assert!(r.expr.contains(&format!("container=\"{}\"", c.name)), "{}", r.expr);
+            }
+        }
+    }
+
+    #[test]
+    fn test_file_has_one_test_per_case_and_rule_groups_follow_the_catalog() {
+        let stack = stack();
+        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).expect("upstream profile");
+        let cases: usize = catalog(&ctx).iter().map(|r| r.cases.len()).sum();
+        assert_eq!(test_file(&ctx).tests.len(), cases);
+        let group_alerts: Vec<String> = rule_groups(&ctx)[0].rules.iter().map(|r| r.alert.clone()).collect();
+        let mut distinct = group_alerts.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct, alert_names(&ctx));
+    }
+
+    #[test]
     fn templates_expand() {
-        let l = labels(&[("node", "edge-1")]);
-        assert_eq!(expand("node {{ $labels.node }} down", &l), "node edge-1 down");
+        let l = labels(&[("node", "edge-1"), ("job", "j")]);
+        assert_eq!(expand("node {{ $labels.node }} of {{ $labels.job }}", &l), "node edge-1 of j");
     }
 }
