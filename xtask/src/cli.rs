@@ -21,6 +21,8 @@ pub enum Command {
     Fixtures(crate::fixtures::Args),
     /// Resolve image tags and chart versions to digests (OCI distribution API) into stack.lock.
     Lock(crate::lock::Args),
+    /// Build the offline observability bundle (image archives, rendered configs, checksums) for an arch.
+    Bundle(crate::bundle::Args),
     /// Validate rendered configs with the real tools (promtool, amtool, blackbox_exporter, shellcheck).
     Validate(crate::validate::Args),
     /// Run the offline end-to-end scenarios (compose tier; k3s tier later).
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => crate::validate::run(args),
         Command::Fixtures(args) => crate::fixtures::run(args),
         Command::Lock(args) => crate::lock::run(args),
+        Command::Bundle(args) => crate::bundle::run(args),
         Command::E2e(args) => e2e(args),
     }
 }
