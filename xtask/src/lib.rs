@@ -1,6 +1,7 @@
 //! `cargo xtask`: the reproducible build-and-test harness for kubeprepare's
 //! offline observability platform. See ARCHITECTURE.md for the map.
 
+pub mod archive;
 pub mod bundle;
 pub mod cli;
 pub mod fixtures;
