@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod bundle;
 pub mod cli;
+pub mod containerd;
 pub mod fixtures;
 pub mod golden;
 pub mod lock;

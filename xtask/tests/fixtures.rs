@@ -138,6 +138,25 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
         );
     }
 
+    // The archives import into a real containerd (as kubeprepare's edge install does),
+    // keeping the image's name and its index digest, so charts' pinned digests resolve.
+    let (_c, ctd_dir) = tmp();
+    let ctd = xtask::containerd::Containerd::start(&ctd_dir).unwrap_or_else(|e| panic!("{e:#}"));
+    for arch in arches {
+        let ns = format!("import-{arch}");
+        for (reference, img) in &a.images {
+            let file = tars.join(format!("{}-{arch}.tar", reference.replace(['/', ':'], "_")));
+            ctd.import(&ns, &file, arch).unwrap_or_else(|e| panic!("{e:#}"));
+            let listed = ctd.list(&ns).unwrap();
+            let found = listed
+                .iter()
+                .find(|l| &l.name == reference)
+                .unwrap_or_else(|| panic!("{reference} imported under no name: {listed:?}"));
+            assert_eq!(found.digest, img.index_digest, "{reference} {arch}");
+        }
+    }
+    drop(ctd);
+
     // Push to a real registry on loopback and resolve through the distribution API:
     // the lock must name exactly the digests that were built.
     let (_r, reg_dir) = tmp();
