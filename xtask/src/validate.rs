@@ -189,7 +189,13 @@ fn check_join_args(text: &str, patch: &Value) -> Result<()> {
         }
         node.insert(parts[parts.len() - 1].to_string(), value);
     }
-    if &Value::Object(from_args.clone()) != patch {
+    // The patch names its config kind (apiVersion, kind); `--set` carries only the settings.
+    let mut settings = patch.clone();
+    if let Some(obj) = settings.as_object_mut() {
+        obj.remove("apiVersion");
+        obj.remove("kind");
+    }
+    if Value::Object(from_args.clone()) != settings {
         bail!("the --set lines describe {} but edgecore-patch.yaml is {}", Value::Object(from_args), patch);
     }
     Ok(())

@@ -128,6 +128,21 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
             .output()
             .unwrap();
         assert!(check.status.success(), "sha256sum -c: {}", String::from_utf8_lossy(&check.stdout));
+        // Offline verification: the intact bundle passes; a flipped byte is named.
+        let problems = xtask::bundle::verify::verify(&one);
+        assert!(problems.is_empty(), "{arch}: {problems:?}");
+        let mut broken = one.clone();
+        let victim = "prometheus/rules/observability.rules.yml";
+        broken.get_mut(victim).unwrap()[10] ^= 1;
+        let problems = xtask::bundle::verify::verify(&broken);
+        assert!(problems.iter().any(|p| p.starts_with(victim) && p.contains("checksum mismatch")), "{problems:?}");
+        let mut missing = one.clone();
+        missing.retain(|p, _| !p.ends_with("edge-node-exporter.tar"));
+        let problems = xtask::bundle::verify::verify(&missing);
+        assert!(
+            problems.iter().any(|p| p.contains("not in the bundle") && p.contains("node-exporter")),
+            "{problems:?}"
+        );
         let edge_plan = xtask::bundle::plan(&ctx, &files, &layouts, Some(xtask::bundle::BundleRole::Edge)).unwrap();
         assert!(
             edge_plan

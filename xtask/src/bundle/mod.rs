@@ -9,6 +9,7 @@
 //! fetch (content-addressed cache from registries) comes with the rest of the issue.
 
 pub mod image_tar;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -161,14 +162,30 @@ pub fn fixture_layouts(dir: &Utf8Path) -> Result<BTreeMap<String, (String, Utf8P
     Ok(out)
 }
 
-/// Build the offline bundle for one profile and arch (the local profile today).
+/// Build the offline bundle for one profile and arch (the local profile today), or verify one.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Check a bundle offline: every checksum and digest, and every referenced image present.
+    Verify(verify::Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
     /// Stack profile (only `local` can be bundled on a machine with no registry access).
     #[arg(long, default_value = "local")]
     pub profile: String,
+    /// Architecture of the nodes the bundle installs on.
     #[arg(long, value_enum)]
-    pub arch: Arch,
+    pub arch: Option<Arch>,
     /// Only what cloud or edge nodes need (default: both).
     #[arg(long, value_enum)]
     pub role: Option<BundleRole>,
@@ -181,6 +198,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Some(Sub::Verify(v)) => verify::run(v),
+        None => build_cmd(args.build),
+    }
+}
+
+fn build_cmd(args: BuildArgs) -> Result<()> {
+    let Some(arch) = args.arch else { bail!("--arch is required: cargo xtask bundle --arch amd64|arm64") };
     let stack: Stack = crate::stack::load(&crate::paths::stack_file())?;
     if args.profile != "local" {
         bail!(
@@ -188,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
             args.profile
         );
     }
-    let ctx = Ctx::new(&stack, &args.profile, args.arch)?;
+    let ctx = Ctx::new(&stack, &args.profile, arch)?;
     let files = crate::render::render(&ctx)?;
     let layouts = fixture_layouts(&crate::paths::target_dir().join("fixtures").join("oci"))?;
     let plan = plan(&ctx, &files, &layouts, args.role)?;
@@ -203,7 +228,7 @@ pub fn run(args: Args) -> Result<()> {
             format!("-{}", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
         })
         .unwrap_or_default();
-    let name = format!("observability-{}-{}{role}", args.profile, args.arch);
+    let name = format!("observability-{}-{arch}{role}", args.profile);
     let out = args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle"));
     let tgz = archive(&built)?;
     let path = out.join(format!("{name}.tar.gz"));

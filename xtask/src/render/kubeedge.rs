@@ -1,26 +1,60 @@
-//! KubeEdge config patches, typed (field names from KubeEdge 1.22's
-//! `edgecore.config.kubeedge.io/v1alpha2` and `cloudcore.config.kubeedge.io`):
+//! KubeEdge config patches, typed. Field names are KubeEdge 1.22's, read from
+//! `staging/src/github.com/kubeedge/api/apis/componentconfig/{edgecore/v1alpha2,cloudcore/v1alpha1}`:
 //!
-//! - edgecore: `modules.edgeStream.enable` (the tunnel cloud scrapes go through),
-//!   `modules.metaManager.metaServer` on 127.0.0.1 only, and the tailored kubelet's
-//!   read-only server on 127.0.0.1:10350 (cloudcore's stream reaches it there);
-//! - cloudcore: `modules.cloudStream` on its stream and tunnel ports.
+//! - `kubeedge/edgecore-patch.yaml`: `modules.edgeStream.enable` (the tunnel the cloud's scrapes of
+//!   edge kubelets go through; `edgeStream.server` is cloudcore's tunnel address, which `keadm join`
+//!   writes, so it is not set here), `modules.metaManager.metaServer` on loopback only, and edged's
+//!   kubelet read-only server (`tailoredKubeletConfig.address` / `readOnlyPort`).
+//! - `kubeedge/keadm-join-set.txt`: the same edgecore patch flattened to `key=value` lines for
+//!   `keadm join --set`, so a node joined with them and a node patched afterwards end up alike.
+//! - `kubeedge/cloudcore-patch.yaml`: `modules.cloudStream` on its stream and tunnel ports.
+//!   cloudcore's metrics address (`commonConfig.monitorServer.bindAddress`) is the host IP of the
+//!   node cloudcore runs on, known only at install time: the cloud script adds it as a second
+//!   merge patch (see `scripts.rs`).
 //!
-//! The patches are partial documents to deep-merge (no apiVersion: the installed
-//! file keeps its own). The same edgecore patch is flattened into `keadm join --set`
-//! arguments, so joining and patching cannot drift apart.
+//! The patches are partial documents, deep-merged into the installed config. The edgecore patch
+//! carries apiVersion and kind so the edge script refuses a config of another version; the
+//! cloudcore patch carries neither, because keadm's chart writes `apiVersion:
+//! cloudcore.config.kubeedge.io/v1alpha2` for what the Go types call v1alpha1, and the patch must
+//! not rewrite it.
 
 use anyhow::Result;
 use serde::Serialize;
 
+use super::output::{Comment, with_header};
 use super::{Ctx, Files};
 
-#[derive(Debug, Clone, Serialize)]
+pub const EDGECORE_API_VERSION: &str = "edgecore.config.kubeedge.io/v1alpha2";
+pub const EDGECORE_KIND: &str = "EdgeCore";
+/// Where keadm writes edgecore's config.
+pub const EDGECORE_CONFIG: &str = "/etc/kubeedge/config/edgecore.yaml";
+/// metaServer's address: KubeEdge's default, loopback. Never 0.0.0.0, which would expose an
+/// API-server proxy on every interface.
+pub const METASERVER_ADDRESS: &str = "127.0.0.1:10550";
+/// edged's read-only server address: loopback, where the edge side of cloudcore's stream calls it.
+pub const KUBELET_READONLY_ADDRESS: &str = "127.0.0.1";
+
+/// Where keadm installs cloudcore: namespace, ConfigMap, its key, and the Deployment.
+pub const CLOUDCORE_NAMESPACE: &str = "kubeedge";
+pub const CLOUDCORE_CONFIGMAP: &str = "cloudcore";
+pub const CLOUDCORE_CONFIG_KEY: &str = "cloudcore.yaml";
+pub const CLOUDCORE_DEPLOYMENT: &str = "cloudcore";
+/// The label of cloudcore's pods (the cloudcore scrape job keeps on it too).
+pub const CLOUDCORE_POD_SELECTOR: &str = "kubeedge=cloudcore";
+
+pub const PATCH_EDGECORE: &str = "kubeedge/edgecore-patch.yaml";
+pub const PATCH_CLOUDCORE: &str = "kubeedge/cloudcore-patch.yaml";
+pub const JOIN_SET_FILE: &str = "kubeedge/keadm-join-set.txt";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EdgecorePatch {
+    pub api_version: &'static str,
+    pub kind: &'static str,
     pub modules: EdgeModules,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeModules {
     pub edged: Edged,
@@ -28,50 +62,49 @@ pub struct EdgeModules {
     pub meta_manager: MetaManager,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Edged {
     pub tailored_kubelet_config: TailoredKubeletConfig,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The read-only server of edged's tailored kubelet config (`/metrics/cadvisor`, `/metrics/resource`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TailoredKubeletConfig {
-    /// Read-only server address: loopback, cloudcore's stream proxies to it.
     pub address: String,
     pub read_only_port: u16,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Enable {
     pub enable: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetaManager {
     pub meta_server: MetaServer,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetaServer {
     pub enable: bool,
-    /// Never 0.0.0.0: that would expose an API proxy on every interface.
     pub server: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CloudcorePatch {
     pub modules: CloudModules,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudModules {
     pub cloud_stream: CloudStream,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudStream {
     pub enable: bool,
@@ -79,14 +112,16 @@ pub struct CloudStream {
     pub tunnel_port: u16,
 }
 
-pub const METASERVER_ADDRESS: &str = "127.0.0.1:10550";
-
 pub fn edgecore_patch(ctx: &Ctx<'_>) -> EdgecorePatch {
     EdgecorePatch {
+        api_version: EDGECORE_API_VERSION,
+        kind: EDGECORE_KIND,
         modules: EdgeModules {
+            // cloudcore's stream calls 127.0.0.1:10350 on the edge (KubeEdge's constants.ServerPort),
+            // and iptables-manager DNATs only 10350: a different port here breaks the edge scrapes.
             edged: Edged {
                 tailored_kubelet_config: TailoredKubeletConfig {
-                    address: "127.0.0.1".into(),
+                    address: KUBELET_READONLY_ADDRESS.into(),
                     read_only_port: ctx.settings().edge.kubelet_readonly,
                 },
             },
@@ -105,11 +140,13 @@ pub fn cloudcore_patch(ctx: &Ctx<'_>) -> CloudcorePatch {
     }
 }
 
-/// The edgecore patch as `key.path=value` lines for `keadm join --set`.
+/// The edgecore patch's `modules` as `key.path=value` lines for `keadm join --set`
+/// (apiVersion and kind are keadm's to write).
 pub fn edgecore_set_args(ctx: &Ctx<'_>) -> Vec<String> {
-    let value = serde_json::to_value(edgecore_patch(ctx)).unwrap_or_default();
+    let modules = serde_json::to_value(edgecore_patch(ctx).modules)
+        .expect("a struct of strings, bools and integers always serializes");
     let mut out = Vec::new();
-    flatten(&value, String::new(), &mut out);
+    flatten(&modules, "modules".into(), &mut out);
     out
 }
 
@@ -117,8 +154,7 @@ fn flatten(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(v, key, out);
+                flatten(v, format!("{prefix}.{k}"), out);
             }
         }
         serde_json::Value::String(s) => out.push(format!("{prefix}={s}")),
@@ -127,34 +163,100 @@ fn flatten(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
 }
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    files.add_yaml("kubeedge/edgecore-patch.yaml", &edgecore_patch(ctx))?;
-    files.add_yaml("kubeedge/cloudcore-patch.yaml", &cloudcore_patch(ctx))?;
-    let mut args = edgecore_set_args(ctx).join("\n");
-    args.push('\n');
-    files.add("kubeedge/keadm-join-set.txt", super::output::with_header(super::output::Comment::Hash, &args))?;
+    files.add_yaml(PATCH_EDGECORE, &edgecore_patch(ctx))?;
+    files.add_yaml(PATCH_CLOUDCORE, &cloudcore_patch(ctx))?;
+    let mut lines =
+        String::from("# `keadm join --set` values, one per line (install-observability-edge.sh --print-join-args).\n");
+    for arg in edgecore_set_args(ctx) {
+        lines.push_str(&arg);
+        lines.push('\n');
+    }
+    files.add(JOIN_SET_FILE, with_header(Comment::Hash, &lines))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Map, Value};
+
     use super::*;
     use crate::stack::Arch;
 
+    fn check(profile: &str, f: impl Fn(&Ctx<'_>)) {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        f(&Ctx::new(&stack, profile, Arch::Amd64).expect("profile exists"));
+    }
+
+    /// Rebuild a document from `key.path=value` lines, reading values as JSON where they parse.
+    fn unflatten(lines: &[String]) -> Value {
+        let mut root = Map::new();
+        for line in lines {
+            let (path, raw) = line.split_once('=').expect("key=value");
+            let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()));
+            let mut keys: Vec<&str> = path.split('.').collect();
+            let last = keys.pop().expect("non-empty path");
+            let mut node = &mut root;
+            for k in keys {
+                node = node.entry(k).or_insert_with(|| Value::Object(Map::new())).as_object_mut().expect("object");
+            }
+            assert!(node.insert(last.into(), value).is_none(), "{path} set twice");
+        }
+        Value::Object(root)
+    }
+
     #[test]
-    fn edgecore_patch_enables_the_stream_and_keeps_servers_on_loopback() {
-        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
-        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
-        let args = edgecore_set_args(&ctx);
-        assert_eq!(
-            args,
-            [
-                "modules.edged.tailoredKubeletConfig.address=127.0.0.1",
-                "modules.edged.tailoredKubeletConfig.readOnlyPort=10350",
-                "modules.edgeStream.enable=true",
-                "modules.metaManager.metaServer.enable=true",
-                "modules.metaManager.metaServer.server=127.0.0.1:10550",
-            ]
-        );
-        assert!(!args.iter().any(|a| a.contains("0.0.0.0")));
+    fn set_args_are_the_patch_flattened() {
+        check("upstream", |ctx| {
+            assert_eq!(
+                edgecore_set_args(ctx),
+                [
+                    "modules.edged.tailoredKubeletConfig.address=127.0.0.1",
+                    "modules.edged.tailoredKubeletConfig.readOnlyPort=10350",
+                    "modules.edgeStream.enable=true",
+                    "modules.metaManager.metaServer.enable=true",
+                    "modules.metaManager.metaServer.server=127.0.0.1:10550",
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn flattening_round_trips() {
+        for profile in ["upstream", "local"] {
+            check(profile, |ctx| {
+                let back = unflatten(&edgecore_set_args(ctx));
+                let want = serde_json::json!({ "modules": serde_json::to_value(edgecore_patch(ctx).modules).unwrap() });
+                assert_eq!(back, want, "{profile}");
+            });
+        }
+    }
+
+    #[test]
+    fn edgecore_patch_enables_the_stream_and_binds_only_loopback() {
+        check("upstream", |ctx| {
+            let p = edgecore_patch(ctx);
+            assert!(p.modules.edge_stream.enable);
+            assert!(p.modules.meta_manager.meta_server.enable);
+            assert!(p.modules.meta_manager.meta_server.server.starts_with("127.0.0.1:"));
+            assert_eq!(p.modules.edged.tailored_kubelet_config.address, "127.0.0.1");
+            let mut files = Files::new();
+            render(ctx, &mut files).unwrap();
+            for (path, text) in files.iter() {
+                assert!(!text.contains("0.0.0.0"), "{path} binds every interface");
+            }
+        });
+    }
+
+    #[test]
+    fn patches_render_with_the_settings_ports() {
+        check("local", |ctx| {
+            let mut files = Files::new();
+            render(ctx, &mut files).unwrap();
+            let cloud = files.get(PATCH_CLOUDCORE).unwrap();
+            assert!(cloud.contains("streamPort: 10003") && cloud.contains("tunnelPort: 10004"), "{cloud}");
+            let edge = files.get(PATCH_EDGECORE).unwrap();
+            assert!(edge.contains(&format!("apiVersion: {EDGECORE_API_VERSION}")), "{edge}");
+            assert!(edge.contains("readOnlyPort: 10350"), "{edge}");
+        });
     }
 }

@@ -1,19 +1,41 @@
-//! Install scripts for kubeprepare's packages: `install-observability.sh` on the
-//! k3s server node and `install-observability-edge.sh` on edge nodes.
+//! Install scripts for kubeprepare's packages: `scripts/install-observability.sh` on the k3s
+//! server node and `scripts/install-observability-edge.sh` on edge nodes.
 //!
-//! Bash is text, so these are built as text, but only from data (component
-//! names, file lists, namespaces, ports); every interpolated value is quoted by
-//! [`quote`]. The logic is deliberately small; shellcheck checks both scripts.
+//! Bash is not structured data, so the scripts are text; but everything that varies (images,
+//! charts, manifests, Helm jobs, namespaces, ports) is planned here as typed data
+//! ([`CloudPlan`]) and written as quoted bash arrays and variables ([`quote`]), and the logic is
+//! fixed text that only reads them. A step with nothing to do for a profile (no charts, no
+//! manifests that need a chart's CRDs) is left out, not skipped at run time.
+//!
+//! Structural config patching, not sed:
+//! - cloud: cloudcore's config is YAML inside the `kubeedge/cloudcore` ConfigMap and a k3s host
+//!   has no YAML tool but kubectl. `kubectl patch --local -f FILE --type merge` parses any file
+//!   holding an object with apiVersion and kind (cloudcore.yaml is one), applies a JSON merge
+//!   patch (RFC 7386: a deep merge of maps) and prints YAML, without the API server. The script
+//!   merges `kubeedge/cloudcore-patch.yaml` and the monitor address, compares with the
+//!   normalised current config, and writes and restarts only on a change.
+//! - edge: the preferred path is `keadm join --set=…` with `--print-join-args` (from the same
+//!   typed patch, see `kubeedge.rs`). A node already joined is deep-merged with python3 +
+//!   PyYAML, checked, backed up and restarted; without PyYAML the script fails and says what
+//!   to install or how to re-join.
 
-use std::fmt::Write;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 
-use anyhow::Result;
-
-use super::manifests::{K3S_STATIC_CHARTS_DIR, release_name};
+use super::kubeedge::{
+    CLOUDCORE_CONFIG_KEY, CLOUDCORE_CONFIGMAP, CLOUDCORE_DEPLOYMENT, CLOUDCORE_NAMESPACE, CLOUDCORE_POD_SELECTOR,
+    EDGECORE_CONFIG, JOIN_SET_FILE, PATCH_CLOUDCORE, PATCH_EDGECORE,
+};
+use super::manifests::K3S_STATIC_CHARTS_DIR;
 use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
 use super::output::{Comment, with_header};
 use super::{Ctx, Files};
 use crate::stack::Role;
+
+pub const CLOUD_SCRIPT: &str = "scripts/install-observability.sh";
+pub const EDGE_SCRIPT: &str = "scripts/install-observability-edge.sh";
+/// Server-side-apply field manager of everything the cloud script applies.
+pub const FIELD_MANAGER: &str = "kubeprepare-observability";
 
 /// Where each component's image tar sits in the bundle.
 pub fn image_tar(role: Role, component: &str) -> String {
@@ -25,17 +47,143 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn array(name: &str, items: &[String]) -> String {
-    let mut out = format!("{name}=(");
+/// What the cloud script does, as data: every list is in the order the script uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudPlan {
+    /// Image tars of the cloud components.
+    pub images: Vec<String>,
+    /// Chart archives, copied to k3s' static charts directory.
+    pub charts: Vec<String>,
+    /// Manifests holding the Namespace(s): applied first, so the endpoints ConfigMap has a home.
+    pub namespace_manifests: Vec<String>,
+    /// The other manifests whose kinds the cluster knows before any chart is installed.
+    pub manifests: Vec<String>,
+    /// `namespace/job` of each HelmChart's helm-controller install job.
+    pub helm_jobs: Vec<String>,
+    /// Manifests whose kinds come from the charts' CRDs (e.g. PrometheusRule): applied after the charts.
+    pub late_manifests: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Doc {
+    api_version: String,
+    kind: String,
+    metadata: Meta,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Meta {
+    name: String,
+    namespace: Option<String>,
+}
+
+/// Whether a cluster has this API group before any chart is installed: the built-in
+/// Kubernetes groups, and k3s' own (its helm-controller's HelmChart).
+fn builtin_group(api_version: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    !group.contains('.') || group.ends_with(".k8s.io") || group.ends_with(".cattle.io")
+}
+
+fn docs(path: &str, text: &str) -> Result<Vec<Doc>> {
+    let mut out = Vec::new();
+    for de in serde_yaml_ng::Deserializer::from_str(text) {
+        let doc: Option<Doc> = Option::deserialize(de).with_context(|| format!("reading rendered {path}"))?;
+        out.extend(doc);
+    }
+    Ok(out)
+}
+
+/// Plan the cloud script from the profile and the manifests already in `files`
+/// (`render::render` renders the manifests before the scripts).
+pub fn cloud_plan(ctx: &Ctx<'_>, files: &Files) -> Result<CloudPlan> {
+    let mut plan = CloudPlan {
+        images: ctx
+            .profile
+            .enabled()
+            .filter(|c| c.role == Role::Cloud)
+            .map(|c| image_tar(Role::Cloud, c.name.as_str()))
+            .collect(),
+        charts: ctx
+            .profile
+            .enabled()
+            .filter_map(|c| c.chart.as_ref())
+            .map(|ch| format!("charts/{}", ch.archive_name()))
+            .collect(),
+        namespace_manifests: vec![],
+        manifests: vec![],
+        helm_jobs: vec![],
+        late_manifests: vec![],
+    };
+    let mut has_namespace = false;
+    for (path, text) in files.iter().filter(|(p, _)| p.starts_with("manifests") && p.extension() == Some("yaml")) {
+        let docs = docs(path.as_str(), text)?;
+        for d in docs.iter().filter(|d| d.kind == "HelmChart") {
+            let ns = d.metadata.namespace.as_deref().unwrap_or("default");
+            plan.helm_jobs.push(format!("{ns}/helm-install-{}", d.metadata.name));
+        }
+        has_namespace |= docs.iter().any(|d| d.kind == "Namespace" && d.metadata.name == ctx.namespace());
+        let list = if docs.iter().any(|d| !builtin_group(&d.api_version)) {
+            &mut plan.late_manifests
+        } else if docs.iter().any(|d| d.kind == "Namespace") {
+            &mut plan.namespace_manifests
+        } else {
+            &mut plan.manifests
+        };
+        list.push(path.to_string());
+    }
+    if !has_namespace {
+        bail!(
+            "no rendered manifest creates namespace {}; the manifests must render before the scripts",
+            ctx.namespace()
+        );
+    }
+    if !plan.late_manifests.is_empty() && plan.charts.is_empty() {
+        bail!(
+            "manifests {:?} need CRDs, but profile {} installs no chart that brings them",
+            plan.late_manifests,
+            ctx.profile_name
+        );
+    }
+    Ok(plan)
+}
+
+/// A bash array assignment, or nothing for an empty list (the script then has no step using it).
+fn array(out: &mut String, name: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    out.push_str(name);
+    out.push_str("=(");
     for item in items {
         out.push_str("\n  ");
         out.push_str(&quote(item));
     }
-    out.push_str(if items.is_empty() { ")\n" } else { "\n)\n" });
-    out
+    out.push_str("\n)\n");
 }
 
-const PRELUDE: &str = r#"set -euo pipefail
+fn var(out: &mut String, name: &str, value: &str) {
+    out.push_str(&format!("{name}={}\n", quote(value)));
+}
+
+fn script(description: &str, data: &str, body: &[&str]) -> String {
+    let mut text = String::from("#\n");
+    for line in description.lines() {
+        text.push_str(&format!("# {line}\n").replace("# \n", "#\n"));
+    }
+    text.push_str(PRELUDE);
+    text.push_str("\n# Data, from stack.toml.\n");
+    text.push_str(data);
+    for part in body {
+        text.push('\n');
+        text.push_str(part);
+    }
+    format!("#!/usr/bin/env bash\n{}", with_header(Comment::Hash, &text))
+}
+
+const PRELUDE: &str = r##"
+set -euo pipefail
 
 BUNDLE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -48,9 +196,9 @@ log() {
   echo "==> $*" >&2
 }
 
+# Fails listing every missing file, not only the first.
 require_files() {
-  local missing=()
-  local f
+  local missing=() f
   for f in "$@"; do
     [[ -e "$BUNDLE_DIR/$f" ]] || missing+=("$f")
   done
@@ -60,246 +208,354 @@ require_files() {
     exit 1
   fi
 }
-"#;
+"##;
 
-fn cloud_script(ctx: &Ctx<'_>, files: &Files) -> String {
-    let s = ctx.settings();
-    let images: Vec<String> = ctx
-        .profile
-        .enabled()
-        .filter(|c| c.role == Role::Cloud)
-        .map(|c| image_tar(Role::Cloud, c.name.as_str()))
-        .collect();
-    let charts: Vec<String> = ctx
-        .profile
-        .enabled()
-        .filter_map(|c| c.chart.as_ref())
-        .map(|ch| format!("charts/{}", ch.archive_name()))
-        .collect();
-    let helm_releases: Vec<String> =
-        ctx.profile.enabled().filter(|c| c.chart.is_some()).map(|c| release_name(c).to_string()).collect();
-    let all_manifests: Vec<String> =
-        files.iter().map(|(p, _)| p.as_str().to_string()).filter(|p| p.starts_with("manifests/")).collect();
-    let (crd_manifests, manifests): (Vec<String>, Vec<String>) =
-        all_manifests.into_iter().partition(|p| p.ends_with("prometheusrule.yaml"));
+const CLOUD_START: &str = r##"usage() {
+  cat <<'EOF'
+Usage: install-observability.sh [--cloud-ip IP] [--timeout SECONDS]
 
-    let mut out = String::from("#!/usr/bin/env bash\n");
-    out.push_str(&with_header(
-        Comment::Hash,
-        "#\n# Deploys kubeprepare's observability stack on the k3s server node, offline:\n\
-         # imports the cloud images, serves the charts to k3s' helm-controller, writes the\n\
-         # endpoints edge agents push to, applies the manifests and waits until ready.\n\
-         # Safe to run again. Usage: install-observability.sh [--cloud-ip IP] [--timeout SECONDS]\n",
-    ));
-    out.push_str(PRELUDE);
-    let _ = write!(
-        out,
-        "\nNAMESPACE={ns}\nCHARTS_DIR={charts_dir}\nCLOUD_IP=\"\"\nTIMEOUT=600\n\n",
-        ns = quote(ctx.namespace()),
-        charts_dir = quote(K3S_STATIC_CHARTS_DIR)
-    );
-    out.push_str(&array("IMAGES", &images));
-    out.push_str(&array("CHARTS", &charts));
-    out.push_str(&array("HELM_RELEASES", &helm_releases));
-    out.push_str(&array("MANIFESTS", &manifests));
-    out.push_str("# Objects whose kinds come from the charts' CRDs: applied once those exist.\n");
-    out.push_str(&array("CRD_MANIFESTS", &crd_manifests));
-    let _ = write!(
-        out,
-        r#"
-usage() {{
-  echo "usage: install-observability.sh [--cloud-ip IP] [--timeout SECONDS]"
-  echo "  --cloud-ip IP   address edge agents push logs and traces to (default: this node's InternalIP)"
-  echo "  --timeout S     seconds to wait for each chart and workload (default: 600)"
-}}
+Deploys the observability stack on this k3s server node, offline, from the bundle around this
+script. Safe to run again.
+  --cloud-ip IP      address edge agents push logs and traces to
+                     (default: the InternalIP of a control-plane node)
+  --timeout SECONDS  how long to wait for each chart and workload (default: 600)
+  -h, --help         show this help
+EOF
+}
 
+# An IPv4 or IPv6 address: it goes into a ConfigMap and a JSON patch, so nothing else may pass.
+is_ip() {
+  [[ "$1" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ || "$1" =~ ^[0-9A-Fa-f]*:[0-9A-Fa-f:]*$ ]]
+}
+
+CLOUD_IP=""
+TIMEOUT=600
 while (($#)); do
   case "$1" in
-    --cloud-ip) [[ $# -ge 2 ]] || die "--cloud-ip needs an IP address"; CLOUD_IP="$2"; shift 2 ;;
-    --timeout) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "--timeout needs a number of seconds"; TIMEOUT="$2"; shift 2 ;;
-    -h | --help) usage; exit 0 ;;
+    --cloud-ip)
+      is_ip "${2:-}" || die "--cloud-ip needs an IP address"
+      CLOUD_IP="$2"
+      shift 2
+      ;;
+    --timeout)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || die "--timeout needs a number of seconds"
+      TIMEOUT="$2"
+      shift 2
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 
-[[ "$(id -u)" -eq 0 ]] || die "run as root (k3s' containerd and static charts need it)"
-command -v k3s >/dev/null || die "k3s is not installed on this node; install kubeprepare's cloud package first"
-kubectl() {{ k3s kubectl "$@"; }}
+[[ "$(id -u)" -eq 0 ]] || die "run as root: k3s' containerd and static charts directory need it"
+command -v k3s >/dev/null || die "k3s is not installed here; install kubeprepare's cloud package first"
+kubectl() { k3s kubectl "$@"; }
+# Server-side apply: re-runs converge, and large objects (chart values) need no
+# last-applied annotation.
+apply() { kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" "$@" >/dev/null; }
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+"##;
 
-require_files "${{IMAGES[@]}}" "${{CHARTS[@]}}" "${{MANIFESTS[@]}}" "${{CRD_MANIFESTS[@]}}"
-
-log "importing ${{#IMAGES[@]}} image archive(s) into k3s' containerd"
-for tar in "${{IMAGES[@]}}"; do
+const CLOUD_IMAGES: &str = r##"log "importing ${#IMAGES[@]} image archive(s) into k3s' containerd"
+for tar in "${IMAGES[@]}"; do
   k3s ctr images import "$BUNDLE_DIR/$tar" >/dev/null
 done
+"##;
 
-if ((${{#CHARTS[@]}})); then
-  log "serving ${{#CHARTS[@]}} chart(s) to the helm-controller from $CHARTS_DIR"
-  for chart in "${{CHARTS[@]}}"; do
-    install -D -m 0644 "$BUNDLE_DIR/$chart" "$CHARTS_DIR/$(basename "$chart")"
-  done
-fi
+const CLOUD_CHARTS: &str = r##"# k3s serves this directory to its helm-controller at https://%{KUBERNETES_API}%/static/charts/.
+log "serving ${#CHARTS[@]} chart(s) from $CHARTS_DIR"
+install -d -m 0755 "$CHARTS_DIR"
+for chart in "${CHARTS[@]}"; do
+  install -m 0644 "$BUNDLE_DIR/$chart" "$CHARTS_DIR/${chart##*/}"
+done
+"##;
 
-if [[ -z "$CLOUD_IP" ]]; then
-  CLOUD_IP="$(kubectl get nodes -l node-role.kubernetes.io/control-plane -o jsonpath='{{.items[0].status.addresses[?(@.type=="InternalIP")].address}}')"
-  [[ -n "$CLOUD_IP" ]] || die "cannot find this node's InternalIP; pass --cloud-ip IP"
+const CLOUD_ENDPOINTS: &str = r##"if [[ -z "$CLOUD_IP" ]]; then
+  ips="$(kubectl get nodes -l node-role.kubernetes.io/control-plane \
+    -o jsonpath='{range .items[*]}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')"
+  CLOUD_IP="${ips%%$'\n'*}"
+  is_ip "$CLOUD_IP" || die "found no control-plane node with an InternalIP; pass --cloud-ip IP"
 fi
 log "edge agents will push to $CLOUD_IP"
+for m in "${NAMESPACE_MANIFESTS[@]}"; do
+  apply -f "$BUNDLE_DIR/$m"
+done
+kubectl -n "$NAMESPACE" create configmap "$ENDPOINTS_CONFIGMAP" --from-literal="$CLOUD_IP_KEY=$CLOUD_IP" \
+  --dry-run=client -o yaml | apply -f -
+"##;
 
-kubectl apply -f "$BUNDLE_DIR/${{MANIFESTS[0]}}" >/dev/null
-kubectl -n "$NAMESPACE" create configmap {endpoints} --from-literal={env}="$CLOUD_IP" \
-  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-
-# cloudcore's metrics listen on 127.0.0.1:{monitor} unless commonConfig.monitorServer says
-# otherwise. keadm's chart writes no commonConfig, so adding that top-level key is a
-# structural change; an existing commonConfig is left to the operator.
-if kubectl -n kubeedge get configmap cloudcore >/dev/null 2>&1; then
-  current="$(kubectl -n kubeedge get configmap cloudcore -o jsonpath='{{.data.cloudcore\.yaml}}')"
-  wanted="$CLOUD_IP:{monitor}"
-  if grep -q '^commonConfig:' <<<"$current"; then
-    grep -q "bindAddress: \"\{{0,1\}}$wanted" <<<"$current" ||
-      echo "warning: cloudcore has its own commonConfig; set commonConfig.monitorServer.bindAddress to $wanted by hand" >&2
-  else
-    log "exposing cloudcore's metrics on $wanted"
-    tmp="$(mktemp)"
-    trap 'rm -f "$tmp"' EXIT
-    printf '%s\ncommonConfig:\n  monitorServer:\n    bindAddress: "%s"\n' "$current" "$wanted" >"$tmp"
-    kubectl -n kubeedge create configmap cloudcore --from-file=cloudcore.yaml="$tmp" \
-      --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-    kubectl -n kubeedge rollout restart deployment/cloudcore >/dev/null
+const CLOUD_CLOUDCORE: &str = r##"# cloudcore serves /metrics on commonConfig.monitorServer.bindAddress (127.0.0.1 by default);
+# Prometheus scrapes the host IP of cloudcore's pod (it runs on the host network). The merge is
+# structural (`kubectl patch --local`, see scripts.rs); cloudcore reads its config only at start.
+configure_cloudcore() {
+  local host_ip bind
+  host_ip="$(kubectl -n "$CLOUDCORE_NAMESPACE" get pods -l "$CLOUDCORE_SELECTOR" -o jsonpath='{.items[*].status.hostIP}')"
+  is_ip "$host_ip" || die "expected one running cloudcore pod (-l $CLOUDCORE_SELECTOR in $CLOUDCORE_NAMESPACE), found host IPs '$host_ip'"
+  bind="$host_ip:$MONITOR_PORT"
+  [[ "$host_ip" != *:* ]] || bind="[$host_ip]:$MONITOR_PORT"
+  kubectl -n "$CLOUDCORE_NAMESPACE" get configmap "$CLOUDCORE_CONFIGMAP" -o jsonpath="$CLOUDCORE_JSONPATH" >"$WORK/current.yaml"
+  kubectl patch --local -f "$WORK/current.yaml" --type merge -p '{}' -o yaml >"$WORK/before.yaml"
+  kubectl patch --local -f "$WORK/before.yaml" --type merge --patch-file "$BUNDLE_DIR/$CLOUDCORE_PATCH" -o yaml >"$WORK/stream.yaml"
+  kubectl patch --local -f "$WORK/stream.yaml" --type merge -o yaml \
+    -p "{\"commonConfig\":{\"monitorServer\":{\"bindAddress\":\"$bind\"}}}" >"$WORK/after.yaml"
+  if cmp -s "$WORK/before.yaml" "$WORK/after.yaml"; then
+    log "cloudcore already serves metrics on $bind"
+    return
   fi
+  log "cloudcore: metrics on $bind, cloudStream on; restarting cloudcore"
+  kubectl -n "$CLOUDCORE_NAMESPACE" create configmap "$CLOUDCORE_CONFIGMAP" \
+    --from-file="$CLOUDCORE_KEY=$WORK/after.yaml" --dry-run=client -o yaml | apply -f -
+  # Delete the pod rather than `rollout restart`: on the host network a surge pod cannot
+  # schedule beside the old one on a single server.
+  kubectl -n "$CLOUDCORE_NAMESPACE" delete pods -l "$CLOUDCORE_SELECTOR" >/dev/null
+  kubectl -n "$CLOUDCORE_NAMESPACE" rollout status "deployment/$CLOUDCORE_DEPLOYMENT" --timeout="${TIMEOUT}s" >/dev/null ||
+    die "cloudcore is not ready after ${TIMEOUT}s: kubectl -n $CLOUDCORE_NAMESPACE logs deployment/$CLOUDCORE_DEPLOYMENT"
+}
+
+found="$(kubectl -n "$CLOUDCORE_NAMESPACE" get configmap "$CLOUDCORE_CONFIGMAP" --ignore-not-found -o name)"
+if [[ -n "$found" ]]; then
+  configure_cloudcore
 else
-  echo "warning: no cloudcore ConfigMap in namespace kubeedge; cloudcore metrics stay off" >&2
+  echo "warning: KubeEdge's cloudcore is not installed (no ConfigMap $CLOUDCORE_NAMESPACE/$CLOUDCORE_CONFIGMAP); its metrics stay off" >&2
 fi
+"##;
 
-log "applying ${{#MANIFESTS[@]}} manifest(s)"
-for m in "${{MANIFESTS[@]}}"; do
-  kubectl apply -f "$BUNDLE_DIR/$m" >/dev/null
+const CLOUD_MANIFESTS: &str = r##"log "applying ${#MANIFESTS[@]} manifest(s)"
+for m in "${MANIFESTS[@]}"; do
+  apply -f "$BUNDLE_DIR/$m"
 done
+"##;
 
-for release in "${{HELM_RELEASES[@]}}"; do
-  log "waiting for chart $release (helm-controller job helm-install-$release)"
-  kubectl -n kube-system wait --for=condition=complete "job/helm-install-$release" --timeout="${{TIMEOUT}}s" >/dev/null ||
-    die "chart $release did not install in ${{TIMEOUT}}s: kubectl -n kube-system logs job/helm-install-$release"
+const CLOUD_HELM: &str = r##"# `wait --for=create` needs kubectl 1.31 or later (k3s 1.31+).
+for job in "${HELM_JOBS[@]}"; do
+  log "waiting for chart install job $job"
+  if ! kubectl -n "${job%%/*}" wait --for=create "job/${job#*/}" --timeout="${TIMEOUT}s" >/dev/null ||
+    ! kubectl -n "${job%%/*}" wait --for=condition=complete "job/${job#*/}" --timeout="${TIMEOUT}s" >/dev/null; then
+    die "chart job $job did not complete in ${TIMEOUT}s: kubectl -n ${job%%/*} logs job/${job#*/}"
+  fi
 done
+"##;
 
-if ((${{#CRD_MANIFESTS[@]}})); then
-  kubectl wait --for=condition=established crd/prometheusrules.monitoring.coreos.com --timeout="${{TIMEOUT}}s" >/dev/null ||
-    die "the PrometheusRule CRD is not established; check the kube-prometheus-stack chart"
-  for m in "${{CRD_MANIFESTS[@]}}"; do
-    kubectl apply -f "$BUNDLE_DIR/$m" >/dev/null
-  done
-fi
-
-log "waiting for the cloud workloads in $NAMESPACE"
-kubectl -n "$NAMESPACE" wait --for=condition=Available deployment --all --timeout="${{TIMEOUT}}s" >/dev/null ||
-  die "some deployments are not available: kubectl -n $NAMESPACE get deployments"
-for sts in $(kubectl -n "$NAMESPACE" get statefulsets -o name); do
-  kubectl -n "$NAMESPACE" rollout status "$sts" --timeout="${{TIMEOUT}}s" >/dev/null ||
-    die "$sts is not ready: kubectl -n $NAMESPACE describe $sts"
+const CLOUD_LATE: &str = r##"kubectl wait --for=condition=established crd --all --timeout="${TIMEOUT}s" >/dev/null ||
+  die "CRDs are not established after ${TIMEOUT}s: kubectl get crd"
+log "applying ${#LATE_MANIFESTS[@]} manifest(s) that use the charts' CRDs"
+for m in "${LATE_MANIFESTS[@]}"; do
+  apply -f "$BUNDLE_DIR/$m"
 done
-# Edge DaemonSets become ready as edge nodes join; report, do not block on offline nodes.
+"##;
+
+const CLOUD_WAIT: &str = r##"log "waiting for the workloads in $NAMESPACE"
+workloads="$(kubectl -n "$NAMESPACE" get deployments,statefulsets -o name)"
+for w in $workloads; do
+  kubectl -n "$NAMESPACE" rollout status "$w" --timeout="${TIMEOUT}s" >/dev/null ||
+    die "$w is not ready after ${TIMEOUT}s: kubectl -n $NAMESPACE describe $w"
+done
+# DaemonSets of edge nodes become ready as edge nodes join and connect: shown, not awaited.
 kubectl -n "$NAMESPACE" get daemonsets >&2
 log "observability is installed"
-"#,
-        endpoints = ENDPOINTS_CONFIGMAP,
-        env = ENV_CLOUD_HOST_IP,
-        monitor = s.cloudcore.monitor,
-    );
-    out
+"##;
+
+fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
+    let s = ctx.settings();
+    let mut data = String::new();
+    var(&mut data, "NAMESPACE", ctx.namespace());
+    var(&mut data, "FIELD_MANAGER", FIELD_MANAGER);
+    var(&mut data, "ENDPOINTS_CONFIGMAP", ENDPOINTS_CONFIGMAP);
+    var(&mut data, "CLOUD_IP_KEY", ENV_CLOUD_HOST_IP);
+    var(&mut data, "CLOUDCORE_NAMESPACE", CLOUDCORE_NAMESPACE);
+    var(&mut data, "CLOUDCORE_CONFIGMAP", CLOUDCORE_CONFIGMAP);
+    var(&mut data, "CLOUDCORE_KEY", CLOUDCORE_CONFIG_KEY);
+    var(&mut data, "CLOUDCORE_JSONPATH", &format!("{{.data.{}}}", CLOUDCORE_CONFIG_KEY.replace('.', r"\.")));
+    var(&mut data, "CLOUDCORE_SELECTOR", CLOUDCORE_POD_SELECTOR);
+    var(&mut data, "CLOUDCORE_DEPLOYMENT", CLOUDCORE_DEPLOYMENT);
+    var(&mut data, "CLOUDCORE_PATCH", PATCH_CLOUDCORE);
+    var(&mut data, "MONITOR_PORT", &s.cloudcore.monitor.to_string());
+    let arrays = [
+        ("IMAGES", &plan.images),
+        ("CHARTS", &plan.charts),
+        ("NAMESPACE_MANIFESTS", &plan.namespace_manifests),
+        ("MANIFESTS", &plan.manifests),
+        ("HELM_JOBS", &plan.helm_jobs),
+        ("LATE_MANIFESTS", &plan.late_manifests),
+    ];
+    let mut require = String::from("\nrequire_files \"$CLOUDCORE_PATCH\"");
+    for (name, items) in arrays {
+        array(&mut data, name, items);
+        if !items.is_empty() && name != "HELM_JOBS" {
+            require.push_str(&format!(" \"${{{name}[@]}}\""));
+        }
+    }
+    require.push('\n');
+    data.push_str(&require);
+    if !plan.charts.is_empty() {
+        var(&mut data, "CHARTS_DIR", K3S_STATIC_CHARTS_DIR);
+    }
+
+    let mut body = vec![CLOUD_START];
+    let steps: [(bool, &str); 8] = [
+        (!plan.images.is_empty(), CLOUD_IMAGES),
+        (!plan.charts.is_empty(), CLOUD_CHARTS),
+        (true, CLOUD_ENDPOINTS),
+        (true, CLOUD_CLOUDCORE),
+        (!plan.manifests.is_empty(), CLOUD_MANIFESTS),
+        (!plan.helm_jobs.is_empty(), CLOUD_HELM),
+        (!plan.late_manifests.is_empty(), CLOUD_LATE),
+        (true, CLOUD_WAIT),
+    ];
+    body.extend(steps.iter().filter(|(on, _)| *on).map(|(_, text)| *text));
+    script(
+        "Deploys kubeprepare's observability stack on the k3s server node, offline: imports the cloud\n\
+         images, serves the charts to k3s' helm-controller, writes the endpoints edge agents push to,\n\
+         exposes cloudcore's metrics, applies the manifests in order and waits until ready.\n\
+         Run as root by kubeprepare's `install.sh --with-observability`; safe to run again.",
+        &data,
+        &body,
+    )
 }
 
-fn edge_script(ctx: &Ctx<'_>) -> String {
-    let images: Vec<String> = ctx.profile.edge_components().map(|c| image_tar(Role::Edge, c.name.as_str())).collect();
-    let mut out = String::from("#!/usr/bin/env bash\n");
-    out.push_str(&with_header(
-        Comment::Hash,
-        "#\n# Prepares an edge node for kubeprepare's observability stack, offline: imports the\n\
-         # edge images into containerd (k8s.io) and turns on what edgecore needs (edgeStream,\n\
-         # metaServer on loopback, the kubelet read-only port). Safe to run again.\n\
-         # Usage: install-observability-edge.sh [--print-join-args]\n",
-    ));
-    out.push_str(PRELUDE);
-    out.push_str("\nEDGECORE_CONFIG=/etc/kubeedge/config/edgecore.yaml\nSET_FILE=kubeedge/keadm-join-set.txt\nPATCH_FILE=kubeedge/edgecore-patch.yaml\n\n");
-    out.push_str(&array("IMAGES", &images));
-    out.push_str(
-        r#"
-usage() {
-  echo "usage: install-observability-edge.sh [--print-join-args]"
-  echo "  --print-join-args   print the keadm join --set arguments edgecore needs, and exit"
+const EDGE_BODY: &str = r##"usage() {
+  cat <<'EOF'
+Usage: install-observability-edge.sh [--print-join-args | --images-only]
+
+Prepares this KubeEdge edge node for the observability stack, offline, from the bundle around
+this script: imports the edge images into containerd (namespace k8s.io) and merges
+kubeedge/edgecore-patch.yaml into edgecore's config, then restarts edgecore. Safe to run again.
+  --print-join-args  print the `keadm join` flags that configure edgecore the same way at
+                     join time, one per line, and exit (no root needed):
+                       mapfile -t args < <(install-observability-edge.sh --print-join-args)
+                       keadm join ... "${args[@]}"
+  --images-only      import the images only (for a node about to be joined with those flags)
+  -h, --help         show this help
+EOF
 }
 
-# `keadm join --set` arguments, one per line, for kubeprepare's install.sh to join with.
 print_join_args() {
   local line
   while IFS= read -r line; do
-    [[ -z "$line" || "$line" == \#* ]] || printf -- '--set %s\n' "$line"
-  done <"$BUNDLE_DIR/$SET_FILE"
+    [[ -z "$line" || "$line" == "#"* ]] || printf -- '--set=%s\n' "$line"
+  done <"$BUNDLE_DIR/$JOIN_SET"
 }
 
+(($# <= 1)) || die "one argument at most (see --help)"
+IMAGES_ONLY=false
 case "${1:-}" in
-  --print-join-args) require_files "$SET_FILE"; print_join_args; exit 0 ;;
-  -h | --help) usage; exit 0 ;;
   "") ;;
+  --print-join-args)
+    require_files "$JOIN_SET"
+    print_join_args
+    exit 0
+    ;;
+  --images-only) IMAGES_ONLY=true ;;
+  -h | --help)
+    usage
+    exit 0
+    ;;
   *) die "unknown argument: $1 (see --help)" ;;
 esac
 
-[[ "$(id -u)" -eq 0 ]] || die "run as root (containerd and edgecore need it)"
+[[ "$(id -u)" -eq 0 ]] || die "run as root: containerd and edgecore need it"
 command -v ctr >/dev/null || die "ctr (containerd) is not installed; install kubeprepare's edge package first"
-require_files "${IMAGES[@]}" "$SET_FILE" "$PATCH_FILE"
+require_files "${IMAGES[@]}" "$JOIN_SET" "$PATCH"
+
+JOIN_ARGS="$(print_join_args | tr '\n' ' ')"
+JOIN_ARGS="${JOIN_ARGS% }"
+if [[ "$IMAGES_ONLY" == false ]]; then
+  [[ -f "$EDGECORE_CONFIG" ]] ||
+    die "edgecore is not joined ($EDGECORE_CONFIG is missing): join with keadm join ... $JOIN_ARGS, or pass --images-only"
+  python3 -c 'import yaml' 2>/dev/null ||
+    die "merging into $EDGECORE_CONFIG needs python3 with PyYAML (Debian/Ubuntu: apt-get install python3-yaml), or re-join the node with: keadm join ... $JOIN_ARGS"
+fi
 
 log "importing ${#IMAGES[@]} image archive(s) into containerd (namespace k8s.io)"
 for tar in "${IMAGES[@]}"; do
   ctr -n k8s.io images import "$BUNDLE_DIR/$tar" >/dev/null
 done
-
-if [[ ! -f "$EDGECORE_CONFIG" ]]; then
-  log "edgecore is not joined yet: join with these arguments (see --print-join-args):"
-  print_join_args >&2
+if [[ "$IMAGES_ONLY" == true ]]; then
+  log "images imported; join this node with: keadm join ... $JOIN_ARGS"
   exit 0
 fi
 
-# A joined node: deep-merge the patch into edgecore.yaml with a real YAML parser.
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  die "edgecore is already joined and no YAML tool is here (python3 with PyYAML); install python3-yaml, or re-join with: $(print_join_args | tr '\n' ' ')"
-fi
-
-merged="$(mktemp)"
-trap 'rm -f "$merged"' EXIT
-python3 - "$EDGECORE_CONFIG" "$BUNDLE_DIR/$PATCH_FILE" "$merged" <<'PY'
+# Deep-merges the patch into the config (maps merged, other values replaced), refuses a config
+# of another apiVersion/kind, checks the result holds the patch, and prints "unchanged" or
+# "changed" (the merged config then written to argv[3]).
+merge() {
+  python3 - "$EDGECORE_CONFIG" "$BUNDLE_DIR/$PATCH" "$1" <<'PY'
 import sys, yaml
-def merge(base, patch):
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-with open(sys.argv[1]) as f:
+config_path, patch_path, out_path = sys.argv[1:]
+with open(config_path) as f:
     config = yaml.safe_load(f)
-with open(sys.argv[2]) as f:
+with open(patch_path) as f:
     patch = yaml.safe_load(f)
-with open(sys.argv[3], "w") as f:
-    yaml.safe_dump(merge(config, patch), f, default_flow_style=False, sort_keys=False)
+for key in ("apiVersion", "kind"):
+    if config.get(key) != patch[key]:
+        sys.exit(f"error: {config_path} has {key} {config.get(key)!r}, the patch is for {patch[key]!r}")
+def merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+def holds(doc, part):
+    return all(holds(doc.get(k), v) if isinstance(v, dict) else doc.get(k) == v
+               for k, v in part.items()) if isinstance(doc, dict) else False
+merged = merge(config, patch)
+if not holds(merged, patch):
+    sys.exit("error: the merged config does not hold the patch")
+if merged == config:
+    print("unchanged")
+else:
+    with open(out_path, "w") as f:
+        yaml.safe_dump(merged, f, default_flow_style=False, sort_keys=False)
+    print("changed")
 PY
+}
 
-if python3 -c 'import sys, yaml; a, b = (yaml.safe_load(open(p)) for p in sys.argv[1:]); sys.exit(a != b)' "$EDGECORE_CONFIG" "$merged"; then
+merged="$(mktemp "$EDGECORE_CONFIG.XXXXXX")"
+trap 'rm -f "$merged"' EXIT
+result="$(merge "$merged")"
+if [[ "$result" == unchanged ]]; then
   log "edgecore is already configured"
   exit 0
 fi
-cp -p "$EDGECORE_CONFIG" "$EDGECORE_CONFIG.bak-observability"
-install -m 0644 "$merged" "$EDGECORE_CONFIG"
-log "edgecore configured (previous config in $EDGECORE_CONFIG.bak-observability); restarting edgecore"
+backup="$EDGECORE_CONFIG.bak-$(date +%Y%m%d%H%M%S)"
+cp -p "$EDGECORE_CONFIG" "$backup"
+chmod --reference="$EDGECORE_CONFIG" "$merged"
+mv "$merged" "$EDGECORE_CONFIG"
+log "edgecore configured (previous config: $backup); restarting edgecore"
 systemctl restart edgecore
-"#,
-    );
-    out
+systemctl is-active --quiet edgecore ||
+  die "edgecore did not start: journalctl -u edgecore; the previous config is $backup"
+"##;
+
+fn edge_script(ctx: &Ctx<'_>) -> String {
+    let images: Vec<String> = ctx.profile.edge_components().map(|c| image_tar(Role::Edge, c.name.as_str())).collect();
+    let mut data = String::new();
+    var(&mut data, "EDGECORE_CONFIG", EDGECORE_CONFIG);
+    var(&mut data, "JOIN_SET", JOIN_SET_FILE);
+    var(&mut data, "PATCH", PATCH_EDGECORE);
+    // An empty list still imports nothing correctly; every profile has edge components today.
+    data.push_str("IMAGES=(");
+    for i in &images {
+        data.push_str("\n  ");
+        data.push_str(&quote(i));
+    }
+    data.push_str(if images.is_empty() { ")\n" } else { "\n)\n" });
+    script(
+        "Prepares a KubeEdge edge node for kubeprepare's observability stack, offline: imports the\n\
+         edge images into containerd (k8s.io) and turns on what edgecore needs (edgeStream, metaServer\n\
+         on loopback, the kubelet read-only port). Run as root; safe to run again.",
+        &data,
+        &[EDGE_BODY],
+    )
 }
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    let cloud = cloud_script(ctx, files);
-    files.add("scripts/install-observability.sh", cloud)?;
-    files.add("scripts/install-observability-edge.sh", edge_script(ctx))?;
+    let plan = cloud_plan(ctx, files)?;
+    files.add(CLOUD_SCRIPT, cloud_script(ctx, &plan))?;
+    files.add(EDGE_SCRIPT, edge_script(ctx))?;
     Ok(())
 }
 
@@ -308,23 +564,73 @@ mod tests {
     use super::*;
     use crate::stack::Arch;
 
+    fn rendered(profile: &str, f: impl Fn(&Ctx<'_>, &Files)) {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        let ctx = Ctx::new(&stack, profile, Arch::Amd64).expect("profile exists");
+        f(&ctx, &crate::render::render(&ctx).expect("renders"));
+    }
+
     #[test]
     fn scripts_name_every_image_tar_and_start_strict() {
-        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
         for profile in ["upstream", "local"] {
-            let ctx = Ctx::new(&stack, profile, Arch::Amd64).unwrap();
-            let files = crate::render::render(&ctx).unwrap();
-            let cloud = files.get("scripts/install-observability.sh").unwrap();
-            let edge = files.get("scripts/install-observability-edge.sh").unwrap();
-            for c in ctx.profile.enabled() {
-                let (script, role) = if c.role == Role::Cloud { (cloud, Role::Cloud) } else { (edge, Role::Edge) };
-                assert!(script.contains(&quote(&image_tar(role, c.name.as_str()))), "{profile}: {} missing", c.name);
+            rendered(profile, |ctx, files| {
+                let cloud = files.get(CLOUD_SCRIPT).unwrap();
+                let edge = files.get(EDGE_SCRIPT).unwrap();
+                for c in ctx.profile.enabled() {
+                    let script = if c.role == Role::Cloud { cloud } else { edge };
+                    assert!(
+                        script.contains(&quote(&image_tar(c.role, c.name.as_str()))),
+                        "{profile}: {} missing",
+                        c.name
+                    );
+                }
+                for s in [cloud, edge] {
+                    assert!(s.starts_with("#!/usr/bin/env bash\n# Generated by"), "{profile}");
+                    assert!(s.contains("\nset -euo pipefail\n"), "{profile}");
+                    assert!(!s.contains("0.0.0.0"), "{profile}");
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn every_bundle_file_the_scripts_use_is_rendered_or_bundled() {
+        rendered("upstream", |ctx, files| {
+            let plan = cloud_plan(ctx, files).unwrap();
+            assert_eq!(plan.namespace_manifests, ["manifests/00-namespace.yaml"]);
+            assert!(plan.late_manifests.iter().all(|m| m.ends_with("prometheusrule.yaml")), "{plan:?}");
+            assert_eq!(plan.helm_jobs.len(), plan.charts.len(), "{plan:?}");
+            for m in plan.namespace_manifests.iter().chain(&plan.manifests).chain(&plan.late_manifests) {
+                assert!(files.get(m).is_some(), "{m}");
             }
-            for s in [cloud, edge] {
-                assert!(s.starts_with("#!/usr/bin/env bash\n"));
-                assert!(s.contains("\nset -euo pipefail\n"));
-                assert!(!s.contains("0.0.0.0"));
+            for f in [PATCH_CLOUDCORE, PATCH_EDGECORE, JOIN_SET_FILE] {
+                assert!(files.get(f).is_some(), "{f}");
             }
+        });
+    }
+
+    #[test]
+    fn a_profile_without_charts_has_no_chart_steps() {
+        rendered("local", |ctx, files| {
+            let plan = cloud_plan(ctx, files).unwrap();
+            assert!(plan.charts.is_empty() && plan.helm_jobs.is_empty() && plan.late_manifests.is_empty(), "{plan:?}");
+            let cloud = files.get(CLOUD_SCRIPT).unwrap();
+            for absent in ["CHARTS", "HELM_JOBS", "LATE_MANIFESTS", "static/charts"] {
+                assert!(!cloud.contains(absent), "{absent} in the local cloud script");
+            }
+        });
+    }
+
+    #[test]
+    fn api_groups_before_charts() {
+        for (api_version, builtin) in [
+            ("v1", true),
+            ("apps/v1", true),
+            ("storage.k8s.io/v1", true),
+            ("helm.cattle.io/v1", true),
+            ("monitoring.coreos.com/v1", false),
+        ] {
+            assert_eq!(builtin_group(api_version), builtin, "{api_version}");
         }
     }
 
