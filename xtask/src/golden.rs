@@ -10,7 +10,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::paths;
 use crate::render::Files;
-use crate::render::output::write_atomic;
 use crate::stack::Arch;
 
 /// The test that asserts these snapshots; written into each header as insta does.
@@ -129,7 +128,7 @@ pub fn bless_in(root: &Utf8Path, sets: &[(String, Arch, &Files)]) -> Result<usiz
             let snap = dir.join(format!("{}.snap", snapshot_name(rel)));
             let text = snapshot_text(contents);
             if std::fs::read_to_string(&snap).ok().as_deref() != Some(text.as_str()) {
-                write_atomic(&snap, text.as_bytes())?;
+                crate::atomic::write(&snap, text.as_bytes(), false)?;
             }
             expected.insert(snap);
         }

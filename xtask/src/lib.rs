@@ -2,6 +2,7 @@
 //! offline observability platform. See ARCHITECTURE.md for the map.
 
 pub mod archive;
+pub mod atomic;
 pub mod bundle;
 pub mod cli;
 pub mod containerd;

@@ -194,7 +194,7 @@ pub fn read(path: &Utf8Path) -> Result<Lock> {
 pub fn write(path: &Utf8Path, lock: &Lock) -> Result<()> {
     let mut text = serde_json::to_string_pretty(lock)?;
     text.push('\n');
-    crate::render::output::write_atomic(path, text.as_bytes())
+    crate::atomic::write(path, text.as_bytes(), false)
 }
 
 /// Resolve image tags and chart versions to digests and write stack.lock.

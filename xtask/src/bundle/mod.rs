@@ -232,7 +232,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
     let out = args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle"));
     let tgz = archive(&built)?;
     let path = out.join(format!("{name}.tar.gz"));
-    crate::render::output::write_atomic(&path, &tgz)?;
+    crate::atomic::write(&path, &tgz, false)?;
     eprintln!("bundle: {path}: {} files, {} bytes, {}", built.len(), tgz.len(), sha256(&tgz));
     Ok(())
 }

@@ -24,44 +24,22 @@ impl Layout {
         Descriptor { media_type: media_type.into(), digest, size, platform: None, annotations: BTreeMap::new() }
     }
 
-    pub fn blob(&self, digest: &str) -> Option<&[u8]> {
-        self.blobs.get(digest).map(Vec::as_slice)
-    }
-
-    pub fn blob_count(&self) -> usize {
-        self.blobs.len()
-    }
-
-    /// Sum of the sizes of every unique blob.
-    pub fn blob_bytes(&self) -> u64 {
-        self.blobs.values().map(|b| b.len() as u64).sum()
-    }
-
     pub fn index_json(&self) -> Vec<u8> {
         json_bytes(&Index { schema_version: 2, media_type: MEDIA_INDEX.into(), manifests: self.index.clone() })
     }
 
     /// Write the layout to `dir`, replacing what was there.
     pub fn write(&self, dir: &Utf8Path) -> Result<()> {
-        let parent = dir.parent().context("layout directory has no parent")?;
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {parent}"))?;
-        let name = dir.file_name().context("layout directory has no name")?;
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).with_context(|| format!("removing stale {tmp}"))?;
-        }
-        let blobs = tmp.join("blobs").join("sha256");
-        std::fs::create_dir_all(&blobs).with_context(|| format!("creating {blobs}"))?;
-        for (digest, bytes) in &self.blobs {
-            let hex = digest.trim_start_matches("sha256:");
-            std::fs::write(blobs.join(hex), bytes).with_context(|| format!("writing blob {digest}"))?;
-        }
-        std::fs::write(tmp.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).context("writing oci-layout")?;
-        std::fs::write(tmp.join("index.json"), self.index_json()).context("writing index.json")?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("replacing {dir}"))?;
-        }
-        std::fs::rename(&tmp, dir).with_context(|| format!("moving {tmp} to {dir}"))?;
-        Ok(())
+        crate::atomic::replace_dir(dir, |tmp| {
+            let blobs = tmp.join("blobs").join("sha256");
+            std::fs::create_dir_all(&blobs).with_context(|| format!("creating {blobs}"))?;
+            for (digest, bytes) in &self.blobs {
+                let hex = digest.trim_start_matches("sha256:");
+                std::fs::write(blobs.join(hex), bytes).with_context(|| format!("writing blob {digest}"))?;
+            }
+            std::fs::write(tmp.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .context("writing oci-layout")?;
+            std::fs::write(tmp.join("index.json"), self.index_json()).context("writing index.json")
+        })
     }
 }

@@ -47,17 +47,6 @@ impl Files {
         self.add(path, with_header(Comment::Hash, &body))
     }
 
-    /// Add several YAML documents in one file (`---` separated).
-    pub fn add_yaml_stream(&mut self, path: impl Into<Utf8PathBuf>, docs: &[serde_json::Value]) -> Result<()> {
-        let path = path.into();
-        let mut body = String::new();
-        for doc in docs {
-            body.push_str("---\n");
-            body.push_str(&to_yaml(doc).with_context(|| format!("serializing {path}"))?);
-        }
-        self.add(path, with_header(Comment::Hash, &body))
-    }
-
     pub fn get(&self, path: &str) -> Option<&str> {
         self.files.get(Utf8Path::new(path)).map(String::as_str)
     }
@@ -78,11 +67,7 @@ impl Files {
     /// interrupted write never leaves a half-written file.
     pub fn write_to(&self, out: &Utf8Path) -> Result<()> {
         for (rel, contents) in &self.files {
-            let dest = out.join(rel);
-            write_atomic(&dest, contents.as_bytes())?;
-            if rel.extension() == Some("sh") {
-                set_executable(&dest)?;
-            }
+            crate::atomic::write(&out.join(rel), contents.as_bytes(), rel.extension() == Some("sh"))?;
         }
         Ok(())
     }
@@ -99,27 +84,4 @@ pub fn with_header(comment: Comment, body: &str) -> String {
         Comment::Slash => "//",
     };
     format!("{prefix} {GENERATED}\n{body}")
-}
-
-/// Write `bytes` to `dest` through a temporary file in the same directory and a rename.
-pub fn write_atomic(dest: &Utf8Path, bytes: &[u8]) -> Result<()> {
-    let dir = dest.parent().context("destination has no parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {dir}"))?;
-    let name = dest.file_name().context("destination has no file name")?;
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {tmp}"))?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp} to {dest}"))?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_executable(path: &Utf8Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("making {path} executable"))
-}
-
-#[cfg(not(unix))]
-fn set_executable(_: &Utf8Path) -> Result<()> {
-    Ok(())
 }
