@@ -12,7 +12,6 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use crate::render::{Ctx, Files};
-use crate::stack::Arch;
 use crate::tools::{self, Tool};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,50 +371,30 @@ fn first_json_difference(a: &Value, b: &Value, at: String) -> Option<String> {
 /// as "not run".
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Profile to validate (default: every profile).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Architecture to validate (default: every arch of the matrix).
-    #[arg(long, value_enum)]
-    pub arch: Option<Arch>,
+    #[command(flatten)]
+    pub select: crate::stack::Selection,
 }
 
 pub fn run(args: Args) -> Result<()> {
     tools::require_validators()?;
     let stack = crate::stack::load(&crate::paths::stack_file())?;
     let mut failed = 0;
-    let mut ran = 0;
-    for profile in stack.profiles.keys() {
-        if args.profile.as_deref().is_some_and(|p| p != profile.as_str()) {
-            continue;
+    for (profile, arch) in args.select.pairs(&stack)? {
+        let ctx = Ctx::new(&stack, profile, arch)?;
+        let files = crate::render::render(&ctx)?;
+        let dir = crate::paths::target_dir().join("validate").join(profile).join(arch.as_str());
+        let report = validate(&files, &dir)?;
+        eprintln!("validate {profile}/{arch}:");
+        for c in &report.checks {
+            eprintln!("  {c}");
         }
-        for &arch in &stack.matrix.arch {
-            if args.arch.is_some_and(|a| a != arch) {
-                continue;
-            }
-            ran += 1;
-            let ctx = Ctx::new(&stack, profile.as_str(), arch)?;
-            let files = crate::render::render(&ctx)?;
-            let dir = crate::paths::target_dir().join("validate").join(profile.as_str()).join(arch.as_str());
-            let report = validate(&files, &dir)?;
-            eprintln!("validate {profile}/{arch}:");
-            for c in &report.checks {
-                eprintln!("  {c}");
-            }
-            eprintln!(
-                "  {} passed, {} failed, {} not run",
-                report.count(|o| *o == Outcome::Passed),
-                report.count(|o| matches!(o, Outcome::Failed(_))),
-                report.count(|o| matches!(o, Outcome::NotRun(_)))
-            );
-            failed += report.failed().count();
-        }
-    }
-    if ran == 0 {
-        if let Some(p) = &args.profile {
-            stack.profile(p)?;
-        }
-        bail!("nothing validated: that arch is not in the matrix of stack.toml");
+        eprintln!(
+            "  {} passed, {} failed, {} not run",
+            report.count(|o| *o == Outcome::Passed),
+            report.count(|o| matches!(o, Outcome::Failed(_))),
+            report.count(|o| matches!(o, Outcome::NotRun(_)))
+        );
+        failed += report.failed().count();
     }
     if failed > 0 {
         bail!("{failed} validation(s) failed");

@@ -123,12 +123,8 @@ pub fn render_all(stack: &Stack) -> Result<Vec<(String, Arch, Files)>> {
 /// agent, Jaeger, blackbox, KubeEdge patches, Kubernetes manifests and install scripts.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Profile to render (default: every profile).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Architecture to render (default: every arch of the matrix).
-    #[arg(long, value_enum)]
-    pub arch: Option<Arch>,
+    #[command(flatten)]
+    pub select: crate::stack::Selection,
     /// Output directory (default: target/render/<profile>/<arch>); only with one profile and arch.
     #[arg(long)]
     pub out: Option<Utf8PathBuf>,
@@ -142,24 +138,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let stack = crate::stack::load(&crate::paths::stack_file())?;
-    let all = render_all(&stack)?;
-    let selected: Vec<_> = all
-        .iter()
-        .filter(|(p, a, _)| {
-            args.profile.as_deref().is_none_or(|want| want == p) && args.arch.is_none_or(|want| want == *a)
-        })
-        .collect();
-    if selected.is_empty() {
-        // Names the unknown profile, or says the arch is not in the matrix.
-        if let Some(p) = &args.profile {
-            stack.profile(p)?;
-        }
-        anyhow::bail!("nothing to render: the matrix in stack.toml does not build that arch");
-    }
     if args.check || args.bless {
-        if args.profile.is_some() || args.arch.is_some() {
+        if !args.select.is_all() {
             anyhow::bail!("--check and --bless cover every profile and arch; drop --profile and --arch");
         }
+        let all = render_all(&stack)?;
         let sets: Vec<(String, Arch, &Files)> = all.iter().map(|(p, a, f)| (p.clone(), *a, f)).collect();
         if args.bless {
             let n = crate::golden::bless(&sets)?;
@@ -179,10 +162,12 @@ pub fn run(args: Args) -> Result<()> {
             drift.len()
         );
     }
-    if args.out.is_some() && selected.len() != 1 {
+    let pairs = args.select.pairs(&stack)?;
+    if args.out.is_some() && pairs.len() != 1 {
         anyhow::bail!("--out needs exactly one profile and arch: add --profile and --arch");
     }
-    for (profile, arch, files) in selected {
+    for (profile, arch) in pairs {
+        let files = render(&Ctx::new(&stack, profile, arch)?)?;
         let out = args.out.clone().unwrap_or_else(|| crate::paths::render_out_dir(profile, arch.as_str()));
         files.write_to(&out)?;
         eprintln!("render: {profile}/{arch}: {} files in {out}", files.len());

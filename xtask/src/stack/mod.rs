@@ -403,3 +403,40 @@ impl Stack {
         })
     }
 }
+
+/// Which profiles and arches a command works on (`--profile`, `--arch`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
+    /// Profile from stack.toml (default: every profile).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Architecture (default: every arch of the matrix).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+}
+
+impl Selection {
+    pub fn is_all(&self) -> bool {
+        self.profile.is_none() && self.arch.is_none()
+    }
+
+    /// The selected (profile, arch) pairs; an unknown profile or an arch outside the matrix is an error.
+    pub fn pairs<'a>(&self, stack: &'a Stack) -> anyhow::Result<Vec<(&'a str, Arch)>> {
+        if let Some(p) = &self.profile {
+            stack.profile(p)?;
+        }
+        if let Some(a) = self.arch
+            && !stack.matrix.arch.contains(&a)
+        {
+            let built: Vec<&str> = stack.matrix.arch.iter().map(|a| a.as_str()).collect();
+            anyhow::bail!("arch {a} is not in the matrix of stack.toml, which builds: {}", built.join(", "));
+        }
+        let mut out = Vec::new();
+        for name in stack.profiles.keys().filter(|n| self.profile.as_deref().is_none_or(|p| p == n.as_str())) {
+            for &arch in stack.matrix.arch.iter().filter(|a| self.arch.is_none_or(|want| want == **a)) {
+                out.push((name.as_str(), arch));
+            }
+        }
+        Ok(out)
+    }
+}
