@@ -54,7 +54,10 @@ const ACCEPT: [&str; 4] = [
 ];
 
 fn is_loopback(registry: &str) -> bool {
-    registry.starts_with("127.") || registry.starts_with("localhost") || registry.starts_with("[::1]")
+    let host = registry
+        .rsplit_once(':')
+        .map_or(registry, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { registry });
+    host == "localhost" || host == "[::1]" || host.starts_with("127.")
 }
 
 /// A client that speaks https everywhere but to loopback registries.
@@ -220,4 +223,17 @@ pub fn run(args: Args) -> Result<()> {
     write(&out, &lock)?;
     eprintln!("lock: wrote {out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_registries_get_plain_http() {
+        for yes in ["127.0.0.1:5000", "localhost:5000", "localhost", "[::1]:5000"] {
+            assert!(super::is_loopback(yes), "{yes}");
+        }
+        for no in ["localhost.example.com", "quay.io", "10.0.0.1:5000", "docker.io"] {
+            assert!(!super::is_loopback(no), "{no}");
+        }
+    }
 }

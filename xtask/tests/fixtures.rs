@@ -32,6 +32,16 @@ fn elf_machine(layer_gz: &[u8]) -> Option<u16> {
     None
 }
 
+/// `skopeo inspect` of `target` (e.g. `oci:DIR:TAG`) for linux/`arch`, as JSON.
+fn skopeo_inspect(skopeo: &camino::Utf8Path, target: &str, arch: Arch) -> serde_json::Value {
+    let out = std::process::Command::new(skopeo.as_str())
+        .args(["inspect", "--override-os", "linux", "--override-arch", arch.as_str(), target])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect {target} {arch}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
     let skopeo = tools::SKOPEO.find().unwrap_or_else(|e| panic!("{e:#}"));
@@ -54,17 +64,7 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
         assert_eq!(img.platforms.len(), 2, "{reference}: {:?}", img.platforms);
         let tag = reference.rsplit_once(':').unwrap().1;
         for arch in arches {
-            let out = std::process::Command::new(skopeo.as_str())
-                .args(["inspect", "--override-os", "linux", "--override-arch", arch.as_str()])
-                .arg(format!("oci:{}:{tag}", img.layout))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "skopeo inspect {reference} {arch}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = skopeo_inspect(&skopeo, &format!("oci:{}:{tag}", img.layout), arch);
             assert_eq!(v["Architecture"], arch.as_str());
             // The image's own layer (the last) holds the program; its ELF machine must match.
             let layer = v["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap();
@@ -87,17 +87,7 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
             let file = tars.join(format!("{}-{arch}.tar", reference.replace(['/', ':'], "_")));
             std::fs::write(&file, &bytes).unwrap();
             for transport in ["oci-archive", "docker-archive"] {
-                let out = std::process::Command::new(skopeo.as_str())
-                    .args(["inspect", "--override-os", "linux", "--override-arch", arch.as_str()])
-                    .arg(format!("{transport}:{file}"))
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "skopeo inspect {transport} {reference} {arch}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let v = skopeo_inspect(&skopeo, &format!("{transport}:{file}"), arch);
                 assert_eq!(v["Architecture"], arch.as_str(), "{transport} {reference}");
             }
         }

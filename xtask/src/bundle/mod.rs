@@ -42,6 +42,15 @@ pub enum BundleRole {
     Edge,
 }
 
+impl BundleRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleRole::Cloud => "cloud",
+            BundleRole::Edge => "edge",
+        }
+    }
+}
+
 /// The plan: output path (relative to `observability/`) → source.
 pub fn plan(
     ctx: &Ctx<'_>,
@@ -222,12 +231,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         return Ok(());
     }
     let built = build(&ctx, &files, &plan, args.role)?;
-    let role = args
-        .role
-        .map(|r| {
-            format!("-{}", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
-        })
-        .unwrap_or_default();
+    let role = args.role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
     let name = format!("observability-{}-{arch}{role}", args.profile);
     let out = args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle"));
     let tgz = archive(&built)?;

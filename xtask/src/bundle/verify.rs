@@ -89,7 +89,8 @@ pub fn verify(files: &BundleFiles) -> Vec<String> {
         }
     }
     let present = present_images(files, &mut problems);
-    let mut missing: Vec<String> = referenced_images(files).into_iter().filter(|r| !present.contains(r)).collect();
+    let mut missing: Vec<String> =
+        referenced_images(files, &mut problems).into_iter().filter(|r| !present.contains(r)).collect();
     missing.sort();
     if !missing.is_empty() {
         problems.push(format!("images referenced by the manifests but not in the bundle: {}", missing.join(", ")));
@@ -130,7 +131,7 @@ fn present_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeSet<S
 }
 
 /// Image references in the rendered manifests: every `image:` string of every document.
-fn referenced_images(files: &BundleFiles) -> BTreeSet<String> {
+fn referenced_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeSet<String> {
     fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
         match v {
             serde_json::Value::Object(m) => {
@@ -152,11 +153,11 @@ fn referenced_images(files: &BundleFiles) -> BTreeSet<String> {
     for (path, bytes) in files.iter().filter(|(p, _)| p.starts_with("manifests/")) {
         let text = String::from_utf8_lossy(bytes);
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            if let Ok(v) = <serde_json::Value as serde::Deserialize>::deserialize(doc) {
-                walk(&v, &mut out);
+            match <serde_json::Value as serde::Deserialize>::deserialize(doc) {
+                Ok(v) => walk(&v, &mut out),
+                Err(e) => problems.push(format!("{path}: not valid YAML ({e}), so its images cannot be checked")),
             }
         }
-        let _ = path;
     }
     out
 }

@@ -118,16 +118,7 @@ fn print_value(out: &mut String, v: &Value, level: usize) {
         Value::Bool(b) => {
             let _ = write!(out, "{b}");
         }
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                print_value(out, item, level);
-            }
-            out.push(']');
-        }
+        Value::List(items) => print_separated(out, "[", items, "]", level),
         Value::Object(fields) => {
             if fields.is_empty() {
                 out.push_str("{}");
@@ -146,16 +137,21 @@ fn print_value(out: &mut String, v: &Value, level: usize) {
         Value::Ref(path) => out.push_str(&path.join(".")),
         Value::Call(f, args) => {
             out.push_str(f);
-            out.push('(');
-            for (i, a) in args.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                print_value(out, a, level);
-            }
-            out.push(')');
+            print_separated(out, "(", args, ")", level);
         }
     }
+}
+
+/// `open a, b, c close` on one line: list items and call arguments.
+fn print_separated(out: &mut String, open: &str, items: &[Value], close: &str, level: usize) {
+    out.push_str(open);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        print_value(out, item, level);
+    }
+    out.push_str(close);
 }
 
 /// An Alloy string literal (Go-style escapes).

@@ -118,6 +118,11 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// An `up` series of an edge node's target, as the edge jobs label it.
+fn node_up(job: &str, port: u16, node: &str, values: &str) -> (String, String) {
+    series(format!("up{{job=\"{job}\",instance=\"{node}:{port}\",node=\"{node}\"}}"), values)
+}
+
 fn series(sel: impl Into<String>, values: impl Into<String>) -> (String, String) {
     (sel.into(), values.into())
 }
@@ -193,9 +198,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         });
     }
     if ctx.has(Kind::NodeExporter) {
-        let up = |node: &str, v: &str| {
-            series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"{node}:9100\",node=\"{node}\"}}"), v)
-        };
+        let up = |node: &str, v: &str| node_up(JOB_EDGE_NODE_EXPORTER, 9100, node, v);
         rules.push(AlertRule {
             name: "EdgeNodeUnreachable",
             expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
@@ -212,9 +215,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         });
     }
     if kps {
-        let up = |node: &str, v: &str| {
-            series(format!("up{{job=\"{JOB_EDGE_RESOURCE}\",instance=\"{node}:10350\",node=\"{node}\"}}"), v)
-        };
+        let up = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, 10350, node, v);
         rules.push(AlertRule {
             name: "CloudEdgeTunnelDown",
             // `max` of no series is no series: with no edge target at all this stays silent.
