@@ -4,11 +4,14 @@ use clap::{Parser, Subcommand};
 
 /// Build, render, validate and test kubeprepare's offline observability platform.
 ///
-/// Every command reads stack.toml at the project root. Human progress goes to
+/// Every command reads stack.toml at the project root (or --stack FILE). Human progress goes to
 /// stderr; machine output to files under target/ (or stdout when asked).
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version, propagate_version = true)]
 pub struct Cli {
+    /// Stack file to read instead of stack.toml at the project root (lock files are relative to it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub stack: Option<camino::Utf8PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,6 +44,9 @@ pub struct E2eArgs {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(stack) = cli.stack {
+        crate::paths::set_stack_file(stack);
+    }
     match cli.command {
         Command::Render(args) => crate::render::run(args),
         Command::Validate(args) => crate::validate::run(args),

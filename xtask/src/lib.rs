@@ -4,8 +4,10 @@
 pub mod archive;
 pub mod atomic;
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod containerd;
+pub mod fetch;
 pub mod fixtures;
 pub mod golden;
 pub mod lock;

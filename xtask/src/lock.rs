@@ -14,6 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 
+use crate::fetch::{ACCEPT, Retry, retry};
 use crate::oci::sha256;
 use crate::stack::{Chart, Image, Profile, Stack};
 
@@ -46,13 +47,6 @@ pub struct LockedChart {
     pub size: u64,
 }
 
-const ACCEPT: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-
 fn is_loopback(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
@@ -73,32 +67,14 @@ pub fn client(profile: &Profile) -> Client {
     Client::new(ClientConfig { protocol: ClientProtocol::HttpsExcept(plain), ..Default::default() })
 }
 
-/// Run `f` up to 3 times, waiting 1s then 2s between tries.
-async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut wait = Duration::from_secs(1);
-    for attempt in 1..=3 {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < 3 => {
-                eprintln!("lock: {what}: {e:#}; retrying in {wait:?}");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-            Err(e) => return Err(e).with_context(|| format!("{what} failed after {attempt} tries")),
-        }
-    }
-    unreachable!("the loop returns on its last try")
-}
+/// Lock talks to registries interactively: fewer, quicker retries than bundle fetches.
+const RETRY: Retry = Retry { attempts: 3, first_wait: Duration::from_secs(1) };
 
 /// Resolve one image and check it carries every platform the stack declares.
 pub async fn resolve_image(client: &Client, image: &Image) -> Result<LockedImage> {
     let name = image.reference.to_string();
     let reference: Reference = name.parse().with_context(|| format!("{name} is not a valid reference"))?;
-    let (raw, digest) = retry(&format!("resolving {name}"), || async {
+    let (raw, digest) = retry(RETRY, &format!("resolving {name}"), || async {
         client.pull_manifest_raw(&reference, &RegistryAuth::Anonymous, &ACCEPT).await.map_err(anyhow::Error::from)
     })
     .await?;
@@ -135,7 +111,7 @@ pub async fn resolve_image(client: &Client, image: &Image) -> Result<LockedImage
 /// Resolve a chart through its repository's index.yaml and hash the archive.
 pub async fn resolve_chart(http: &reqwest::Client, chart: &Chart) -> Result<LockedChart> {
     let index_url = format!("{}/index.yaml", chart.repo.as_str().trim_end_matches('/'));
-    let index = retry(&format!("fetching {index_url}"), || async {
+    let index = retry(RETRY, &format!("fetching {index_url}"), || async {
         let r = http.get(&index_url).send().await?.error_for_status()?;
         Ok(r.text().await?)
     })
@@ -160,7 +136,7 @@ pub async fn resolve_chart(http: &reqwest::Client, chart: &Chart) -> Result<Lock
     } else {
         format!("{}/{url}", chart.repo.as_str().trim_end_matches('/'))
     };
-    let bytes = retry(&format!("downloading {url}"), || async {
+    let bytes = retry(RETRY, &format!("downloading {url}"), || async {
         Ok(http.get(&url).send().await?.error_for_status()?.bytes().await?.to_vec())
     })
     .await?;
@@ -185,6 +161,43 @@ pub async fn resolve(profile: &Profile) -> Result<ProfileLock> {
     Ok(lock)
 }
 
+/// Copy the lock's digests into the profile's images and charts (a digest
+/// already written in stack.toml is kept, and must agree with the lock).
+/// Returns what stays unpinned: image references and chart archive names.
+pub fn apply(stack: &mut Stack, profile: &str, lock: Option<&ProfileLock>) -> Result<Vec<String>> {
+    let empty = ProfileLock::default();
+    let lock = lock.unwrap_or(&empty);
+    let profile = stack
+        .profiles
+        .iter_mut()
+        .find(|(n, _)| n.as_str() == profile)
+        .map(|(_, p)| p)
+        .with_context(|| format!("no profile {profile:?} in stack.toml"))?;
+    let mut unpinned = Vec::new();
+    for c in profile.components.iter_mut().filter(|c| c.enabled) {
+        for img in &mut c.images {
+            let name = img.reference.to_string();
+            match (lock.images.get(&name), &img.digest) {
+                (Some(l), Some(d)) if l.digest != d.as_str() => {
+                    bail!("{name}: stack.toml pins {} but the lock says {}; remove one of them", d.as_str(), l.digest)
+                }
+                (Some(l), None) => img.digest = Some(l.digest.clone().try_into().map_err(anyhow::Error::msg)?),
+                (None, None) => unpinned.push(name),
+                _ => {}
+            }
+        }
+        if let Some(chart) = &mut c.chart {
+            let key = format!("{}/{}", chart.repo, chart.archive_name());
+            match (lock.charts.get(&key), &chart.digest) {
+                (Some(l), None) => chart.digest = Some(l.digest.clone().try_into().map_err(anyhow::Error::msg)?),
+                (None, None) => unpinned.push(key),
+                _ => {}
+            }
+        }
+    }
+    Ok(unpinned)
+}
+
 pub fn read(path: &Utf8Path) -> Result<Lock> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
@@ -206,7 +219,7 @@ pub struct Args {
     /// Profile to lock (default: upstream).
     #[arg(long, default_value = "upstream")]
     pub profile: String,
-    /// Lock file to update (default: stack.lock at the project root).
+    /// Lock file to update (default: the profile's `lock`, else stack.lock at the project root).
     #[arg(long)]
     pub out: Option<Utf8PathBuf>,
 }
@@ -214,7 +227,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let stack: Stack = crate::stack::load(&crate::paths::stack_file())?;
     let profile = stack.profile(&args.profile)?;
-    let out = args.out.unwrap_or_else(|| crate::paths::root().join("stack.lock"));
+    let out = args.out.unwrap_or_else(|| profile.lock_file());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let resolved = rt.block_on(resolve(profile))?;
     let mut lock = read(&out)?;

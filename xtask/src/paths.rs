@@ -12,9 +12,22 @@ pub fn root() -> Utf8PathBuf {
     manifest_dir.parent().expect("xtask/ has a parent directory").to_path_buf()
 }
 
-/// The stack definition: the one source of truth for components, pins and the matrix.
+static STACK_FILE: std::sync::OnceLock<Utf8PathBuf> = std::sync::OnceLock::new();
+
+/// Use another stack file than the project's (`cargo xtask --stack FILE`); set once, at startup.
+pub fn set_stack_file(path: Utf8PathBuf) {
+    let _ = STACK_FILE.set(path);
+}
+
+/// The stack definition: the one source of truth for components, pins and the matrix
+/// (`stack.toml` at the project root unless `--stack` names another).
 pub fn stack_file() -> Utf8PathBuf {
-    root().join("stack.toml")
+    STACK_FILE.get().cloned().unwrap_or_else(|| root().join("stack.toml"))
+}
+
+/// The directory lock files are relative to: the stack file's.
+pub fn stack_dir() -> Utf8PathBuf {
+    stack_file().parent().map(Utf8Path::to_path_buf).unwrap_or_else(root)
 }
 
 /// Golden snapshots of every rendered file, per profile and arch.

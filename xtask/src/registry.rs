@@ -45,6 +45,29 @@ impl LocalRegistry {
         Ok(reg)
     }
 
+    /// For a profile whose images live on a loopback registry (the local profile):
+    /// start that registry from `target/fixtures/registry` unless something already
+    /// listens there. `None` when no registry is needed or one is running.
+    pub fn start_if_needed(profile: &crate::stack::Profile) -> Result<Option<Self>> {
+        let mut loopback: Vec<&str> = profile
+            .enabled()
+            .flat_map(|c| c.images.iter())
+            .map(|i| i.reference.registry.as_str())
+            .filter(|r| r.starts_with("127.0.0.1:"))
+            .collect();
+        loopback.sort();
+        loopback.dedup();
+        let Some(addr) = loopback.first() else { return Ok(None) };
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(None);
+        }
+        let dir = crate::paths::target_dir().join("fixtures").join("registry");
+        if !dir.join("storage").is_dir() {
+            bail!("no registry listens on {addr} and {dir} holds no images: run `cargo xtask fixtures --push` first");
+        }
+        Ok(Some(Self::start(addr, &dir)?))
+    }
+
     fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {

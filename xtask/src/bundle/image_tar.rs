@@ -8,38 +8,54 @@
 //!   the bundle's platform are included (importers skip the missing platforms);
 //! - a Docker `manifest.json` for Docker Engine 20.10's `docker load`, which does
 //!   not read OCI layouts;
-//! - every blob byte-for-byte as upstream, each verified against its digest.
+//! - every blob byte-for-byte as upstream, each verified against its digest and
+//!   size while it is copied (a flipped byte aborts the write, naming the blob).
 //!
-//! The archive itself is deterministic: entries sorted, fixed mtime, uid/gid 0.
+//! The archive is deterministic: entries sorted bytewise, fixed mtime, uid/gid 0,
+//! ustar headers. It is streamed: no blob is held in memory whole.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 
 use anyhow::{Context, Result, bail};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
-use crate::oci::layer::{Entry, Tree};
-use crate::oci::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_INDEX, json_bytes, sha256};
+use crate::oci::{
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_INDEX, Manifest, json_bytes, sha256,
+};
 use crate::stack::Arch;
 
 /// Where blobs come from: an OCI layout directory or the bundle cache.
 pub trait Blobs {
-    fn get(&self, digest: &str) -> Result<Vec<u8>>;
-}
+    /// The file holding `digest` (not yet verified: [`write_image`] verifies while copying).
+    fn path(&self, digest: &str) -> Result<Utf8PathBuf>;
 
-/// The blobs of an OCI image layout directory, each verified on read.
-pub struct LayoutDir<'a>(pub &'a Utf8Path);
-
-impl Blobs for LayoutDir<'_> {
-    fn get(&self, digest: &str) -> Result<Vec<u8>> {
-        let hex = digest.strip_prefix("sha256:").with_context(|| format!("unsupported digest {digest}"))?;
-        let path = self.0.join("blobs/sha256").join(hex);
+    /// The verified bytes of a small blob (index, manifest).
+    fn read(&self, digest: &str) -> Result<Vec<u8>> {
+        let path = self.path(digest)?;
         let bytes = std::fs::read(&path).with_context(|| format!("reading blob {path}"))?;
         let actual = sha256(&bytes);
         if actual != digest {
             bail!("blob {path} is corrupt: its content hashes to {actual}, not {digest}; delete it and fetch again");
         }
         Ok(bytes)
+    }
+}
+
+/// The blobs of an OCI image layout directory.
+pub struct LayoutDir<'a>(pub &'a Utf8Path);
+
+impl Blobs for LayoutDir<'_> {
+    fn path(&self, digest: &str) -> Result<Utf8PathBuf> {
+        Ok(self.0.join("blobs/sha256").join(crate::cache::hex(digest)?))
+    }
+}
+
+impl Blobs for crate::cache::Cache {
+    fn path(&self, digest: &str) -> Result<Utf8PathBuf> {
+        crate::cache::Cache::path(self, digest)
     }
 }
 
@@ -63,43 +79,53 @@ pub struct ImageArchive {
     pub reference: String,
     pub index_digest: String,
     pub manifest_digest: String,
+    /// Every blob (index, manifest, config, layers) with its size.
     pub blobs: BTreeMap<String, u64>,
 }
 
-/// Build the archive of `reference` (whose index is `index_digest`) for `arch`.
-pub fn image_tar(
+/// The image's parts for one platform, read (and verified) from `blobs`.
+struct Parts {
+    index: Vec<u8>,
+    manifest_digest: String,
+    manifest: Vec<u8>,
+    parsed: Manifest,
+}
+
+fn parts(blobs: &dyn Blobs, reference: &str, index_digest: &str, arch: Arch) -> Result<Parts> {
+    let index = blobs.read(index_digest)?;
+    let parsed_index: Index = serde_json::from_slice(&index)
+        .with_context(|| format!("{reference}: index {index_digest} is not an image index"))?;
+    let desc = parsed_index
+        .manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch.as_str()))
+        .with_context(|| format!("{reference} has no linux/{arch} manifest"))?;
+    let manifest = blobs.read(&desc.digest)?;
+    let parsed: Manifest = serde_json::from_slice(&manifest)
+        .with_context(|| format!("{reference}: {} is not an image manifest", desc.digest))?;
+    Ok(Parts { index, manifest_digest: desc.digest.clone(), manifest, parsed })
+}
+
+/// Write the archive of `reference` (whose index is `index_digest`) for `arch` to `out`.
+pub fn write_image<W: Write>(
     blobs: &dyn Blobs,
     reference: &str,
     index_digest: &str,
     arch: Arch,
     mtime: u64,
-) -> Result<(Vec<u8>, ImageArchive)> {
-    let index_bytes = blobs.get(index_digest)?;
-    let index: Index = serde_json::from_slice(&index_bytes)
-        .with_context(|| format!("{reference}: index {index_digest} is not an image index"))?;
-    let manifest_desc = index
-        .manifests
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch.as_str()))
-        .with_context(|| format!("{reference} has no linux/{arch} manifest"))?;
-    let manifest_bytes = blobs.get(&manifest_desc.digest)?;
-    let manifest: crate::oci::Manifest = serde_json::from_slice(&manifest_bytes)
-        .with_context(|| format!("{reference}: {} is not an image manifest", manifest_desc.digest))?;
-
-    let mut tree = Tree::default();
+    out: W,
+) -> Result<(W, ImageArchive)> {
+    let p = parts(blobs, reference, index_digest, arch)?;
     let mut sizes = BTreeMap::new();
-    let mut add = |tree: &mut Tree, digest: &str, bytes: Vec<u8>| -> Result<()> {
-        sizes.insert(digest.to_string(), bytes.len() as u64);
-        tree.insert(&blob_path(digest), Entry::File { mode: 0o644, data: bytes })
-    };
-    add(&mut tree, index_digest, index_bytes)?;
-    add(&mut tree, &manifest_desc.digest, manifest_bytes)?;
-    add(&mut tree, &manifest.config.digest, blobs.get(&manifest.config.digest)?)?;
-    for layer in &manifest.layers {
-        add(&mut tree, &layer.digest, blobs.get(&layer.digest)?)?;
+    sizes.insert(index_digest.to_string(), p.index.len() as u64);
+    sizes.insert(p.manifest_digest.clone(), p.manifest.len() as u64);
+    let mut large: Vec<&Descriptor> = vec![&p.parsed.config];
+    large.extend(p.parsed.layers.iter());
+    for d in &large {
+        sizes.insert(d.digest.clone(), d.size);
     }
 
-    let tag = reference.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+    let tag = reference.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("latest");
     let mut annotations = BTreeMap::new();
     annotations.insert(ANNOTATION_CONTAINERD_NAME.to_string(), reference.to_string());
     annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
@@ -109,26 +135,112 @@ pub fn image_tar(
         manifests: vec![Descriptor {
             media_type: MEDIA_INDEX.into(),
             digest: index_digest.into(),
-            size: sizes[index_digest],
+            size: p.index.len() as u64,
             platform: None,
             annotations,
         }],
     };
-    tree.insert("index.json", Entry::File { mode: 0o644, data: json_bytes(&top) })?;
-    tree.insert("oci-layout", Entry::File { mode: 0o644, data: br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec() })?;
     let docker = vec![DockerManifestEntry {
-        config: blob_path(&manifest.config.digest),
+        config: blob_path(&p.parsed.config.digest),
         repo_tags: vec![reference.to_string()],
-        layers: manifest.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+        layers: p.parsed.layers.iter().map(|l| blob_path(&l.digest)).collect(),
     }];
-    tree.insert("manifest.json", Entry::File { mode: 0o644, data: json_bytes(&docker) })?;
+
+    let mut tar = Tar { b: tar::Builder::new(out), mtime };
+    tar.dir("blobs/")?;
+    tar.dir("blobs/sha256/")?;
+    // Blob entries in bytewise order of their paths, each blob once.
+    for (digest, size) in &sizes {
+        let path = blob_path(digest);
+        if digest == index_digest {
+            tar.file(&path, &p.index)?;
+        } else if *digest == p.manifest_digest {
+            tar.file(&path, &p.manifest)?;
+        } else {
+            tar.blob(blobs, &path, digest, *size)?;
+        }
+    }
+    tar.file("index.json", &json_bytes(&top))?;
+    tar.file("manifest.json", &json_bytes(&docker))?;
+    tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let out = tar.b.into_inner().context("finishing an image archive")?;
     let archive = ImageArchive {
         reference: reference.into(),
         index_digest: index_digest.into(),
-        manifest_digest: manifest_desc.digest.clone(),
+        manifest_digest: p.manifest_digest,
         blobs: sizes,
     };
-    Ok((tree.tar(mtime)?, archive))
+    Ok((out, archive))
+}
+
+/// The archive in memory (tests and small images).
+pub fn image_tar(
+    blobs: &dyn Blobs,
+    reference: &str,
+    index_digest: &str,
+    arch: Arch,
+    mtime: u64,
+) -> Result<(Vec<u8>, ImageArchive)> {
+    write_image(blobs, reference, index_digest, arch, mtime, Vec::new())
+}
+
+struct Tar<W: Write> {
+    b: tar::Builder<W>,
+    mtime: u64,
+}
+
+impl<W: Write> Tar<W> {
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(self.mtime);
+        h.set_size(size);
+        h
+    }
+
+    fn dir(&mut self, path: &str) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
+        self.b.append_data(&mut h, path, std::io::empty()).with_context(|| format!("adding {path}"))
+    }
+
+    fn file(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, data.len() as u64);
+        self.b.append_data(&mut h, path, data).with_context(|| format!("adding {path}"))
+    }
+
+    /// Copy a blob file, hashing it on the way; refuse it if its bytes are not `digest`.
+    fn blob(&mut self, blobs: &dyn Blobs, path: &str, digest: &str, size: u64) -> Result<()> {
+        let src = blobs.path(digest)?;
+        let file = std::fs::File::open(&src).with_context(|| format!("opening blob {src}"))?;
+        let len = file.metadata().with_context(|| format!("reading {src}"))?.len();
+        if len != size {
+            bail!("blob {src} is corrupt: {len} bytes, the manifest says {size}; delete it and fetch again");
+        }
+        let mut reader = HashingReader { inner: file, hasher: Sha256::new() };
+        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
+        self.b.append_data(&mut h, path, &mut reader).with_context(|| format!("copying {src}"))?;
+        let actual = format!("sha256:{:x}", reader.hasher.finalize());
+        if actual != digest {
+            bail!("blob {src} is corrupt: its content hashes to {actual}, not {digest}; delete it and fetch again");
+        }
+        Ok(())
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -143,7 +255,7 @@ mod tests {
         std::fs::create_dir_all(&blobs).unwrap();
         let digest = sha256(b"hello");
         std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), b"hellp").unwrap();
-        let err = format!("{:#}", LayoutDir(&root).get(&digest).unwrap_err());
+        let err = format!("{:#}", LayoutDir(&root).read(&digest).unwrap_err());
         assert!(err.contains("is corrupt") && err.contains(digest.trim_start_matches("sha256:")), "{err}");
     }
 }

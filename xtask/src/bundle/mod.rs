@@ -1,41 +1,56 @@
 //! `cargo xtask bundle`: the offline `observability/` folder for kubeprepare's
 //! cloud and edge packages, and its archive.
 //!
-//! Plan first ([`plan`], pure): every output path and where its bytes come from.
-//! Then execute: write each file through a temporary directory and a rename,
-//! `bundle.json` and `SHA256SUMS` last, and a deterministic `.tar.gz` of it all.
-//!
-//! Today the `local` profile is bundled from the fixture layouts; the upstream
-//! fetch (content-addressed cache from registries) comes with the rest of the issue.
+//! 1. Pin: the profile's lock gives every image its index digest and every chart
+//!    its sha256; anything unpinned is refused unless `--allow-unpinned` (then it
+//!    is resolved now and listed under `unpinned` in bundle.json).
+//! 2. Plan ([`plan`], pure): every output path and where its bytes come from.
+//! 3. Fetch: everything into the content-addressed [`Cache`] (by digest, verified,
+//!    resumable); a fully cached bundle needs no network at all.
+//! 4. Write into a staging directory: a file whose inputs did not change since
+//!    the previous build is hard-linked from it (after checking its hash), so a
+//!    rebuild rewrites only what changed; `bundle.json` and `SHA256SUMS` last.
+//! 5. Swap the staging directory into place and write the archive (streamed,
+//!    deterministic). The staging directory lives outside the output directory
+//!    when it can, so a killed build leaves nothing partial in the output.
 
 pub mod image_tar;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::oci::layer::{Entry, Tree, gzip, source_date_epoch};
+use crate::cache::{Cache, HashingWriter, hash_file};
+use crate::fetch::Fetcher;
+use crate::lock::ProfileLock;
+use crate::oci::layer::source_date_epoch;
 use crate::oci::sha256;
 use crate::render::scripts::image_tar as image_tar_path;
 use crate::render::{Ctx, Files};
 use crate::stack::{Arch, Role, Stack};
-use image_tar::{LayoutDir, image_tar};
+
+/// Version of bundle.json's schema.
+pub const SCHEMA: u32 = 1;
 
 /// Where one bundle file's bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Source {
     /// A file from `cargo xtask render`.
     Rendered,
-    /// An image archive built from an OCI layout of the given index digest.
-    Image { reference: String, index_digest: String, layout: Utf8PathBuf },
+    /// An image archive for the bundle's platform, built from the image's upstream index.
+    Image { reference: String, index_digest: String, platform: String, format: ImageFormat },
+    /// A chart archive, byte for byte as its repository serves it.
+    Chart { url: String, digest: String },
 }
 
 /// Which nodes a bundle is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BundleRole {
     Cloud,
@@ -51,12 +66,72 @@ impl BundleRole {
     }
 }
 
+/// How image archives are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum ImageFormat {
+    /// Plain tar (layers are compressed already).
+    #[value(name = "tar")]
+    #[serde(rename = "tar")]
+    Tar,
+    /// zstd-compressed tar: single-threaded, fixed level, window at most 2^23 (k3s
+    /// auto-import, `ctr images import` and `docker load` read it).
+    #[value(name = "tar.zst")]
+    #[serde(rename = "tar.zst")]
+    TarZst,
+}
+
+/// The bundle archive written beside the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveFormat {
+    #[value(name = "tar.gz")]
+    TarGz,
+    #[value(name = "tar.zst")]
+    TarZst,
+    #[value(name = "tar")]
+    Tar,
+    /// Only the folder.
+    #[value(name = "none")]
+    None,
+}
+
+impl ArchiveFormat {
+    fn extension(self) -> Option<&'static str> {
+        match self {
+            ArchiveFormat::TarGz => Some("tar.gz"),
+            ArchiveFormat::TarZst => Some("tar.zst"),
+            ArchiveFormat::Tar => Some("tar"),
+            ArchiveFormat::None => None,
+        }
+    }
+}
+
+/// zstd level and window for every zstd stream we write: fixed, so the bytes are reproducible.
+const ZSTD_LEVEL: i32 = 9;
+const ZSTD_WINDOW_LOG: u32 = 23;
+
+fn zstd_encoder<W: Write>(w: W) -> Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut enc = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
+    enc.window_log(ZSTD_WINDOW_LOG)?;
+    enc.include_checksum(true)?;
+    Ok(enc)
+}
+
+/// The path of a component's image archive in the bundle.
+pub fn image_path(role: Role, component: &str, format: ImageFormat) -> String {
+    let tar = image_tar_path(role, component);
+    match format {
+        ImageFormat::Tar => tar,
+        ImageFormat::TarZst => format!("{tar}.zst"),
+    }
+}
+
 /// The plan: output path (relative to `observability/`) → source.
 pub fn plan(
     ctx: &Ctx<'_>,
     files: &Files,
-    layouts: &BTreeMap<String, (String, Utf8PathBuf)>,
+    lock: &ProfileLock,
     role: Option<BundleRole>,
+    format: ImageFormat,
 ) -> Result<BTreeMap<String, Source>> {
     let mut out = BTreeMap::new();
     let wants = |r: Role| match role {
@@ -73,105 +148,442 @@ pub fn plan(
         }
         out.insert(p.to_string(), Source::Rendered);
     }
-    for c in ctx.profile.enabled() {
-        if !wants(c.role) {
-            continue;
-        }
+    for c in ctx.profile.enabled().filter(|c| wants(c.role)) {
         for img in &c.images {
             let reference = img.reference.to_string();
-            let (index_digest, layout) = layouts
-                .get(&reference)
-                .with_context(|| format!("no image {reference} available: run `cargo xtask fixtures` first"))?;
+            let index_digest = img
+                .digest
+                .as_ref()
+                .with_context(|| {
+                    format!("{reference} is not pinned; run `cargo xtask lock --profile {}`", ctx.profile_name)
+                })?
+                .as_str()
+                .to_string();
             out.insert(
-                image_tar_path(c.role, c.name.as_str()),
-                Source::Image { reference, index_digest: index_digest.clone(), layout: layout.clone() },
+                image_path(c.role, c.name.as_str(), format),
+                Source::Image { reference, index_digest, platform: format!("linux/{}", ctx.arch), format },
             );
+        }
+        if let Some(chart) = &c.chart
+            && role != Some(BundleRole::Edge)
+        {
+            let key = format!("{}/{}", chart.repo, chart.archive_name());
+            let locked = lock.charts.get(&key);
+            let digest = chart
+                .digest
+                .as_ref()
+                .map(|d| d.as_str().to_string())
+                .or_else(|| locked.map(|l| l.digest.clone()))
+                .with_context(|| {
+                    format!("chart {key} is not pinned; run `cargo xtask lock --profile {}`", ctx.profile_name)
+                })?;
+            let url = locked.map(|l| l.url.clone()).unwrap_or_else(|| key.clone());
+            out.insert(format!("charts/{}", chart.archive_name()), Source::Chart { url, digest });
         }
     }
     Ok(out)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BundleJson {
+    pub schema: u32,
+    pub tool: String,
     pub profile: String,
     pub arch: Arch,
     pub role: Option<BundleRole>,
     pub kubeprepare: crate::stack::Kubeprepare,
+    /// Images and charts bundled without a lock entry (`--allow-unpinned`): resolved at build time.
+    #[serde(default)]
+    pub unpinned: Vec<String>,
     pub files: BTreeMap<String, FileRecord>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
     pub sha256: String,
     pub size: u64,
+    /// The image tag or chart version the file carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub source: Source,
 }
 
-/// Materialize every planned file (in memory), plus bundle.json and SHA256SUMS.
-pub fn build(
+/// Everything a build needs besides the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub profile: String,
+    pub arch: Arch,
+    pub role: Option<BundleRole>,
+    pub out: Utf8PathBuf,
+    pub cache: Utf8PathBuf,
+    pub image_format: ImageFormat,
+    pub archive: ArchiveFormat,
+    pub allow_unpinned: bool,
+}
+
+impl Options {
+    /// `observability-<profile>-<arch>[-<role>]`.
+    pub fn name(&self) -> String {
+        let role = self.role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
+        format!("observability-{}-{}{role}", self.profile, self.arch)
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub dir: Utf8PathBuf,
+    pub archive: Option<(Utf8PathBuf, String, u64)>,
+    pub files: BTreeMap<String, FileRecord>,
+    /// Files written afresh (the rest were carried over from the previous build).
+    pub written: Vec<String>,
+    pub fetch_seconds: f64,
+    pub write_seconds: f64,
+}
+
+/// Pin, plan, fetch and write one bundle.
+pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Result<Built> {
+    let mut pinned = stack.clone();
+    let unpinned = crate::lock::apply(&mut pinned, &opts.profile, lock)?;
+    let mut lock = lock.cloned().unwrap_or_default();
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if !unpinned.is_empty() {
+        if !opts.allow_unpinned {
+            bail!(
+                "profile {} has unpinned images or charts: {}\n  fix: run `cargo xtask lock --profile {}` (or pass \
+                 --allow-unpinned to resolve them now; the bundle then lists them under `unpinned`)",
+                opts.profile,
+                unpinned.join(", "),
+                opts.profile
+            );
+        }
+        eprintln!("bundle: resolving unpinned {} now (--allow-unpinned)", unpinned.join(", "));
+        let resolved = rt.block_on(crate::lock::resolve(pinned.profile(&opts.profile)?))?;
+        lock.images.extend(resolved.images);
+        lock.charts.extend(resolved.charts);
+        crate::lock::apply(&mut pinned, &opts.profile, Some(&lock))?;
+    }
+    let ctx = Ctx::new(&pinned, &opts.profile, opts.arch)?;
+    let files = crate::render::render(&ctx)?;
+    let plan = plan(&ctx, &files, &lock, opts.role, opts.image_format)?;
+
+    let cache = Cache::open(&opts.cache)?;
+    rt.block_on(fetch(&ctx, &plan, &cache))?;
+    let fetch_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let name = opts.name();
+    let dest = opts.out.join(&name);
+    let staging_root = staging_root(&opts.out)?;
+    // Staging names carry the output directory's hash (builds into different outputs
+    // never meet) and the pid (what a killed build left is swept by the next one).
+    let key = format!("{name}.{}", &sha256(opts.out.as_str().as_bytes())[7..19]);
+    sweep(&staging_root, &key);
+    let staging = staging_root.join(format!("{key}.{}", std::process::id()));
+    let previous = previous_records(&dest);
+    let result = (|| {
+        let (records, written) = write_files(&ctx, &files, &plan, &cache, &dest, &previous, &staging)?;
+        let json = BundleJson {
+            schema: SCHEMA,
+            tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
+            profile: opts.profile.clone(),
+            arch: opts.arch,
+            role: opts.role,
+            kubeprepare: stack.kubeprepare.clone(),
+            unpinned: unpinned.clone(),
+            files: records.clone(),
+        };
+        let sums: String =
+            records.iter().map(|(p, r)| format!("{}  {p}\n", r.sha256.trim_start_matches("sha256:"))).collect();
+        write_new(&staging.join("bundle.json"), format!("{}\n", serde_json::to_string_pretty(&json)?).as_bytes())?;
+        write_new(&staging.join("SHA256SUMS"), sums.as_bytes())?;
+        swap_into_place(&staging, &dest, &staging_root.join(format!("{key}.old.{}", std::process::id())))?;
+        let archive = match opts.archive.extension() {
+            Some(ext) => {
+                let path = opts.out.join(format!("{name}.{ext}"));
+                let tmp = staging_root.join(format!("{key}.{ext}.{}", std::process::id()));
+                let (digest, size) = write_archive(&dest, &tmp, opts.archive).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })?;
+                std::fs::rename(&tmp, &path).with_context(|| format!("moving {tmp} to {path}"))?;
+                Some((path, digest, size))
+            }
+            None => None,
+        };
+        anyhow::Ok((records, written, archive))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    let (files, written, archive) = result?;
+    Ok(Built { dir: dest, archive, files, written, fetch_seconds, write_seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Fetch every image and chart of the plan into the cache (nothing when all is cached).
+async fn fetch(ctx: &Ctx<'_>, plan: &BTreeMap<String, Source>, cache: &Cache) -> Result<()> {
+    let missing: Vec<&Source> = plan
+        .values()
+        .filter(|s| match s {
+            Source::Rendered => false,
+            Source::Chart { digest, .. } => !cache.contains(digest),
+            Source::Image { index_digest, .. } => !crate::fetch::cached(cache, index_digest, ctx.arch),
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let _registry = crate::registry::LocalRegistry::start_if_needed(ctx.profile)?;
+    let fetcher = Fetcher::new(crate::lock::client(ctx.profile), cache.clone());
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
+    for source in missing {
+        match source {
+            Source::Rendered => {}
+            Source::Chart { url, digest } => fetcher.chart(&http, url, digest).await?,
+            Source::Image { reference, index_digest, .. } => {
+                let r: oci_client::Reference =
+                    reference.parse().with_context(|| format!("{reference} is not a valid reference"))?;
+                fetcher.image(&r, index_digest, ctx.arch).await.with_context(|| format!("fetching {reference}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records of the bundle currently at `dest`, if it has a readable bundle.json.
+fn previous_records(dest: &Utf8Path) -> BTreeMap<String, FileRecord> {
+    std::fs::read(dest.join("bundle.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<BundleJson>(&b).ok())
+        .map(|j| j.files)
+        .unwrap_or_default()
+}
+
+/// Write every planned file into `staging`; returns the records and the paths written afresh.
+fn write_files(
     ctx: &Ctx<'_>,
     files: &Files,
     plan: &BTreeMap<String, Source>,
-    role: Option<BundleRole>,
-) -> Result<BTreeMap<String, Vec<u8>>> {
+    cache: &Cache,
+    current: &Utf8Path,
+    previous: &BTreeMap<String, FileRecord>,
+    staging: &Utf8Path,
+) -> Result<(BTreeMap<String, FileRecord>, Vec<String>)> {
+    if staging.exists() {
+        std::fs::remove_dir_all(staging).with_context(|| format!("removing stale {staging}"))?;
+    }
     let mtime = source_date_epoch()?;
-    let mut out = BTreeMap::new();
     let mut records = BTreeMap::new();
+    let mut written = Vec::new();
     for (path, source) in plan {
-        let bytes = match source {
+        let dest = staging.join(path);
+        let dir = dest.parent().context("bundle path without a parent")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        let version = match source {
+            Source::Rendered => None,
+            Source::Image { reference, .. } => reference.rsplit_once(':').map(|(_, t)| t.to_string()),
+            Source::Chart { url, .. } => ctx
+                .profile
+                .enabled()
+                .filter_map(|c| c.chart.as_ref())
+                .find(|ch| url.ends_with(&ch.archive_name()))
+                .map(|ch| ch.version.as_str().to_string()),
+        };
+        let rendered = match source {
+            Source::Rendered => Some(files.get(path).with_context(|| format!("{path} was not rendered"))?.as_bytes()),
+            _ => None,
+        };
+        // Carry the previous build's file over when its inputs are the same and it is intact.
+        if let Some(old) = previous
+            .get(path)
+            .filter(|old| old.source == *source && rendered.is_none_or(|bytes| sha256(bytes) == old.sha256))
+            && reuse(&current.join(path), &dest, old)
+        {
+            records.insert(path.clone(), FileRecord { version, ..old.clone() });
+            continue;
+        }
+        let (sha256, size) = match source {
             Source::Rendered => {
-                files.get(path).with_context(|| format!("{path} was not rendered"))?.as_bytes().to_vec()
+                let bytes = rendered.unwrap_or_default();
+                write_new(&dest, bytes)?;
+                (sha256(bytes), bytes.len() as u64)
             }
-            Source::Image { reference, index_digest, layout } => {
-                image_tar(&LayoutDir(layout), reference, index_digest, ctx.arch, mtime)?.0
+            Source::Chart { digest, .. } => {
+                let src = cache.verify(digest, None)?;
+                std::fs::copy(&src, &dest).with_context(|| format!("copying {src} to {dest}"))?;
+                let (d, size) = hash_file(&dest)?;
+                if d != *digest {
+                    bail!("{dest}: copied chart hashes to {d}, not {digest}");
+                }
+                (d, size)
+            }
+            Source::Image { reference, index_digest, format, .. } => {
+                let file = std::fs::File::create(&dest).with_context(|| format!("creating {dest}"))?;
+                let hashing = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+                let hashing = match format {
+                    ImageFormat::Tar => {
+                        image_tar::write_image(cache, reference, index_digest, ctx.arch, mtime, hashing)?.0
+                    }
+                    ImageFormat::TarZst => {
+                        let enc = zstd_encoder(hashing)?;
+                        let (enc, _) = image_tar::write_image(cache, reference, index_digest, ctx.arch, mtime, enc)?;
+                        enc.finish().with_context(|| format!("compressing {dest}"))?
+                    }
+                };
+                let (buf, digest, size) = hashing.finish();
+                buf.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {dest}"))?;
+                set_mode(&dest, 0o644)?;
+                (digest, size)
             }
         };
-        records.insert(
-            path.clone(),
-            FileRecord { sha256: sha256(&bytes), size: bytes.len() as u64, source: source.clone() },
-        );
-        out.insert(path.clone(), bytes);
+        if path.ends_with(".sh") {
+            set_mode(&dest, 0o755)?;
+        }
+        written.push(path.clone());
+        records.insert(path.clone(), FileRecord { sha256, size, version, source: source.clone() });
     }
-    let sums: String =
-        records.iter().map(|(p, r)| format!("{}  {p}\n", r.sha256.trim_start_matches("sha256:"))).collect();
-    let json = BundleJson {
-        profile: ctx.profile_name.into(),
-        arch: ctx.arch,
-        role,
-        kubeprepare: ctx.stack.kubeprepare.clone(),
-        files: records,
+    Ok((records, written))
+}
+
+/// Hard-link (or copy) `old` to `dest` if `old` still hashes to its record.
+fn reuse(old: &Utf8Path, dest: &Utf8Path, record: &FileRecord) -> bool {
+    let intact = hash_file(old).is_ok_and(|(d, size)| d == record.sha256 && size == record.size);
+    intact && (std::fs::hard_link(old, dest).is_ok() || std::fs::copy(old, dest).is_ok())
+}
+
+/// Create `path` with exactly `bytes` (no temporary: it lives in the staging directory).
+fn write_new(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {path}"))?;
+    set_mode(path, 0o644)
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Utf8Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {path}"))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Utf8Path, _: u32) -> Result<()> {
+    Ok(())
+}
+
+/// Where staging directories go: `target/tmp/bundle` when it is on the same file
+/// system as `out` (so nothing partial is ever inside `out`), else `out/.staging`.
+fn staging_root(out: &Utf8Path) -> Result<Utf8PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {out}"))?;
+    let preferred = crate::paths::target_dir().join("tmp").join("bundle");
+    std::fs::create_dir_all(&preferred).with_context(|| format!("creating {preferred}"))?;
+    let root = if same_filesystem(&preferred, out) { preferred } else { out.join(".staging") };
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {root}"))?;
+    Ok(root)
+}
+
+#[cfg(unix)]
+fn same_filesystem(a: &Utf8Path, b: &Utf8Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    matches!((std::fs::metadata(a), std::fs::metadata(b)), (Ok(x), Ok(y)) if x.dev() == y.dev())
+}
+
+#[cfg(not(unix))]
+fn same_filesystem(_: &Utf8Path, _: &Utf8Path) -> bool {
+    false
+}
+
+/// Replace `dest` with `staging`: the old folder is moved `aside`, then removed.
+fn swap_into_place(staging: &Utf8Path, dest: &Utf8Path, aside: &Utf8Path) -> Result<()> {
+    if dest.exists() {
+        std::fs::rename(dest, aside).with_context(|| format!("moving {dest} aside"))?;
+    }
+    std::fs::rename(staging, dest).with_context(|| format!("moving {staging} to {dest}"))?;
+    if aside.exists() {
+        std::fs::remove_dir_all(aside).with_context(|| format!("removing {aside}"))?;
+    }
+    Ok(())
+}
+
+/// Remove what killed builds left in the staging root: `<key>.*.<pid>` of a pid that is gone.
+fn sweep(staging_root: &Utf8Path, key: &str) {
+    for entry in std::fs::read_dir(staging_root).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().to_string();
+        let pid = file.rsplit_once('.').map(|(_, p)| p).unwrap_or_default();
+        let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();
+        if file.starts_with(&format!("{key}.")) && !alive {
+            let p = entry.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+}
+
+/// A deterministic archive of the folder `dir`, its entries under `observability/`;
+/// its sha256 and size.
+pub fn write_archive(dir: &Utf8Path, dest: &Utf8Path, format: ArchiveFormat) -> Result<(String, u64)> {
+    let mtime = source_date_epoch()?;
+    let mut entries = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("listing {d}"))? {
+            let p =
+                Utf8PathBuf::from_path_buf(e?.path()).map_err(|p| anyhow::anyhow!("non UTF-8 path {}", p.display()))?;
+            let rel = p.strip_prefix(dir)?.to_string();
+            if p.is_dir() {
+                entries.insert((rel, true));
+                stack.push(p);
+            } else {
+                entries.insert((rel, false));
+            }
+        }
+    }
+    let file = std::fs::File::create(dest).with_context(|| format!("creating {dest}"))?;
+    let hashing = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let hashing = match format {
+        ArchiveFormat::TarGz => {
+            let gz = flate2::GzBuilder::new().mtime(0).write(hashing, flate2::Compression::new(6));
+            tar_tree(dir, &entries, mtime, gz)?.finish().context("compressing the archive")?
+        }
+        ArchiveFormat::TarZst => {
+            tar_tree(dir, &entries, mtime, zstd_encoder(hashing)?)?.finish().context("compressing the archive")?
+        }
+        ArchiveFormat::Tar | ArchiveFormat::None => tar_tree(dir, &entries, mtime, hashing)?,
     };
-    out.insert("bundle.json".into(), format!("{}\n", serde_json::to_string_pretty(&json)?).into_bytes());
-    out.insert("SHA256SUMS".into(), sums.into_bytes());
-    Ok(out)
+    let (buf, digest, size) = hashing.finish();
+    buf.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {dest}"))?;
+    Ok((digest, size))
 }
 
-/// A deterministic `.tar.gz` of the files under `observability/`.
-pub fn archive(files: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
-    let mut tree = Tree::default();
-    for (path, bytes) in files {
-        let mode = if path.ends_with(".sh") { 0o755 } else { 0o644 };
-        tree.insert(&format!("observability/{path}"), Entry::File { mode, data: bytes.clone() })?;
+fn tar_tree<W: Write>(dir: &Utf8Path, entries: &BTreeSet<(String, bool)>, mtime: u64, out: W) -> Result<W> {
+    let mut b = tar::Builder::new(out);
+    let header = |kind, mode, size| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        h.set_size(size);
+        h
+    };
+    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+    b.append_data(&mut h, "observability/", std::io::empty())?;
+    for (rel, is_dir) in entries {
+        let name = format!("observability/{rel}");
+        if *is_dir {
+            let mut h = header(tar::EntryType::Directory, 0o755, 0);
+            b.append_data(&mut h, format!("{name}/"), std::io::empty())?;
+        } else {
+            let path = dir.join(rel);
+            let f = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            let size = f.metadata()?.len();
+            let mode = if rel.ends_with(".sh") { 0o755 } else { 0o644 };
+            let mut h = header(tar::EntryType::Regular, mode, size);
+            b.append_data(&mut h, &name, f).with_context(|| format!("archiving {path}"))?;
+        }
     }
-    gzip(&tree.tar(source_date_epoch()?)?)
+    b.into_inner().context("finishing the archive")
 }
 
-/// Fixture layouts by reference, from `cargo xtask fixtures`' summary.
-pub fn fixture_layouts(dir: &Utf8Path) -> Result<BTreeMap<String, (String, Utf8PathBuf)>> {
-    let summary = dir.join("fixtures.json");
-    let text = std::fs::read_to_string(&summary)
-        .with_context(|| format!("reading {summary}: run `cargo xtask fixtures` first"))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{summary} is not valid JSON"))?;
-    let mut out = BTreeMap::new();
-    for (reference, img) in v["images"].as_object().into_iter().flatten() {
-        let digest = img["index_digest"].as_str().context("index_digest missing")?.to_string();
-        let layout = Utf8PathBuf::from(img["layout"].as_str().context("layout missing")?);
-        out.insert(reference.clone(), (digest, layout));
-    }
-    Ok(out)
-}
-
-/// Build the offline bundle for one profile and arch (the local profile today), or verify one.
+/// Build the offline bundle for one profile and arch, or verify one.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
@@ -189,7 +601,8 @@ pub enum Sub {
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Stack profile (only `local` can be bundled on a machine with no registry access).
+    /// Stack profile (`local` needs `cargo xtask fixtures --push` first; `upstream` needs its lock and internet
+    /// unless everything is cached).
     #[arg(long, default_value = "local")]
     pub profile: String,
     /// Architecture of the nodes the bundle installs on.
@@ -201,6 +614,19 @@ pub struct BuildArgs {
     /// Output directory (default: target/bundle).
     #[arg(long)]
     pub out: Option<Utf8PathBuf>,
+    /// Blob cache (default: $XTASK_CACHE, else target/cache).
+    #[arg(long)]
+    pub cache: Option<Utf8PathBuf>,
+    /// How image archives are stored.
+    #[arg(long, value_enum, default_value = "tar")]
+    pub image_format: ImageFormat,
+    /// The archive written beside the folder.
+    /// Image layers are compressed already: gzip or zstd over them saves under 1%.
+    #[arg(long, value_enum, default_value = "tar")]
+    pub archive: ArchiveFormat,
+    /// Resolve images and charts missing from the lock now instead of refusing (listed in bundle.json).
+    #[arg(long)]
+    pub allow_unpinned: bool,
     /// Print the plan as JSON and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -216,27 +642,42 @@ pub fn run(args: Args) -> Result<()> {
 fn build_cmd(args: BuildArgs) -> Result<()> {
     let Some(arch) = args.arch else { bail!("--arch is required: cargo xtask bundle --arch amd64|arm64") };
     let stack: Stack = crate::stack::load(&crate::paths::stack_file())?;
-    if args.profile != "local" {
-        bail!(
-            "bundling profile {} needs the upstream fetch, which is not built yet; bundle `--profile local`",
-            args.profile
-        );
-    }
-    let ctx = Ctx::new(&stack, &args.profile, arch)?;
-    let files = crate::render::render(&ctx)?;
-    let layouts = fixture_layouts(&crate::paths::target_dir().join("fixtures").join("oci"))?;
-    let plan = plan(&ctx, &files, &layouts, args.role)?;
+    let profile = stack.profile(&args.profile)?;
+    let lock_file = profile.lock_file();
+    let lock = crate::lock::read(&lock_file)?;
+    let opts = Options {
+        profile: args.profile.clone(),
+        arch,
+        role: args.role,
+        out: args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle")),
+        cache: args.cache.unwrap_or_else(crate::cache::default_root),
+        image_format: args.image_format,
+        archive: args.archive,
+        allow_unpinned: args.allow_unpinned,
+    };
     if args.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        let mut pinned = stack.clone();
+        crate::lock::apply(&mut pinned, &opts.profile, lock.profiles.get(&opts.profile))?;
+        let ctx = Ctx::new(&pinned, &opts.profile, arch)?;
+        let files = crate::render::render(&ctx)?;
+        let lock = lock.profiles.get(&opts.profile).cloned().unwrap_or_default();
+        println!("{}", serde_json::to_string_pretty(&plan(&ctx, &files, &lock, opts.role, opts.image_format)?)?);
         return Ok(());
     }
-    let built = build(&ctx, &files, &plan, args.role)?;
-    let role = args.role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
-    let name = format!("observability-{}-{arch}{role}", args.profile);
-    let out = args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle"));
-    let tgz = archive(&built)?;
-    let path = out.join(format!("{name}.tar.gz"));
-    crate::atomic::write(&path, &tgz, false)?;
-    eprintln!("bundle: {path}: {} files, {} bytes, {}", built.len(), tgz.len(), sha256(&tgz));
+    let built = build(&stack, lock.profiles.get(&opts.profile), &opts)
+        .with_context(|| format!("bundling profile {} for {arch} (pins from {lock_file})", opts.profile))?;
+    let bytes: u64 = built.files.values().map(|r| r.size).sum();
+    eprintln!(
+        "bundle: {}: {} files, {bytes} bytes ({} written, {} unchanged); fetch {:.1}s, write {:.1}s",
+        built.dir,
+        built.files.len(),
+        built.written.len(),
+        built.files.len() - built.written.len(),
+        built.fetch_seconds,
+        built.write_seconds
+    );
+    if let Some((path, digest, size)) = &built.archive {
+        eprintln!("bundle: {path}: {size} bytes, {digest}");
+    }
     Ok(())
 }

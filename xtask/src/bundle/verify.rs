@@ -89,8 +89,17 @@ pub fn verify(files: &BundleFiles) -> Vec<String> {
         }
     }
     let present = present_images(files, &mut problems);
-    let mut missing: Vec<String> =
-        referenced_images(files, &mut problems).into_iter().filter(|r| !present.contains(r)).collect();
+    let mut missing: Vec<String> = referenced_images(files, &mut problems)
+        .into_iter()
+        .filter(|r| {
+            let (name, digest) = r.split_once('@').map_or((r.as_str(), None), |(n, d)| (n, Some(d)));
+            match (present.get(name), digest) {
+                (None, _) => true,
+                (Some(digests), Some(d)) => !digests.contains(d),
+                (Some(_), None) => false,
+            }
+        })
+        .collect();
     missing.sort();
     if !missing.is_empty() {
         problems.push(format!("images referenced by the manifests but not in the bundle: {}", missing.join(", ")));
@@ -98,11 +107,25 @@ pub fn verify(files: &BundleFiles) -> Vec<String> {
     problems
 }
 
-/// Names of the images the bundle's archives carry (from their index.json).
-fn present_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for (path, bytes) in files.iter().filter(|(p, _)| p.starts_with("images/") && p.ends_with(".tar")) {
-        let mut archive = tar::Archive::new(bytes.as_slice());
+/// The images the bundle's archives carry (from their index.json): name → index digests.
+fn present_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, bytes) in files.iter().filter(|(p, _)| p.starts_with("images/")) {
+        let tar = if path.ends_with(".tar.zst") {
+            match zstd::stream::decode_all(bytes.as_slice()) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("{path}: not a valid zstd stream: {e}"));
+                    continue;
+                }
+            }
+        } else if path.ends_with(".tar") {
+            bytes.clone()
+        } else {
+            problems.push(format!("{path}: not an image archive (.tar or .tar.zst)"));
+            continue;
+        };
+        let mut archive = tar::Archive::new(tar.as_slice());
         let index = archive.entries().ok().and_then(|mut es| {
             es.find_map(|e| {
                 let mut e = e.ok()?;
@@ -119,7 +142,8 @@ fn present_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeSet<S
         for m in index["manifests"].as_array().into_iter().flatten() {
             match m["annotations"][ANNOTATION_CONTAINERD_NAME].as_str() {
                 Some(name) => {
-                    names.insert(name.to_string());
+                    let digest = m["digest"].as_str().unwrap_or_default().to_string();
+                    names.entry(name.to_string()).or_default().insert(digest);
                 }
                 None => problems.push(format!(
                     "{path}: an index entry has no {ANNOTATION_CONTAINERD_NAME} (it would import as nothing)"
@@ -138,8 +162,8 @@ fn referenced_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeSe
                 for (k, v) in m {
                     match (k.as_str(), v) {
                         ("image", serde_json::Value::String(s)) => {
-                            // Compare by name:tag; a pinned digest is checked by the importer.
-                            out.insert(s.split('@').next().unwrap_or(s).to_string());
+                            // name:tag, or name:tag@digest: then the archive must carry that very index.
+                            out.insert(s.clone());
                         }
                         _ => walk(v, out),
                     }

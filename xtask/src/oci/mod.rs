@@ -51,12 +51,16 @@ pub struct Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {
     pub schema_version: u32,
+    /// Optional in the OCI spec; Docker manifest lists always carry it.
+    #[serde(default)]
     pub media_type: String,
     pub manifests: Vec<Descriptor>,
 }
@@ -65,6 +69,7 @@ pub struct Index {
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     pub schema_version: u32,
+    #[serde(default)]
     pub media_type: String,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,

@@ -196,11 +196,26 @@ log() {
   echo "==> $*" >&2
 }
 
+# import_image <archive> <import command...>: a plain tar is imported directly;
+# a .tar.zst (which ctr and docker load cannot read) is decompressed on the way.
+import_image() {
+  local tar="$1"
+  shift
+  if [[ -f "$BUNDLE_DIR/$tar" ]]; then
+    "$@" "$BUNDLE_DIR/$tar" >/dev/null
+  else
+    command -v zstd >/dev/null ||
+      die "$tar.zst needs zstd (Debian/Ubuntu: apt-get install zstd), or rebuild the bundle with --image-format tar"
+    zstd -dc "$BUNDLE_DIR/$tar.zst" | "$@" - >/dev/null
+  fi
+}
+
 # Fails listing every missing file, not only the first.
 require_files() {
   local missing=() f
   for f in "$@"; do
-    [[ -e "$BUNDLE_DIR/$f" ]] || missing+=("$f")
+    # An image archive may be stored zstd-compressed (bundle --image-format tar.zst).
+    [[ -e "$BUNDLE_DIR/$f" || ("$f" == *.tar && -e "$BUNDLE_DIR/$f.zst") ]] || missing+=("$f")
   done
   if ((${#missing[@]})); then
     printf 'error: missing from the bundle at %s:\n' "$BUNDLE_DIR" >&2
@@ -262,7 +277,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 const CLOUD_IMAGES: &str = r##"log "importing ${#IMAGES[@]} image archive(s) into k3s' containerd"
 for tar in "${IMAGES[@]}"; do
-  k3s ctr images import "$BUNDLE_DIR/$tar" >/dev/null
+  import_image "$tar" k3s ctr images import
 done
 "##;
 
@@ -472,7 +487,7 @@ fi
 
 log "importing ${#IMAGES[@]} image archive(s) into containerd (namespace k8s.io)"
 for tar in "${IMAGES[@]}"; do
-  ctr -n k8s.io images import "$BUNDLE_DIR/$tar" >/dev/null
+  import_image "$tar" ctr -n k8s.io images import
 done
 if [[ "$IMAGES_ONLY" == true ]]; then
   log "images imported; join this node with: keadm join ... $JOIN_ARGS"

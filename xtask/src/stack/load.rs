@@ -137,6 +137,19 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             report(field.into(), "the matrix axis is empty: list at least one value".into());
         }
     }
+    for (name, profile) in &stack.profiles {
+        if let Some(lock) = &profile.lock {
+            let climbs = lock.split('/').any(|p| p == "..");
+            if lock.starts_with('/') || climbs || !lock.ends_with(".lock") {
+                report(
+                    format!("profiles.{name}.lock"),
+                    format!(
+                        "{lock:?} must be a relative path inside the project ending in .lock, e.g. \"target/fixtures/local.lock\""
+                    ),
+                );
+            }
+        }
+    }
     if stack.profiles.is_empty() {
         report("profiles".into(), "no profile defined: define at least `upstream`".into());
     }

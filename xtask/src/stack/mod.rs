@@ -131,10 +131,20 @@ pub struct Matrix {
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub description: String,
+    /// Where `cargo xtask lock` writes this profile's pins, relative to the
+    /// stack file's directory (default `stack.lock`). The local profile keeps its lock under
+    /// `target/`: its digests depend on the Debian packages of the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
     pub components: Vec<Component>,
 }
 
 impl Profile {
+    /// The lock file holding this profile's pins.
+    pub fn lock_file(&self) -> camino::Utf8PathBuf {
+        crate::paths::stack_dir().join(self.lock.as_deref().unwrap_or("stack.lock"))
+    }
+
     /// Enabled components, in file order.
     pub fn enabled(&self) -> impl Iterator<Item = &Component> {
         self.components.iter().filter(|c| c.enabled)
