@@ -28,6 +28,8 @@ pub enum Command {
     Bundle(crate::bundle::Args),
     /// Validate rendered configs with the real tools (promtool, amtool, blackbox_exporter, shellcheck).
     Validate(crate::validate::Args),
+    /// Measure the tool against the alternatives and print the figures (`bench bundle`).
+    Bench(crate::bench::Args),
     /// Run the offline end-to-end scenarios (compose tier; k3s tier later).
     E2e(crate::cli::E2eArgs),
 }
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fixtures(args) => crate::fixtures::run(args),
         Command::Lock(args) => crate::lock::run(args),
         Command::Bundle(args) => crate::bundle::run(args),
+        Command::Bench(args) => crate::bench::run(args),
         Command::E2e(args) => e2e(args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod atomic;
+pub mod bench;
 pub mod bundle;
 pub mod cache;
 pub mod cli;

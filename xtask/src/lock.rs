@@ -47,7 +47,7 @@ pub struct LockedChart {
     pub size: u64,
 }
 
-fn is_loopback(registry: &str) -> bool {
+pub fn is_loopback(registry: &str) -> bool {
     let host = registry
         .rsplit_once(':')
         .map_or(registry, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { registry });

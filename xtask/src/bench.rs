@@ -1,0 +1,248 @@
+//! `cargo xtask bench bundle`: how fast and how big bundles are, against the
+//! tools people would otherwise use, in one run on this machine.
+//!
+//! - time: a cold build (empty cache), a warm build (cached blobs, new output),
+//!   a no-change rebuild, against `skopeo copy` of the same images (by digest,
+//!   same platform) from the same registry into OCI archives;
+//! - size: the image archives' bytes against the sum of their unique blobs
+//!   (the floor for a bundle that keeps upstream bytes), and against
+//!   `docker save | gzip` of the same images (what a Docker-based bundle ships).
+//!
+//! Each timing is the median of `--runs` runs; every figure is printed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use camino::Utf8PathBuf;
+
+use crate::bundle::{ArchiveFormat, ImageFormat, Options, Source};
+use crate::stack::Arch;
+
+/// Measure the tool; print figures.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Bundle build time against skopeo copy, bundle bytes against unique blobs and docker save | gzip.
+    Bundle(BundleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// Profile to bundle (its lock must exist: `cargo xtask fixtures --push` for local).
+    #[arg(long, default_value = "local")]
+    pub profile: String,
+    /// Architecture (default: this machine's).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Runs per timing (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.what {
+        What::Bundle(a) => bundle(a),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn bundle(args: BundleArgs) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let arch = args.arch.or_else(Arch::host).context("cannot tell this machine's arch: pass --arch")?;
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    let profile = stack.profile(&args.profile)?;
+    let lock_file = profile.lock_file();
+    let lock = crate::lock::read(&lock_file)?;
+    let Some(plock) = lock.profiles.get(&args.profile) else {
+        bail!(
+            "{lock_file} has no {} profile: run `cargo xtask fixtures --push` (local) or `cargo xtask lock`",
+            args.profile
+        )
+    };
+    let _registry = crate::registry::LocalRegistry::start_if_needed(profile)?;
+    let work = tempfile::Builder::new().prefix("xtask-bench-").tempdir_in(crate::paths::target_dir())?;
+    let work =
+        Utf8PathBuf::from_path_buf(work.path().to_path_buf()).map_err(|_| anyhow::anyhow!("non UTF-8 temp dir"))?;
+    let opts = |cache: &str, out: &str| Options {
+        profile: args.profile.clone(),
+        arch,
+        role: None,
+        out: work.join(out),
+        cache: work.join(cache),
+        image_format: ImageFormat::Tar,
+        archive: ArchiveFormat::None,
+        allow_unpinned: false,
+    };
+    let quiet = |o: &Options| -> Result<crate::bundle::Built> { crate::bundle::build(&stack, Some(plock), o) };
+
+    eprintln!("bench: {} runs each, profile {}, {arch}", args.runs, args.profile);
+    let (mut cold, mut warm, mut rebuild, mut skopeo) = (vec![], vec![], vec![], vec![]);
+    let mut built = None;
+    for i in 0..args.runs {
+        let o = opts(&format!("cache-{i}"), &format!("cold-{i}"));
+        cold.push(timed(|| quiet(&o).map(|_| ()))?);
+        let o = opts(&format!("cache-{i}"), &format!("warm-{i}"));
+        warm.push(timed(|| quiet(&o).map(|b| built = Some(b)))?);
+        rebuild.push(timed(|| quiet(&o).map(|_| ()))?);
+        skopeo.push(skopeo_copy(&stack, &args.profile, plock, arch, &work.join(format!("skopeo-{i}")))?);
+    }
+    let built = built.context("no build ran")?;
+
+    // Sizes: image archives vs their unique blobs.
+    let mut image_bytes = 0u64;
+    let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
+    let mut own_blobs = 0u64;
+    let mut references = Vec::new();
+    for (path, rec) in &built.files {
+        if let Source::Image { reference, index_digest, .. } = &rec.source {
+            image_bytes += rec.size;
+            let cache = crate::cache::Cache::open(&work.join("cache-0"))?;
+            let (_, info) =
+                crate::bundle::image_tar::write_image(&cache, reference, index_digest, arch, 0, std::io::sink())
+                    .with_context(|| format!("reading back {path}"))?;
+            own_blobs += info.blobs.values().sum::<u64>();
+            blobs.extend(info.blobs);
+            references.push((reference.clone(), built.dir.join(path)));
+        }
+    }
+    let unique: u64 = blobs.values().sum();
+    let total: u64 = built.files.values().map(|r| r.size).sum();
+    let docker = docker_save_gzip(&references);
+
+    let (c, w, r, s) = (median(cold), median(warm), median(rebuild), median(skopeo));
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "bench bundle: profile {}, {arch}, {} images, median of {} runs",
+        args.profile,
+        references.len(),
+        args.runs
+    )?;
+    writeln!(out, "  time    cold build (empty cache)        {c:8.2} s   {:5.2}x skopeo", c / s)?;
+    writeln!(out, "          warm build (cached, new output) {w:8.2} s   {:5.2}x skopeo", w / s)?;
+    writeln!(out, "          rebuild, nothing changed        {r:8.2} s   {:5.2}x skopeo", r / s)?;
+    writeln!(out, "          skopeo copy (same images)       {s:8.2} s")?;
+    writeln!(out, "  bytes   image archives                  {image_bytes:>12}")?;
+    writeln!(
+        out,
+        "          unique blobs                    {unique:>12}   archives are {:+.3}%",
+        (image_bytes as f64 / unique as f64 - 1.0) * 100.0
+    )?;
+    writeln!(
+        out,
+        "          each archive's own blobs        {own_blobs:>12}   archives are {:+.3}% (tar framing)",
+        (image_bytes as f64 / own_blobs as f64 - 1.0) * 100.0
+    )?;
+    writeln!(
+        out,
+        "          blobs shared between archives   {:>12}   (each archive loads alone, so shared base layers repeat)",
+        own_blobs - unique
+    )?;
+    match docker {
+        Ok(d) => writeln!(
+            out,
+            "          docker save | gzip              {d:>12}   archives are {:+.1}%",
+            (image_bytes as f64 / d as f64 - 1.0) * 100.0
+        )?,
+        Err(e) => writeln!(out, "          docker save | gzip              not run: {e:#}")?,
+    }
+    writeln!(out, "          whole bundle (all files)        {total:>12}")?;
+    Ok(())
+}
+
+/// `skopeo copy` of every image of the profile (by digest, one platform) into OCI archives; seconds.
+fn skopeo_copy(
+    stack: &crate::stack::Stack,
+    profile: &str,
+    lock: &crate::lock::ProfileLock,
+    arch: Arch,
+    dir: &camino::Utf8Path,
+) -> Result<f64> {
+    let skopeo = crate::tools::SKOPEO.find()?;
+    std::fs::create_dir_all(dir)?;
+    let mut jobs = Vec::new();
+    for c in stack.profile(profile)?.enabled() {
+        for img in &c.images {
+            let name = img.reference.to_string();
+            let l = lock.images.get(&name).with_context(|| format!("{name} is not in the lock"))?;
+            let repo = name.rsplit_once(':').map(|(r, _)| r).unwrap_or(&name);
+            let tls = if crate::lock::is_loopback(&img.reference.registry) { "false" } else { "true" };
+            jobs.push((format!("docker://{repo}@{}", l.digest), dir.join(format!("{}.tar", c.name)), tls));
+        }
+    }
+    timed(|| {
+        for (src, dst, tls) in &jobs {
+            let status = std::process::Command::new(skopeo.as_str())
+                .args(["copy", "--quiet", "--override-arch", arch.as_str(), "--override-os", "linux"])
+                .arg(format!("--src-tls-verify={tls}"))
+                .arg(src)
+                .arg(format!("oci-archive:{dst}"))
+                .status()?;
+            if !status.success() {
+                bail!("skopeo copy {src} failed");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Load the archives into Docker, `docker save` them all and gzip (level 6): its bytes.
+fn docker_save_gzip(images: &[(String, Utf8PathBuf)]) -> Result<u64> {
+    let ok = std::process::Command::new("docker").args(["info"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        bail!("no Docker engine answers (start dockerd)");
+    }
+    for (_, tar) in images {
+        let o = std::process::Command::new("docker").args(["load", "-i", tar.as_str()]).output()?;
+        if !o.status.success() {
+            bail!("docker load {tar}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    let mut save = std::process::Command::new("docker")
+        .arg("save")
+        .args(images.iter().map(|(r, _)| r))
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = save.stdout.take().context("docker save has no stdout")?;
+    let counter = Counter(0);
+    let mut gz = flate2::write::GzEncoder::new(counter, flate2::Compression::new(6));
+    std::io::copy(&mut stdout, &mut gz)?;
+    let counter = gz.finish()?;
+    if !save.wait()?.success() {
+        bail!("docker save failed");
+    }
+    let _ = std::process::Command::new("docker").arg("rmi").args(images.iter().map(|(r, _)| r)).output();
+    Ok(counter.0)
+}
+
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
