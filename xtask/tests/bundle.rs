@@ -464,3 +464,93 @@ fn image_archives_load_in_docker_import_in_containerd_and_arm64_runs_under_qemu(
         loaded.clear();
     }
 }
+
+#[test]
+fn the_edge_script_imports_every_archive_layout_and_names_a_missing_image() {
+    let site = Site::new();
+    let t = tempfile::tempdir().unwrap();
+    let root = utf8(t.path());
+    let arch = Arch::host().unwrap();
+    let edge_images: Vec<String> = site
+        .stack()
+        .profile("local")
+        .unwrap()
+        .edge_components()
+        .flat_map(|c| c.images.iter().map(|i| i.reference.to_string()))
+        .collect();
+    for (i, (grouping, format)) in [("per-component", "tar"), ("per-role", "tar.zst")].into_iter().enumerate() {
+        let out = root.join(format!("out-{i}"));
+        let extra = ["--role", "edge", "--image-archives", grouping, "--image-format", format];
+        site.bundle("022", arch.as_str(), &root.join("cache"), &out, &extra);
+        let dir = out.join(format!("observability-local-{arch}-edge"));
+        assert_eq!(verify(&dir), Vec::<String>::new(), "{grouping} {format}");
+        // The script's `ctr` is the real one, pointed at a containerd of our own.
+        let ctd_dir = root.join(format!("containerd-{i}"));
+        let _ctd = xtask::containerd::Containerd::start(&ctd_dir).unwrap_or_else(|e| panic!("{e:#}"));
+        let shims = root.join(format!("shims-{i}"));
+        std::fs::create_dir_all(&shims).unwrap();
+        let ctr = xtask::tools::Tool { binary: "ctr", package: "containerd" }.find().unwrap();
+        let shim = format!("#!/bin/sh\nexec {ctr} --address {} \"$@\"\n", ctd_dir.join("c.sock"));
+        std::fs::write(shims.join("ctr"), shim).unwrap();
+        std::fs::set_permissions(shims.join("ctr"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = format!("{shims}:{}", std::env::var("PATH").unwrap());
+        let run = || {
+            Command::new("bash")
+                .arg(dir.join("scripts/install-observability-edge.sh").as_str())
+                .arg("--images-only")
+                .env("PATH", &path)
+                .output()
+                .unwrap()
+        };
+        let o = run();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{grouping} {format}: {err}");
+        let listed = Command::new(ctr.as_str())
+            .args(["--address", ctd_dir.join("c.sock").as_str(), "-n", "k8s.io", "images", "ls", "-q"])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        for image in &edge_images {
+            assert!(listed.lines().any(|l| l == image), "{grouping} {format}: {image} not imported: {listed}");
+        }
+        if grouping == "per-component" {
+            // A missing archive: the script names the image it could not find.
+            std::fs::remove_file(dir.join("images/edge/edge-probe.tar")).unwrap();
+            let fresh = root.join(format!("containerd-{i}b"));
+            drop(_ctd);
+            let _ctd = xtask::containerd::Containerd::start(&fresh).unwrap_or_else(|e| panic!("{e:#}"));
+            let shim = format!("#!/bin/sh\nexec {ctr} --address {} \"$@\"\n", fresh.join("c.sock"));
+            std::fs::write(shims.join("ctr"), shim).unwrap();
+            let o = run();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "the script accepted a bundle without its probe image");
+            assert!(err.contains("images missing after the import") && err.contains("/probe:bookworm"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_per_role_archive_holds_each_blob_once_and_loads_in_docker() {
+    let site = Site::new();
+    let t = tempfile::tempdir().unwrap();
+    let root = utf8(t.path());
+    let out = root.join("out");
+    site.bundle("022", "arm64", &root.join("cache"), &out, &["--image-archives", "per-role"]);
+    let dir = out.join("observability-local-arm64");
+    assert_eq!(verify(&dir), Vec::<String>::new());
+    let tar = dir.join("images/cloud/images.tar");
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let mut seen = std::collections::BTreeSet::new();
+    for e in archive.entries().unwrap() {
+        let p = e.unwrap().path().unwrap().to_string_lossy().to_string();
+        assert!(seen.insert(p.clone()), "{p} is stored twice");
+    }
+    let o = docker(&["load", "-i", tar.as_str()]);
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let loaded: Vec<&str> = said.lines().filter_map(|l| l.strip_prefix("Loaded image: ")).collect();
+    assert_eq!(loaded.len(), 3, "{said}");
+    let mut rmi = vec!["rmi", "--force"];
+    rmi.extend(loaded.iter().copied());
+    docker(&rmi);
+}

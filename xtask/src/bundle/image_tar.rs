@@ -115,62 +115,78 @@ pub fn write_image<W: Write>(
     mtime: u64,
     out: W,
 ) -> Result<(W, ImageArchive)> {
-    let p = parts(blobs, reference, index_digest, arch)?;
-    let mut sizes = BTreeMap::new();
-    sizes.insert(index_digest.to_string(), p.index.len() as u64);
-    sizes.insert(p.manifest_digest.clone(), p.manifest.len() as u64);
-    let mut large: Vec<&Descriptor> = vec![&p.parsed.config];
-    large.extend(p.parsed.layers.iter());
-    for d in &large {
-        sizes.insert(d.digest.clone(), d.size);
-    }
+    let (out, mut archives) = write_images(blobs, &[(reference, index_digest)], arch, mtime, out)?;
+    Ok((out, archives.remove(0)))
+}
 
-    let tag = reference.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("latest");
-    let mut annotations = BTreeMap::new();
-    annotations.insert(ANNOTATION_CONTAINERD_NAME.to_string(), reference.to_string());
-    annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
-    let top = Index {
-        schema_version: 2,
-        media_type: MEDIA_INDEX.into(),
-        manifests: vec![Descriptor {
+/// Write one archive holding several images (each blob once, however many images share it).
+pub fn write_images<W: Write>(
+    blobs: &dyn Blobs,
+    images: &[(&str, &str)],
+    arch: Arch,
+    mtime: u64,
+    out: W,
+) -> Result<(W, Vec<ImageArchive>)> {
+    // Small blobs (indexes, manifests) in memory; config and layers streamed from their files.
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut large: BTreeMap<String, u64> = BTreeMap::new();
+    let mut top = Index { schema_version: 2, media_type: MEDIA_INDEX.into(), manifests: vec![] };
+    let mut docker = Vec::new();
+    let mut archives = Vec::new();
+    for (reference, index_digest) in images {
+        let p = parts(blobs, reference, index_digest, arch)?;
+        let mut sizes = BTreeMap::new();
+        sizes.insert(index_digest.to_string(), p.index.len() as u64);
+        sizes.insert(p.manifest_digest.clone(), p.manifest.len() as u64);
+        for d in std::iter::once(&p.parsed.config).chain(p.parsed.layers.iter()) {
+            sizes.insert(d.digest.clone(), d.size);
+            large.insert(d.digest.clone(), d.size);
+        }
+        let tag = reference.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("latest");
+        let mut annotations = BTreeMap::new();
+        annotations.insert(ANNOTATION_CONTAINERD_NAME.to_string(), reference.to_string());
+        annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
+        top.manifests.push(Descriptor {
             media_type: MEDIA_INDEX.into(),
-            digest: index_digest.into(),
+            digest: index_digest.to_string(),
             size: p.index.len() as u64,
             platform: None,
             annotations,
-        }],
-    };
-    let docker = vec![DockerManifestEntry {
-        config: blob_path(&p.parsed.config.digest),
-        repo_tags: vec![reference.to_string()],
-        layers: p.parsed.layers.iter().map(|l| blob_path(&l.digest)).collect(),
-    }];
+        });
+        docker.push(DockerManifestEntry {
+            config: blob_path(&p.parsed.config.digest),
+            repo_tags: vec![reference.to_string()],
+            layers: p.parsed.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+        });
+        archives.push(ImageArchive {
+            reference: reference.to_string(),
+            index_digest: index_digest.to_string(),
+            manifest_digest: p.manifest_digest.clone(),
+            blobs: sizes,
+        });
+        small.insert(index_digest.to_string(), p.index);
+        small.insert(p.manifest_digest, p.manifest);
+    }
 
     let mut tar = Tar { b: tar::Builder::new(out), mtime };
     tar.dir("blobs/")?;
     tar.dir("blobs/sha256/")?;
     // Blob entries in bytewise order of their paths, each blob once.
-    for (digest, size) in &sizes {
+    let mut all: BTreeMap<&String, Option<u64>> = small.keys().map(|d| (d, None)).collect();
+    all.extend(large.iter().map(|(d, s)| (d, Some(*s))));
+    for (digest, size) in all {
         let path = blob_path(digest);
-        if digest == index_digest {
-            tar.file(&path, &p.index)?;
-        } else if *digest == p.manifest_digest {
-            tar.file(&path, &p.manifest)?;
-        } else {
-            tar.blob(blobs, &path, digest, *size)?;
+        match (small.get(digest), size) {
+            (Some(bytes), _) => tar.file(&path, bytes)?,
+            (None, Some(size)) => tar.blob(blobs, &path, digest, size)?,
+            (None, None) => unreachable!("every digest is small or large"),
         }
     }
     tar.file("index.json", &json_bytes(&top))?;
     tar.file("manifest.json", &json_bytes(&docker))?;
     tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     let out = tar.b.into_inner().context("finishing an image archive")?;
-    let archive = ImageArchive {
-        reference: reference.into(),
-        index_digest: index_digest.into(),
-        manifest_digest: p.manifest_digest,
-        blobs: sizes,
-    };
-    Ok((out, archive))
+    Ok((out, archives))
 }
 
 /// The archive in memory (tests and small images).

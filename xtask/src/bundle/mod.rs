@@ -45,6 +45,8 @@ pub enum Source {
     Rendered,
     /// An image archive for the bundle's platform, built from the image's upstream index.
     Image { reference: String, index_digest: String, platform: String, format: ImageFormat },
+    /// One archive holding several images (`--image-archives per-role`): reference → index digest.
+    Images { images: BTreeMap<String, String>, platform: String, format: ImageFormat },
     /// A chart archive, byte for byte as its repository serves it.
     Chart { url: String, digest: String },
 }
@@ -78,6 +80,15 @@ pub enum ImageFormat {
     #[value(name = "tar.zst")]
     #[serde(rename = "tar.zst")]
     TarZst,
+}
+
+/// How images are grouped into archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageArchives {
+    /// One archive per component: a changed component rewrites only its file.
+    PerComponent,
+    /// One archive per role (`images/<role>/images.tar`): blobs shared between images stored once.
+    PerRole,
 }
 
 /// The bundle archive written beside the folder.
@@ -132,6 +143,7 @@ pub fn plan(
     lock: &ProfileLock,
     role: Option<BundleRole>,
     format: ImageFormat,
+    grouping: ImageArchives,
 ) -> Result<BTreeMap<String, Source>> {
     let mut out = BTreeMap::new();
     let wants = |r: Role| match role {
@@ -159,10 +171,23 @@ pub fn plan(
                 })?
                 .as_str()
                 .to_string();
-            out.insert(
-                image_path(c.role, c.name.as_str(), format),
-                Source::Image { reference, index_digest, platform: format!("linux/{}", ctx.arch), format },
-            );
+            let platform = format!("linux/{}", ctx.arch);
+            match grouping {
+                ImageArchives::PerComponent => {
+                    out.insert(
+                        image_path(c.role, c.name.as_str(), format),
+                        Source::Image { reference, index_digest, platform, format },
+                    );
+                }
+                ImageArchives::PerRole => {
+                    let path = image_path(c.role, "images", format);
+                    let entry =
+                        out.entry(path).or_insert_with(|| Source::Images { images: BTreeMap::new(), platform, format });
+                    if let Source::Images { images, .. } = entry {
+                        images.insert(reference, index_digest);
+                    }
+                }
+            }
         }
         if let Some(chart) = &c.chart
             && role != Some(BundleRole::Edge)
@@ -217,6 +242,7 @@ pub struct Options {
     pub out: Utf8PathBuf,
     pub cache: Utf8PathBuf,
     pub image_format: ImageFormat,
+    pub image_archives: ImageArchives,
     pub archive: ArchiveFormat,
     pub allow_unpinned: bool,
 }
@@ -266,7 +292,7 @@ pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Resul
     }
     let ctx = Ctx::new(&pinned, &opts.profile, opts.arch)?;
     let files = crate::render::render(&ctx)?;
-    let plan = plan(&ctx, &files, &lock, opts.role, opts.image_format)?;
+    let plan = plan(&ctx, &files, &lock, opts.role, opts.image_format, opts.image_archives)?;
 
     let cache = Cache::open(&opts.cache)?;
     rt.block_on(fetch(&ctx, &plan, &cache))?;
@@ -328,6 +354,7 @@ async fn fetch(ctx: &Ctx<'_>, plan: &BTreeMap<String, Source>, cache: &Cache) ->
             Source::Rendered => false,
             Source::Chart { digest, .. } => !cache.contains(digest),
             Source::Image { index_digest, .. } => !crate::fetch::cached(cache, index_digest, ctx.arch),
+            Source::Images { images, .. } => images.values().any(|d| !crate::fetch::cached(cache, d, ctx.arch)),
         })
         .collect();
     if missing.is_empty() {
@@ -341,12 +368,22 @@ async fn fetch(ctx: &Ctx<'_>, plan: &BTreeMap<String, Source>, cache: &Cache) ->
             Source::Rendered => {}
             Source::Chart { url, digest } => fetcher.chart(&http, url, digest).await?,
             Source::Image { reference, index_digest, .. } => {
-                let r: oci_client::Reference =
-                    reference.parse().with_context(|| format!("{reference} is not a valid reference"))?;
-                fetcher.image(&r, index_digest, ctx.arch).await.with_context(|| format!("fetching {reference}"))?;
+                fetch_image(&fetcher, reference, index_digest, ctx.arch).await?;
+            }
+            Source::Images { images, .. } => {
+                for (reference, index_digest) in images {
+                    fetch_image(&fetcher, reference, index_digest, ctx.arch).await?;
+                }
             }
         }
     }
+    Ok(())
+}
+
+async fn fetch_image(fetcher: &Fetcher, reference: &str, index_digest: &str, arch: Arch) -> Result<()> {
+    let r: oci_client::Reference =
+        reference.parse().with_context(|| format!("{reference} is not a valid reference"))?;
+    fetcher.image(&r, index_digest, arch).await.with_context(|| format!("fetching {reference}"))?;
     Ok(())
 }
 
@@ -380,7 +417,7 @@ fn write_files(
         let dir = dest.parent().context("bundle path without a parent")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         let version = match source {
-            Source::Rendered => None,
+            Source::Rendered | Source::Images { .. } => None,
             Source::Image { reference, .. } => reference.rsplit_once(':').map(|(_, t)| t.to_string()),
             Source::Chart { url, .. } => ctx
                 .profile
@@ -418,22 +455,11 @@ fn write_files(
                 (d, size)
             }
             Source::Image { reference, index_digest, format, .. } => {
-                let file = std::fs::File::create(&dest).with_context(|| format!("creating {dest}"))?;
-                let hashing = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-                let hashing = match format {
-                    ImageFormat::Tar => {
-                        image_tar::write_image(cache, reference, index_digest, ctx.arch, mtime, hashing)?.0
-                    }
-                    ImageFormat::TarZst => {
-                        let enc = zstd_encoder(hashing)?;
-                        let (enc, _) = image_tar::write_image(cache, reference, index_digest, ctx.arch, mtime, enc)?;
-                        enc.finish().with_context(|| format!("compressing {dest}"))?
-                    }
-                };
-                let (buf, digest, size) = hashing.finish();
-                buf.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {dest}"))?;
-                set_mode(&dest, 0o644)?;
-                (digest, size)
+                write_image_file(cache, &[(reference, index_digest)], ctx.arch, mtime, *format, &dest)?
+            }
+            Source::Images { images, format, .. } => {
+                let list: Vec<(&str, &str)> = images.iter().map(|(r, d)| (r.as_str(), d.as_str())).collect();
+                write_image_file(cache, &list, ctx.arch, mtime, *format, &dest)?
             }
         };
         if path.ends_with(".sh") {
@@ -443,6 +469,30 @@ fn write_files(
         records.insert(path.clone(), FileRecord { sha256, size, version, source: source.clone() });
     }
     Ok((records, written))
+}
+
+/// Write an image archive file (plain or zstd); its sha256 and size.
+fn write_image_file(
+    cache: &Cache,
+    images: &[(&str, &str)],
+    arch: Arch,
+    mtime: u64,
+    format: ImageFormat,
+    dest: &Utf8Path,
+) -> Result<(String, u64)> {
+    let file = std::fs::File::create(dest).with_context(|| format!("creating {dest}"))?;
+    let hashing = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    let hashing = match format {
+        ImageFormat::Tar => image_tar::write_images(cache, images, arch, mtime, hashing)?.0,
+        ImageFormat::TarZst => {
+            let (enc, _) = image_tar::write_images(cache, images, arch, mtime, zstd_encoder(hashing)?)?;
+            enc.finish().with_context(|| format!("compressing {dest}"))?
+        }
+    };
+    let (buf, digest, size) = hashing.finish();
+    buf.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {dest}"))?;
+    set_mode(dest, 0o644)?;
+    Ok((digest, size))
 }
 
 /// Hard-link (or copy) `old` to `dest` if `old` still hashes to its record.
@@ -620,6 +670,9 @@ pub struct BuildArgs {
     /// How image archives are stored.
     #[arg(long, value_enum, default_value = "tar")]
     pub image_format: ImageFormat,
+    /// One archive per component (default), or per role with shared blobs stored once.
+    #[arg(long, value_enum, default_value = "per-component")]
+    pub image_archives: ImageArchives,
     /// The archive written beside the folder.
     /// Image layers are compressed already: gzip or zstd over them saves under 1%.
     #[arg(long, value_enum, default_value = "tar")]
@@ -652,6 +705,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         out: args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle")),
         cache: args.cache.unwrap_or_else(crate::cache::default_root),
         image_format: args.image_format,
+        image_archives: args.image_archives,
         archive: args.archive,
         allow_unpinned: args.allow_unpinned,
     };
@@ -661,7 +715,17 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         let ctx = Ctx::new(&pinned, &opts.profile, arch)?;
         let files = crate::render::render(&ctx)?;
         let lock = lock.profiles.get(&opts.profile).cloned().unwrap_or_default();
-        println!("{}", serde_json::to_string_pretty(&plan(&ctx, &files, &lock, opts.role, opts.image_format)?)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan(
+                &ctx,
+                &files,
+                &lock,
+                opts.role,
+                opts.image_format,
+                opts.image_archives
+            )?)?
+        );
         return Ok(());
     }
     let built = build(&stack, lock.profiles.get(&opts.profile), &opts)

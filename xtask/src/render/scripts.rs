@@ -37,9 +37,24 @@ pub const EDGE_SCRIPT: &str = "scripts/install-observability-edge.sh";
 /// Server-side-apply field manager of everything the cloud script applies.
 pub const FIELD_MANAGER: &str = "kubeprepare-observability";
 
-/// Where each component's image tar sits in the bundle.
+/// Where each component's image tar sits in the bundle (one archive per component;
+/// `bundle --image-archives per-role` puts a role's images in one `images.tar`).
 pub fn image_tar(role: Role, component: &str) -> String {
     format!("images/{role}/{component}.tar")
+}
+
+/// The folder holding a role's image archives.
+pub fn image_dir(role: Role) -> String {
+    format!("images/{role}")
+}
+
+/// The image names (as containerd lists them after import) of a role's components.
+fn image_names(ctx: &Ctx<'_>, role: Role) -> Vec<String> {
+    ctx.profile
+        .enabled()
+        .filter(|c| c.role == role)
+        .flat_map(|c| c.images.iter().map(|i| i.reference.to_string()))
+        .collect()
 }
 
 /// Single-quote a value for bash.
@@ -50,7 +65,7 @@ pub fn quote(s: &str) -> String {
 /// What the cloud script does, as data: every list is in the order the script uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudPlan {
-    /// Image tars of the cloud components.
+    /// Images of the cloud components, as containerd names them once imported.
     pub images: Vec<String>,
     /// Chart archives, copied to k3s' static charts directory.
     pub charts: Vec<String>,
@@ -99,12 +114,7 @@ fn docs(path: &str, text: &str) -> Result<Vec<Doc>> {
 /// (`render::render` renders the manifests before the scripts).
 pub fn cloud_plan(ctx: &Ctx<'_>, files: &Files) -> Result<CloudPlan> {
     let mut plan = CloudPlan {
-        images: ctx
-            .profile
-            .enabled()
-            .filter(|c| c.role == Role::Cloud)
-            .map(|c| image_tar(Role::Cloud, c.name.as_str()))
-            .collect(),
+        images: image_names(ctx, Role::Cloud),
         charts: ctx
             .profile
             .enabled()
@@ -196,26 +206,40 @@ log() {
   echo "==> $*" >&2
 }
 
-# import_image <archive> <import command...>: a plain tar is imported directly;
-# a .tar.zst (which ctr and docker load cannot read) is decompressed on the way.
-import_image() {
-  local tar="$1"
+# import_images <dir> <ctr command...>: import every image archive in <dir> (one per
+# component, or one per role), then check that every image in IMAGES is there.
+# A .tar.zst (which ctr cannot read) is decompressed on the way.
+import_images() {
+  local dir="$BUNDLE_DIR/$1" archive missing=() name
   shift
-  if [[ -f "$BUNDLE_DIR/$tar" ]]; then
-    "$@" "$BUNDLE_DIR/$tar" >/dev/null
-  else
-    command -v zstd >/dev/null ||
-      die "$tar.zst needs zstd (Debian/Ubuntu: apt-get install zstd), or rebuild the bundle with --image-format tar"
-    zstd -dc "$BUNDLE_DIR/$tar.zst" | "$@" - >/dev/null
-  fi
+  local archives=()
+  for archive in "$dir"/*.tar "$dir"/*.tar.zst; do
+    [[ -f "$archive" ]] && archives+=("$archive")
+  done
+  ((${#archives[@]})) || die "no image archive (.tar or .tar.zst) in $dir"
+  log "importing ${#archives[@]} image archive(s) from $dir"
+  for archive in "${archives[@]}"; do
+    if [[ "$archive" == *.zst ]]; then
+      command -v zstd >/dev/null ||
+        die "$archive needs zstd (Debian/Ubuntu: apt-get install zstd), or rebuild the bundle with --image-format tar"
+      zstd -dc "$archive" | "$@" images import - >/dev/null
+    else
+      "$@" images import "$archive" >/dev/null
+    fi
+  done
+  local listed
+  listed="$("$@" images ls -q)"
+  for name in "${IMAGES[@]}"; do
+    grep -qxF "$name" <<<"$listed" || missing+=("$name")
+  done
+  ((${#missing[@]} == 0)) || die "images missing after the import (is the bundle for this arch complete?): ${missing[*]}"
 }
 
 # Fails listing every missing file, not only the first.
 require_files() {
   local missing=() f
   for f in "$@"; do
-    # An image archive may be stored zstd-compressed (bundle --image-format tar.zst).
-    [[ -e "$BUNDLE_DIR/$f" || ("$f" == *.tar && -e "$BUNDLE_DIR/$f.zst") ]] || missing+=("$f")
+    [[ -e "$BUNDLE_DIR/$f" ]] || missing+=("$f")
   done
   if ((${#missing[@]})); then
     printf 'error: missing from the bundle at %s:\n' "$BUNDLE_DIR" >&2
@@ -275,10 +299,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 "##;
 
-const CLOUD_IMAGES: &str = r##"log "importing ${#IMAGES[@]} image archive(s) into k3s' containerd"
-for tar in "${IMAGES[@]}"; do
-  import_image "$tar" k3s ctr images import
-done
+const CLOUD_IMAGES: &str = r##"import_images "$IMAGE_DIR" k3s ctr
 "##;
 
 const CLOUD_CHARTS: &str = r##"# k3s serves this directory to its helm-controller at https://%{KUBERNETES_API}%/static/charts/.
@@ -389,6 +410,9 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     var(&mut data, "CLOUDCORE_DEPLOYMENT", CLOUDCORE_DEPLOYMENT);
     var(&mut data, "CLOUDCORE_PATCH", PATCH_CLOUDCORE);
     var(&mut data, "MONITOR_PORT", &s.cloudcore.monitor.to_string());
+    if !plan.images.is_empty() {
+        var(&mut data, "IMAGE_DIR", &image_dir(Role::Cloud));
+    }
     let arrays = [
         ("IMAGES", &plan.images),
         ("CHARTS", &plan.charts),
@@ -400,7 +424,7 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     let mut require = String::from("\nrequire_files \"$CLOUDCORE_PATCH\"");
     for (name, items) in arrays {
         array(&mut data, name, items);
-        if !items.is_empty() && name != "HELM_JOBS" {
+        if !items.is_empty() && name != "HELM_JOBS" && name != "IMAGES" {
             require.push_str(&format!(" \"${{{name}[@]}}\""));
         }
     }
@@ -474,7 +498,7 @@ esac
 
 [[ "$(id -u)" -eq 0 ]] || die "run as root: containerd and edgecore need it"
 command -v ctr >/dev/null || die "ctr (containerd) is not installed; install kubeprepare's edge package first"
-require_files "${IMAGES[@]}" "$JOIN_SET" "$PATCH"
+require_files "$JOIN_SET" "$PATCH"
 
 JOIN_ARGS="$(print_join_args | tr '\n' ' ')"
 JOIN_ARGS="${JOIN_ARGS% }"
@@ -485,10 +509,7 @@ if [[ "$IMAGES_ONLY" == false ]]; then
     die "merging into $EDGECORE_CONFIG needs python3 with PyYAML (Debian/Ubuntu: apt-get install python3-yaml), or re-join the node with: keadm join ... $JOIN_ARGS"
 fi
 
-log "importing ${#IMAGES[@]} image archive(s) into containerd (namespace k8s.io)"
-for tar in "${IMAGES[@]}"; do
-  import_image "$tar" ctr -n k8s.io images import
-done
+import_images "$IMAGE_DIR" ctr -n k8s.io
 if [[ "$IMAGES_ONLY" == true ]]; then
   log "images imported; join this node with: keadm join ... $JOIN_ARGS"
   exit 0
@@ -546,8 +567,9 @@ systemctl is-active --quiet edgecore ||
 "##;
 
 fn edge_script(ctx: &Ctx<'_>) -> String {
-    let images: Vec<String> = ctx.profile.edge_components().map(|c| image_tar(Role::Edge, c.name.as_str())).collect();
+    let images = image_names(ctx, Role::Edge);
     let mut data = String::new();
+    var(&mut data, "IMAGE_DIR", &image_dir(Role::Edge));
     var(&mut data, "EDGECORE_CONFIG", EDGECORE_CONFIG);
     var(&mut data, "JOIN_SET", JOIN_SET_FILE);
     var(&mut data, "PATCH", PATCH_EDGECORE);
@@ -586,18 +608,16 @@ mod tests {
     }
 
     #[test]
-    fn scripts_name_every_image_tar_and_start_strict() {
+    fn scripts_name_every_image_and_start_strict() {
         for profile in ["upstream", "local"] {
             rendered(profile, |ctx, files| {
                 let cloud = files.get(CLOUD_SCRIPT).unwrap();
                 let edge = files.get(EDGE_SCRIPT).unwrap();
                 for c in ctx.profile.enabled() {
                     let script = if c.role == Role::Cloud { cloud } else { edge };
-                    assert!(
-                        script.contains(&quote(&image_tar(c.role, c.name.as_str()))),
-                        "{profile}: {} missing",
-                        c.name
-                    );
+                    for i in &c.images {
+                        assert!(script.contains(&quote(&i.reference.to_string())), "{profile}: {} missing", c.name);
+                    }
                 }
                 for s in [cloud, edge] {
                     assert!(s.starts_with("#!/usr/bin/env bash\n# Generated by"), "{profile}");
