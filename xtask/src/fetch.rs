@@ -263,6 +263,8 @@ impl Fetcher {
                 sha256(&bytes)
             );
         }
+        // A chart is an untrusted archive: refuse traversal, escaping links and bombs before caching it.
+        crate::archive::read_tgz(&bytes, url, crate::archive::Limits::CHART)?;
         self.cache.insert(digest, &bytes, url)?;
         self.say(format!("fetched {url} ({} bytes)", bytes.len()));
         Ok(())

@@ -71,3 +71,44 @@ fn a_chart_resolves_to_the_sha256_of_its_archive() {
     let msg = format!("{err:#}");
     assert!(msg.contains("no demo version 9.9.9") && msg.contains("index.yaml"), "{msg}");
 }
+
+#[test]
+fn a_fetched_chart_must_match_its_lock_and_be_a_safe_archive() {
+    let dir = xtask::paths::fixtures_dir().join("archives");
+    let good = std::fs::read(dir.join("good-chart.tgz")).unwrap();
+    let evil = std::fs::read(dir.join("dotdot.tgz")).unwrap();
+    let mut tampered = good.clone();
+    let last = tampered.len() - 10;
+    tampered[last] ^= 1;
+    let files: BTreeMap<String, Vec<u8>> = [
+        ("/good.tgz".to_string(), good.clone()),
+        ("/tampered.tgz".to_string(), tampered),
+        ("/evil.tgz".to_string(), evil.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let base = serve(files, 16);
+    let t = tempfile::tempdir().unwrap();
+    let cache =
+        xtask::cache::Cache::open(&camino::Utf8PathBuf::from_path_buf(t.path().to_path_buf()).unwrap()).unwrap();
+    let client = oci_client::Client::new(Default::default());
+    let mut fetcher = xtask::fetch::Fetcher::new(client, cache.clone());
+    fetcher.retry = xtask::fetch::Retry { attempts: 1, first_wait: std::time::Duration::from_millis(1) };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    let good_digest = xtask::oci::sha256(&good);
+
+    // A flipped byte: refused, naming the URL; nothing enters the cache.
+    let url = format!("{base}/tampered.tgz");
+    let msg = format!("{:#}", rt.block_on(fetcher.chart(&http, &url, &good_digest)).unwrap_err());
+    assert!(msg.contains(&url) && msg.contains("not the locked"), "{msg}");
+    assert!(!cache.contains(&good_digest));
+
+    // Matching its lock is not enough: an archive escaping its root is refused too.
+    let url = format!("{base}/evil.tgz");
+    let msg = format!("{:#}", rt.block_on(fetcher.chart(&http, &url, &xtask::oci::sha256(&evil))).unwrap_err());
+    assert!(msg.contains("evil.tgz") && msg.contains(".."), "{msg}");
+
+    rt.block_on(fetcher.chart(&http, &format!("{base}/good.tgz"), &good_digest)).unwrap();
+    assert_eq!(cache.read(&good_digest).unwrap(), good);
+}
