@@ -137,6 +137,9 @@ impl Fetcher {
 
     /// Everything `image` (pinned to `index_digest`) needs on linux/`arch`, into the cache.
     pub async fn image(&self, image: &Reference, index_digest: &str, arch: Arch) -> Result<ImageBlobs> {
+        // oci-client fetches Bearer tokens only for registries whose auth is stored, and only
+        // manifest calls store it: with the manifests cached, blob pulls would go out without one.
+        self.client.store_auth_if_needed(image.resolve_registry(), &RegistryAuth::Anonymous).await;
         let index_bytes = self.manifest(image, index_digest).await?;
         let index: Index = serde_json::from_slice(&index_bytes)
             .with_context(|| format!("{image}: {index_digest} is not an image index"))?;
