@@ -14,6 +14,7 @@
 //!    deterministic). The staging directory lives outside the output directory
 //!    when it can, so a killed build leaves nothing partial in the output.
 
+pub mod chart_images;
 pub mod image_tar;
 pub mod verify;
 
