@@ -79,9 +79,10 @@ fn bundle(args: BundleArgs) -> Result<()> {
         )
     };
     let _registry = crate::registry::LocalRegistry::start_if_needed(profile)?;
-    let work = tempfile::Builder::new().prefix("xtask-bench-").tempdir_in(crate::paths::target_dir())?;
+    // The guard removes the work directory when the bench ends, whatever happens.
+    let guard = tempfile::Builder::new().prefix("xtask-bench-").tempdir_in(crate::paths::target_dir())?;
     let work =
-        Utf8PathBuf::from_path_buf(work.path().to_path_buf()).map_err(|_| anyhow::anyhow!("non UTF-8 temp dir"))?;
+        Utf8PathBuf::from_path_buf(guard.path().to_path_buf()).map_err(|_| anyhow::anyhow!("non UTF-8 temp dir"))?;
     let opts = |cache: &str, out: &str| Options {
         profile: args.profile.clone(),
         arch,

@@ -65,22 +65,23 @@ impl Cache {
         self.path(digest).is_ok_and(|p| p.is_file())
     }
 
-    /// Hash the cached file of `digest` (and check its size if known); its path when intact.
-    pub fn verify(&self, digest: &str, size: Option<u64>) -> Result<Utf8PathBuf> {
-        let path = self.path(digest)?;
-        let (actual, len) = hash_file(&path)?;
-        if let Some(size) = size
-            && len != size
-        {
-            bail!("cached blob {path} is corrupt: {len} bytes, expected {size}; delete it and build again to refetch");
-        }
+    /// Copy the cached blob `digest` to `dest`, hashing it on the way (one read); refused,
+    /// naming the cache file, when it is corrupt. Its digest and size.
+    pub fn copy_to(&self, digest: &str, dest: &Utf8Path) -> Result<(String, u64)> {
+        let src = self.path(digest)?;
+        let mut from = File::open(&src).with_context(|| format!("opening {src}"))?;
+        let file = File::create(dest).with_context(|| format!("creating {dest}"))?;
+        let mut to = HashingWriter::new(std::io::BufWriter::new(file));
+        std::io::copy(&mut from, &mut to).with_context(|| format!("copying {src} to {dest}"))?;
+        let (buf, actual, size) = to.finish();
+        buf.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {dest}"))?;
         if actual != digest {
             bail!(
-                "cached blob {path} is corrupt: its content hashes to {actual}, not {digest}; \
+                "cached blob {src} is corrupt: its content hashes to {actual}, not {digest}; \
                  delete it and build again to refetch"
             );
         }
-        Ok(path)
+        Ok((actual, size))
     }
 
     /// The verified bytes of a small cached blob (an index, a manifest, a config).
@@ -184,9 +185,10 @@ mod tests {
         let digest = sha256(b"layer bytes");
         c.insert(&digest, b"layer bytes", "test").unwrap();
         assert_eq!(c.read(&digest).unwrap(), b"layer bytes");
-        c.verify(&digest, Some(11)).unwrap();
+        let out = c.root().join("copy");
+        assert_eq!(c.copy_to(&digest, &out).unwrap(), (digest.clone(), 11));
         std::fs::write(c.path(&digest).unwrap(), b"layer bytez").unwrap();
-        for err in [c.read(&digest).unwrap_err(), c.verify(&digest, None).unwrap_err()] {
+        for err in [c.read(&digest).unwrap_err(), c.copy_to(&digest, &out).unwrap_err()] {
             let err = format!("{err:#}");
             assert!(err.contains("is corrupt") && err.contains(hex(&digest).unwrap()), "{err}");
         }

@@ -18,7 +18,6 @@ use oci_client::client::BlobResponse;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
 
 use crate::cache::Cache;
 use crate::oci::{Index, Manifest, sha256};
@@ -86,13 +85,7 @@ impl ImageBlobs {
 pub fn cached(cache: &Cache, index_digest: &str, arch: Arch) -> bool {
     let check = || -> Result<bool> {
         let index: Index = serde_json::from_slice(&cache.read(index_digest)?)?;
-        let Some(desc) = index
-            .manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch.as_str()))
-        else {
-            return Ok(false);
-        };
+        let Some(desc) = index.for_linux(arch.as_str()) else { return Ok(false) };
         let manifest: Manifest = serde_json::from_slice(&cache.read(&desc.digest)?)?;
         Ok(std::iter::once(&manifest.config).chain(manifest.layers.iter()).all(|d| cache.contains(&d.digest)))
     };
@@ -144,9 +137,7 @@ impl Fetcher {
         let index: Index = serde_json::from_slice(&index_bytes)
             .with_context(|| format!("{image}: {index_digest} is not an image index"))?;
         let desc = index
-            .manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch.as_str()))
+            .for_linux(arch.as_str())
             .with_context(|| format!("{image}@{index_digest} has no linux/{arch} manifest"))?;
         let manifest_bytes = self.manifest(image, &desc.digest).await?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
@@ -180,28 +171,31 @@ impl Fetcher {
                 .progress_chars("=> "),
         );
         bar.set_prefix(short(&what));
-        let result =
-            retry(self.retry, &format!("downloading {what}"), || self.download(image, digest, size, &bar)).await;
+        // A download whose digest does not match is discarded by commit_partial and tried again.
+        let result = retry(self.retry, &format!("downloading {what}"), || async {
+            self.download(image, digest, size, &bar).await?;
+            self.cache.commit_partial(digest, Some(size), &what)
+        })
+        .await;
         bar.finish_and_clear();
         self.progress.remove(&bar);
         result?;
-        self.cache.commit_partial(digest, Some(size), &what)?;
         self.say(format!("fetched {what} ({size} bytes)"));
         Ok(())
     }
 
-    /// One attempt: append to the partial file from where it stopped.
+    /// One attempt: append to the partial file from where it stopped (the digest is
+    /// checked once the file is complete, by [`Cache::commit_partial`]).
     async fn download(&self, image: &Reference, digest: &str, size: u64, bar: &ProgressBar) -> Result<()> {
         let partial = self.cache.partial_path(digest)?;
-        let mut hasher = Sha256::new();
-        let mut have = 0u64;
-        if partial.exists() {
-            have = hash_into(&partial, &mut hasher)?;
-            if have > size {
-                std::fs::remove_file(&partial).with_context(|| format!("removing {partial}"))?;
-                hasher = Sha256::new();
-                have = 0;
-            }
+        let mut have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if have > size {
+            std::fs::remove_file(&partial).with_context(|| format!("removing {partial}"))?;
+            have = 0;
+        }
+        if have == size {
+            // Complete already (a run stopped before moving it into place); commit_partial checks it.
+            return Ok(());
         }
         let desc = OciDescriptor { digest: digest.to_string(), size: size as i64, ..Default::default() };
         let (mut stream, append) = if have == 0 {
@@ -214,7 +208,6 @@ impl Fetcher {
             }
         };
         if !append {
-            hasher = Sha256::new();
             have = 0;
         }
         let mut file = std::fs::OpenOptions::new()
@@ -228,7 +221,6 @@ impl Fetcher {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.with_context(|| format!("reading the response after {have} bytes"))?;
             file.write_all(&chunk).with_context(|| format!("writing {partial}"))?;
-            hasher.update(&chunk);
             have += chunk.len() as u64;
             bar.set_position(have);
             if have > size {
@@ -240,12 +232,6 @@ impl Fetcher {
         file.flush()?;
         if have < size {
             bail!("connection ended after {have} of {size} bytes (kept; the next try resumes)");
-        }
-        let actual = format!("sha256:{:x}", hasher.finalize());
-        if actual != digest {
-            drop(file);
-            std::fs::remove_file(&partial).ok();
-            bail!("downloaded bytes hash to {actual}, not {digest}; download discarded");
         }
         Ok(())
     }
@@ -271,22 +257,6 @@ impl Fetcher {
         self.cache.insert(digest, &bytes, url)?;
         self.say(format!("fetched {url} ({} bytes)", bytes.len()));
         Ok(())
-    }
-}
-
-/// Feed a file to `hasher` in chunks; its length.
-fn hash_into(path: &camino::Utf8Path, hasher: &mut Sha256) -> Result<u64> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0;
-    loop {
-        let n = f.read(&mut buf).with_context(|| format!("reading {path}"))?;
-        if n == 0 {
-            return Ok(len);
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
     }
 }
 

@@ -155,7 +155,7 @@ pub async fn resolve(profile: &Profile) -> Result<ProfileLock> {
         }
         if let Some(chart) = &c.chart {
             let locked = resolve_chart(&http, chart).await.with_context(|| format!("chart of {}", c.name))?;
-            lock.charts.insert(format!("{}/{}", chart.repo, chart.archive_name()), locked);
+            lock.charts.insert(chart.lock_key(), locked);
         }
     }
     Ok(lock)
@@ -187,7 +187,7 @@ pub fn apply(stack: &mut Stack, profile: &str, lock: Option<&ProfileLock>) -> Re
             }
         }
         if let Some(chart) = &mut c.chart {
-            let key = format!("{}/{}", chart.repo, chart.archive_name());
+            let key = chart.lock_key();
             match (lock.charts.get(&key), &chart.digest) {
                 (Some(l), None) => chart.digest = Some(l.digest.clone().try_into().map_err(anyhow::Error::msg)?),
                 (None, None) => unpinned.push(key),
@@ -205,6 +205,13 @@ pub fn read(path: &Utf8Path) -> Result<Lock> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
         Err(e) => Err(e).with_context(|| format!("reading {path}")),
     }
+}
+
+/// Replace one profile's entry in the lock file at `path`, keeping the others.
+pub fn update(path: &Utf8Path, profile: &str, resolved: ProfileLock) -> Result<()> {
+    let mut lock = read(path)?;
+    lock.profiles.insert(profile.to_string(), resolved);
+    write(path, &lock)
 }
 
 pub fn write(path: &Utf8Path, lock: &Lock) -> Result<()> {
@@ -230,10 +237,8 @@ pub fn run(args: Args) -> Result<()> {
     let out = args.out.unwrap_or_else(|| profile.lock_file());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let resolved = rt.block_on(resolve(profile))?;
-    let mut lock = read(&out)?;
     eprintln!("lock: {}: {} images, {} charts resolved", args.profile, resolved.images.len(), resolved.charts.len());
-    lock.profiles.insert(args.profile, resolved);
-    write(&out, &lock)?;
+    update(&out, &args.profile, resolved)?;
     eprintln!("lock: wrote {out}");
     Ok(())
 }

@@ -280,8 +280,12 @@ fn a_killed_build_leaves_no_partial_file_in_the_output() {
         let digest = format!("sha256:{}", blob.file_name().unwrap());
         assert_eq!(xtask::cache::hash_file(&blob).unwrap().0, digest, "{blob} is partial or corrupt");
     }
-    let status = start("tar").wait().unwrap();
-    assert!(status.success());
+    let last = Command::new(exe)
+        .args(["--stack", stack_file.as_str(), "bundle", "--arch", "amd64", "--archive", "tar.gz"])
+        .args(["--cache", cache.as_str(), "--out", out.as_str()])
+        .output()
+        .unwrap();
+    assert!(last.status.success(), "the build after the kills failed: {}", String::from_utf8_lossy(&last.stderr));
     check("after a complete build");
     assert!(out.join(name).is_dir());
 }
@@ -490,8 +494,11 @@ fn the_edge_script_imports_every_archive_layout_and_names_a_missing_image() {
         let shims = root.join(format!("shims-{i}"));
         std::fs::create_dir_all(&shims).unwrap();
         let ctr = xtask::tools::Tool { binary: "ctr", package: "containerd" }.find().unwrap();
-        let shim = format!("#!/bin/sh\nexec {ctr} --address {} \"$@\"\n", ctd_dir.join("c.sock"));
-        std::fs::write(shims.join("ctr"), shim).unwrap();
+        let point_ctr_at = |containerd: &Utf8Path| {
+            let shim = format!("#!/bin/sh\nexec {ctr} --address {} \"$@\"\n", containerd.join("c.sock"));
+            std::fs::write(shims.join("ctr"), shim).unwrap();
+        };
+        point_ctr_at(&ctd_dir);
         std::fs::set_permissions(shims.join("ctr"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let path = format!("{shims}:{}", std::env::var("PATH").unwrap());
         let run = || {
@@ -519,8 +526,7 @@ fn the_edge_script_imports_every_archive_layout_and_names_a_missing_image() {
             let fresh = root.join(format!("containerd-{i}b"));
             drop(_ctd);
             let _ctd = xtask::containerd::Containerd::start(&fresh).unwrap_or_else(|e| panic!("{e:#}"));
-            let shim = format!("#!/bin/sh\nexec {ctr} --address {} \"$@\"\n", fresh.join("c.sock"));
-            std::fs::write(shims.join("ctr"), shim).unwrap();
+            point_ctr_at(&fresh);
             let o = run();
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(!o.status.success(), "the script accepted a bundle without its probe image");

@@ -419,3 +419,20 @@ fn the_bundle_fetcher_gets_tokens_and_resumes_a_cut_download() {
         "the cut download did not resume at byte 1000: {blob_gets:?}"
     );
 }
+
+/// A download that finished but was never moved into place (the run was killed in between)
+/// is checked and committed without asking the registry for bytes past its end.
+#[test]
+fn a_complete_partial_download_is_committed_without_a_request() {
+    let image = Image::build();
+    let registry = image.serve();
+    let t = tempfile::tempdir().unwrap();
+    let cache = xtask::cache::Cache::open(&Utf8PathBuf::try_from(t.path().to_path_buf()).unwrap()).unwrap();
+    std::fs::write(cache.partial_path(&image.layer.digest).unwrap(), &image.layer.bytes).unwrap();
+    let fetcher = xtask::fetch::Fetcher::new(client(&registry), cache.clone());
+    block_on(fetcher.image(&reference(&registry, TAG), &image.index.digest, xtask::stack::Arch::Amd64))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(cache.read(&image.layer.digest).unwrap(), image.layer.bytes);
+    let layer_gets = registry.requests().into_iter().filter(|r| r.route().ends_with(&image.layer.digest)).count();
+    assert_eq!(layer_gets, 0, "the complete layer was requested again");
+}

@@ -95,11 +95,8 @@ fn parts(blobs: &dyn Blobs, reference: &str, index_digest: &str, arch: Arch) -> 
     let index = blobs.read(index_digest)?;
     let parsed_index: Index = serde_json::from_slice(&index)
         .with_context(|| format!("{reference}: index {index_digest} is not an image index"))?;
-    let desc = parsed_index
-        .manifests
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch.as_str()))
-        .with_context(|| format!("{reference} has no linux/{arch} manifest"))?;
+    let desc =
+        parsed_index.for_linux(arch.as_str()).with_context(|| format!("{reference} has no linux/{arch} manifest"))?;
     let manifest = blobs.read(&desc.digest)?;
     let parsed: Manifest = serde_json::from_slice(&manifest)
         .with_context(|| format!("{reference}: {} is not an image manifest", desc.digest))?;

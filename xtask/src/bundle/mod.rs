@@ -193,16 +193,12 @@ pub fn plan(
         if let Some(chart) = &c.chart
             && role != Some(BundleRole::Edge)
         {
-            let key = format!("{}/{}", chart.repo, chart.archive_name());
+            let key = chart.lock_key();
             let locked = lock.charts.get(&key);
-            let digest = chart
-                .digest
-                .as_ref()
-                .map(|d| d.as_str().to_string())
-                .or_else(|| locked.map(|l| l.digest.clone()))
-                .with_context(|| {
-                    format!("chart {key} is not pinned; run `cargo xtask lock --profile {}`", ctx.profile_name)
-                })?;
+            // `lock::apply` has already copied the lock's digest into the chart.
+            let digest = chart.digest.as_ref().map(|d| d.as_str().to_string()).with_context(|| {
+                format!("chart {key} is not pinned; run `cargo xtask lock --profile {}`", ctx.profile_name)
+            })?;
             let url = locked.map(|l| l.url.clone()).unwrap_or_else(|| key.clone());
             out.insert(format!("charts/{}", chart.archive_name()), Source::Chart { url, digest });
         }
@@ -420,11 +416,11 @@ fn write_files(
         let version = match source {
             Source::Rendered | Source::Images { .. } => None,
             Source::Image { reference, .. } => reference.rsplit_once(':').map(|(_, t)| t.to_string()),
-            Source::Chart { url, .. } => ctx
+            Source::Chart { .. } => ctx
                 .profile
                 .enabled()
                 .filter_map(|c| c.chart.as_ref())
-                .find(|ch| url.ends_with(&ch.archive_name()))
+                .find(|ch| *path == format!("charts/{}", ch.archive_name()))
                 .map(|ch| ch.version.as_str().to_string()),
         };
         let rendered = match source {
@@ -447,13 +443,9 @@ fn write_files(
                 (sha256(bytes), bytes.len() as u64)
             }
             Source::Chart { digest, .. } => {
-                let src = cache.verify(digest, None)?;
-                std::fs::copy(&src, &dest).with_context(|| format!("copying {src} to {dest}"))?;
-                let (d, size) = hash_file(&dest)?;
-                if d != *digest {
-                    bail!("{dest}: copied chart hashes to {d}, not {digest}");
-                }
-                (d, size)
+                let copied = cache.copy_to(digest, &dest)?;
+                set_mode(&dest, 0o644)?;
+                copied
             }
             Source::Image { reference, index_digest, format, .. } => {
                 write_image_file(cache, &[(reference, index_digest)], ctx.arch, mtime, *format, &dest)?

@@ -313,6 +313,11 @@ impl Chart {
     pub fn archive_name(&self) -> String {
         format!("{}-{}.tgz", self.name, self.version)
     }
+
+    /// The chart's key in a lock file: `<repo>/<archive name>`.
+    pub fn lock_key(&self) -> String {
+        format!("{}/{}", self.repo, self.archive_name())
+    }
 }
 
 /// One container image of a component.
