@@ -48,8 +48,14 @@ pub enum Source {
     Image { reference: String, index_digest: String, platform: String, format: ImageFormat },
     /// One archive holding several images (`--image-archives per-role`): reference → index digest.
     Images { images: BTreeMap<String, String>, platform: String, format: ImageFormat },
-    /// A chart archive, byte for byte as its repository serves it.
-    Chart { url: String, digest: String },
+    /// A chart archive, byte for byte as its repository serves it, and the images its values
+    /// name that the stack declares unused (values path → why; see `stack::Chart`).
+    Chart {
+        url: String,
+        digest: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        unused_images: BTreeMap<String, String>,
+    },
 }
 
 /// Which nodes a bundle is for.
@@ -200,7 +206,10 @@ pub fn plan(
                 format!("chart {key} is not pinned; run `cargo xtask lock --profile {}`", ctx.profile_name)
             })?;
             let url = locked.map(|l| l.url.clone()).unwrap_or_else(|| key.clone());
-            out.insert(format!("charts/{}", chart.archive_name()), Source::Chart { url, digest });
+            out.insert(
+                format!("charts/{}", chart.archive_name()),
+                Source::Chart { url, digest, unused_images: chart.unused_images.clone() },
+            );
         }
     }
     Ok(out)
@@ -363,7 +372,7 @@ async fn fetch(ctx: &Ctx<'_>, plan: &BTreeMap<String, Source>, cache: &Cache) ->
     for source in missing {
         match source {
             Source::Rendered => {}
-            Source::Chart { url, digest } => fetcher.chart(&http, url, digest).await?,
+            Source::Chart { url, digest, .. } => fetcher.chart(&http, url, digest).await?,
             Source::Image { reference, index_digest, .. } => {
                 fetch_image(&fetcher, reference, index_digest, ctx.arch).await?;
             }

@@ -191,6 +191,21 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     format!("kind {} is deployed from a Helm chart: add `chart = {{ repo, name, version }}`", c.kind),
                 );
             }
+            for (path, why) in c.chart.iter().flat_map(|ch| &ch.unused_images) {
+                let valid = !path.is_empty()
+                    && path.split('.').all(|seg| !seg.is_empty() && !seg.contains(char::is_whitespace));
+                if !valid {
+                    report(
+                        format!("{at}.chart.unused_images"),
+                        format!("{path:?} is not a values path: write it dotted, as `prometheusOperator.thanosImage`"),
+                    );
+                } else if why.trim().is_empty() {
+                    report(
+                        format!("{at}.chart.unused_images.{path}"),
+                        "say why the chart does not deploy this image with this stack's values".into(),
+                    );
+                }
+            }
             if c.images.is_empty() {
                 report(format!("{at}.images"), "a component needs at least one image".into());
             }

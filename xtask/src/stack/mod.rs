@@ -306,6 +306,11 @@ pub struct Chart {
     pub version: Version,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// Images the chart's values name that its templates do not deploy with this stack's
+    /// values (values path → why), so the bundle leaves them out: `bundle verify` reports
+    /// them instead of failing. Every other image the values name must be in the bundle.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unused_images: BTreeMap<String, String>,
 }
 
 impl Chart {
