@@ -45,6 +45,7 @@ fn chart(base: &str, version: &str) -> Chart {
         name: Name::try_from("demo".to_string()).unwrap(),
         version: Version::try_from(version.to_string()).unwrap(),
         digest: None,
+        unused_images: Default::default(),
     }
 }
 
