@@ -17,6 +17,9 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         "enabled": true,
         "service": { "type": "NodePort", "nodePort": s.node_ports.loki },
         "affinity": off_edge(),
+        // The chart adds an access-log exporter sidecar (another image) by default; nothing
+        // scrapes it here, so it stays off rather than weighing on the bundle.
+        "metrics": { "enabled": false },
     });
     if let Some(img) = gateway_image {
         gateway["image"] = image(img, DigestKey::Digest);
