@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// A running background process, killed on drop.
+/// A running background process, killed and reaped on drop.
 pub struct Background {
     handle: duct::Handle,
     pub name: String,
@@ -48,7 +48,10 @@ impl Background {
 }
 
 impl Drop for Background {
+    /// Kill and reap: once dropped, the process is gone and its ports are free (duct's `kill`
+    /// alone does not wait, so a server started right after could find the port still taken).
     fn drop(&mut self) {
         let _ = self.handle.kill();
+        let _ = self.handle.wait();
     }
 }
