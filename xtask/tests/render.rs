@@ -1,11 +1,18 @@
 //! Rendering: golden snapshots (insta, in golden/render/), determinism, and the
-//! drift check behind `cargo xtask render --check`.
+//! drift check behind `cargo xtask render --check`; both flavours (Kubernetes, and the
+//! compose tier's under golden/render/compose/).
+
+use std::collections::BTreeSet;
 
 use camino::Utf8PathBuf;
+use serde_yaml_ng::Value;
+use std::time::Duration;
 use xtask::golden::{self, Drift};
-use xtask::paths;
-use xtask::render::{self, Files};
+use xtask::render::{self, ComposeTopology, Ctx, Files};
+
 use xtask::stack::{self, Arch, Stack};
+use xtask::validate::{self, Outcome};
+use xtask::{paths, tools};
 
 fn project_stack() -> Stack {
     stack::load(&paths::stack_file()).unwrap_or_else(|e| panic!("{e:#}"))
@@ -15,14 +22,20 @@ fn all() -> Vec<(String, Arch, Files)> {
     render::render_all(&project_stack()).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// Both flavours: what golden/render/ holds.
+fn golden_sets() -> Vec<(String, Arch, Files)> {
+    render::render_golden(&project_stack()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 fn sets(all: &[(String, Arch, Files)]) -> Vec<(String, Arch, &Files)> {
     all.iter().map(|(p, a, f)| (p.clone(), *a, f)).collect()
 }
 
-/// Every rendered file equals its insta snapshot in golden/render/<profile>/<arch>/.
+/// Every rendered file equals its insta snapshot in golden/render/<profile>/<arch>/
+/// (compose flavour: golden/render/compose/<profile>/<arch>/).
 #[test]
 fn rendered_files_match_golden_snapshots() {
-    for (profile, arch, files) in all() {
+    for (profile, arch, files) in golden_sets() {
         insta::with_settings!({
             snapshot_path => golden::dir(&profile, arch),
             prepend_module_to_snapshot => false,
@@ -37,7 +50,7 @@ fn rendered_files_match_golden_snapshots() {
 /// `cargo xtask render --check` over the committed golden/: no drift, no unreferenced snapshot.
 #[test]
 fn golden_dir_has_no_drift_and_no_unreferenced_snapshot() {
-    let all = all();
+    let all = golden_sets();
     let drift = golden::check(&sets(&all)).unwrap();
     let text: Vec<String> = drift.iter().map(ToString::to_string).collect();
     assert!(drift.is_empty(), "golden/ is stale; run `cargo xtask render --bless`:\n{}", text.join("\n"));
@@ -45,7 +58,7 @@ fn golden_dir_has_no_drift_and_no_unreferenced_snapshot() {
 
 #[test]
 fn rendering_is_deterministic() {
-    assert_eq!(all(), all());
+    assert_eq!(golden_sets(), golden_sets());
 }
 
 #[test]
@@ -149,4 +162,208 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+// ---- the compose flavour ----
+
+fn compose(profile: &str, f: impl FnOnce(&Ctx<'_>, &Files)) {
+    let stack = project_stack();
+    let topology = ComposeTopology::golden();
+    let ctx = Ctx::compose(&stack, profile, Arch::Amd64, &topology).unwrap_or_else(|e| panic!("{e:#}"));
+    let files = render::render(&ctx).unwrap_or_else(|e| panic!("{e:#}"));
+    f(&ctx, &files)
+}
+
+fn yaml(files: &Files, rel: &str) -> Value {
+    serde_yaml_ng::from_str(files.get(rel).unwrap_or_else(|| panic!("{rel} not rendered"))).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
+}
+
+/// Only what the compose containers read: no manifests, scripts, KubeEdge patches or chart values.
+#[test]
+fn compose_renders_only_what_its_containers_read() {
+    let rendered = |profile: &str| {
+        let mut out = BTreeSet::new();
+        compose(profile, |_, files| out = files.iter().map(|(p, _)| p.to_string()).collect());
+        out
+    };
+    let common = [
+        "alertmanager/alertmanager.yml",
+        "blackbox/blackbox.yml",
+        "prometheus/prometheus.yml",
+        "prometheus/rules/observability.rules.yml",
+        "prometheus/rules/observability.test.yml",
+    ];
+    let local: BTreeSet<String> = common.iter().map(|s| s.to_string()).collect();
+    assert_eq!(rendered("local"), local);
+    let mut upstream = local.clone();
+    upstream.extend(
+        ["jaeger/config.yaml", "log-agent/edge-1/config.alloy", "log-agent/edge-2/config.alloy"].map(String::from),
+    );
+    assert_eq!(rendered("upstream"), upstream);
+}
+
+/// Static targets by alias, with the labels the Kubernetes flavour relabels in, so the rules'
+/// `up{job=...}` and `by (node)` work unchanged; no Kubernetes discovery, no `.svc` name.
+#[test]
+fn compose_prometheus_uses_static_targets_with_node_labels() {
+    compose("local", |ctx, files| {
+        let text = files.get("prometheus/prometheus.yml").unwrap();
+        assert!(!text.contains("kubernetes_sd_configs") && !text.contains(".svc"), "{text}");
+        let cfg = yaml(files, "prometheus/prometheus.yml");
+        assert_eq!(cfg["global"]["scrape_interval"].as_str(), Some("2s"));
+        assert_eq!(cfg["global"]["evaluation_interval"].as_str(), Some("2s"));
+        assert_eq!(
+            strings(&cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]),
+            ["alertmanager:9093"]
+        );
+        let jobs = cfg["scrape_configs"].as_sequence().unwrap();
+        let job = |name: &str| {
+            jobs.iter().find(|j| j["job_name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no job {name}"))
+        };
+        let names: Vec<&str> = jobs.iter().filter_map(|j| j["job_name"].as_str()).collect();
+        assert_eq!(names, ["prometheus", "alertmanager", "edge-node-exporter", "blackbox-exporter", "probe-edge"]);
+        let edges = |j: &Value| -> Vec<(String, String)> {
+            j["static_configs"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|sc| (strings(&sc["targets"]).concat(), sc["labels"]["node"].as_str().unwrap_or("").to_string()))
+                .collect()
+        };
+        let want: Vec<(String, String)> =
+            ctx.compose_topology().unwrap().edges.iter().map(|e| (format!("{e}:9100"), e.clone())).collect();
+        assert_eq!(edges(job("edge-node-exporter")), want);
+        assert_eq!(edges(job("probe-edge")), want);
+        let probe = job("probe-edge");
+        assert_eq!(strings(&probe["params"]["module"]), ["tcp_connect"]);
+        let relabel = serde_yaml_ng::to_string(&probe["relabel_configs"]).unwrap();
+        assert!(relabel.contains("replacement: blackbox-exporter:9115"), "{relabel}");
+        assert!(relabel.contains("target_label: instance"), "{relabel}");
+        assert_eq!(strings(&job("blackbox-exporter")["static_configs"][0]["targets"]), ["blackbox-exporter:9115"]);
+        assert_eq!(strings(&job("alertmanager")["static_configs"][0]["targets"]), ["alertmanager:9093"]);
+    });
+}
+
+/// Every waiting rule waits `[e2e] alert_for`; Watchdog still does not wait; the group evaluates at `[e2e]`'s interval.
+#[test]
+fn compose_rules_take_the_e2e_for_and_interval() {
+    for profile in ["local", "upstream"] {
+        compose(profile, |ctx, files| {
+            let rules = yaml(files, "prometheus/rules/observability.rules.yml");
+            let group = &rules["groups"][0];
+            assert_eq!(group["interval"].as_str(), Some("2s"));
+            for r in group["rules"].as_sequence().unwrap() {
+                let name = r["alert"].as_str().unwrap();
+                let want = (name != "Watchdog").then_some(ctx.stack.e2e.alert_for.to_string());
+                assert_eq!(r["for"].as_str().map(String::from), want, "{profile}: {name}");
+            }
+            // No rule on what only k3s + KubeEdge produce (kube-state-metrics, cloudcore, the tunnel).
+            let text = files.get("prometheus/rules/observability.rules.yml").unwrap();
+            for absent in ["kube_node", "kubeedge-", "container_memory", "kps-"] {
+                assert!(!text.contains(absent), "{profile}: compose rules mention {absent}");
+            }
+        });
+    }
+}
+
+/// Alertmanager posts to the harness' webhook with `[e2e]` timing; Watchdog's route keeps
+/// `group_wait: 0s` and repeats every `watchdog_repeat_interval`, so it keeps arriving in a run.
+#[test]
+fn compose_alertmanager_posts_to_the_harness_webhook_with_e2e_timing() {
+    let stack = project_stack();
+    let k8s = render::render(&Ctx::new(&stack, "local", Arch::Amd64).unwrap()).unwrap();
+    let k8s = yaml(&k8s, "alertmanager/alertmanager.yml");
+    compose("local", |ctx, files| {
+        let cfg = yaml(files, "alertmanager/alertmanager.yml");
+        let e = &ctx.stack.e2e;
+        for r in cfg["receivers"].as_sequence().unwrap() {
+            assert_eq!(r["webhook_configs"][0]["url"].as_str(), Some("http://172.18.0.1:39000/alerts"));
+        }
+        let route = &cfg["route"];
+        assert_eq!(route["group_wait"].as_str(), Some(e.group_wait.to_string().as_str()));
+        assert_eq!(route["group_interval"].as_str(), Some(e.group_interval.to_string().as_str()));
+        assert_eq!(route["repeat_interval"].as_str(), Some(e.repeat_interval.to_string().as_str()));
+        let routes = route["routes"].as_sequence().unwrap();
+        let watchdog = &routes[0];
+        assert_eq!(watchdog["matchers"], k8s["route"]["routes"][0]["matchers"]);
+        assert_eq!(watchdog["group_wait"].as_str(), Some("0s"));
+        assert_eq!(watchdog["group_interval"].as_str(), Some(e.group_interval.to_string().as_str()));
+        assert_eq!(watchdog["repeat_interval"].as_str(), Some(e.watchdog_repeat_interval.to_string().as_str()));
+        assert_ne!(watchdog["repeat_interval"], k8s["route"]["routes"][0]["repeat_interval"]);
+        for r in &routes[1..] {
+            assert_eq!(r["group_wait"].as_str(), Some(e.group_wait.to_string().as_str()), "{r:?}");
+        }
+        assert_eq!(cfg["inhibit_rules"], k8s["inhibit_rules"]);
+    });
+}
+
+/// The real tools accept the compose files: `promtool check config --syntax-only`, `amtool
+/// check-config`, `promtool check rules` / `test rules` (the promtool cases still hold with the
+/// compose `for`), `blackbox_exporter --config.check`.
+#[test]
+fn compose_files_pass_their_real_validators() {
+    tools::require_validators().unwrap_or_else(|e| panic!("{e:#}"));
+    for profile in ["local", "upstream"] {
+        compose(profile, |_, files| {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+            let report = validate::validate(files, &dir).unwrap();
+            let failed: Vec<String> = report.failed().map(ToString::to_string).collect();
+            assert!(failed.is_empty(), "{profile}:\n{}", failed.join("\n"));
+            for must in [
+                "prometheus/prometheus.yml",
+                "alertmanager/alertmanager.yml",
+                "prometheus/rules/observability.test.yml",
+            ] {
+                assert!(
+                    report.checks.iter().any(|c| c.file.as_str() == must && c.outcome == Outcome::Passed),
+                    "{profile}: {must} was not checked"
+                );
+            }
+            for c in &report.checks {
+                if let Outcome::NotRun(why) = &c.outcome {
+                    assert!(why.contains("cannot be"), "{profile}: {}: unexpected not-run: {why}", c.file);
+                }
+            }
+        });
+    }
+}
+
+/// The bound is 2 × scrape + evaluation + `for` + group_wait: 14s for a node-down alert with the
+/// compose defaults, well inside the run; the Kubernetes flavour's own timing gives minutes.
+#[test]
+fn alert_bounds_follow_the_flavours_timing() {
+    compose("local", |ctx, _| {
+        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeUnreachable"), Some(Duration::from_secs(14)));
+        assert_eq!(render::rules::alert_bound(ctx, "LinkProbeFailing"), Some(Duration::from_secs(14)));
+        assert_eq!(render::rules::alert_bound(ctx, "Watchdog"), Some(Duration::from_secs(6)));
+        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeNotReady"), None, "a k3s-only alert in compose");
+        let bounds = render::rules::alert_bounds(ctx);
+        assert_eq!(bounds.keys().cloned().collect::<Vec<_>>(), render::rules::alert_names(ctx));
+        assert!(bounds.values().all(|b| *b <= Duration::from_secs(30)), "{bounds:?}");
+    });
+    let stack = project_stack();
+    let k8s = Ctx::new(&stack, "local", Arch::Amd64).unwrap();
+    // 2 × 30s + 30s + 60s + 10s (critical group_wait).
+    assert_eq!(render::rules::alert_bound(&k8s, "EdgeNodeUnreachable"), Some(Duration::from_secs(160)));
+}
+
+/// A topology the compose tier cannot run is refused before anything renders.
+#[test]
+fn compose_refuses_a_bad_topology() {
+    let stack = project_stack();
+    let good = ComposeTopology::golden();
+    for (topology, needle) in [
+        (ComposeTopology { edges: vec![], ..good.clone() }, "no edge node"),
+        (ComposeTopology { edges: vec!["Edge_1".into()], ..good.clone() }, "not a DNS label"),
+        (ComposeTopology { edges: vec!["edge-1".into(), "edge-1".into()], ..good.clone() }, "twice"),
+        (ComposeTopology { alert_webhook_url: "172.18.0.1:39000".into(), ..good.clone() }, "invalid URL"),
+    ] {
+        let err = Ctx::compose(&stack, "local", Arch::Amd64, &topology).err().map(|e| format!("{e:#}"));
+        assert!(err.as_deref().is_some_and(|e| e.contains(needle)), "{topology:?}: {err:?}");
+    }
 }

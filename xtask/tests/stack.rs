@@ -52,3 +52,16 @@ fn the_valid_base_of_the_corpus_loads() {
         panic!("{e}");
     }
 }
+
+/// `[e2e]` is optional: a stack file without it (the valid base) gets the defaults, which are the
+/// values stack.toml spells out, so both agree on the compose tier's timing.
+#[test]
+fn the_e2e_table_is_optional_and_its_defaults_are_the_project_values() {
+    let path = paths::fixtures_dir().join("stack-valid.toml");
+    let src = std::fs::read_to_string(&path).expect("fixture readable");
+    assert!(!src.contains("[e2e]"), "the valid base should show that [e2e] is optional");
+    let base = stack::load_str(&src, path.as_str()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(base.e2e, stack::E2e::default());
+    let project = stack::load(&paths::stack_file()).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(project.e2e, stack::E2e::default(), "stack.toml's [e2e] and E2e::default() differ");
+}

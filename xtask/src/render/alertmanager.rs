@@ -4,6 +4,10 @@
 //!
 //! [`config`] serializes to exactly the `alertmanager.yml` schema, so the same value is
 //! the standalone Alertmanager's file and kube-prometheus-stack's `alertmanager.config`.
+//!
+//! The compose flavour has the same routes, receivers and inhibitions, posts to the harness'
+//! webhook, and takes `[e2e]`'s `group_wait`, `group_interval` and `repeat_interval` on every
+//! route; Watchdog's route keeps `group_wait: 0s` and repeats every `watchdog_repeat_interval`.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -11,7 +15,7 @@ use serde::Serialize;
 use super::names::{ALERT_WATCHDOG, LABEL_COMPONENT, LABEL_NODE};
 use super::rules::Severity;
 use super::{Ctx, Files};
-use crate::stack::{Duration, Kind};
+use crate::stack::Duration;
 
 /// The whole `alertmanager.yml`.
 #[derive(Debug, Clone, Serialize)]
@@ -85,12 +89,26 @@ const GROUP_WAIT_CRITICAL: Duration = Duration::from_secs(10);
 const WATCHDOG_REPEAT: Duration = Duration::from_secs(12 * 3600);
 
 /// How long Alertmanager holds a new alert of `severity` before the first notification: the
-/// last term of the e2e's alert latency bound (after `for`, a scrape and an evaluation interval).
-pub fn group_wait(severity: Severity) -> Duration {
-    match severity {
-        Severity::Critical => GROUP_WAIT_CRITICAL,
-        Severity::Warning => GROUP_WAIT,
-        Severity::None => Duration::from_secs(0),
+/// last term of the e2e's alert latency bound (`rules::latency_bound`).
+pub fn group_wait(ctx: &Ctx<'_>, severity: Severity) -> Duration {
+    match (severity, ctx.compose_topology()) {
+        (Severity::None, _) => Duration::from_secs(0),
+        (_, Some(_)) => ctx.stack.e2e.group_wait,
+        (Severity::Critical, None) => GROUP_WAIT_CRITICAL,
+        (Severity::Warning, None) => GROUP_WAIT,
+    }
+}
+
+/// `(group_interval, repeat_interval)` of the critical route and of the root (inherited by the
+/// warning route), in this flavour.
+fn intervals(ctx: &Ctx<'_>) -> [(Option<Duration>, Option<Duration>); 2] {
+    let mins = |m: u64| Some(Duration::from_secs(m * 60));
+    match ctx.compose_topology() {
+        None => [(mins(1), mins(60)), (mins(5), mins(4 * 60))],
+        Some(_) => {
+            let e = &ctx.stack.e2e;
+            [(Some(e.group_interval), Some(e.repeat_interval)); 2]
+        }
     }
 }
 
@@ -98,7 +116,7 @@ fn webhook(ctx: &Ctx<'_>, name: &str) -> Receiver {
     Receiver {
         name: name.into(),
         webhook_configs: vec![WebhookConfig {
-            url: ctx.settings().alert_webhook_url.to_string(),
+            url: ctx.alert_webhook_url().to_string(),
             send_resolved: true,
             max_alerts: 0,
         }],
@@ -115,30 +133,35 @@ fn severity_is(s: Severity) -> String {
 
 /// The Alertmanager configuration of a profile.
 pub fn config(ctx: &Ctx<'_>) -> Config {
-    let kps = ctx.has(Kind::PrometheusStack);
+    let kps = ctx.kps();
     let mins = |m: u64| Some(Duration::from_secs(m * 60));
+    let [(critical_interval, critical_repeat), (root_interval, root_repeat)] = intervals(ctx);
+    let (watchdog_interval, watchdog_repeat) = match ctx.compose_topology() {
+        None => (mins(1), WATCHDOG_REPEAT),
+        Some(_) => (Some(ctx.stack.e2e.group_interval), ctx.stack.e2e.watchdog_repeat_interval),
+    };
     let mut routes = vec![
         // The dead man's switch: its own receiver, so a bridge can page on its absence.
         Route {
             receiver: RECEIVER_WATCHDOG.into(),
             matchers: vec![format!("alertname=\"{ALERT_WATCHDOG}\"")],
-            group_wait: Some(group_wait(Severity::None)),
-            group_interval: mins(1),
-            repeat_interval: Some(WATCHDOG_REPEAT),
+            group_wait: Some(group_wait(ctx, Severity::None)),
+            group_interval: watchdog_interval,
+            repeat_interval: Some(watchdog_repeat),
             ..Default::default()
         },
         Route {
             receiver: RECEIVER_CRITICAL.into(),
             matchers: vec![severity_is(Severity::Critical)],
-            group_wait: Some(group_wait(Severity::Critical)),
-            group_interval: mins(1),
-            repeat_interval: mins(60),
+            group_wait: Some(group_wait(ctx, Severity::Critical)),
+            group_interval: critical_interval,
+            repeat_interval: critical_repeat,
             ..Default::default()
         },
         Route {
             receiver: RECEIVER_WEBHOOK.into(),
             matchers: vec![severity_is(Severity::Warning)],
-            group_wait: Some(group_wait(Severity::Warning)),
+            group_wait: Some(group_wait(ctx, Severity::Warning)),
             ..Default::default()
         },
     ];
@@ -178,9 +201,9 @@ pub fn config(ctx: &Ctx<'_>) -> Config {
             // Anything unrouted (e.g. the chart's `info` alerts) still reaches the webhook.
             receiver: RECEIVER_WEBHOOK.into(),
             group_by: ["alertname", LABEL_NODE, LABEL_COMPONENT].map(String::from).to_vec(),
-            group_wait: Some(GROUP_WAIT),
-            group_interval: mins(5),
-            repeat_interval: mins(4 * 60),
+            group_wait: Some(group_wait(ctx, Severity::Warning)),
+            group_interval: root_interval,
+            repeat_interval: root_repeat,
             routes,
             ..Default::default()
         },
@@ -225,8 +248,14 @@ mod tests {
     #[test]
     fn every_rule_of_every_profile_reaches_the_receiver_of_its_severity() {
         let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
-        for profile in stack.profiles.keys() {
-            let ctx = Ctx::new(&stack, profile.as_str(), Arch::Amd64).expect("profile");
+        let topology = crate::render::ComposeTopology::golden();
+        for (profile, compose) in stack.profiles.keys().flat_map(|p| [(p, false), (p, true)]) {
+            let ctx = match compose {
+                false => Ctx::new(&stack, profile.as_str(), Arch::Amd64),
+                true => Ctx::compose(&stack, profile.as_str(), Arch::Amd64, &topology),
+            }
+            .expect("profile");
+            let profile = if compose { format!("compose/{profile}") } else { profile.to_string() };
             let cfg = config(&ctx);
             let rules = catalog(&ctx);
             for severity in Severity::ALL {

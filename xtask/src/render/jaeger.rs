@@ -63,6 +63,16 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
     }))
 }
 
+/// The compose flavour: the all-in-one's whole configuration as a file (`jaeger --config
+/// /etc/jaeger/config.yaml`), the same as the chart's `userconfig`, so its metrics are on
+/// [`METRICS_PORT`] where the `jaeger` job scrapes them.
+pub fn render_compose(ctx: &Ctx<'_>, files: &mut super::Files) -> Result<()> {
+    if ctx.has(Kind::Jaeger) {
+        files.add_yaml("jaeger/config.yaml", &jaeger_config(ctx))?;
+    }
+    Ok(())
+}
+
 /// Labels of the chart's all-in-one pod (`jaeger.selectorLabels` + component).
 pub fn pod_selector() -> std::collections::BTreeMap<String, String> {
     [

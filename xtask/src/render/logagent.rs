@@ -6,12 +6,16 @@
 //! from the `observability-endpoints` ConfigMap the cloud install script writes.
 //! It tails `/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log`, takes namespace,
 //! pod and container from the path, and keeps its read positions on a hostPath.
+//!
+//! The compose flavour writes one Alloy config per edge node, `log-agent/<edge>/config.alloy`,
+//! pushing to `http://loki:3100/loki/api/v1/push` with the node's name as a literal `node` label
+//! (no ConfigMap, no downward API). Promtail has no compose flavour (`Ctx::compose` refuses it).
 
 use anyhow::{Result, bail};
 use serde_json::{Value as Json, json};
 
 use super::alloy::{Block, Value, print};
-use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, LABEL_NODE};
+use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, LABEL_NODE, RELEASE_LOKI};
 use super::output::{Comment, with_header};
 use super::values::{DigestKey, image, on_edge, to_value};
 use super::{Ctx, Files};
@@ -34,25 +38,29 @@ fn push_path() -> &'static str {
 /// The Alloy pipeline: discover files → tail → parse CRI → path labels → push to the cloud.
 pub fn alloy_config(ctx: &Ctx<'_>) -> String {
     let port = ctx.settings().node_ports.loki;
-    let write = Block::new("loki.write", Some("cloud"))
-        .block(Block::new("endpoint", None).attr(
-            "url",
-            Value::Call(
-                "string.format".into(),
-                vec![
-                    Value::str(format!("http://%s:%d{}", push_path())),
-                    Value::env(ENV_CLOUD_HOST_IP),
-                    Value::Int(port.into()),
-                ],
-            ),
-        ))
-        .attr(
-            "external_labels",
-            Value::Object(vec![
-                ("cluster".into(), Value::str("kubeprepare")),
-                (LABEL_NODE.into(), Value::env(NODE_NAME_ENV)),
-            ]),
-        );
+    let url = Value::Call(
+        "string.format".into(),
+        vec![
+            Value::str(format!("http://%s:%d{}", push_path())),
+            Value::env(ENV_CLOUD_HOST_IP),
+            Value::Int(port.into()),
+        ],
+    );
+    pipeline(url, Value::env(NODE_NAME_ENV))
+}
+
+/// The compose flavour's Alloy config for edge node `node`: Loki by its container alias, the node's
+/// name as a literal label.
+pub fn alloy_config_compose(ctx: &Ctx<'_>, node: &str) -> String {
+    let url = format!("http://{}:{}{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT, push_path());
+    pipeline(Value::str(url), Value::str(node))
+}
+
+fn pipeline(url: Value, node: Value) -> String {
+    let write = Block::new("loki.write", Some("cloud")).block(Block::new("endpoint", None).attr("url", url)).attr(
+        "external_labels",
+        Value::Object(vec![("cluster".into(), Value::str("kubeprepare")), (LABEL_NODE.into(), node)]),
+    );
     let labels: Vec<(String, Value)> =
         ["namespace", "pod", "container"].iter().map(|l| (l.to_string(), Value::str(""))).collect();
     let process = Block::new("loki.process", Some("pods"))
@@ -162,8 +170,16 @@ pub fn values(ctx: &Ctx<'_>, c: &Component) -> Result<Json> {
 }
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    if ctx.has(Kind::Alloy) {
-        files.add("log-agent/config.alloy", alloy_config(ctx))?;
+    if !ctx.has(Kind::Alloy) {
+        return Ok(());
+    }
+    match ctx.compose_topology() {
+        None => files.add("log-agent/config.alloy", alloy_config(ctx))?,
+        Some(t) => {
+            for edge in &t.edges {
+                files.add(format!("log-agent/{edge}/config.alloy"), alloy_config_compose(ctx, edge))?;
+            }
+        }
     }
     Ok(())
 }

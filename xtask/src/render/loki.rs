@@ -10,6 +10,9 @@ use super::Ctx;
 use super::values::{DigestKey, image, off_edge, resources_burst};
 use crate::stack::Kind;
 
+/// Loki's HTTP port (push API and `/metrics`) in its pod or container.
+pub const HTTP_PORT: u16 = 3100;
+
 pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
     let s = ctx.settings();
     let gateway_image = ctx.component(Kind::Loki).and_then(|c| c.image("gateway"));

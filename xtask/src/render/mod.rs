@@ -3,6 +3,12 @@
 //! Rendering is pure: [`render`] takes the model and returns a [`Files`] map;
 //! no renderer reads a file, the clock or the environment. The command then
 //! writes the map (atomically), or compares it with the golden snapshots.
+//!
+//! Two flavours of the same model and renderers, chosen by [`Ctx::target`]:
+//! [`Target::Kubernetes`] (k3s + KubeEdge: service discovery, Services, charts, manifests,
+//! install scripts) and [`Target::Compose`] (the e2e compose tier: plain containers on one
+//! Docker network, static targets by DNS alias, the fast timing of `[e2e]`, and only the
+//! files those containers read).
 
 pub mod alertmanager;
 pub mod alloy;
@@ -23,8 +29,68 @@ pub mod values;
 use anyhow::{Context, Result, anyhow};
 use camino::Utf8PathBuf;
 
-use crate::stack::{Arch, Component, Image, Kind, Profile, Settings, Stack};
+use crate::stack::{Arch, Component, Duration, Image, Kind, Profile, Settings, Stack};
 pub use output::Files;
+
+/// Where the rendered configs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// k3s + KubeEdge: Kubernetes service discovery, in-cluster Services, charts and manifests.
+    Kubernetes,
+    /// The e2e compose tier: plain containers on one Docker network, reached by DNS alias.
+    Compose(&'a ComposeTopology),
+}
+
+/// What the compose tier's harness decides at run time: the edge nodes and the alert webhook.
+///
+/// The cloud containers are reached by DNS aliases equal to their Kubernetes Service names
+/// (`prometheus`, `alertmanager`, `blackbox-exporter`, `loki`, `jaeger`); each edge node by its
+/// name, with node exporter on `settings.edge.node_exporter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeTopology {
+    /// Edge node names, each also its DNS alias on the cloud network (e.g. `edge-1`).
+    pub edges: Vec<String>,
+    /// Where Alertmanager posts every alert (owned by the harness).
+    pub alert_webhook_url: String,
+}
+
+impl ComposeTopology {
+    /// The fixed topology of the compose golden snapshots: two edges, and a webhook on the
+    /// Docker bridge's gateway address.
+    pub fn golden() -> Self {
+        ComposeTopology {
+            edges: vec!["edge-1".into(), "edge-2".into()],
+            alert_webhook_url: "http://172.18.0.1:39000/alerts".into(),
+        }
+    }
+
+    /// Edge names must be DNS labels (they are aliases and label values), distinct, at least one;
+    /// the webhook an http(s) URL.
+    pub fn check(&self) -> Result<()> {
+        if self.edges.is_empty() {
+            anyhow::bail!("the compose topology has no edge node: name at least one, e.g. \"edge-1\"");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &self.edges {
+            let label = !e.is_empty()
+                && e.len() <= 63
+                && e.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !e.starts_with('-')
+                && !e.ends_with('-');
+            if !label {
+                anyhow::bail!(
+                    "edge node name {e:?} is not a DNS label (lowercase letters, digits and `-`, at most 63): it is the node's network alias"
+                );
+            }
+            if !seen.insert(e.as_str()) {
+                anyhow::bail!("edge node name {e:?} appears twice in the compose topology");
+            }
+        }
+        crate::stack::Url::try_from(self.alert_webhook_url.clone())
+            .map_err(|e| anyhow!("the compose topology's alert webhook: {e}"))?;
+        Ok(())
+    }
+}
 
 /// Everything a renderer may read.
 #[derive(Clone, Copy)]
@@ -33,12 +99,44 @@ pub struct Ctx<'a> {
     pub profile_name: &'a str,
     pub profile: &'a Profile,
     pub arch: Arch,
+    /// Kubernetes (default) or the compose tier.
+    pub target: Target<'a>,
 }
 
 impl<'a> Ctx<'a> {
+    /// The Kubernetes (k3s + KubeEdge) flavour.
     pub fn new(stack: &'a Stack, profile_name: &'a str, arch: Arch) -> Result<Self> {
         let profile = stack.profile(profile_name)?;
-        Ok(Ctx { stack, profile_name, profile, arch })
+        Ok(Ctx { stack, profile_name, profile, arch, target: Target::Kubernetes })
+    }
+
+    /// The compose flavour: the same profile for the e2e compose tier's plain containers, with
+    /// `[e2e]` timing. Refuses a topology [`ComposeTopology::check`] refuses, and a profile the
+    /// compose tier cannot run.
+    pub fn compose(stack: &'a Stack, profile_name: &'a str, arch: Arch, topology: &'a ComposeTopology) -> Result<Self> {
+        topology.check()?;
+        let ctx = Ctx { target: Target::Compose(topology), ..Ctx::new(stack, profile_name, arch)? };
+        if !ctx.has(Kind::Prometheus) && !ctx.has(Kind::PrometheusStack) {
+            anyhow::bail!("profile {profile_name} has no Prometheus: the compose tier has nothing to render for");
+        }
+        if ctx.has(Kind::Promtail) {
+            anyhow::bail!(
+                "profile {profile_name} enables Promtail: the compose tier runs Alloy as the edge log agent (Promtail is legacy, Kubernetes only)"
+            );
+        }
+        Ok(ctx)
+    }
+
+    /// The compose topology, in the compose flavour.
+    pub fn compose_topology(&self) -> Option<&'a ComposeTopology> {
+        match self.target {
+            Target::Kubernetes => None,
+            Target::Compose(t) => Some(t),
+        }
+    }
+
+    pub fn is_kubernetes(&self) -> bool {
+        self.target == Target::Kubernetes
     }
 
     pub fn settings(&self) -> &'a Settings {
@@ -53,6 +151,44 @@ impl<'a> Ctx<'a> {
         self.profile.has(kind)
     }
 
+    /// kube-prometheus-stack runs Prometheus on k3s + KubeEdge: its operator takes our scrape
+    /// configs and rules, and kube-state-metrics, cloudcore and the stream tunnel exist.
+    /// False in the compose flavour, even for a profile that has the chart (its images then run
+    /// as plain containers, with none of that around them).
+    pub fn kps(&self) -> bool {
+        self.is_kubernetes() && self.has(Kind::PrometheusStack)
+    }
+
+    /// Whether an Alertmanager runs: standalone, or kube-prometheus-stack's.
+    pub fn has_alertmanager(&self) -> bool {
+        self.has(Kind::Alertmanager) || self.has(Kind::PrometheusStack)
+    }
+
+    /// Prometheus' scrape interval: `[settings]`, or `[e2e]` in the compose flavour.
+    pub fn scrape_interval(&self) -> Duration {
+        match self.target {
+            Target::Kubernetes => self.settings().scrape_interval,
+            Target::Compose(_) => self.stack.e2e.scrape_interval,
+        }
+    }
+
+    /// Prometheus' rule evaluation interval: `[settings]`, or `[e2e]` in the compose flavour.
+    pub fn evaluation_interval(&self) -> Duration {
+        match self.target {
+            Target::Kubernetes => self.settings().evaluation_interval,
+            Target::Compose(_) => self.stack.e2e.evaluation_interval,
+        }
+    }
+
+    /// Where Alertmanager posts: `settings.alert_webhook_url`, or the harness' webhook.
+    pub fn alert_webhook_url(&self) -> &'a str {
+        match self.target {
+            Target::Kubernetes => self.settings().alert_webhook_url.as_str(),
+            Target::Compose(t) => t.alert_webhook_url.as_str(),
+        }
+    }
+
+    /// The enabled component of `kind`, if any.
     pub fn component(&self, kind: Kind) -> Option<&'a Component> {
         self.profile.component(kind)
     }
@@ -70,9 +206,18 @@ impl<'a> Ctx<'a> {
         format!("{service}.{}.svc", self.namespace())
     }
 
+    /// The host name Prometheus reaches a cloud service by: its in-cluster DNS name, or in the
+    /// compose flavour the container's DNS alias, which is the Service name itself.
+    pub fn host(&self, service: &str) -> String {
+        match self.target {
+            Target::Kubernetes => self.svc(service),
+            Target::Compose(_) => service.to_string(),
+        }
+    }
+
     /// Job names of the self-monitoring scrapes, which depend on who deploys Prometheus.
     pub fn self_jobs(&self) -> SelfJobs {
-        if self.has(Kind::PrometheusStack) {
+        if self.kps() {
             // kube-prometheus-stack's ServiceMonitors take the Service name as job label;
             // with fullnameOverride = "kps" those are kps-prometheus and kps-alertmanager.
             SelfJobs { prometheus: "kps-prometheus", alertmanager: "kps-alertmanager" }
@@ -88,17 +233,25 @@ pub struct SelfJobs {
     pub alertmanager: &'static str,
 }
 
-/// Render every file for one profile and arch. Pure: no I/O.
+/// Render every file for one profile and arch, in the context's flavour. Pure: no I/O.
+///
+/// The compose flavour renders only what its containers read: `prometheus/` (config, rules and
+/// their promtool tests), `alertmanager/`, `blackbox/`, `jaeger/` and `log-agent/<edge>/`; no
+/// manifests, scripts, KubeEdge patches or chart values.
 pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     let mut files = Files::new();
     prometheus::render(ctx, &mut files).context("rendering the Prometheus configuration")?;
     rules::render(ctx, &mut files).context("rendering the alert rules")?;
     alertmanager::render(ctx, &mut files).context("rendering the Alertmanager configuration")?;
     blackbox::render(ctx, &mut files).context("rendering the blackbox exporter configuration")?;
-    kubeedge::render(ctx, &mut files).context("rendering the KubeEdge patches")?;
     if ctx.profile.log_agent().is_some() {
         logagent::render(ctx, &mut files).context("rendering the edge log agent")?;
     }
+    if !ctx.is_kubernetes() {
+        jaeger::render_compose(ctx, &mut files).context("rendering the Jaeger configuration")?;
+        return Ok(files);
+    }
+    kubeedge::render(ctx, &mut files).context("rendering the KubeEdge patches")?;
     // Chart values (kube-prometheus-stack, Loki, Jaeger, blackbox, log agent) are written
     // by `manifests`, next to the HelmChart that carries them.
     manifests::render(ctx, &mut files).context("rendering the Kubernetes manifests")?;
@@ -117,6 +270,31 @@ pub fn render_all(stack: &Stack) -> Result<Vec<(String, Arch, Files)>> {
         }
     }
     Ok(out)
+}
+
+/// Golden directory prefix of the compose flavour: `golden/render/compose/<profile>/<arch>/`.
+pub const COMPOSE_GOLDEN_PREFIX: &str = "compose";
+
+/// The compose flavour of every profile × arch, with [`ComposeTopology::golden`]; each set is
+/// named `compose/<profile>`, its golden directory under `golden/render/`.
+pub fn render_all_compose(stack: &Stack) -> Result<Vec<(String, Arch, Files)>> {
+    let topology = ComposeTopology::golden();
+    let mut out = Vec::new();
+    for profile in stack.profiles.keys() {
+        for &arch in &stack.matrix.arch {
+            let ctx = Ctx::compose(stack, profile.as_str(), arch, &topology)?;
+            let files = render(&ctx).with_context(|| format!("compose flavour of profile {profile}, arch {arch}"))?;
+            out.push((format!("{COMPOSE_GOLDEN_PREFIX}/{profile}"), arch, files));
+        }
+    }
+    Ok(out)
+}
+
+/// Everything `render --check` compares with golden/render/: both flavours.
+pub fn render_golden(stack: &Stack) -> Result<Vec<(String, Arch, Files)>> {
+    let mut all = render_all(stack)?;
+    all.extend(render_all_compose(stack)?);
+    Ok(all)
 }
 
 /// Render every config from stack.toml: Prometheus, rules, Alertmanager, Loki, the edge log
@@ -142,7 +320,7 @@ pub fn run(args: Args) -> Result<()> {
         if !args.select.is_all() {
             anyhow::bail!("--check and --bless cover every profile and arch; drop --profile and --arch");
         }
-        let all = render_all(&stack)?;
+        let all = render_golden(&stack)?;
         let sets: Vec<(String, Arch, &Files)> = all.iter().map(|(p, a, f)| (p.clone(), *a, f)).collect();
         if args.bless {
             let n = crate::golden::bless(&sets)?;

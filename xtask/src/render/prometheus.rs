@@ -8,12 +8,16 @@
 //! Edge facts (SPEC.md): edge nodes carry `node-role.kubernetes.io/edge: ""`,
 //! so jobs keep on label *presence*; edge kubelets are reached only through the
 //! KubeEdge stream tunnel, at `<edge InternalIP>:10350` over https.
+//!
+//! The compose flavour keeps the job names and labels (so rules and their `by (node)` are
+//! unchanged) and swaps discovery for static targets: `<edge>:9100` labelled `node="<edge>"`,
+//! cloud services by their container alias. Kubernetes-only jobs (tunnel, cloudcore) are absent.
 
 use anyhow::Result;
 use serde::Serialize;
 
 use super::names::*;
-use super::{Ctx, Files};
+use super::{ComposeTopology, Ctx, Files};
 use crate::stack::Kind;
 
 const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -148,6 +152,19 @@ fn static_target(target: String) -> Vec<StaticConfig> {
     vec![StaticConfig { targets: vec![target], labels: Default::default() }]
 }
 
+/// One static target per edge node of the compose topology, `<edge>:<port>`, labelled with its name
+/// as `node`, as the Kubernetes jobs label theirs from `__meta_kubernetes_node_name`.
+fn edge_targets(topology: &ComposeTopology, port: u16) -> Vec<StaticConfig> {
+    topology
+        .edges
+        .iter()
+        .map(|edge| StaticConfig {
+            targets: vec![format!("{edge}:{port}")],
+            labels: [(LABEL_NODE.to_string(), edge.clone())].into_iter().collect(),
+        })
+        .collect()
+}
+
 /// Keep edge nodes only: KubeEdge's label has an EMPTY value, so match on presence.
 fn keep_edge_nodes() -> Relabel {
     Relabel::keep(EDGE_LABEL_PRESENT_META, "true")
@@ -199,7 +216,19 @@ fn probe_job(ctx: &Ctx<'_>, job: &str, module: &str) -> ScrapeConfig {
 
 /// Where Prometheus reaches the blackbox exporter.
 pub fn blackbox_address(ctx: &Ctx<'_>) -> String {
-    format!("{}:9115", ctx.svc(RELEASE_BLACKBOX))
+    format!("{}:9115", ctx.host(RELEASE_BLACKBOX))
+}
+
+/// Where Prometheus reaches Alertmanager.
+pub fn alertmanager_address(ctx: &Ctx<'_>) -> String {
+    format!("{}:9093", ctx.host("alertmanager"))
+}
+
+/// Whether this file's Prometheus sends to and scrapes an Alertmanager of its own: a standalone
+/// one, and in the compose flavour also kube-prometheus-stack's, run as a plain container (on k3s
+/// the operator wires the chart's Alertmanager itself).
+fn own_alertmanager(ctx: &Ctx<'_>) -> bool {
+    ctx.has(Kind::Alertmanager) || (!ctx.is_kubernetes() && ctx.has_alertmanager())
 }
 
 /// Every scrape job this stack adds. `with_self` adds the jobs for Prometheus and
@@ -213,16 +242,16 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             static_configs: static_target("localhost:9090".into()),
             ..Default::default()
         });
-        if ctx.has(Kind::Alertmanager) {
+        if own_alertmanager(ctx) {
             jobs.push(ScrapeConfig {
                 job_name: JOB_ALERTMANAGER.into(),
-                static_configs: static_target(format!("{}:9093", ctx.svc("alertmanager"))),
+                static_configs: static_target(alertmanager_address(ctx)),
                 ..Default::default()
             });
         }
     }
     // Edge kubelet metrics through the stream tunnel: only on k3s + KubeEdge.
-    if ctx.has(Kind::PrometheusStack) {
+    if ctx.kps() {
         jobs.push(edge_tunnel_job(ctx, JOB_EDGE_CADVISOR, "/metrics/cadvisor"));
         jobs.push(edge_tunnel_job(ctx, JOB_EDGE_RESOURCE, "/metrics/resource"));
         // cloudcore runs with hostNetwork: its monitor server listens on the host IP.
@@ -247,7 +276,14 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
         });
     }
     if ctx.has(Kind::NodeExporter) {
-        jobs.push(edge_node_job(JOB_EDGE_NODE_EXPORTER, s.edge.node_exporter));
+        jobs.push(match ctx.compose_topology() {
+            None => edge_node_job(JOB_EDGE_NODE_EXPORTER, s.edge.node_exporter),
+            Some(t) => ScrapeConfig {
+                job_name: JOB_EDGE_NODE_EXPORTER.into(),
+                static_configs: edge_targets(t, s.edge.node_exporter),
+                ..Default::default()
+            },
+        });
     }
     if ctx.has(Kind::BlackboxExporter) {
         jobs.push(ScrapeConfig {
@@ -255,7 +291,7 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             static_configs: static_target(blackbox_address(ctx)),
             ..Default::default()
         });
-        if ctx.has(Kind::PrometheusStack) {
+        if ctx.kps() {
             // cloudcore's ports, probed from inside the cloud through its Service.
             let c = &s.cloudcore;
             let mut probe = probe_job(ctx, JOB_PROBE_CLOUDCORE, super::blackbox::MODULE_TCP);
@@ -276,36 +312,41 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
         if ctx.has(Kind::NodeExporter) {
             // The cloud→edge link: a TCP connect to each edge node's node exporter.
             let mut probe = probe_job(ctx, JOB_PROBE_EDGE, super::blackbox::MODULE_TCP);
-            probe.kubernetes_sd_configs = vec![KubernetesSd { role: "node", namespaces: None }];
-            probe.relabel_configs = [
-                vec![
-                    keep_edge_nodes(),
-                    Relabel::rewrite(
-                        "__meta_kubernetes_node_address_InternalIP",
-                        "(.+)",
-                        "__param_target",
-                        &format!("$1:{}", s.edge.node_exporter),
-                    ),
-                    Relabel::copy("__param_target", "instance"),
-                    Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE),
-                ],
-                vec![Relabel::set("__address__", &blackbox_address(ctx))],
-            ]
-            .concat();
+            if let Some(t) = ctx.compose_topology() {
+                // Each target's `node` label survives probe_job's relabeling; `instance` is `<edge>:9100`.
+                probe.static_configs = edge_targets(t, s.edge.node_exporter);
+            } else {
+                probe.kubernetes_sd_configs = vec![KubernetesSd { role: "node", namespaces: None }];
+                probe.relabel_configs = [
+                    vec![
+                        keep_edge_nodes(),
+                        Relabel::rewrite(
+                            "__meta_kubernetes_node_address_InternalIP",
+                            "(.+)",
+                            "__param_target",
+                            &format!("$1:{}", s.edge.node_exporter),
+                        ),
+                        Relabel::copy("__param_target", "instance"),
+                        Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE),
+                    ],
+                    vec![Relabel::set("__address__", &blackbox_address(ctx))],
+                ]
+                .concat();
+            }
             jobs.push(probe);
         }
     }
     if ctx.has(Kind::Loki) {
         jobs.push(ScrapeConfig {
             job_name: JOB_LOKI.into(),
-            static_configs: static_target(format!("{}:3100", ctx.svc(RELEASE_LOKI))),
+            static_configs: static_target(format!("{}:{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT)),
             ..Default::default()
         });
     }
     if ctx.has(Kind::Jaeger) {
         jobs.push(ScrapeConfig {
             job_name: JOB_JAEGER.into(),
-            static_configs: static_target(format!("{}:{}", ctx.svc(RELEASE_JAEGER), super::jaeger::METRICS_PORT)),
+            static_configs: static_target(format!("{}:{}", ctx.host(RELEASE_JAEGER), super::jaeger::METRICS_PORT)),
             ..Default::default()
         });
     }
@@ -314,16 +355,13 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
 
 /// The complete configuration of a standalone Prometheus.
 pub fn config(ctx: &Ctx<'_>) -> Config {
-    let s = ctx.settings();
-    let alerting = ctx.has(Kind::Alertmanager).then(|| Alerting {
-        alertmanagers: vec![AlertmanagerTarget {
-            static_configs: static_target(format!("{}:9093", ctx.svc("alertmanager"))),
-        }],
+    let alerting = own_alertmanager(ctx).then(|| Alerting {
+        alertmanagers: vec![AlertmanagerTarget { static_configs: static_target(alertmanager_address(ctx)) }],
     });
     Config {
         global: Global {
-            scrape_interval: s.scrape_interval.to_string(),
-            evaluation_interval: s.evaluation_interval.to_string(),
+            scrape_interval: ctx.scrape_interval().to_string(),
+            evaluation_interval: ctx.evaluation_interval().to_string(),
             external_labels: [("cluster".to_string(), "kubeprepare".to_string())].into_iter().collect(),
         },
         alerting,
@@ -334,7 +372,7 @@ pub fn config(ctx: &Ctx<'_>) -> Config {
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     files.add_yaml("prometheus/prometheus.yml", &config(ctx))?;
-    if ctx.has(Kind::PrometheusStack) {
+    if ctx.kps() {
         files.add_yaml("prometheus/additional-scrape-configs.yml", &scrape_configs(ctx, false))?;
     }
     Ok(())

@@ -5,6 +5,9 @@
 //!
 //! The catalog holds only alerts whose input series the profile produces: an alert
 //! on a metric nobody scrapes would never fire and could never be tested.
+//!
+//! In the compose flavour every non-zero `for` is `[e2e] alert_for`, and [`alert_bound`] says how
+//! late each alert may reach the webhook.
 
 use std::collections::BTreeMap;
 
@@ -87,8 +90,8 @@ pub struct AlertRule {
 }
 
 impl AlertRule {
-    /// How long the condition must hold before the alert fires. The e2e bound on alert latency is
-    /// this plus a scrape interval, an evaluation interval and the route's `group_wait`.
+    /// How long the condition must hold before the alert fires; see [`latency_bound`] for the
+    /// e2e bound it is part of.
     pub fn for_duration(&self) -> Duration {
         self.for_
     }
@@ -142,18 +145,28 @@ const FOR_DOWN: Duration = Duration::from_secs(120);
 /// `for` of budget alerts: long enough to ride out a start-up spike.
 const FOR_BUDGET: Duration = Duration::from_secs(300);
 
+/// The `for` a rule gets in this flavour: its own, or in the compose flavour `[e2e] alert_for`
+/// for every rule that waits at all.
+fn hold(ctx: &Ctx<'_>, own: Duration) -> Duration {
+    match ctx.compose_topology() {
+        Some(_) if own.as_millis() > 0 => ctx.stack.e2e.alert_for,
+        _ => own,
+    }
+}
+
 /// `absent(up{job="<job>"} == 1)`: fires when no target of the job is up, or the job is gone.
 /// `absent()` of a comparison carries no labels, so the rule adds `job` itself.
-fn job_down(name: &'static str, job: &str, what: &str, severity: Severity, hint: &str) -> AlertRule {
+fn job_down(ctx: &Ctx<'_>, name: &'static str, job: &str, what: &str, severity: Severity, hint: &str) -> AlertRule {
     let target = |v: &str| series(format!("up{{job=\"{job}\",instance=\"a:1\"}}"), v);
+    let for_down = hold(ctx, FOR_DOWN);
     AlertRule {
         name,
         expr: format!("absent(up{{job=\"{job}\"}} == 1)"),
-        for_: FOR_DOWN,
+        for_: for_down,
         severity,
         labels: labels(&[("job", job)]),
         summary: format!("{what} is down"),
-        description: format!("No target of scrape job {job} ({what}) has been up for {FOR_DOWN}."),
+        description: format!("No target of scrape job {job} ({what}) has been up for {for_down}."),
         runbook: hint.into(),
         cases: vec![fires(vec![target("0x10")], &[&[]]), fires(vec![], &[&[]]), silent(vec![target("1x10")])],
     }
@@ -162,7 +175,8 @@ fn job_down(name: &'static str, job: &str, what: &str, severity: Severity, hint:
 /// The alert catalog for a profile: only alerts whose signals the profile produces.
 pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     // kube-state-metrics, cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge.
-    let kps = ctx.has(Kind::PrometheusStack);
+    let kps = ctx.kps();
+    let (for_node, for_down, for_budget) = (hold(ctx, FOR_NODE), hold(ctx, FOR_DOWN), hold(ctx, FOR_BUDGET));
     let mut rules = Vec::new();
     if kps {
         let ready = |node: &str, v: &str| {
@@ -177,12 +191,12 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             expr: "max by (node) (kube_node_status_condition{condition=\"Ready\",status=\"true\"} == 0) \
                    and on (node) kube_node_role{role=\"edge\"}"
                 .into(),
-            for_: FOR_DOWN,
+            for_: for_down,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is not Ready".into(),
             description: format!(
-                "Edge node {{{{ $labels.node }}}} has been NotReady (or silent towards cloudcore) for {FOR_DOWN}."
+                "Edge node {{{{ $labels.node }}}} has been NotReady (or silent towards cloudcore) for {for_down}."
             ),
             runbook: "On the edge node: `systemctl status edgecore`, `journalctl -u edgecore`; check the link to cloudcore port 10000.".into(),
             cases: vec![
@@ -202,11 +216,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         rules.push(AlertRule {
             name: "EdgeNodeUnreachable",
             expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
-            for_: FOR_NODE,
+            for_: for_node,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is unreachable from the cloud".into(),
-            description: format!("Prometheus has not scraped node exporter on edge node {{{{ $labels.node }}}} for {FOR_NODE}: the node is down or its link is cut."),
+            description: format!("Prometheus has not scraped node exporter on edge node {{{{ $labels.node }}}} for {for_node}: the node is down or its link is cut."),
             runbook: "Check the edge node is powered and its network link; then `systemctl status edgecore` and the edge-node-exporter pod.".into(),
             cases: vec![
                 fires(vec![up("edge-1", "0x10"), up("edge-2", "1x10")], &[&[("node", "edge-1")]]),
@@ -220,11 +234,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             name: "CloudEdgeTunnelDown",
             // `max` of no series is no series: with no edge target at all this stays silent.
             expr: format!("max(up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 0"),
-            for_: FOR_DOWN,
+            for_: for_down,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "The cloud-edge stream tunnel is down".into(),
-            description: format!("No edge kubelet can be scraped through the KubeEdge stream tunnel (port 10350 to cloudcore 10003) for {FOR_DOWN}."),
+            description: format!("No edge kubelet can be scraped through the KubeEdge stream tunnel (port 10350 to cloudcore 10003) for {for_down}."),
             runbook: "Check cloudcore's cloudStream (ports 10003/10004) and iptables-manager; on edges, `modules.edgeStream.enable` must be true.".into(),
             cases: vec![
                 fires(vec![up("edge-1", "0x10"), up("edge-2", "0x10")], &[&[]]),
@@ -233,6 +247,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             ],
         });
         rules.push(job_down(
+            ctx,
             "CloudcoreDown",
             JOB_CLOUDCORE,
             "cloudcore",
@@ -255,11 +270,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             rules.push(AlertRule {
                 name: "EdgeComponentMemoryOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (container_memory_working_set_bytes{{{sel}}}) > {mem}"),
-                for_: FOR_BUDGET,
+                for_: for_budget,
                 severity: Severity::Warning,
                 labels: component.clone(),
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more memory than its budget ({})", budget.memory),
-                description: format!("The working set of {name} on edge node {{{{ $labels.node }}}} has been above {} for {FOR_BUDGET}.", budget.memory),
+                description: format!("The working set of {name} on edge node {{{{ $labels.node }}}} has been above {} for {for_budget}.", budget.memory),
                 runbook: format!("Compare with the e2e report's figures for {name}; raise its budget in stack.toml only if the measured need is accepted."),
                 cases: vec![
                     fires(vec![at("container_memory_working_set_bytes", format!("{}x15", mem.saturating_mul(2)))], &[&who]),
@@ -273,11 +288,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             rules.push(AlertRule {
                 name: "EdgeComponentCpuOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (rate(container_cpu_usage_seconds_total{{{sel}}}[5m])) > {cores}"),
-                for_: FOR_BUDGET,
+                for_: for_budget,
                 severity: Severity::Warning,
                 labels: component,
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more CPU than its budget ({})", budget.cpu),
-                description: format!("{name} on edge node {{{{ $labels.node }}}} has used more than {} for {FOR_BUDGET}.", budget.cpu),
+                description: format!("{name} on edge node {{{{ $labels.node }}}} has used more than {} for {for_budget}.", budget.cpu),
                 runbook: format!("Check {name}'s load (log volume, scrape targets) on that node; raise its budget in stack.toml only if accepted."),
                 cases: vec![
                     fires(vec![at("container_cpu_usage_seconds_total", format!("0+{over}x20"))], &[&who]),
@@ -295,12 +310,12 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             expr: format!(
                 "max by (job, instance, node) (probe_success{{job=~\"{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}\"}}) == 0"
             ),
-            for_: FOR_NODE,
+            for_: for_node,
             severity: Severity::Warning,
             labels: BTreeMap::new(),
             summary: "Link probe {{ $labels.job }} to {{ $labels.instance }} is failing".into(),
             description: format!(
-                "The blackbox probe {{{{ $labels.job }}}} has not reached {{{{ $labels.instance }}}} for {FOR_NODE}."
+                "The blackbox probe {{{{ $labels.job }}}} has not reached {{{{ $labels.instance }}}} for {for_node}."
             ),
             runbook:
                 "Check the network path between the cloud and that endpoint (routes, firewall, the edge node's link)."
@@ -314,6 +329,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             ],
         });
         rules.push(job_down(
+            ctx,
             "BlackboxExporterDown",
             JOB_BLACKBOX,
             "the blackbox exporter",
@@ -328,7 +344,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     rules.push(AlertRule {
         name: "PrometheusRuleEvaluationFailures",
         expr: "sum by (job, instance) (increase(prometheus_rule_evaluation_failures_total[5m])) > 0".into(),
-        for_: FOR_NODE,
+        for_: for_node,
         severity: Severity::Warning,
         labels: BTreeMap::new(),
         summary: "Prometheus fails to evaluate rules".into(),
@@ -345,19 +361,20 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     rules.push(AlertRule {
         name: "PrometheusAlertmanagerNotConnected",
         expr: "max by (job, instance) (prometheus_notifications_alertmanagers_discovered) < 1".into(),
-        for_: FOR_DOWN,
+        for_: for_down,
         severity: Severity::Critical,
         labels: BTreeMap::new(),
         summary: "Prometheus is not connected to any Alertmanager".into(),
-        description: format!("Prometheus {{{{ $labels.instance }}}} has discovered no Alertmanager for {FOR_DOWN}: no alert is delivered."),
+        description: format!("Prometheus {{{{ $labels.instance }}}} has discovered no Alertmanager for {for_down}: no alert is delivered."),
         runbook: "Check the Alertmanager pod and Prometheus' `alerting` configuration.".into(),
         cases: vec![
             fires(vec![prom("prometheus_notifications_alertmanagers_discovered", "0x10")], &[prom_labels]),
             silent(vec![prom("prometheus_notifications_alertmanagers_discovered", "1x10")]),
         ],
     });
-    if kps || ctx.has(Kind::Alertmanager) {
+    if ctx.has_alertmanager() {
         rules.push(job_down(
+            ctx,
             "AlertmanagerDown",
             jobs.alertmanager,
             "Alertmanager",
@@ -367,6 +384,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     }
     if ctx.has(Kind::Loki) {
         rules.push(job_down(
+            ctx,
             "LokiDown",
             JOB_LOKI,
             "Loki",
@@ -376,6 +394,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     }
     if ctx.has(Kind::Jaeger) {
         rules.push(job_down(
+            ctx,
             "JaegerDown",
             JOB_JAEGER,
             "Jaeger",
@@ -438,7 +457,7 @@ pub fn rule_groups(ctx: &Ctx<'_>) -> Vec<RuleGroup> {
             annotations: r.annotations(),
         })
         .collect();
-    vec![RuleGroup { name: GROUP_NAME.into(), interval: ctx.settings().evaluation_interval.to_string(), rules }]
+    vec![RuleGroup { name: GROUP_NAME.into(), interval: ctx.evaluation_interval().to_string(), rules }]
 }
 
 /// Distinct alert names of the catalog, sorted.
@@ -456,6 +475,120 @@ struct PrometheusRule {
     kind: &'static str,
     metadata: ObjectMeta,
     spec: RulesFile,
+}
+
+// ---- alert latency ----
+
+/// The latest an alert of `rule` reaches the webhook after its condition starts to hold, in this
+/// context's flavour (the e2e compose tier measures against it):
+///
+/// `2 × scrape_interval + evaluation_interval + for (rounded up to whole evaluation intervals) + group_wait`
+///
+/// - the first scrape to see the fault starts up to one scrape interval later and can take up to its
+///   timeout, which Prometheus caps at the scrape interval (a cut link hangs until then; a vanished host
+///   fails at once);
+/// - the first evaluation to see that sample comes up to one evaluation interval later, and makes the
+///   alert pending;
+/// - it fires at the first evaluation at least `for` later, and Prometheus sends it to Alertmanager at once;
+/// - Alertmanager holds a new group for its route's `group_wait`, then posts.
+///
+/// With the compose defaults (2s, 2s, 6s, 2s) that is 14s. It holds for a *new* alert group (labels
+/// `alertname`, `node`, `component`); an alert joining a group that was notified in the last
+/// `group_interval` waits for that group's next flush instead. Resolution is not bounded by it.
+pub fn latency_bound(ctx: &Ctx<'_>, rule: &AlertRule) -> std::time::Duration {
+    latency_model(ctx, rule).bound()
+}
+
+/// The terms of an alert's latency (see [`latency_bound`]), to explain a measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyModel {
+    pub scrape: std::time::Duration,
+    pub evaluation: std::time::Duration,
+    /// `for`, rounded up to whole evaluation intervals.
+    pub hold: std::time::Duration,
+    pub group_wait: std::time::Duration,
+}
+
+impl LatencyModel {
+    /// The worst case: the next scrape a whole interval away and hanging to its timeout, the
+    /// next evaluation a whole interval after it.
+    pub fn bound(&self) -> std::time::Duration {
+        2 * self.scrape + self.evaluation + self.hold + self.group_wait
+    }
+
+    /// The best case: scrape and evaluation right after the fault; `for` and `group_wait` are
+    /// waited in full. An alert sooner than this was not caused by the fault.
+    pub fn earliest(&self) -> std::time::Duration {
+        self.hold + self.group_wait
+    }
+
+    /// The worst case for a target that fails its scrape at once (connection refused, host gone):
+    /// no scrape timeout.
+    pub fn latest_without_timeout(&self) -> std::time::Duration {
+        self.scrape + self.evaluation + self.hold + self.group_wait
+    }
+
+    /// Why `measured` differs from the bound, in terms of the model; `None` when it is within
+    /// `tolerance` (a fraction) of the bound, or outside what the model can explain.
+    pub fn explain(&self, measured: std::time::Duration, tolerance: f64) -> Option<String> {
+        let s = |d: std::time::Duration| format!("{:.1} s", d.as_secs_f64());
+        let bound = self.bound().as_secs_f64();
+        let m = measured.as_secs_f64();
+        if (m - bound).abs() <= bound * tolerance || measured < self.earliest() || m > bound {
+            return None;
+        }
+        Some(format!(
+            "{:.0}% under the {} bound, which is the worst case: {} to the next scrape + {} scrape timeout + {} to \
+             the next evaluation + {} `for` + {} group_wait. A stopped node or cut link refuses its scrape at once \
+             (no timeout), and the scrape and evaluation phases are anywhere in their intervals, so the expected \
+             window is {}–{}; {} lies in it",
+            (bound - m) / bound * 100.0,
+            s(self.bound()),
+            s(self.scrape),
+            s(self.scrape),
+            s(self.evaluation),
+            s(self.hold),
+            s(self.group_wait),
+            s(self.earliest()),
+            s(self.latest_without_timeout()),
+            s(measured),
+        ))
+        .filter(|_| measured <= self.latest_without_timeout())
+    }
+}
+
+/// The [`LatencyModel`] of one rule in this context's flavour.
+pub fn latency_model(ctx: &Ctx<'_>, rule: &AlertRule) -> LatencyModel {
+    let ms = std::time::Duration::from_millis;
+    let eval = ctx.evaluation_interval().as_millis().max(1);
+    LatencyModel {
+        scrape: ms(ctx.scrape_interval().as_millis()),
+        evaluation: ms(eval),
+        hold: ms(rule.for_.as_millis().div_ceil(eval) * eval),
+        group_wait: ms(super::alertmanager::group_wait(ctx, rule.severity).as_millis()),
+    }
+}
+
+/// The [`LatencyModel`] of the alert named `alert` (the slowest of the rules sharing the name).
+pub fn alert_model(ctx: &Ctx<'_>, alert: &str) -> Option<LatencyModel> {
+    catalog(ctx).iter().filter(|r| r.name == alert).map(|r| latency_model(ctx, r)).max_by_key(|m| m.bound())
+}
+
+/// [`latency_bound`] of the alert named `alert`, or `None` when this profile's catalog has no such
+/// alert. Rules sharing a name (one per edge component) share `for` and severity; the largest bound wins.
+pub fn alert_bound(ctx: &Ctx<'_>, alert: &str) -> Option<std::time::Duration> {
+    catalog(ctx).iter().filter(|r| r.name == alert).map(|r| latency_bound(ctx, r)).max()
+}
+
+/// [`alert_bound`] of every alert of the catalog, by name.
+pub fn alert_bounds(ctx: &Ctx<'_>) -> BTreeMap<String, std::time::Duration> {
+    let mut out = BTreeMap::new();
+    for r in catalog(ctx) {
+        let bound = latency_bound(ctx, &r);
+        let e = out.entry(r.name.to_string()).or_insert(bound);
+        *e = (*e).max(bound);
+    }
+    out
 }
 
 // ---- promtool unit tests ----
@@ -535,11 +668,7 @@ fn test_file(ctx: &Ctx<'_>) -> TestFile {
         }
     }
     let rules_name = RULES_FILE.rsplit('/').next().unwrap_or(RULES_FILE);
-    TestFile {
-        rule_files: vec![rules_name.into()],
-        evaluation_interval: ctx.settings().evaluation_interval.to_string(),
-        tests,
-    }
+    TestFile { rule_files: vec![rules_name.into()], evaluation_interval: ctx.evaluation_interval().to_string(), tests }
 }
 
 /// Add the rules file, its promtool tests and (with kube-prometheus-stack) the `PrometheusRule`.
@@ -547,7 +676,7 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     let groups = rule_groups(ctx);
     files.add_yaml(RULES_FILE, &RulesFile { groups: groups.clone() })?;
     files.add_yaml(TESTS_FILE, &test_file(ctx))?;
-    if ctx.has(Kind::PrometheusStack) {
+    if ctx.kps() {
         let object = PrometheusRule {
             api_version: "monitoring.coreos.com/v1",
             kind: "PrometheusRule",

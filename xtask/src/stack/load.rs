@@ -125,6 +125,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             ),
         );
     }
+    check_e2e(&stack.e2e, report);
     if s.trace_max_traces == 0 {
         report("settings.trace_max_traces".into(), "must be greater than zero".into());
     }
@@ -247,6 +248,52 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                 format!(
                     "more than one edge log agent is enabled ({}): set enabled = false on all but one",
                     names.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// The compose tier's timing: what Prometheus and Alertmanager accept, and what makes an alert meaningful.
+fn check_e2e(e: &super::E2e, report: &mut dyn FnMut(String, String)) {
+    for (field, d, tool) in [
+        ("e2e.scrape_interval", e.scrape_interval, "Prometheus would fall back to its 1m default"),
+        ("e2e.evaluation_interval", e.evaluation_interval, "Prometheus would fall back to its 1m default"),
+        ("e2e.group_interval", e.group_interval, "Alertmanager refuses a zero group_interval"),
+        ("e2e.repeat_interval", e.repeat_interval, "Alertmanager refuses a zero repeat_interval"),
+        ("e2e.watchdog_repeat_interval", e.watchdog_repeat_interval, "Alertmanager refuses a zero repeat_interval"),
+    ] {
+        if d.as_millis() == 0 {
+            report(field.into(), format!("must be greater than zero: {tool}"));
+        }
+    }
+    if e.evaluation_interval < e.scrape_interval {
+        report(
+            "e2e.evaluation_interval".into(),
+            format!(
+                "evaluation interval {} is shorter than the scrape interval {}: rules would evaluate stale data; make it at least the scrape interval",
+                e.evaluation_interval, e.scrape_interval
+            ),
+        );
+    }
+    if e.alert_for < e.evaluation_interval {
+        report(
+            "e2e.alert_for".into(),
+            format!(
+                "`for` {} is shorter than the evaluation interval {}: a single failed scrape would fire an alert; make it at least the evaluation interval (3 intervals, e.g. \"6s\", ride out one lost scrape)",
+                e.alert_for, e.evaluation_interval
+            ),
+        );
+    }
+    for (field, repeat) in
+        [("e2e.repeat_interval", e.repeat_interval), ("e2e.watchdog_repeat_interval", e.watchdog_repeat_interval)]
+    {
+        if repeat < e.group_interval {
+            report(
+                field.into(),
+                format!(
+                    "repeat interval {repeat} is shorter than the group interval {}: Alertmanager repeats only at group intervals; make it at least the group interval",
+                    e.group_interval
                 ),
             );
         }

@@ -25,6 +25,9 @@ pub struct Stack {
     pub kubeprepare: Kubeprepare,
     pub settings: Settings,
     pub matrix: Matrix,
+    /// Timing of the e2e compose tier; an absent table or field takes [`E2e::default`].
+    #[serde(default)]
+    pub e2e: E2e,
     pub profiles: BTreeMap<Name, Profile>,
 }
 
@@ -113,6 +116,46 @@ pub struct EdgePorts {
 impl Default for EdgePorts {
     fn default() -> Self {
         EdgePorts { kubelet_readonly: 10350, node_exporter: 9100 }
+    }
+}
+
+/// Timing of the compose flavour of the render (`render::Ctx::compose`), which the e2e compose tier
+/// runs: seconds instead of minutes, so an alert fires, is delivered and is measured within one short
+/// run. The Kubernetes flavour never reads it: it keeps [`Settings`]' intervals and the rules' own `for`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct E2e {
+    /// Prometheus' global scrape interval (the scrape timeout follows it: Prometheus caps it at the interval).
+    pub scrape_interval: Duration,
+    /// Prometheus' global evaluation interval and the rule group's interval.
+    pub evaluation_interval: Duration,
+    /// The `for` of every alert rule whose `for` is non-zero (Watchdog keeps 0). One value rather than
+    /// a divisor of each rule's `for`: the e2e checks that each alert is raised and delivered, not the
+    /// production tolerances (the promtool cases pin those), and one value gives every alert the same
+    /// latency bound (`render::rules::alert_bound`).
+    pub alert_for: Duration,
+    /// Alertmanager's `group_wait` for critical and warning alerts (Watchdog's route keeps 0s).
+    pub group_wait: Duration,
+    /// Alertmanager's `group_interval`: also how late a resolved notification can be.
+    pub group_interval: Duration,
+    /// Alertmanager's `repeat_interval`: longer than a run, so each alert is delivered once.
+    pub repeat_interval: Duration,
+    /// The Watchdog route's `repeat_interval`: short, so the dead man's switch keeps arriving
+    /// through a run and a scenario can see it still does after a restart.
+    pub watchdog_repeat_interval: Duration,
+}
+
+impl Default for E2e {
+    fn default() -> Self {
+        E2e {
+            scrape_interval: Duration::from_secs(2),
+            evaluation_interval: Duration::from_secs(2),
+            alert_for: Duration::from_secs(6),
+            group_wait: Duration::from_secs(2),
+            group_interval: Duration::from_secs(5),
+            repeat_interval: Duration::from_secs(3600),
+            watchdog_repeat_interval: Duration::from_secs(10),
+        }
     }
 }
 
@@ -398,6 +441,17 @@ impl Arch {
             "aarch64" => Some(Arch::Arm64),
             _ => None,
         }
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+    /// `amd64` or `arm64`, as in stack.toml and on the command line.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown arch {s:?}: expected one of amd64, arm64"))
     }
 }
 

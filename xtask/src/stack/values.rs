@@ -68,6 +68,9 @@ impl Duration {
     pub const fn from_secs(s: u64) -> Self {
         Duration { ms: s * 1000 }
     }
+    pub const fn from_millis(ms: u64) -> Self {
+        Duration { ms }
+    }
     pub fn as_secs(self) -> u64 {
         self.ms / 1000
     }
@@ -133,6 +136,12 @@ fn parse_duration(s: &str) -> Option<Duration> {
 impl From<Duration> for String {
     fn from(d: Duration) -> String {
         d.to_string()
+    }
+}
+
+impl From<Duration> for std::time::Duration {
+    fn from(d: Duration) -> std::time::Duration {
+        std::time::Duration::from_millis(d.ms)
     }
 }
 
