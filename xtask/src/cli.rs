@@ -30,19 +30,8 @@ pub enum Command {
     Validate(crate::validate::Args),
     /// Measure the tool against the alternatives and print the figures (`bench bundle`).
     Bench(crate::bench::Args),
-    /// Run the offline end-to-end scenarios (compose tier; k3s tier later).
-    E2e(crate::cli::E2eArgs),
-}
-
-/// Run the offline end-to-end scenarios against a bundle.
-#[derive(Debug, clap::Args)]
-pub struct E2eArgs {
-    /// Cluster backend.
-    #[arg(long, default_value = "compose")]
-    pub backend: String,
-    /// Stack profile.
-    #[arg(long, default_value = "local")]
-    pub profile: String,
+    /// Run the offline end-to-end scenarios against a bundle (compose tier; k3s tier later).
+    E2e(crate::e2e::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,16 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(args) => crate::lock::run(args),
         Command::Bundle(args) => crate::bundle::run(args),
         Command::Bench(args) => crate::bench::run(args),
-        Command::E2e(args) => e2e(args),
+        Command::E2e(args) => crate::e2e::run(args),
     }
-}
-
-fn e2e(args: E2eArgs) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "e2e is not built yet (backend {}, profile {}): the compose tier needs the offline bundle \
-         (`cargo xtask bundle`, issue 3) and lands with the e2e issue (issue 4). What works today: \
-         `cargo xtask render` and `cargo xtask validate`.",
-        args.backend,
-        args.profile
-    )
 }

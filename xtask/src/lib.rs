@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod containerd;
+pub mod e2e;
 pub mod fetch;
 pub mod fixtures;
 pub mod golden;

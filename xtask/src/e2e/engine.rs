@@ -1,0 +1,497 @@
+//! The container engine, through the Docker Engine API (bollard).
+//!
+//! Every network, container and volume the e2e creates carries [`LABEL_RUN`] (its
+//! run id) and [`LABEL_PID`] (the harness process): [`Engine::remove_run`] removes a
+//! run's resources, [`Engine::sweep`] those of runs whose process is gone.
+//!
+//! Nothing here pulls an image: containers are created from images loaded from the
+//! bundle ([`Engine::load_archive`]), and [`Engine::pulls_since`] lets the run prove it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountTypeEnum, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use camino::Utf8Path;
+use futures_util::StreamExt;
+
+/// Label every e2e resource carries: the run id.
+pub const LABEL_RUN: &str = "io.kubeprepare.e2e.run";
+/// Label every e2e resource carries: the pid of the harness that made it.
+pub const LABEL_PID: &str = "io.kubeprepare.e2e.pid";
+
+/// How to install and start Docker, for error messages.
+pub const DOCKER_FIX: &str = "install and start Docker: on Debian/Ubuntu as root `apt-get install -y docker.io && (dockerd >/var/log/dockerd.log 2>&1 &)`; `cargo xtask e2e` does this itself when run as root";
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+/// One container to create (from the plan).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    /// A network name, or `container:<name>` to share that container's network namespace.
+    pub network: String,
+    /// DNS aliases on `network`.
+    pub aliases: Vec<String>,
+    /// Read-only bind mounts: host path → container path.
+    pub binds: BTreeMap<String, String>,
+    /// Anonymous-volume-free scratch: named volumes (created with the run's labels) → container path.
+    pub volumes: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// `linux/amd64` or `linux/arm64`.
+    pub platform: String,
+}
+
+impl Engine {
+    /// Connect to the local engine (`DOCKER_HOST` or the default socket), at an API version it speaks.
+    pub async fn connect() -> Result<Engine> {
+        let docker = Docker::connect_with_local_defaults()
+            .with_context(|| format!("cannot reach the Docker engine; {DOCKER_FIX}"))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .with_context(|| format!("the Docker engine does not answer; {DOCKER_FIX}"))?;
+        docker.ping().await.with_context(|| format!("the Docker engine does not answer a ping; {DOCKER_FIX}"))?;
+        Ok(Engine { docker })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The engine's version string (for reports).
+    pub async fn version(&self) -> Result<String> {
+        let v = self.docker.version().await.context("asking the Docker engine its version")?;
+        Ok(v.version.unwrap_or_else(|| "unknown".into()))
+    }
+
+    /// `docker load` one image archive of the bundle (plain tar, or tar.zst decompressed
+    /// while streaming). Returns the image names the engine reports loaded.
+    pub async fn load_archive(&self, path: &Utf8Path) -> Result<Vec<String>> {
+        let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+        let reader: Box<dyn std::io::Read + Send> = if path.as_str().ends_with(".zst") {
+            Box::new(zstd::stream::read::Decoder::new(file).with_context(|| format!("reading {path} as zstd"))?)
+        } else {
+            Box::new(file)
+        };
+        let chunks = futures_util::stream::unfold(Some(reader), |reader| async move {
+            let mut reader = reader?;
+            let mut buf = vec![0u8; 1 << 20];
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), Some(reader)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut out = Vec::new();
+        let mut stream = self.docker.import_image_stream(options, chunks, None);
+        while let Some(msg) = stream.next().await {
+            let msg = msg.with_context(|| format!("docker load {path}"))?;
+            if let Some(s) = msg.stream {
+                if let Some(name) = s.trim().strip_prefix("Loaded image: ") {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        if out.is_empty() {
+            bail!("docker load {path}: the engine loaded no named image (is it an image archive of the bundle?)");
+        }
+        Ok(out)
+    }
+
+    /// Whether the engine has `image` (by name), and its platform `os/arch`.
+    pub async fn image_platform(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(format!("{}/{}", i.os.unwrap_or_default(), i.architecture.unwrap_or_default()))),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("inspecting image {image}")),
+        }
+    }
+
+    /// Image pulls the engine recorded since `since` (unix seconds): the e2e must have none.
+    pub async fn pulls_since(&self, since: i64) -> Result<Vec<String>> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("type", vec!["image"]), ("event", vec!["pull"])]);
+        let options =
+            EventsOptionsBuilder::default().since(&since.to_string()).until(&now.to_string()).filters(&filters).build();
+        let mut events = self.docker.events(Some(options));
+        let mut out = Vec::new();
+        while let Some(e) = events.next().await {
+            let e = e.context("reading the engine's events")?;
+            out.push(e.actor.and_then(|a| a.id).unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    /// An internal network (no route out), labelled with the run.
+    pub async fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            internal: Some(true),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker.create_network(req).await.with_context(|| format!("creating network {name}"))?;
+        Ok(())
+    }
+
+    /// The host-side address of a network's bridge (its gateway): how the harness reaches
+    /// the containers, and where they reach the harness.
+    pub async fn network_gateway(&self, name: &str) -> Result<std::net::IpAddr> {
+        let n = self
+            .docker
+            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .with_context(|| format!("inspecting network {name}"))?;
+        let gw = n
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+            .with_context(|| format!("network {name} has no gateway address"))?;
+        gw.parse().with_context(|| format!("network {name}: gateway {gw:?} is not an IP address"))
+    }
+
+    pub async fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        let req = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker.create_volume(req).await.with_context(|| format!("creating volume {name}"))?;
+        Ok(())
+    }
+
+    /// Create and start a container; never pulls (a missing image is an error naming it).
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<()> {
+        let mut mounts: Vec<Mount> = spec
+            .binds
+            .iter()
+            .map(|(host, target)| Mount {
+                target: Some(target.clone()),
+                source: Some(host.clone()),
+                typ: Some(MountTypeEnum::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect();
+        mounts.extend(spec.volumes.iter().map(|(volume, target)| Mount {
+            target: Some(target.clone()),
+            source: Some(volume.clone()),
+            typ: Some(MountTypeEnum::VOLUME),
+            read_only: Some(false),
+            ..Default::default()
+        }));
+        let shares_netns = spec.network.starts_with("container:");
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: Some(spec.cmd.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            host_config: Some(HostConfig {
+                network_mode: Some(spec.network.clone()),
+                mounts: Some(mounts),
+                privileged: Some(false),
+                ..Default::default()
+            }),
+            networking_config: (!shares_netns).then(|| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).platform(&spec.platform).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => {}
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message }) => bail!(
+                "creating container {}: {message}; the image {} must come from the bundle (it is never pulled)",
+                spec.name,
+                spec.image
+            ),
+            Err(e) => return Err(e).with_context(|| format!("creating container {}", spec.name)),
+        }
+        self.start(&spec.name).await
+    }
+
+    /// Start a container; starting a running one is not an error.
+    pub async fn start(&self, name: &str) -> Result<()> {
+        match self.docker.start_container(name, None::<bollard::query_parameters::StartContainerOptions>).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("starting container {name}")),
+        }
+    }
+
+    /// Stop a container (SIGTERM, then SIGKILL after 5 s); stopping a stopped one is not an error.
+    pub async fn stop(&self, name: &str) -> Result<()> {
+        let options = StopContainerOptionsBuilder::default().t(5).build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("stopping container {name}")),
+        }
+    }
+
+    /// Kill a container at once (SIGKILL), as a power loss would; killing a stopped one is not an error.
+    pub async fn kill(&self, name: &str) -> Result<()> {
+        let options = bollard::query_parameters::KillContainerOptionsBuilder::default().signal("KILL").build();
+        match self.docker.kill_container(name, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("killing container {name}")),
+        }
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        let options = bollard::query_parameters::RestartContainerOptionsBuilder::default().t(5).build();
+        self.docker.restart_container(name, Some(options)).await.with_context(|| format!("restarting container {name}"))
+    }
+
+    /// Whether a container is running, and its IP address on `network`.
+    pub async fn address(&self, name: &str, network: &str) -> Result<Option<std::net::IpAddr>> {
+        let c = self
+            .docker
+            .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {name}"))?;
+        let ip = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty());
+        ip.map(|ip| ip.parse().with_context(|| format!("container {name}: address {ip:?}"))).transpose()
+    }
+
+    /// `Ok` while the container runs; once it has stopped, an error with its exit code and the
+    /// end of its log (what a crashed component says about why).
+    pub async fn ensure_running(&self, name: &str) -> Result<()> {
+        let c = self
+            .docker
+            .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {name}"))?;
+        let state = c.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Ok(());
+        }
+        let log = self.logs(name, 15).await.unwrap_or_else(|e| format!("(no log: {e:#})"));
+        bail!(
+            "container {name} is not running (exit code {}); its log ends:\n{}",
+            state.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into()),
+            log.trim_end()
+        )
+    }
+
+    pub async fn connect_network(&self, network: &str, container: &str, aliases: &[String]) -> Result<()> {
+        let req = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings { aliases: Some(aliases.to_vec()), ..Default::default() }),
+        };
+        self.docker
+            .connect_network(network, req)
+            .await
+            .with_context(|| format!("connecting {container} to network {network}"))
+    }
+
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let req = NetworkDisconnectRequest { container: container.to_string(), force: Some(true) };
+        self.docker
+            .disconnect_network(network, req)
+            .await
+            .with_context(|| format!("disconnecting {container} from network {network}"))
+    }
+
+    /// One stats sample of a running container: (memory working set in bytes, total CPU ns,
+    /// system CPU ns, online CPUs). The working set is usage minus inactive file cache, as
+    /// `docker stats` and the kubelet count it.
+    pub async fn stats_once(&self, name: &str) -> Result<Option<StatsSample>> {
+        let options = StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+        let mut s = self.docker.stats(name, Some(options));
+        let Some(r) = s.next().await else { return Ok(None) };
+        let r = match r {
+            Ok(r) => r,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading stats of {name}")),
+        };
+        let mem = r.memory_stats.unwrap_or_default();
+        let usage = mem.usage.unwrap_or(0);
+        let stats = mem.stats.unwrap_or_default();
+        let inactive = stats.get("inactive_file").or_else(|| stats.get("total_inactive_file")).copied().unwrap_or(0);
+        let cpu = r.cpu_stats.unwrap_or_default();
+        let total = cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0);
+        if usage == 0 && total == 0 {
+            return Ok(None); // not running
+        }
+        Ok(Some(StatsSample { memory_bytes: usage.saturating_sub(inactive), cpu_total_ns: total }))
+    }
+
+    /// The last `tail` lines of a container's stdout and stderr.
+    pub async fn logs(&self, name: &str, tail: usize) -> Result<String> {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail.to_string()).build();
+        let mut s = self.docker.logs(name, Some(options));
+        let mut out = String::new();
+        while let Some(chunk) = s.next().await {
+            out.push_str(&chunk.with_context(|| format!("reading logs of {name}"))?.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Remove every container, network and volume labelled with `run` (containers first).
+    pub async fn remove_run(&self, run: &str) -> Result<Removed> {
+        self.remove_where(|labels| labels.get(LABEL_RUN).map(String::as_str) == Some(run)).await
+    }
+
+    /// Remove the resources of earlier runs whose harness process is gone.
+    pub async fn sweep(&self) -> Result<Removed> {
+        self.remove_where(|labels| {
+            labels.contains_key(LABEL_RUN)
+                && labels
+                    .get(LABEL_PID)
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_none_or(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .await
+    }
+
+    /// Every resource with a run label: (kind, name) — what a test checks is empty.
+    pub async fn labelled(&self, run: &str) -> Result<Vec<String>> {
+        let filter = format!("{LABEL_RUN}={run}");
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![filter.as_str()])]);
+        let mut out = Vec::new();
+        let cs = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await
+            .context("listing containers")?;
+        out.extend(cs.into_iter().map(|c| format!("container {}", c.names.unwrap_or_default().join(","))));
+        let ns = self
+            .docker
+            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .context("listing networks")?;
+        out.extend(ns.into_iter().map(|n| format!("network {}", n.name.unwrap_or_default())));
+        let vs = self
+            .docker
+            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .context("listing volumes")?;
+        out.extend(vs.volumes.unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
+        Ok(out)
+    }
+
+    async fn remove_where(&self, select: impl Fn(&HashMap<String, String>) -> bool) -> Result<Removed> {
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
+        let mut removed = Removed::default();
+        let cs = self
+            .docker
+            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
+            .await
+            .context("listing containers")?;
+        // Containers sharing another's network namespace go first.
+        let mut cs: Vec<_> = cs.into_iter().filter(|c| c.labels.as_ref().is_some_and(&select)).collect();
+        cs.sort_by_key(|c| {
+            !c.host_config.as_ref().and_then(|h| h.network_mode.as_ref()).is_some_and(|m| m.starts_with("container:"))
+        });
+        for c in cs {
+            let Some(id) = c.id else { continue };
+            let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            match self.docker.remove_container(&id, Some(options)).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                    removed.containers += 1
+                }
+                Err(e) => return Err(e).context("removing a container"),
+            }
+        }
+        let ns = self
+            .docker
+            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .context("listing networks")?;
+        for n in ns.into_iter().filter(|n| n.labels.as_ref().is_some_and(&select)) {
+            let Some(name) = n.name else { continue };
+            match self.docker.remove_network(&name).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                    removed.networks += 1
+                }
+                Err(e) => return Err(e).with_context(|| format!("removing network {name}")),
+            }
+        }
+        let vs = self
+            .docker
+            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
+            .await
+            .context("listing volumes")?;
+        for v in vs.volumes.unwrap_or_default().into_iter().filter(|v| select(&v.labels)) {
+            match self.docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                    removed.volumes += 1
+                }
+                Err(e) => return Err(e).with_context(|| format!("removing volume {}", v.name)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// One stats reading.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsSample {
+    pub memory_bytes: u64,
+    pub cpu_total_ns: u64,
+}
+
+/// What a cleanup removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+}
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} containers, {} networks, {} volumes", self.containers, self.networks, self.volumes)
+    }
+}
+
+/// Poll `check` until it returns `Some`, or fail after `timeout` with the last state it saw.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let why = last_err.map(|e| format!(": last error: {e:#}")).unwrap_or_default();
+            bail!("timed out after {:?} waiting for {what}{why}", timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,387 @@
+//! `cargo xtask e2e`: offline end-to-end scenarios against a bundle.
+//!
+//! The compose tier (plain containers, no Kubernetes) runs the bundle's real components
+//! with the compose flavour of the rendered configs:
+//!
+//! 1. provision: a Docker engine, qemu for arm64, the fixture images and the bundle
+//!    ([`provision`]);
+//! 2. plan the topology as data ([`plan`], printed by `--dry-run`);
+//! 3. load every image archive of the bundle into the engine (nothing is ever pulled,
+//!    and the run checks the engine's events for pulls), create the internal networks,
+//!    start the alert receiver ([`receiver`]) on the cloud bridge, render the configs
+//!    for that topology and start the containers ([`engine`]);
+//! 4. run the scenarios of `scenarios/` ([`scenario`], [`runner`]) while sampling the edge
+//!    containers' memory and CPU;
+//! 5. write the reports ([`report`]) and remove every labelled resource: on success,
+//!    failure, panic, SIGINT and SIGTERM. A later run sweeps what a killed run left.
+
+pub mod engine;
+pub mod plan;
+pub mod provision;
+pub mod receiver;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::stack::{Arch, Stack};
+use engine::Engine;
+
+/// Which cluster the scenarios run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Plain containers on internal Docker networks (no Kubernetes).
+    Compose,
+    /// k3s in containers with nodes playing KubeEdge edge nodes (not built yet).
+    K3s,
+}
+
+/// Run the offline end-to-end scenarios against a bundle (compose tier).
+///
+/// Provisions what it needs when run as root on Debian/Ubuntu (Docker engine, qemu for arm64,
+/// fixture images, the bundle); otherwise says what is missing. Reports go to target/e2e/<run-id>/.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Cluster backend.
+    #[arg(long, value_enum, default_value = "compose")]
+    pub backend: Backend,
+    /// Stack profile whose bundle is tested.
+    #[arg(long, default_value = "local")]
+    pub profile: String,
+    /// Architectures, comma-separated (default: this machine's); arm64 on amd64 runs under qemu.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub arch: Vec<Arch>,
+    /// Run only these scenarios (by `name:`), repeatable.
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Folder of scenario files (default: scenarios/).
+    #[arg(long, value_name = "DIR")]
+    pub scenarios_dir: Option<Utf8PathBuf>,
+    /// Number of simulated edge nodes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub edges: u8,
+    /// Print the topology plan (networks, containers, mounts) as JSON and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave the containers running after the run (remove them later with `e2e --sweep`).
+    #[arg(long)]
+    pub keep: bool,
+    /// Remove what earlier runs left (containers, networks, volumes labelled by the e2e) and stop.
+    #[arg(long)]
+    pub sweep: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.backend == Backend::K3s {
+        bail!(
+            "--backend k3s is not built yet: it needs k3s images and privileged containers, which this \
+             harness cannot run here; use --backend compose (the default)"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    if args.sweep {
+        provision::docker(&rt)?;
+        let removed = rt.block_on(async { Engine::connect().await?.sweep().await })?;
+        eprintln!("e2e: sweep removed {removed}");
+        return Ok(());
+    }
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    // An unknown profile is named before anything starts.
+    stack.profile(&args.profile)?;
+    let arches = if args.arch.is_empty() {
+        vec![Arch::host().context("this machine is neither amd64 nor arm64: pass --arch")?]
+    } else {
+        args.arch.clone()
+    };
+    let scenarios_dir = args.scenarios_dir.clone().unwrap_or_else(crate::paths::scenarios_dir);
+    let scenarios = scenario::load_dir(&scenarios_dir, &args.scenarios)?;
+    if scenarios.is_empty() {
+        bail!("no scenario in {scenarios_dir}");
+    }
+    let mut failed = Vec::new();
+    for arch in arches {
+        if !stack.matrix.arch.contains(&arch) {
+            bail!("--arch {arch}: the stack's matrix has no {arch}");
+        }
+        let run_id = run_id(arch);
+        if args.dry_run {
+            let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
+            let p = plan::plan(
+                &stack,
+                &args.profile,
+                arch,
+                &run_id,
+                args.edges.into(),
+                run_dir.join("config"),
+                Vec::new(),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
+            continue;
+        }
+        provision::docker(&rt)?;
+        let emulated = provision::arch(arch)?;
+        let bundle = provision::bundle(&stack, &args.profile, arch)?;
+        let report = run_arch(&rt, &stack, &args, arch, &run_id, &bundle, emulated, &scenarios)?;
+        if report.outcome() != report::Outcome::Passed {
+            failed.push(format!("{arch} (target/e2e/{run_id}/summary.md)"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("e2e failed for {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `e2e-<UTC time>-<arch>-<pid>`: unique, sortable, valid as a container name prefix.
+fn run_id(arch: Arch) -> String {
+    let now = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
+    format!("e2e-{now}-{arch}-{}", std::process::id())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_arch(
+    rt: &tokio::runtime::Runtime,
+    stack: &Stack,
+    args: &Args,
+    arch: Arch,
+    run_id: &str,
+    bundle: &Utf8Path,
+    emulated: bool,
+    scenarios: &[scenario::Scenario],
+) -> Result<report::Report> {
+    let run_dir = crate::paths::target_dir().join("e2e").join(run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {run_dir}"))?;
+    let started_wall = jiff::Timestamp::now();
+    let started = Instant::now();
+    eprintln!(
+        "e2e: run {run_id}: {} on {arch}{}, bundle {bundle}",
+        args.profile,
+        if emulated { " (emulated)" } else { "" }
+    );
+    let archives = image_archives(bundle)?;
+    let plan = plan::plan(stack, &args.profile, arch, run_id, args.edges.into(), run_dir.join("config"), archives)?;
+    crate::atomic::write(&run_dir.join("plan.json"), serde_json::to_string_pretty(&plan)?.as_bytes(), false)?;
+
+    let outcome = rt.block_on(async {
+        let mut work = tokio::spawn({
+            let (stack, plan, args_profile, bundle, run_dir, scenarios) = (
+                stack.clone(),
+                plan.clone(),
+                args.profile.clone(),
+                bundle.to_path_buf(),
+                run_dir.clone(),
+                scenarios.to_vec(),
+            );
+            async move { execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, emulated, started).await }
+        });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut finished = true;
+        let result = tokio::select! {
+            r = &mut work => match r {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => Err(anyhow::anyhow!("the e2e run panicked: {e}")),
+                Err(e) => Err(anyhow::anyhow!("the e2e run was cancelled: {e}")),
+            },
+            _ = tokio::signal::ctrl_c() => { finished = false; Err(anyhow::anyhow!("interrupted (SIGINT)")) }
+            _ = term.recv() => { finished = false; Err(anyhow::anyhow!("terminated (SIGTERM)")) }
+        };
+        if !finished {
+            // Stop the run (it may be creating containers) before removing what it made.
+            work.abort();
+            let _ = work.await;
+        }
+        if result.is_err() {
+            eprintln!("e2e: {}", result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default());
+        }
+        if args.keep {
+            eprintln!("e2e: --keep: leaving the containers of {run_id}; remove them with `cargo xtask e2e --sweep` once this process is gone");
+        } else {
+            match Engine::connect().await {
+                Ok(engine) => match engine.remove_run(run_id).await {
+                    Ok(removed) => eprintln!("e2e: removed {removed}"),
+                    Err(e) => eprintln!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
+                },
+                Err(e) => eprintln!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
+            }
+        }
+        result
+    });
+    let (scenario_results, resources, latencies, mut notes) = outcome?;
+    notes.insert(0, format!("engine images came only from the bundle: {bundle}"));
+    let report = report::Report {
+        schema: report::SCHEMA,
+        run_id: run_id.to_string(),
+        started: started_wall.to_string(),
+        duration_s: started.elapsed().as_secs_f64(),
+        backend: "compose".into(),
+        profile: args.profile.clone(),
+        arch: arch.to_string(),
+        emulated,
+        tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
+        bundle: bundle.to_string(),
+        scenarios: scenario_results,
+        resources,
+        latencies,
+        notes,
+    };
+    let written = report::write_all(&run_dir, &report)?;
+    eprintln!(
+        "e2e: {} in {:.0}s; reports: {}",
+        report.outcome_line(),
+        report.duration_s,
+        written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    Ok(report)
+}
+
+type Outcome = (Vec<report::ScenarioResult>, Vec<report::ResourceSeries>, Vec<report::Latency>, Vec<String>);
+
+/// Every image archive of the bundle, relative to its folder, sorted.
+fn image_archives(bundle: &Utf8Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for role in ["cloud", "edge"] {
+        let dir = bundle.join("images").join(role);
+        if !dir.exists() {
+            continue;
+        }
+        for e in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tar") || name.ends_with(".tar.zst") {
+                out.push(format!("images/{role}/{name}"));
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("{bundle} has no image archive under images/: rebuild it with `cargo xtask bundle`");
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    stack: &Stack,
+    profile_name: &str,
+    plan: &plan::Plan,
+    bundle: &Utf8Path,
+    run_dir: &Utf8Path,
+    scenarios: &[scenario::Scenario],
+    emulated: bool,
+    started: Instant,
+) -> Result<Outcome> {
+    let engine = Engine::connect().await?;
+    let swept = engine.sweep().await?;
+    if swept != engine::Removed::default() {
+        eprintln!("e2e: swept leftovers of earlier runs: {swept}");
+    }
+    let since = jiff::Timestamp::now().as_second() - 1;
+    let profile = stack.profile(profile_name)?;
+
+    // Images: only from the bundle.
+    let mut loaded = BTreeSet::new();
+    for a in &plan.archives {
+        loaded.extend(engine.load_archive(&bundle.join(a)).await?);
+    }
+    for c in &plan.containers {
+        if !loaded.contains(&c.spec.image) {
+            bail!("image {} (for {}) is not in the bundle's archives; rebuild the bundle", c.spec.image, c.component);
+        }
+        match engine.image_platform(&c.spec.image).await? {
+            Some(p) if p == plan.platform => {}
+            other => bail!("image {} is {other:?} in the engine, expected {}", c.spec.image, plan.platform),
+        }
+    }
+    eprintln!("e2e: loaded {} images from {} archives", loaded.len(), plan.archives.len());
+
+    let labels: BTreeMap<String, String> = plan.containers[0].spec.labels.clone();
+    engine.create_network(&plan.cloud_network, &labels).await?;
+    for net in plan.edges.values() {
+        engine.create_network(net, &labels).await?;
+    }
+    for v in &plan.volumes {
+        engine.create_volume(v, &labels).await?;
+    }
+    let gateway = engine.network_gateway(&plan.cloud_network).await?;
+    let receiver = receiver::Receiver::start(gateway).await?;
+
+    // Configs: the compose flavour of the render, for this topology.
+    let topology = crate::render::ComposeTopology {
+        edges: plan.edges.keys().cloned().collect(),
+        alert_webhook_url: receiver.url(),
+    };
+    let arch = <Arch as clap::ValueEnum>::from_str(plan.platform.trim_start_matches("linux/"), false)
+        .map_err(|e| anyhow::anyhow!("platform {}: {e}", plan.platform))?;
+    let ctx = crate::render::Ctx::compose(stack, profile_name, arch, &topology)?;
+    let files = crate::render::render(&ctx)?;
+    files.write_to(&plan.config_dir)?;
+    let alerts: BTreeSet<String> = crate::render::rules::rule_groups(&ctx)
+        .iter()
+        .flat_map(|g| g.rules.iter().map(|r| r.alert.clone()).filter(|a| !a.is_empty()))
+        .collect();
+    let models: BTreeMap<String, crate::render::rules::LatencyModel> =
+        alerts.iter().filter_map(|a| crate::render::rules::alert_model(&ctx, a).map(|m| (a.clone(), m))).collect();
+    let components: BTreeSet<String> = plan.containers.iter().map(|c| c.component.clone()).collect();
+    let nodes: Vec<String> = plan.edges.keys().cloned().collect();
+    let kinds: BTreeSet<crate::stack::Kind> = profile.enabled().map(|c| c.kind).collect();
+    let has_log_agent = profile.log_agent().is_some();
+    // Scenarios that will run must name only what this topology has.
+    for s in scenarios.iter().filter(|s| scenario::missing_requirement(s, &kinds, has_log_agent).is_none()) {
+        scenario::check(s, &scenario::Names { nodes: &nodes, components: &components, alerts: &alerts })?;
+    }
+
+    for c in &plan.containers {
+        engine.run(&c.spec).await?;
+        if c.node.as_deref() == Some(c.component.as_str()) {
+            // The node's link to the cloud.
+            engine.connect_network(&plan.cloud_network, &c.spec.name, std::slice::from_ref(&c.component)).await?;
+        }
+    }
+    eprintln!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
+
+    let samples = Arc::new(Mutex::new(BTreeMap::new()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let measured: Vec<(String, String, String)> = plan
+        .measured()
+        .iter()
+        .map(|c| (c.spec.name.clone(), c.component.clone(), c.node.clone().unwrap_or_default()))
+        .collect();
+    let sampler = tokio::spawn(runner::sample(engine.clone(), measured, started, samples.clone(), stop_rx));
+
+    let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;
+    runner.wait_ready(std::time::Duration::from_secs(120)).await?;
+    let mut results = Vec::new();
+    for s in scenarios {
+        if let Some(missing) = scenario::missing_requirement(s, &kinds, has_log_agent) {
+            eprintln!("  not run: {}: {missing} not in bundle", s.name);
+            results.push(report::ScenarioResult {
+                name: s.name.clone(),
+                file: s.file.to_string(),
+                status: report::Status::NotRun { reason: format!("{missing} not in bundle") },
+                duration_s: 0.0,
+                steps: Vec::new(),
+                logs: Vec::new(),
+            });
+            continue;
+        }
+        results.push(runner.scenario(s).await);
+    }
+    let _ = stop_tx.send(true);
+    let _ = sampler.await;
+
+    let mut notes = Vec::new();
+    let pulls = engine.pulls_since(since).await?;
+    if pulls.is_empty() {
+        notes.push("the engine recorded no image pull during the run".into());
+    } else {
+        bail!("the engine pulled images during the run (it must never): {}", pulls.join(", "));
+    }
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let resources = runner::series(plan, profile, &samples, emulated);
+    Ok((results, resources, runner.latencies, notes))
+}

@@ -1,0 +1,594 @@
+//! Runs scenarios against a started topology: polls checks to their deadline, injects
+//! faults, records marks and alert latencies, and samples edge containers' resource use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use camino::Utf8PathBuf;
+
+use super::engine::Engine;
+use super::plan::Plan;
+use super::receiver::Receiver;
+use super::report::{Latency, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
+use super::scenario::{Action, AlertState, Expect, Scenario, Step, labels_text};
+use crate::render::rules::LatencyModel;
+
+/// One alert of Alertmanager's `GET /api/v2/alerts`.
+#[derive(serde::Deserialize)]
+struct AmAlert {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    status: AmStatus,
+}
+
+#[derive(serde::Deserialize)]
+struct AmStatus {
+    state: String,
+}
+
+/// How long a `catch` or `finally` action (and the scenario's `finally`) may take.
+const CLEANUP_TIMEOUT_S: u64 = 30;
+
+/// A check that does not hold (yet): what it wanted and what it saw.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    pub expected: String,
+    pub actual: String,
+}
+
+pub struct Runner<'a> {
+    pub engine: Engine,
+    pub plan: &'a Plan,
+    pub receiver: Receiver,
+    pub http: reqwest::Client,
+    pub run_dir: Utf8PathBuf,
+    /// Alert name → its latency model (compose timing): bound, earliest, explanation.
+    pub models: BTreeMap<String, LatencyModel>,
+    pub latencies: Vec<Latency>,
+    /// Step name → its start (monotonic and wall clock), per scenario.
+    marks: HashMap<String, (Instant, SystemTime)>,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        engine: Engine,
+        plan: &'a Plan,
+        receiver: Receiver,
+        run_dir: Utf8PathBuf,
+        models: BTreeMap<String, LatencyModel>,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        Ok(Runner { engine, plan, receiver, http, run_dir, models, latencies: Vec::new(), marks: HashMap::new() })
+    }
+
+    /// `http://<address>:<port>` of a cloud component, as the harness reaches it.
+    async fn cloud_url(&self, component: &str, port: u16) -> Result<String> {
+        let c = self.plan.container(component, None).with_context(|| format!("no {component} in this topology"))?;
+        let ip =
+            self.engine.address(&c.spec.name, &self.plan.cloud_network).await?.with_context(|| {
+                format!("{component} has no address on {} (is it running?)", self.plan.cloud_network)
+            })?;
+        Ok(format!("http://{ip}:{port}"))
+    }
+
+    /// Wait until the cloud components answer their readiness endpoints. Fails at once, with
+    /// its log, when any container of the topology has exited.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for (component, port, path) in [
+            ("prometheus", 9090, "/-/ready"),
+            ("alertmanager", 9093, "/-/ready"),
+            ("blackbox-exporter", 9115, "/metrics"),
+        ] {
+            if self.plan.container(component, None).is_none() {
+                continue;
+            }
+            loop {
+                for c in &self.plan.containers {
+                    self.engine.ensure_running(&c.spec.name).await?;
+                }
+                let last = match self.cloud_url(component, port).await {
+                    Ok(base) => match self.http.get(format!("{base}{path}")).send().await {
+                        Ok(r) if r.status().is_success() => break,
+                        Ok(r) => format!("{base}{path} answered {}", r.status()),
+                        Err(e) => format!("{base}{path}: {e}"),
+                    },
+                    Err(e) => format!("{e:#}"),
+                };
+                if Instant::now() >= deadline {
+                    bail!("{component} was not ready within {timeout:?}: {last}");
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one scenario to its result. Steps after a failed step do not run; the scenario's
+    /// `finally` always runs (reported as a last step named `finally`), so a fault it undoes is
+    /// undone whatever happened, and the next scenario starts from a healed topology.
+    pub async fn scenario(&mut self, s: &Scenario) -> ScenarioResult {
+        let started = Instant::now();
+        self.marks.clear();
+        let mut steps = Vec::new();
+        let mut logs = Vec::new();
+        let mut failed = false;
+        for step in &s.steps {
+            if failed {
+                steps.push(StepResult {
+                    name: step.name.clone(),
+                    status: Status::NotRun { reason: "an earlier step failed".into() },
+                    duration_s: 0.0,
+                    message: None,
+                    expected: None,
+                    actual: None,
+                });
+                continue;
+            }
+            let result = self.step(s, step, &mut logs).await;
+            failed |= result.status == Status::Failed;
+            steps.push(result);
+        }
+        if !s.finally.is_empty() {
+            let cleanup = Step {
+                name: "finally".into(),
+                timeout: crate::stack::Duration::from_secs(CLEANUP_TIMEOUT_S),
+                try_: s.finally.clone(),
+                catch: Vec::new(),
+                finally: Vec::new(),
+            };
+            let result = self.step(s, &cleanup, &mut logs).await;
+            failed |= result.status == Status::Failed;
+            steps.push(result);
+        }
+        for l in self.latencies.iter_mut().filter(|l| l.scenario.is_empty()) {
+            l.scenario = s.name.clone();
+        }
+        ScenarioResult {
+            name: s.name.clone(),
+            file: s.file.to_string(),
+            status: if failed { Status::Failed } else { Status::Passed },
+            duration_s: started.elapsed().as_secs_f64(),
+            steps,
+            logs,
+        }
+    }
+
+    /// Run one step: its `try` actions in order until one fails, then `catch` if one did, then
+    /// `finally`. The step's mark (for `after`, `latency_from`, `at`) is the moment its `try`
+    /// actions completed: when a fault took effect, or when a check last held.
+    async fn step(&mut self, s: &Scenario, step: &Step, logs: &mut Vec<String>) -> StepResult {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from(step.timeout);
+        let mut result = StepResult {
+            name: step.name.clone(),
+            status: Status::Passed,
+            duration_s: 0.0,
+            message: None,
+            expected: None,
+            actual: None,
+        };
+        for action in &step.try_ {
+            if let Err((message, mismatch)) = self.act(s, action, deadline, logs).await {
+                result.status = Status::Failed;
+                result.message = Some(format!("{}: {message}", action.describe()));
+                if let Some(m) = mismatch {
+                    result.expected = Some(m.expected);
+                    result.actual = Some(m.actual);
+                }
+                break;
+            }
+        }
+        self.marks.insert(step.name.clone(), (Instant::now(), SystemTime::now()));
+        if result.status == Status::Failed {
+            for action in &step.catch {
+                let catch_deadline = Instant::now() + Duration::from_secs(CLEANUP_TIMEOUT_S);
+                if let Err((m, _)) = self.act(s, action, catch_deadline, logs).await {
+                    result.message = result.message.map(|msg| format!("{msg}; catch: {}: {m}", action.describe()));
+                }
+            }
+        }
+        for action in &step.finally {
+            let finally_deadline = Instant::now() + Duration::from_secs(CLEANUP_TIMEOUT_S);
+            if let Err((m, _)) = self.act(s, action, finally_deadline, logs).await {
+                result.message = Some(format!(
+                    "{}finally: {}: {m}",
+                    result.message.map(|m| format!("{m}; ")).unwrap_or_default(),
+                    action.describe()
+                ));
+                result.status = Status::Failed;
+            }
+        }
+        result.duration_s = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "  {} {} / {} ({:.1}s){}",
+            if result.status == Status::Passed { "ok  " } else { "FAIL" },
+            s.name,
+            step.name,
+            result.duration_s,
+            result.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        );
+        result
+    }
+
+    /// Run one action; checks are polled until they hold or `deadline`.
+    async fn act(
+        &mut self,
+        s: &Scenario,
+        action: &Action,
+        deadline: Instant,
+        logs: &mut Vec<String>,
+    ) -> std::result::Result<(), (String, Option<Mismatch>)> {
+        let plain = |e: anyhow::Error| (format!("{e:#}"), None);
+        if !action.is_check() {
+            return self.fault(s, action, logs).await.map_err(plain);
+        }
+        // NoUnexpectedAlerts looks at the past: evaluate it once.
+        let once = matches!(action, Action::NoUnexpectedAlerts { .. });
+        let mut last: Option<Mismatch> = None;
+        let mut last_err: Option<String> = None;
+        loop {
+            match self.check(action).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(m)) => last = Some(m),
+                Err(e) => last_err = Some(format!("{e:#}")),
+            }
+            if once || Instant::now() >= deadline {
+                let msg = match (&last, last_err) {
+                    (Some(_), _) if once => "does not hold".to_string(),
+                    (Some(_), _) => "did not hold before the step's timeout".to_string(),
+                    (None, Some(e)) => format!("could not be checked before the step's timeout: {e}"),
+                    (None, None) => "did not hold".to_string(),
+                };
+                return Err((msg, last));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    fn mark(&self, name: &Option<String>) -> Option<(Instant, SystemTime)> {
+        name.as_ref().and_then(|n| self.marks.get(n).copied())
+    }
+
+    /// `None` when the check holds.
+    async fn check(&mut self, action: &Action) -> Result<Option<Mismatch>> {
+        match action {
+            Action::Promql { query, expect, at } => {
+                let time = self.mark(at).map(|(_, wall)| wall);
+                let series = self.promql(query, time).await?;
+                Ok(compare(expect, &series))
+            }
+            Action::Alert { name, labels, state, after, latency_from } => {
+                let after = self.mark(after).map(|(t, _)| t);
+                let state_text = match state {
+                    AlertState::Firing => "firing",
+                    AlertState::Resolved => "resolved",
+                };
+                let received = self.receiver.alerts();
+                let matches = |a: &super::receiver::Received| {
+                    a.labels.get("alertname") == Some(name) && labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))
+                };
+                let found =
+                    received.iter().find(|a| matches(a) && a.status == state_text && after.is_none_or(|t| a.at >= t));
+                if let Some(a) = found {
+                    if let Some((from, _)) = self.mark(latency_from) {
+                        let measured = a.at.saturating_duration_since(from);
+                        let model = self.models.get(name);
+                        self.latencies.push(Latency {
+                            scenario: String::new(),
+                            alert: format!("{name}{}", labels_text(labels)),
+                            bound_s: model.map_or(f64::NAN, |m| m.bound().as_secs_f64()),
+                            earliest_s: model.map(|m| m.earliest().as_secs_f64()),
+                            measured_s: Some(measured.as_secs_f64()),
+                            explanation: model.and_then(|m| m.explain(measured, super::report::LATENCY_TOLERANCE)),
+                        });
+                    }
+                    return Ok(None);
+                }
+                let seen: Vec<String> = received
+                    .iter()
+                    .filter(|a| matches(a))
+                    .map(|a| format!("{} {}", labels_text(&a.labels), a.status))
+                    .collect();
+                Ok(Some(Mismatch {
+                    expected: format!(
+                        "alert {name}{} {state_text}{}",
+                        labels_text(labels),
+                        if after.is_some() { " (received after the marked step)" } else { "" }
+                    ),
+                    actual: if seen.is_empty() { format!("no {name} alert received") } else { seen.join("\n") },
+                }))
+            }
+            Action::Alertmanager { name, labels, state } => {
+                let held = self.alertmanager_alerts().await?;
+                let matching: Vec<&(BTreeMap<String, String>, String)> = held
+                    .iter()
+                    .filter(|(l, _)| {
+                        l.get("alertname") == Some(name) && labels.iter().all(|(k, v)| l.get(k) == Some(v))
+                    })
+                    .collect();
+                if matching.iter().any(|(_, st)| st == state.as_str()) {
+                    return Ok(None);
+                }
+                Ok(Some(Mismatch {
+                    expected: format!("Alertmanager holds {name}{} {}", labels_text(labels), state.as_str()),
+                    actual: if matching.is_empty() {
+                        format!("Alertmanager holds no {name}{} alert", labels_text(labels))
+                    } else {
+                        matching.iter().map(|(l, st)| format!("{} {st}", labels_text(l))).collect::<Vec<_>>().join("\n")
+                    },
+                }))
+            }
+            Action::NoUnexpectedAlerts { allowed } => {
+                let unexpected: Vec<String> = self
+                    .receiver
+                    .alerts()
+                    .iter()
+                    .filter(|a| a.status == "firing")
+                    .filter(|a| !allowed.iter().any(|m| m.iter().all(|(k, v)| a.labels.get(k) == Some(v))))
+                    .map(|a| labels_text(&a.labels))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                Ok((!unexpected.is_empty()).then(|| Mismatch {
+                    expected: format!(
+                        "only these alerts fire: {}",
+                        allowed.iter().map(labels_text).collect::<Vec<_>>().join(", ")
+                    ),
+                    actual: unexpected.join("\n"),
+                }))
+            }
+            Action::Logql { .. } | Action::Trace { .. } => {
+                bail!("the compose tier does not run Loki or Jaeger yet")
+            }
+            _ => unreachable!("not a check"),
+        }
+    }
+
+    /// Every alert Alertmanager holds: its labels and state (`active`, `suppressed`, `unprocessed`).
+    async fn alertmanager_alerts(&self) -> Result<Vec<(BTreeMap<String, String>, String)>> {
+        let url = format!("{}/api/v2/alerts", self.cloud_url("alertmanager", 9093).await?);
+        let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("Alertmanager answered {status} to GET {url}");
+        }
+        let body: Vec<AmAlert> = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
+        Ok(body.into_iter().map(|a| (a.labels, a.status.state)).collect())
+    }
+
+    /// A PromQL instant query: each series' labels and value.
+    async fn promql(&self, query: &str, at: Option<SystemTime>) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
+        let base = self.cloud_url("prometheus", 9090).await?;
+        let mut params = vec![("query", query.to_string())];
+        if let Some(t) = at {
+            params.push(("time", format!("{:.3}", t.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64())));
+        }
+        let url = reqwest::Url::parse_with_params(&format!("{base}/api/v1/query"), &params)?;
+        let resp = self.http.get(url.clone()).send().await.with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
+        if !status.is_success() || body["status"] != "success" {
+            bail!("Prometheus refused the query ({status}): {}", body["error"].as_str().unwrap_or("no error text"));
+        }
+        let data = &body["data"];
+        let value = |v: &serde_json::Value| v[1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        Ok(match data["resultType"].as_str() {
+            Some("vector") => data["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let labels = r["metric"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect();
+                    (labels, value(&r["value"]))
+                })
+                .collect(),
+            Some("scalar") => vec![(BTreeMap::new(), value(&data["result"]))],
+            other => bail!("unexpected result type {other:?}"),
+        })
+    }
+
+    async fn fault(&mut self, s: &Scenario, action: &Action, logs: &mut Vec<String>) -> Result<()> {
+        let p = self.plan;
+        match action {
+            // A node going down is a power loss: every container of the node killed at once.
+            Action::StopNode(node) => {
+                for c in p.node_containers(node).iter().rev() {
+                    self.engine.kill(&c.spec.name).await?;
+                }
+            }
+            Action::StartNode(node) => {
+                for c in p.node_containers(node) {
+                    self.engine.start(&c.spec.name).await?;
+                }
+            }
+            Action::CutLink(node) => self.engine.disconnect_network(&p.cloud_network, &p.holder_name(node)).await?,
+            Action::HealLink(node) => {
+                let linked = self.engine.address(&p.holder_name(node), &p.cloud_network).await?.is_some();
+                if !linked {
+                    self.engine
+                        .connect_network(&p.cloud_network, &p.holder_name(node), std::slice::from_ref(node))
+                        .await?;
+                }
+            }
+            Action::Restart(component) => {
+                let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
+                self.engine.restart(&c.spec.name).await?;
+            }
+            Action::CollectLogs(names) => {
+                let dir = self.run_dir.join("logs");
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+                for name in names {
+                    let containers: Vec<_> = match p.container(name, None) {
+                        Some(c) => vec![c],
+                        None => p.node_containers(name),
+                    };
+                    for c in containers {
+                        let text = self.engine.logs(&c.spec.name, 400).await.unwrap_or_else(|e| format!("{e:#}"));
+                        let file = format!(
+                            "logs/{}-{}.log",
+                            s.name,
+                            c.spec.name.trim_start_matches(&format!("{}-", p.run_id))
+                        );
+                        crate::atomic::write(&self.run_dir.join(&file), text.as_bytes(), false)?;
+                        if !logs.contains(&file) {
+                            logs.push(file);
+                        }
+                    }
+                }
+            }
+            _ => unreachable!("a check"),
+        }
+        Ok(())
+    }
+}
+
+/// Compare a PromQL result with what is expected; `None` when it matches.
+pub fn compare(expect: &Expect, series: &[(BTreeMap<String, String>, f64)]) -> Option<Mismatch> {
+    let mut wanted = Vec::new();
+    let mut ok = true;
+    if let Some(n) = expect.count {
+        wanted.push(format!("{n} series"));
+        ok &= series.len() == n;
+    }
+    if let Some(v) = expect.value {
+        wanted.push(format!("every value {v}"));
+        ok &= series.iter().all(|(_, x)| *x == v);
+    }
+    for (label, values) in &expect.label_values {
+        wanted.push(format!("{label} in {{{}}}", values.iter().cloned().collect::<Vec<_>>().join(", ")));
+        let got: std::collections::BTreeSet<String> =
+            series.iter().filter_map(|(l, _)| l.get(label).cloned()).collect();
+        ok &= &got == values && series.iter().all(|(l, _)| l.contains_key(label));
+    }
+    if ok {
+        return None;
+    }
+    let actual = if series.is_empty() {
+        "0 series (empty result)".to_string()
+    } else {
+        let mut lines = vec![format!("{} series:", series.len())];
+        lines.extend(series.iter().take(20).map(|(l, v)| format!("{} = {v}", labels_text(l))));
+        if series.len() > 20 {
+            lines.push(format!("… and {} more", series.len() - 20));
+        }
+        lines.join("\n")
+    };
+    Some(Mismatch { expected: wanted.join(", "), actual })
+}
+
+/// Sample every measured container's memory and CPU about once a second until `stop`.
+pub async fn sample(
+    engine: Engine,
+    containers: Vec<(String, String, String)>,
+    started: Instant,
+    out: Arc<Mutex<BTreeMap<String, Vec<Sample>>>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut previous: HashMap<String, (Instant, u64)> = HashMap::new();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let tick = Instant::now();
+        for (name, _, _) in &containers {
+            let Ok(Some(s)) = engine.stats_once(name).await else {
+                previous.remove(name);
+                continue;
+            };
+            let now = Instant::now();
+            let cpu = match previous.insert(name.clone(), (now, s.cpu_total_ns)) {
+                Some((t, ns)) if s.cpu_total_ns >= ns => {
+                    (s.cpu_total_ns - ns) as f64 / 1e6 / now.duration_since(t).as_secs_f64().max(1e-3)
+                }
+                // The first reading of a (re)started container has no rate yet.
+                _ => continue,
+            };
+            if let Ok(mut m) = out.lock() {
+                m.entry(name.clone()).or_default().push(Sample {
+                    t_s: now.duration_since(started).as_secs_f64(),
+                    memory_bytes: s.memory_bytes,
+                    cpu_millicores: cpu,
+                });
+            }
+        }
+        let wait = Duration::from_secs(1).saturating_sub(tick.elapsed());
+        let mut stop = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The sampled series as report entries, with each component's budget.
+pub fn series(
+    plan: &Plan,
+    profile: &crate::stack::Profile,
+    samples: &BTreeMap<String, Vec<Sample>>,
+    emulated: bool,
+) -> Vec<ResourceSeries> {
+    plan.measured()
+        .into_iter()
+        .map(|c| {
+            let budget = profile.enabled().find(|x| x.name.as_str() == c.component).and_then(|x| x.budget.as_ref());
+            ResourceSeries {
+                component: c.component.clone(),
+                node: c.node.clone().unwrap_or_default(),
+                container: c.spec.name.clone(),
+                budget_memory_bytes: budget.map(|b| b.memory.bytes()),
+                budget_cpu_millicores: budget.map(|b| b.cpu.millis()),
+                emulated,
+                samples: samples.get(&c.spec.name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(text: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (labels, v) = l.trim().split_once(" = ").unwrap();
+                let labels = labels
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once('=').unwrap();
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect();
+                (labels, v.parse().unwrap())
+            })
+            .collect()
+    }
+
+    fn expect(yaml: &str) -> Expect {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn promql_results_are_compared_on_count_value_and_label_values() {
+        let two = series("job=edge,node=edge-1 = 1\njob=edge,node=edge-2 = 1");
+        assert!(compare(&expect("{count: 2, value: 1, label_values: {node: [edge-1, edge-2]}}"), &two).is_none());
+        let m = compare(&expect("{count: 3}"), &two).unwrap();
+        assert_eq!(m.expected, "3 series");
+        assert_eq!(m.actual, "2 series:\n{job=\"edge\", node=\"edge-1\"} = 1\n{job=\"edge\", node=\"edge-2\"} = 1");
+        assert!(compare(&expect("{value: 0}"), &two).is_some());
+        assert!(compare(&expect("{label_values: {node: [edge-1]}}"), &two).is_some());
+        let m = compare(&expect("{count: 1}"), &[]).unwrap();
+        assert_eq!(m.actual, "0 series (empty result)");
+        assert!(compare(&expect("{count: 0}"), &[]).is_none());
+    }
+}
