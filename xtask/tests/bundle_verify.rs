@@ -48,7 +48,10 @@ fn write_bundle(dir: &Utf8Path, files: &[(&str, Vec<u8>)], unused: serde_json::V
         } else {
             serde_json::json!({"kind": "rendered"})
         };
-        records.insert(path.to_string(), serde_json::json!({"sha256": sha256(bytes), "size": bytes.len(), "source": source}));
+        records.insert(
+            path.to_string(),
+            serde_json::json!({"sha256": sha256(bytes), "size": bytes.len(), "source": source}),
+        );
     }
     std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
     std::fs::write(dir.join("bundle.json"), serde_json::json!({"schema": 1, "files": records}).to_string()).unwrap();
@@ -63,12 +66,24 @@ fn verify(dir: &Utf8Path) -> (bool, String) {
 /// enabled and a disabled subchart.
 fn stack_chart() -> Vec<u8> {
     tgz(&[
-        ("stack/Chart.yaml", "apiVersion: v2\nname: stack\nversion: 2.0.0\nappVersion: v0.93.1\ndependencies:\n- {name: grafana, version: 1.0.0, condition: grafana.enabled}\n- {name: windows, version: 1.0.0, condition: windows.enabled}\n"),
-        ("stack/values.yaml", "operator:\n  image: {registry: quay.io, repository: prometheus-operator/prometheus-operator}\n  thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.2}\n  webhooks:\n    enabled: false\n    patch:\n      image: {registry: registry.k8s.io, repository: ingress-nginx/kube-webhook-certgen, tag: v1.6.0}\ngrafana:\n  enabled: true\nwindows:\n  enabled: false\n"),
+        (
+            "stack/Chart.yaml",
+            "apiVersion: v2\nname: stack\nversion: 2.0.0\nappVersion: v0.93.1\ndependencies:\n- {name: grafana, version: 1.0.0, condition: grafana.enabled}\n- {name: windows, version: 1.0.0, condition: windows.enabled}\n",
+        ),
+        (
+            "stack/values.yaml",
+            "operator:\n  image: {registry: quay.io, repository: prometheus-operator/prometheus-operator}\n  thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.2}\n  webhooks:\n    enabled: false\n    patch:\n      image: {registry: registry.k8s.io, repository: ingress-nginx/kube-webhook-certgen, tag: v1.6.0}\ngrafana:\n  enabled: true\nwindows:\n  enabled: false\n",
+        ),
         ("stack/charts/grafana/Chart.yaml", "apiVersion: v2\nname: grafana\nversion: 1.0.0\nappVersion: 13.2.0\n"),
-        ("stack/charts/grafana/values.yaml", "image: {registry: docker.io, repository: grafana/grafana}\nsidecar:\n  image: {registry: quay.io, repository: kiwigrid/k8s-sidecar, tag: 2.10.1}\n"),
+        (
+            "stack/charts/grafana/values.yaml",
+            "image: {registry: docker.io, repository: grafana/grafana}\nsidecar:\n  image: {registry: quay.io, repository: kiwigrid/k8s-sidecar, tag: 2.10.1}\n",
+        ),
         ("stack/charts/windows/Chart.yaml", "apiVersion: v2\nname: windows\nversion: 1.0.0\nappVersion: 0.31.0\n"),
-        ("stack/charts/windows/values.yaml", "image: {registry: ghcr.io, repository: prometheus-community/windows-exporter}\n"),
+        (
+            "stack/charts/windows/values.yaml",
+            "image: {registry: ghcr.io, repository: prometheus-community/windows-exporter}\n",
+        ),
     ])
 }
 
