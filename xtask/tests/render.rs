@@ -201,7 +201,14 @@ fn compose_renders_only_what_its_containers_read() {
     assert_eq!(rendered("local"), local);
     let mut upstream = local.clone();
     upstream.extend(
-        ["jaeger/config.yaml", "log-agent/edge-1/config.alloy", "log-agent/edge-2/config.alloy"].map(String::from),
+        [
+            "grafana/datasources/datasources.yaml",
+            "jaeger/config.yaml",
+            "log-agent/edge-1/config.alloy",
+            "log-agent/edge-2/config.alloy",
+            "loki/config.yaml",
+        ]
+        .map(String::from),
     );
     assert_eq!(rendered("upstream"), upstream);
 }

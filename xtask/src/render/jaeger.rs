@@ -29,7 +29,9 @@ pub fn jaeger_config(ctx: &Ctx<'_>) -> Value {
         },
         "extensions": {
             "healthcheckv2": { "use_v2": true, "http": { "endpoint": "0.0.0.0:13133" } },
-            "jaeger_query": { "storage": { "traces": "memstore" } },
+            // Without this the query service traces itself into the same store (a `jaeger`
+            // service among the user's).
+            "jaeger_query": { "enable_tracing": false, "storage": { "traces": "memstore" } },
             "jaeger_storage": {
                 "backends": { "memstore": { "memory": { "max_traces": ctx.settings().trace_max_traces } } }
             },

@@ -31,22 +31,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             }
         })
     };
-    let grafana_datasources = {
-        let mut ds = Vec::new();
-        if ctx.has(Kind::Loki) {
-            ds.push(json!({
-                "name": "Loki", "type": "loki", "uid": "loki", "access": "proxy",
-                "url": format!("http://{}:3100", ctx.svc(super::names::RELEASE_LOKI)),
-            }));
-        }
-        if ctx.has(Kind::Jaeger) {
-            ds.push(json!({
-                "name": "Jaeger", "type": "jaeger", "uid": "jaeger", "access": "proxy",
-                "url": format!("http://{}:{}", ctx.svc(super::names::RELEASE_JAEGER), super::jaeger::QUERY_PORT),
-            }));
-        }
-        ds
-    };
+    let grafana_datasources = super::grafana::additional_datasources(ctx);
     let mut grafana_sidecar = json!({ "datasources": { "enabled": true }, "dashboards": { "enabled": true } });
     if let Some(img) = ctx.component(Kind::PrometheusStack).and_then(|c| c.image("grafana-sidecar")) {
         grafana_sidecar["image"] = image(img, DigestKey::Sha);

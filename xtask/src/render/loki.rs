@@ -13,6 +13,52 @@ use crate::stack::Kind;
 /// Loki's HTTP port (push API and `/metrics`) in its pod or container.
 pub const HTTP_PORT: u16 = 3100;
 
+/// The one schema of both flavours: Loki 3 requires v13 on tsdb (structured metadata is on by
+/// default and refuses any other schema).
+fn schema_config() -> Value {
+    json!({
+        "configs": [{
+            "from": "2024-04-01",
+            "store": "tsdb",
+            "object_store": "filesystem",
+            "schema": "v13",
+            "index": { "prefix": "index_", "period": "24h" },
+        }]
+    })
+}
+
+/// The compose flavour's `loki/config.yaml` (`loki -config.file=/etc/loki/config.yaml`): the
+/// monolithic single binary as the chart deploys it (filesystem under `/loki`, replication 1,
+/// in-memory ring, no auth, the same schema and retention), ready as soon as its ring is
+/// (`min_ready_duration` 0s instead of 15s), and no usage reports (offline).
+pub fn config_compose(ctx: &Ctx<'_>) -> Value {
+    json!({
+        "auth_enabled": false,
+        "server": { "http_listen_port": HTTP_PORT },
+        "common": {
+            // Loki's own docker config: the ring advertises loopback, not a guessed interface.
+            "instance_addr": "127.0.0.1",
+            "path_prefix": "/loki",
+            "storage": { "filesystem": { "chunks_directory": "/loki/chunks", "rules_directory": "/loki/rules" } },
+            "replication_factor": 1,
+            "ring": { "kvstore": { "store": "inmemory" } },
+        },
+        "schema_config": schema_config(),
+        "ingester": { "lifecycler": { "min_ready_duration": "0s" } },
+        "limits_config": { "retention_period": ctx.settings().log_retention.to_string() },
+        "compactor": { "retention_enabled": true, "delete_request_store": "filesystem" },
+        "analytics": { "reporting_enabled": false },
+    })
+}
+
+/// The compose flavour: `loki/config.yaml` when the profile has Loki.
+pub fn render_compose(ctx: &Ctx<'_>, files: &mut super::Files) -> Result<()> {
+    if ctx.has(Kind::Loki) {
+        files.add_yaml("loki/config.yaml", &config_compose(ctx))?;
+    }
+    Ok(())
+}
+
 pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
     let s = ctx.settings();
     let gateway_image = ctx.component(Kind::Loki).and_then(|c| c.image("gateway"));
@@ -35,15 +81,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             "auth_enabled": false,
             "commonConfig": { "replication_factor": 1 },
             "storage": { "type": "filesystem" },
-            "schemaConfig": {
-                "configs": [{
-                    "from": "2024-04-01",
-                    "store": "tsdb",
-                    "object_store": "filesystem",
-                    "schema": "v13",
-                    "index": { "prefix": "index_", "period": "24h" },
-                }]
-            },
+            "schemaConfig": schema_config(),
             "limits_config": { "retention_period": s.log_retention.to_string() },
             "compactor": { "retention_enabled": true, "delete_request_store": "filesystem" },
         },

@@ -13,6 +13,7 @@
 pub mod alertmanager;
 pub mod alloy;
 pub mod blackbox;
+pub mod grafana;
 pub mod jaeger;
 pub mod kps;
 pub mod kubeedge;
@@ -236,8 +237,8 @@ pub struct SelfJobs {
 /// Render every file for one profile and arch, in the context's flavour. Pure: no I/O.
 ///
 /// The compose flavour renders only what its containers read: `prometheus/` (config, rules and
-/// their promtool tests), `alertmanager/`, `blackbox/`, `jaeger/` and `log-agent/<edge>/`; no
-/// manifests, scripts, KubeEdge patches or chart values.
+/// their promtool tests), `alertmanager/`, `blackbox/`, `jaeger/`, `loki/`, `grafana/` and
+/// `log-agent/<edge>/`; no manifests, scripts, KubeEdge patches or chart values.
 pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     let mut files = Files::new();
     prometheus::render(ctx, &mut files).context("rendering the Prometheus configuration")?;
@@ -249,6 +250,8 @@ pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     }
     if !ctx.is_kubernetes() {
         jaeger::render_compose(ctx, &mut files).context("rendering the Jaeger configuration")?;
+        loki::render_compose(ctx, &mut files).context("rendering the Loki configuration")?;
+        grafana::render_compose(ctx, &mut files).context("rendering Grafana's datasources")?;
         return Ok(files);
     }
     kubeedge::render(ctx, &mut files).context("rendering the KubeEdge patches")?;
