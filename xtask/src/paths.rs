@@ -46,6 +46,11 @@ pub fn scenarios_dir() -> Utf8PathBuf {
 }
 
 /// Everything the tool writes goes under `target/`.
+/// The e2e compose tier's workload scripts (busybox), mounted read-only into its containers.
+pub fn workload_dir() -> Utf8PathBuf {
+    fixtures_dir().join("e2e").join("workload")
+}
+
 pub fn target_dir() -> Utf8PathBuf {
     root().join("target")
 }

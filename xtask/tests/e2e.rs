@@ -54,7 +54,7 @@ fn report(run: &str, file: &str) -> String {
 }
 
 #[test]
-fn the_compose_tier_passes_every_scenario_on_amd64_and_emulated_arm64_with_logs_and_traces_not_run() {
+fn the_compose_tier_passes_every_scenario_on_amd64_and_emulated_arm64_with_logs_traces_and_grafana_not_run() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (ok, stderr, runs) = e2e(&["--arch", "amd64,arm64"]);
     assert!(ok, "{stderr}");
@@ -76,7 +76,7 @@ fn the_compose_tier_passes_every_scenario_on_amd64_and_emulated_arm64_with_logs_
         for name in ["metrics", "alerts", "link-probes", "restart", "quiet"] {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
-        for name in ["logs", "traces"] {
+        for name in ["logs", "traces", "grafana"] {
             assert_eq!(status(name)["status"], "not-run", "{name}");
             assert!(status(name)["reason"].as_str().unwrap().ends_with("not in bundle"), "{}", status(name));
         }
@@ -147,6 +147,25 @@ fn sigint_mid_scenario_removes_every_container_network_and_volume() {
     }
     let run = run.expect("run id");
     assert_ne!(leftovers(&run), "", "the run is up");
+    // Offline for real: every network of the run is internal (no route out), and no container
+    // publishes a port.
+    let label = format!("label=io.kubeprepare.e2e.run={run}");
+    let nets = Command::new("docker").args(["network", "ls", "-q", "--filter", &label]).output().unwrap();
+    let nets: Vec<String> = String::from_utf8_lossy(&nets.stdout).split_whitespace().map(String::from).collect();
+    assert_eq!(nets.len(), 3, "a cloud network and two edge networks");
+    let internal = Command::new("docker")
+        .args(["network", "inspect", "-f", "{{.Name}} {{.Internal}}"])
+        .args(&nets)
+        .output()
+        .unwrap();
+    let internal = String::from_utf8_lossy(&internal.stdout).into_owned();
+    assert!(internal.lines().all(|l| l.ends_with(" true")), "{internal}");
+    let ports = Command::new("docker")
+        .args(["ps", "--filter", &label, "--format", "{{.Names}} [{{.Ports}}]"])
+        .output()
+        .unwrap();
+    let ports = String::from_utf8_lossy(&ports.stdout).into_owned();
+    assert!(!ports.is_empty() && ports.lines().all(|l| l.ends_with(" []")), "no published port: {ports}");
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
@@ -166,4 +185,224 @@ fn bad_flags_and_the_k3s_backend_fail_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario named \"nope\""));
     let out = xtask().args(["e2e", "--edges", "0", "--dry-run"]).output().unwrap();
     assert!(!out.status.success());
+}
+
+/// The topology of both profiles as data: the contract for the upstream one, whose images
+/// cannot run here (Loki, Jaeger, Grafana, Alloy). Every container's image, command, mounts,
+/// user, environment, readiness probe and network is in the snapshot.
+#[test]
+fn the_plan_of_each_profile_is_snapshot_tested() {
+    let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
+    for profile in ["local", "upstream"] {
+        let plan = xtask::e2e::plan::plan(
+            &stack,
+            profile,
+            xtask::stack::Arch::Amd64,
+            "RUN",
+            2,
+            Utf8PathBuf::from("RUN/config"),
+            vec!["images/cloud/prometheus.tar".into()],
+        )
+        .unwrap();
+        let text = serde_json::to_string_pretty(&plan)
+            .unwrap()
+            .replace(root().as_str(), "[ROOT]")
+            .replace(&format!("\"{}\"", std::process::id()), "\"[PID]\"");
+        insta::with_settings!({ snapshot_path => root().join("golden/e2e"), prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(format!("plan-{profile}-amd64"), text);
+        });
+    }
+}
+
+/// The workload scripts for real, with the local bundle's busybox and the upstream plan's own
+/// container specs, on a network of the test's own: the edge workload writes its pod log in CRI
+/// format where the log agent tails it, and the cloud client's traced call yields one trace of a
+/// `cloud-client` CLIENT span and an `edge-workload` SERVER span, the edge span its child
+/// (the W3C traceparent crossed the call). Spans go to the harness' receiver instead of Jaeger.
+#[test]
+fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
+    use xtask::e2e::engine::Engine;
+    use xtask::e2e::receiver::Receiver;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
+    let bundle = xtask::e2e::provision::bundle(&stack, "local", xtask::stack::Arch::Amd64).unwrap();
+    let run = format!("e2e-workload-test-{}", std::process::id());
+    let _cleanup = RemoveRun(run.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let engine = Engine::connect().await.unwrap();
+        let busybox = engine.load_archive(&bundle.join("images/edge/edge-probe.tar")).await.unwrap().remove(0);
+        let plan =
+            xtask::e2e::plan::plan(&stack, "upstream", xtask::stack::Arch::Amd64, &run, 1, "unused".into(), vec![])
+                .unwrap();
+        let labels = plan.containers[0].spec.labels.clone();
+        let network = format!("{run}-net");
+        engine.create_network(&network, &labels).await.unwrap();
+        let pods = format!("{run}-pods");
+        engine.create_volume(&pods, &labels).await.unwrap();
+        let receiver = Receiver::start(engine.network_gateway(&network).await.unwrap()).await.unwrap();
+        let otlp = receiver.url_of("/v1/traces");
+        let mut edge = plan.container("edge-probe", Some("edge-1")).unwrap().spec.clone();
+        let mut client = plan.container("cloud-client", None).unwrap().spec.clone();
+        assert_eq!(edge.env.get("OTLP_URL").map(String::as_str), Some("http://jaeger:4318/v1/traces"));
+        assert_eq!(client.env.get("NODES").map(String::as_str), Some("edge-1"));
+        for spec in [&mut edge, &mut client] {
+            spec.image = busybox.clone();
+            spec.platform = "linux/amd64".into();
+            spec.network = network.clone();
+            spec.env.insert("OTLP_URL".into(), otlp.clone());
+        }
+        edge.aliases = vec!["edge-1".into()];
+        edge.volumes = [(pods.clone(), "/var/log/pods".to_string())].into();
+        client.env.insert("INTERVAL".into(), "1".into());
+        engine.run(&edge).await.unwrap();
+        engine.run(&client).await.unwrap();
+
+        // One linked pair of spans.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let spans = loop {
+            let spans: Vec<serde_json::Value> = receiver
+                .posts("/v1/traces")
+                .iter()
+                .map(|b| serde_json::from_slice::<serde_json::Value>(b).expect("OTLP JSON"))
+                .collect();
+            let service = |s: &serde_json::Value| {
+                s["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"].clone()
+            };
+            let span = |s: &serde_json::Value| s["resourceSpans"][0]["scopeSpans"][0]["spans"][0].clone();
+            let pair = spans.iter().filter(|s| service(s) == "edge-workload").find_map(|e| {
+                let e = span(e);
+                spans
+                    .iter()
+                    .filter(|c| service(c) == "cloud-client")
+                    .map(span)
+                    .find(|c| c["traceId"] == e["traceId"] && e["parentSpanId"] == c["spanId"])
+                    .map(|c| (c, e))
+            });
+            if let Some(pair) = pair {
+                break pair;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no linked spans within 60 s; received: {spans:?}\nedge: {}\nclient: {}",
+                engine.logs(&edge.name, 20).await.unwrap_or_default(),
+                engine.logs(&client.name, 20).await.unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let (c, e) = spans;
+        assert_eq!((c["kind"].as_i64(), e["kind"].as_i64()), (Some(3), Some(2)), "client and server kinds");
+        let hex = |v: &serde_json::Value, n: usize| {
+            v.as_str()
+                .is_some_and(|s| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        };
+        assert!(hex(&c["traceId"], 32) && hex(&c["spanId"], 16) && hex(&e["spanId"], 16), "{c} {e}");
+        let ns = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<u128>().ok()).unwrap();
+        assert!(
+            ns(&c["startTimeUnixNano"]) <= ns(&e["startTimeUnixNano"]),
+            "the call starts after its caller: {c} {e}"
+        );
+        assert!(ns(&e["endTimeUnixNano"]) <= ns(&c["endTimeUnixNano"]), "and ends before it: {c} {e}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        assert!(now.abs_diff(ns(&c["startTimeUnixNano"])) < 120_000_000_000, "span times are wall-clock times: {c}");
+
+        // The pod log, where the agent's path rule takes namespace, pod and container from.
+        let found =
+            engine.exec(&edge.name, &["/bin/busybox", "find", "/var/log/pods", "-name", "*.log"]).await.unwrap();
+        let path = found.trim();
+        let parts: Vec<&str> = path.trim_start_matches("/var/log/pods/").split('/').collect();
+        assert_eq!(parts.len(), 3, "{path}");
+        let pod_dir: Vec<&str> = parts[0].splitn(3, '_').collect();
+        assert_eq!(
+            (pod_dir[0], pod_dir[1], parts[1], parts[2]),
+            ("e2e", "workload-edge-1", "workload", "0.log"),
+            "{path}"
+        );
+        let log = engine.exec(&edge.name, &["/bin/busybox", "cat", path]).await.unwrap();
+        let line = log.lines().next().expect("a log line");
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "RFC 3339 nanoseconds: {line}");
+        assert_eq!(
+            rest, "stdout F level=info msg=\"edge workload tick\" node=edge-1 seq=1",
+            "CRI: stream, flag, content"
+        );
+        engine.remove_run(&run).await.unwrap();
+    });
+    assert_eq!(leftovers(&run), "");
+}
+
+/// Removes a run's containers, networks and volumes when dropped, also when the test panics.
+struct RemoveRun(String);
+
+impl Drop for RemoveRun {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let _ = rt.block_on(async { xtask::e2e::engine::Engine::connect().await?.remove_run(&self.0).await });
+    }
+}
+
+/// The compose configs and the plan agree, for the profile that cannot run here: every host:port a
+/// rendered config points at (Grafana's datasources, the log agents' Loki, Prometheus' targets)
+/// is a planned container's alias and port, and Loki keeps its data on the planned volume.
+#[test]
+fn the_upstream_configs_point_at_what_the_plan_runs() {
+    let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
+    let arch = xtask::stack::Arch::Amd64;
+    let plan = xtask::e2e::plan::plan(&stack, "upstream", arch, "RUN", 2, "RUN/config".into(), vec![]).unwrap();
+    let topology = xtask::render::ComposeTopology {
+        edges: plan.edges.keys().cloned().collect(),
+        alert_webhook_url: "http://172.18.0.1:39000/alerts".parse().unwrap(),
+    };
+    let files =
+        xtask::render::render(&xtask::render::Ctx::compose(&stack, "upstream", arch, &topology).unwrap()).unwrap();
+    // Every (name, port) the plan serves: what the configs may point at.
+    let served: Vec<(String, u16)> = plan
+        .containers
+        .iter()
+        .flat_map(|c| {
+            let ports: Vec<u16> = c.ports.iter().copied().chain(c.ready.as_ref().map(|r| r.port)).collect();
+            let names: Vec<String> = match &c.node {
+                // An edge component is reached by its node's name (the holder's alias on the cloud network).
+                Some(node) => vec![node.clone()],
+                None => c.spec.aliases.clone(),
+            };
+            names.into_iter().flat_map(move |n| ports.clone().into_iter().map(move |p| (n.clone(), p)))
+        })
+        .collect();
+    let check = |file: &str, target: &str| {
+        let (host, port) = target.rsplit_once(':').unwrap_or_else(|| panic!("{file}: {target} has no port"));
+        let port: u16 = port.parse().unwrap();
+        assert!(
+            host == "localhost" || served.contains(&(host.to_string(), port)),
+            "{file} points at {target}, which the plan does not run; it runs {served:?}"
+        );
+    };
+    let yaml = |f: &str| serde_yaml_ng::from_str::<serde_json::Value>(files.get(f).unwrap()).unwrap();
+    for ds in yaml("grafana/datasources/datasources.yaml")["datasources"].as_array().unwrap() {
+        check("grafana datasources", ds["url"].as_str().unwrap().trim_start_matches("http://"));
+    }
+    for node in plan.edges.keys() {
+        let alloy = files.get(&format!("log-agent/{node}/config.alloy")).unwrap();
+        let url = alloy.split("url = \"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+        check("alloy", url.trim_start_matches("http://").split('/').next().unwrap());
+    }
+    let prometheus = yaml("prometheus/prometheus.yml");
+    for job in prometheus["scrape_configs"].as_array().unwrap() {
+        for sc in job["static_configs"].as_array().into_iter().flatten() {
+            for t in sc["targets"].as_array().unwrap() {
+                // Blackbox probe targets are what the blackbox exporter dials, also planned.
+                check(&format!("prometheus job {}", job["job_name"]), t.as_str().unwrap());
+            }
+        }
+    }
+    for c in &plan.containers {
+        for (k, v) in c.spec.env.iter().filter(|(_, v)| v.starts_with("http://")) {
+            check(&format!("{} env {k}", c.component), v.trim_start_matches("http://").split('/').next().unwrap());
+        }
+    }
+    let loki = yaml("loki/config.yaml");
+    let data = plan.container("loki", None).unwrap().spec.volumes.values().next().unwrap().clone();
+    assert_eq!(loki["common"]["path_prefix"].as_str(), Some(data.as_str()), "Loki writes on its volume");
+    assert_eq!(loki["schema_config"]["configs"][0]["schema"], "v13", "Loki 3 needs v13 on tsdb");
+    assert_eq!(loki["ingester"]["lifecycler"]["min_ready_duration"], "0s");
 }

@@ -45,6 +45,11 @@ pub struct ContainerSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// `uid:gid` to run as instead of the image's user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// A network name, or `container:<name>` to share that container's network namespace.
     pub network: String,
     /// DNS aliases on `network`.
@@ -207,6 +212,8 @@ impl Engine {
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
             cmd: Some(spec.cmd.clone()),
+            env: (!spec.env.is_empty()).then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            user: spec.user.clone(),
             labels: Some(spec.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
                 network_mode: Some(spec.network.clone()),
@@ -352,6 +359,27 @@ impl Engine {
         let mut out = String::new();
         while let Some(chunk) = s.next().await {
             out.push_str(&chunk.with_context(|| format!("reading logs of {name}"))?.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Run `cmd` in a running container (no shell: the argv as given); its stdout and stderr.
+    pub async fn exec(&self, name: &str, cmd: &[&str]) -> Result<String> {
+        let config = bollard::exec::CreateExecOptions {
+            cmd: Some(cmd.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let what = || format!("running {cmd:?} in {name}");
+        let exec = self.docker.create_exec(name, config).await.with_context(what)?;
+        let mut out = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await.with_context(what)?
+        {
+            while let Some(chunk) = output.next().await {
+                out.push_str(&chunk.with_context(what)?.to_string());
+            }
         }
         Ok(out)
     }

@@ -18,6 +18,7 @@
 pub mod engine;
 pub mod plan;
 pub mod provision;
+pub mod query;
 pub mod receiver;
 pub mod report;
 pub mod runner;
@@ -109,6 +110,7 @@ pub fn run(args: Args) -> Result<()> {
         if !stack.matrix.arch.contains(&arch) {
             bail!("--arch {arch}: the stack's matrix has no {arch}");
         }
+        preflight(&stack, &args.profile, arch, args.edges.into(), &scenarios)?;
         let run_id = run_id(arch);
         if args.dry_run {
             let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
@@ -136,6 +138,32 @@ pub fn run(args: Args) -> Result<()> {
         bail!("e2e failed for {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// Check the scenarios that will run against the topology and the rendered rules, before
+/// anything is started: every node, component, alert and step they name must exist. Pure.
+fn preflight(stack: &Stack, profile: &str, arch: Arch, edges: usize, scenarios: &[scenario::Scenario]) -> Result<()> {
+    let plan = plan::plan(stack, profile, arch, "preflight", edges, Utf8PathBuf::from("config"), Vec::new())?;
+    let topology = crate::render::ComposeTopology {
+        edges: plan.edges.keys().cloned().collect(),
+        alert_webhook_url: "http://127.0.0.1:1/alerts".parse()?,
+    };
+    let ctx = crate::render::Ctx::compose(stack, profile, arch, &topology)?;
+    let alerts = alert_names(&ctx);
+    let components = plan.component_names();
+    let nodes: Vec<String> = plan.edges.keys().cloned().collect();
+    for s in scenarios.iter().filter(|s| scenario::missing_requirement(s, &plan.provides).is_none()) {
+        scenario::check(s, &scenario::Names { nodes: &nodes, components: &components, alerts: &alerts })?;
+    }
+    Ok(())
+}
+
+/// Every alert the rendered rules of `ctx` define.
+fn alert_names(ctx: &crate::render::Ctx<'_>) -> BTreeSet<String> {
+    crate::render::rules::rule_groups(ctx)
+        .iter()
+        .flat_map(|g| g.rules.iter().map(|r| r.alert.clone()).filter(|a| !a.is_empty()))
+        .collect()
 }
 
 /// `e2e-<UTC time>-<arch>-<pid>`: unique, sortable, valid as a container name prefix.
@@ -320,20 +348,9 @@ async fn execute(
     let ctx = crate::render::Ctx::compose(stack, profile_name, arch, &topology)?;
     let files = crate::render::render(&ctx)?;
     files.write_to(&plan.config_dir)?;
-    let alerts: BTreeSet<String> = crate::render::rules::rule_groups(&ctx)
-        .iter()
-        .flat_map(|g| g.rules.iter().map(|r| r.alert.clone()).filter(|a| !a.is_empty()))
-        .collect();
+    let alerts = alert_names(&ctx);
     let models: BTreeMap<String, crate::render::rules::LatencyModel> =
         alerts.iter().filter_map(|a| crate::render::rules::alert_model(&ctx, a).map(|m| (a.clone(), m))).collect();
-    let components: BTreeSet<String> = plan.containers.iter().map(|c| c.component.clone()).collect();
-    let nodes: Vec<String> = plan.edges.keys().cloned().collect();
-    let kinds: BTreeSet<crate::stack::Kind> = profile.enabled().map(|c| c.kind).collect();
-    let has_log_agent = profile.log_agent().is_some();
-    // Scenarios that will run must name only what this topology has.
-    for s in scenarios.iter().filter(|s| scenario::missing_requirement(s, &kinds, has_log_agent).is_none()) {
-        scenario::check(s, &scenario::Names { nodes: &nodes, components: &components, alerts: &alerts })?;
-    }
 
     for c in &plan.containers {
         engine.run(&c.spec).await?;
@@ -357,7 +374,7 @@ async fn execute(
     runner.wait_ready(std::time::Duration::from_secs(120)).await?;
     let mut results = Vec::new();
     for s in scenarios {
-        if let Some(missing) = scenario::missing_requirement(s, &kinds, has_log_agent) {
+        if let Some(missing) = scenario::missing_requirement(s, &plan.provides) {
             eprintln!("  not run: {}: {missing} not in bundle", s.name);
             results.push(report::ScenarioResult {
                 name: s.name.clone(),

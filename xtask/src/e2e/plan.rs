@@ -1,16 +1,21 @@
 //! The compose topology of one run, as plain data (printed by `--dry-run`, snapshot-tested).
 //!
-//! - `<run>-cloud`: an internal network (no route out) with the cloud components,
-//!   each under its DNS alias (`prometheus`, `alertmanager`, `blackbox-exporter`).
+//! - `<run>-cloud`: an internal network (no route out) with the cloud components, each under
+//!   its DNS alias (`prometheus`, `alertmanager`, `grafana`, `blackbox-exporter`, `loki`,
+//!   `jaeger`), the names the compose flavour of the render uses; with Jaeger, a `cloud-client`
+//!   that calls every edge workload with a W3C `traceparent` and reports its spans.
 //! - `<run>-edge-<i>`: one internal network per edge node. The node is a holder container
-//!   (the probe image sleeping) whose network namespace the node's components share, as
-//!   pods share a node's; it is also attached to the cloud network under its node name:
-//!   that attachment is the node's link, which the harness cuts and heals.
+//!   (the probe image sleeping) whose network namespace the node's components share, as pods
+//!   share a node's; it is also attached to the cloud network under its node name: that
+//!   attachment is the node's link, which the harness cuts and heals. A node runs the node
+//!   exporter, the workload (`fixtures/e2e/workload/`: CRI-format logs under
+//!   `/var/log/pods`, traced calls on :8080) and the log agent, which tails that folder (a
+//!   volume of the node's, as the kubelet's log folder is the node's).
 //! - The harness is the one party outside: it reaches containers at their addresses on
 //!   these bridges, and its alert receiver listens on the cloud bridge's host address.
 //!   No port is published.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 use camino::Utf8PathBuf;
@@ -19,14 +24,27 @@ use serde::Serialize;
 use super::engine::{ContainerSpec, LABEL_PID, LABEL_RUN};
 use crate::stack::{Arch, Component, Kind, Role, Stack};
 
+/// How the harness knows a container is ready: an HTTP GET answered with a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ready {
+    pub port: u16,
+    pub path: &'static str,
+}
+
 /// Where a container sits in the topology.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
-    /// The stack component it runs (`edge-1` for a node holder).
+    /// The cloud component's alias (`prometheus`, `loki`, …), the edge component's stack name
+    /// (`edge-node-exporter`), or the node's name for its holder.
     pub component: String,
     pub role: Role,
     /// The edge node it belongs to.
     pub node: Option<String>,
+    /// Every port it listens on, its HTTP API (what checks query) first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
     pub spec: ContainerSpec,
 }
 
@@ -38,12 +56,17 @@ pub struct Plan {
     /// Edge node name → its network.
     pub edges: BTreeMap<String, String>,
     pub volumes: Vec<String>,
-    /// In start order: cloud components, then each node's holder and components.
+    /// In start order: cloud components, then each node's holder and components, then the
+    /// cloud client (it calls the nodes).
     pub containers: Vec<Planned>,
     /// Image archives of the bundle to load (relative to the bundle folder).
     pub archives: Vec<String>,
     /// Rendered configs (compose flavour) mounted into the containers.
     pub config_dir: Utf8PathBuf,
+    /// What the topology runs, as scenarios `requires` it: component kinds (`node-exporter`,
+    /// `loki`, …), `prometheus`, `alertmanager` and `grafana` whichever component brings them,
+    /// and `log-agent`.
+    pub provides: BTreeSet<String>,
 }
 
 impl Plan {
@@ -64,6 +87,11 @@ impl Plan {
     pub fn holder_name(&self, node: &str) -> String {
         format!("{}-{node}", self.run_id)
     }
+
+    /// Names a scenario may restart or collect logs of: every component and node.
+    pub fn component_names(&self) -> BTreeSet<String> {
+        self.containers.iter().map(|c| c.component.clone()).collect()
+    }
 }
 
 pub fn node_names(edges: usize) -> Vec<String> {
@@ -71,13 +99,33 @@ pub fn node_names(edges: usize) -> Vec<String> {
 }
 
 /// The image of a component that plays `name` (the stack's image name).
-fn image_of<'a>(c: &'a Component, name: &str) -> Result<&'a crate::stack::Image> {
-    c.image(name).or_else(|| c.images.first()).ok_or_else(|| anyhow::anyhow!("component {} has no image", c.name))
+fn image_of(c: &Component, name: &str) -> Result<String> {
+    c.image(name)
+        .or_else(|| c.images.first())
+        .map(|i| i.reference.to_string())
+        .ok_or_else(|| anyhow::anyhow!("component {} has no image", c.name))
 }
 
-fn reference(img: &crate::stack::Image) -> String {
-    img.reference.to_string()
-}
+/// The DNS alias and ports the compose flavour of the render gives each cloud service.
+const PROMETHEUS_PORT: u16 = 9090;
+const ALERTMANAGER_PORT: u16 = 9093;
+const BLACKBOX_PORT: u16 = 9115;
+const JAEGER_HEALTH_PORT: u16 = 13133;
+const ALLOY_PORT: u16 = 12345;
+const WORKLOAD_PORT: u16 = 8080;
+
+/// Grafana offline: no usage reports, update checks, news or plugin downloads; anonymous admin,
+/// as only the harness can reach it (internal network, nothing published).
+const GRAFANA_ENV: [(&str, &str); 8] = [
+    ("GF_ANALYTICS_REPORTING_ENABLED", "false"),
+    ("GF_ANALYTICS_CHECK_FOR_UPDATES", "false"),
+    ("GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES", "false"),
+    ("GF_NEWS_NEWS_FEED_ENABLED", "false"),
+    ("GF_PLUGINS_PREINSTALL_DISABLED", "true"),
+    ("GF_PLUGINS_PUBLIC_KEY_RETRIEVAL_DISABLED", "true"),
+    ("GF_AUTH_ANONYMOUS_ENABLED", "true"),
+    ("GF_AUTH_ANONYMOUS_ORG_ROLE", "Admin"),
+];
 
 /// Plan the topology for a profile of `stack` on `arch` with `edges` nodes. Pure.
 pub fn plan(
@@ -98,13 +146,20 @@ pub fn plan(
     let cloud_network = format!("{run_id}-cloud");
     let labels: BTreeMap<String, String> =
         [(LABEL_RUN.to_string(), run_id.to_string()), (LABEL_PID.to_string(), std::process::id().to_string())].into();
+    let workload = crate::paths::workload_dir().to_string();
     let mut containers = Vec::new();
     let mut volumes = Vec::new();
+    let mut provides: BTreeSet<String> = profile.enabled().map(|c| c.kind.to_string()).collect();
+    if profile.log_agent().is_some() {
+        provides.insert("log-agent".into());
+    }
     let base = |name: &str, image: String, network: &str| ContainerSpec {
         name: format!("{run_id}-{name}"),
         image,
         entrypoint: None,
         cmd: Vec::new(),
+        env: BTreeMap::new(),
+        user: None,
         network: network.to_string(),
         aliases: Vec::new(),
         binds: BTreeMap::new(),
@@ -113,105 +168,190 @@ pub fn plan(
         platform: platform.clone(),
     };
     let conf = |sub: &str| config_dir.join(sub).to_string();
+    let mut volume = |name: String| {
+        volumes.push(name.clone());
+        name
+    };
+    let has = |kind: Kind| profile.enabled().any(|c| c.kind == kind);
+    let jaeger_otlp =
+        format!("http://{}:{}/v1/traces", crate::render::names::RELEASE_JAEGER, crate::render::jaeger::OTLP_HTTP_PORT);
+
     for c in profile.enabled().filter(|c| c.role == Role::Cloud) {
-        let mut add = |alias: &str, spec: ContainerSpec| {
-            let mut spec = spec;
+        let mut add = |alias: &str, ports: &[u16], ready: Ready, mut spec: ContainerSpec| {
             spec.aliases = vec![alias.to_string()];
-            containers.push(Planned { component: alias.to_string(), role: Role::Cloud, node: None, spec });
+            provides.insert(alias.to_string());
+            containers.push(Planned {
+                component: alias.to_string(),
+                role: Role::Cloud,
+                node: None,
+                ports: ports.to_vec(),
+                ready: Some(ready),
+                spec,
+            });
         };
-        match c.kind {
-            Kind::Prometheus | Kind::PrometheusStack => {
-                let mut s = base("prometheus", reference(image_of(c, "prometheus")?), &cloud_network);
-                s.cmd = vec![
-                    "--config.file=/etc/prometheus/prometheus.yml".into(),
-                    "--storage.tsdb.path=/prometheus".into(),
-                    "--web.listen-address=:9090".into(),
-                    // Resend firing alerts every evaluation (default 1m): a first notification
-                    // sent before Alertmanager listened would otherwise wait a minute, and
-                    // Alertmanager would resolve alerts of a Prometheus that stopped sending
-                    // 4 resend delays sooner.
-                    format!("--rules.alert.resend-delay={}", timing.evaluation_interval),
-                ];
-                s.binds.insert(conf("prometheus"), "/etc/prometheus".into());
-                let volume = format!("{run_id}-prometheus-data");
-                s.volumes.insert(volume.clone(), "/prometheus".into());
-                volumes.push(volume);
-                add("prometheus", s);
-            }
-            _ => {}
+        if matches!(c.kind, Kind::Prometheus | Kind::PrometheusStack) {
+            let mut s = base("prometheus", image_of(c, "prometheus")?, &cloud_network);
+            s.cmd = vec![
+                "--config.file=/etc/prometheus/prometheus.yml".into(),
+                "--storage.tsdb.path=/prometheus".into(),
+                format!("--web.listen-address=:{PROMETHEUS_PORT}"),
+                // Resend firing alerts every evaluation (default 1m): a first notification
+                // sent before Alertmanager listened would otherwise wait a minute, and
+                // Alertmanager would resolve alerts of a Prometheus that stopped sending
+                // 4 resend delays sooner.
+                format!("--rules.alert.resend-delay={}", timing.evaluation_interval),
+            ];
+            s.binds.insert(conf("prometheus"), "/etc/prometheus".into());
+            s.volumes.insert(volume(format!("{run_id}-prometheus-data")), "/prometheus".into());
+            add("prometheus", &[PROMETHEUS_PORT], Ready { port: PROMETHEUS_PORT, path: "/-/ready" }, s);
+        }
+        if matches!(c.kind, Kind::Alertmanager | Kind::PrometheusStack) {
+            let mut s = base("alertmanager", image_of(c, "alertmanager")?, &cloud_network);
+            s.cmd = vec![
+                "--config.file=/etc/alertmanager/alertmanager.yml".into(),
+                "--storage.path=/alertmanager".into(),
+                format!("--web.listen-address=:{ALERTMANAGER_PORT}"),
+                // One replica: no gossip cluster.
+                "--cluster.listen-address=".into(),
+            ];
+            s.binds.insert(conf("alertmanager"), "/etc/alertmanager".into());
+            s.volumes.insert(volume(format!("{run_id}-alertmanager-data")), "/alertmanager".into());
+            add("alertmanager", &[ALERTMANAGER_PORT], Ready { port: ALERTMANAGER_PORT, path: "/-/ready" }, s);
+        }
+        if c.kind == Kind::PrometheusStack && c.image("grafana").is_some() {
+            let mut s = base("grafana", image_of(c, "grafana")?, &cloud_network);
+            s.env = GRAFANA_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            s.binds.insert(conf("grafana/datasources"), "/etc/grafana/provisioning/datasources".into());
+            let port = crate::render::grafana::HTTP_PORT;
+            add("grafana", &[port], Ready { port, path: "/api/health" }, s);
         }
         match c.kind {
-            Kind::Alertmanager | Kind::PrometheusStack => {
-                let mut s = base("alertmanager", reference(image_of(c, "alertmanager")?), &cloud_network);
-                s.cmd = vec![
-                    "--config.file=/etc/alertmanager/alertmanager.yml".into(),
-                    "--storage.path=/alertmanager".into(),
-                    "--web.listen-address=:9093".into(),
-                    // One replica: no gossip cluster.
-                    "--cluster.listen-address=".into(),
-                ];
-                s.binds.insert(conf("alertmanager"), "/etc/alertmanager".into());
-                let volume = format!("{run_id}-alertmanager-data");
-                s.volumes.insert(volume.clone(), "/alertmanager".into());
-                volumes.push(volume);
-                add("alertmanager", s);
-            }
             Kind::BlackboxExporter => {
-                let mut s = base("blackbox-exporter", reference(image_of(c, "blackbox-exporter")?), &cloud_network);
-                s.cmd = vec!["--config.file=/etc/blackbox/blackbox.yml".into(), "--web.listen-address=:9115".into()];
+                let mut s = base("blackbox-exporter", image_of(c, "blackbox-exporter")?, &cloud_network);
+                s.cmd = vec![
+                    "--config.file=/etc/blackbox/blackbox.yml".into(),
+                    format!("--web.listen-address=:{BLACKBOX_PORT}"),
+                ];
                 s.binds.insert(conf("blackbox"), "/etc/blackbox".into());
-                add("blackbox-exporter", s);
+                add("blackbox-exporter", &[BLACKBOX_PORT], Ready { port: BLACKBOX_PORT, path: "/metrics" }, s);
+            }
+            Kind::Loki => {
+                let mut s = base("loki", image_of(c, "loki")?, &cloud_network);
+                s.cmd = vec!["-config.file=/etc/loki/config.yaml".into()];
+                s.binds.insert(conf("loki"), "/etc/loki".into());
+                // A new named volume takes the image's /loki, owned by Loki's user (10001).
+                s.volumes.insert(volume(format!("{run_id}-loki-data")), "/loki".into());
+                let port = crate::render::loki::HTTP_PORT;
+                add(crate::render::names::RELEASE_LOKI, &[port], Ready { port, path: "/ready" }, s);
+            }
+            Kind::Jaeger => {
+                let mut s = base("jaeger", image_of(c, "jaeger")?, &cloud_network);
+                s.cmd = vec!["--config".into(), "/etc/jaeger/config.yaml".into()];
+                s.binds.insert(conf("jaeger"), "/etc/jaeger".into());
+                let ready = Ready { port: JAEGER_HEALTH_PORT, path: "/status" };
+                use crate::render::jaeger::{METRICS_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, QUERY_PORT};
+                let ports = [QUERY_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, JAEGER_HEALTH_PORT, METRICS_PORT];
+                add(crate::render::names::RELEASE_JAEGER, &ports, ready, s);
             }
             _ => {}
         }
     }
-    // The node holder: the probe image (busybox) sleeping; every profile's edge has one.
-    let holder_image =
-        profile.enabled().find(|c| c.kind == Kind::Probe).map(|c| image_of(c, "probe").map(reference)).transpose()?;
+
+    // The node holder and the workload: the probe image (busybox); every profile's edge has one.
+    let Some(probe) = profile.enabled().find(|c| c.kind == Kind::Probe) else {
+        bail!(
+            "profile {profile_name} has no `probe` component: the compose tier uses its busybox image to hold each \
+             edge node's network and run the edge workload; add one (kind = \"probe\", role = \"edge\")"
+        )
+    };
+    let probe_image = image_of(probe, "probe")?;
+    let nodes = node_names(edges);
     let mut edge_networks = BTreeMap::new();
-    for node in node_names(edges) {
+    for node in &nodes {
         let network = format!("{run_id}-{node}");
         edge_networks.insert(node.clone(), network.clone());
-        let Some(holder_image) = holder_image.clone() else {
-            bail!(
-                "profile has no `probe` component: the compose tier uses its busybox image to hold each edge node's network"
-            )
-        };
-        let mut holder = base(&node, holder_image, &network);
+        let mut holder = base(node, probe_image.clone(), &network);
         holder.entrypoint = Some(vec!["/bin/busybox".into()]);
         holder.cmd = vec!["sleep".into(), "2147483647".into()];
         holder.aliases = vec![node.clone()];
-        containers.push(Planned { component: node.clone(), role: Role::Edge, node: Some(node.clone()), spec: holder });
+        containers.push(Planned {
+            component: node.clone(),
+            role: Role::Edge,
+            node: Some(node.clone()),
+            ports: Vec::new(),
+            ready: None,
+            spec: holder,
+        });
         let netns = format!("container:{run_id}-{node}");
+        // The node's pod log folder: the workload writes it (as the kubelet does), the agent tails it.
+        let pods = volume(format!("{run_id}-{node}-pods"));
         for c in profile.enabled().filter(|c| c.role == Role::Edge) {
             let mut s = base(&format!("{node}-{}", c.name), String::new(), &netns);
-            match c.kind {
+            let (port, ready) = match c.kind {
                 Kind::NodeExporter => {
-                    s.image = reference(image_of(c, "node-exporter")?);
-                    s.cmd = vec!["--web.listen-address=:9100".into()];
+                    let port = stack.settings.edge.node_exporter;
+                    s.image = image_of(c, "node-exporter")?;
+                    s.cmd = vec![format!("--web.listen-address=:{port}")];
+                    (port, Ready { port, path: "/metrics" })
                 }
                 Kind::Probe => {
-                    // The edge workload: serves HTTP and writes a log line a second.
-                    s.image = reference(image_of(c, "probe")?);
+                    s.image = image_of(c, "probe")?;
                     s.entrypoint = Some(vec!["/bin/busybox".into()]);
-                    s.cmd = vec![
-                        "sh".into(),
-                        "-c".into(),
-                        format!(
-                            "busybox httpd -p 8080 -h /tmp; while :; do echo \"level=info msg=\\\"edge workload tick\\\" node={node}\"; busybox sleep 1; done"
-                        ),
-                    ];
+                    s.cmd = vec!["sh".into(), "/workload/edge-workload.sh".into()];
+                    s.env.insert("NODE".into(), node.clone());
+                    if has(Kind::Jaeger) {
+                        s.env.insert("OTLP_URL".into(), jaeger_otlp.clone());
+                    }
+                    // Writes the pod log folder as the kubelet does: as root.
+                    s.user = Some("0:0".into());
+                    s.binds.insert(workload.clone(), "/workload".into());
+                    s.volumes.insert(pods.clone(), "/var/log/pods".into());
+                    (WORKLOAD_PORT, Ready { port: WORKLOAD_PORT, path: "/index.html" })
                 }
-                // Log agents need Loki, which the compose tier does not run yet.
+                Kind::Alloy => {
+                    s.image = image_of(c, "alloy")?;
+                    s.cmd = vec![
+                        "run".into(),
+                        "/etc/alloy/config.alloy".into(),
+                        "--storage.path=/var/lib/alloy/data".into(),
+                        // The default listens on loopback only.
+                        format!("--server.http.listen-addr=0.0.0.0:{ALLOY_PORT}"),
+                        "--disable-reporting".into(),
+                    ];
+                    s.binds.insert(conf(&format!("log-agent/{node}")), "/etc/alloy".into());
+                    s.volumes.insert(pods.clone(), "/var/log/pods".into());
+                    // Positions (what was read) survive a restart of the agent, as on a hostPath.
+                    s.volumes.insert(volume(format!("{run_id}-{node}-alloy")), "/var/lib/alloy/data".into());
+                    (ALLOY_PORT, Ready { port: ALLOY_PORT, path: "/-/ready" })
+                }
+                // `Ctx::compose` refuses Promtail; nothing else runs on an edge node.
                 _ => continue,
-            }
+            };
             containers.push(Planned {
                 component: c.name.to_string(),
                 role: Role::Edge,
                 node: Some(node.clone()),
+                ports: vec![port],
+                ready: Some(ready),
                 spec: s,
             });
         }
+    }
+    if has(Kind::Jaeger) {
+        let mut s = base("cloud-client", probe_image, &cloud_network);
+        s.entrypoint = Some(vec!["/bin/busybox".into()]);
+        s.cmd = vec!["sh".into(), "/workload/cloud-client.sh".into()];
+        s.env = [("NODES".to_string(), nodes.join(" ")), ("OTLP_URL".into(), jaeger_otlp)].into();
+        s.binds.insert(workload, "/workload".into());
+        s.aliases = vec!["cloud-client".into()];
+        containers.push(Planned {
+            component: "cloud-client".into(),
+            role: Role::Cloud,
+            node: None,
+            ports: Vec::new(),
+            ready: None,
+            spec: s,
+        });
     }
     Ok(Plan {
         run_id: run_id.to_string(),
@@ -222,5 +362,6 @@ pub fn plan(
         containers,
         archives,
         config_dir,
+        provides,
     })
 }

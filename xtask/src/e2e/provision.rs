@@ -23,6 +23,9 @@ fn have(program: &str) -> bool {
 fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
     eprintln!("e2e: installing {} (apt-get)", packages.join(" "));
     cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive").quiet().run()?;
+    if packages.is_empty() {
+        return Ok(());
+    }
     cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .quiet()
@@ -89,6 +92,47 @@ pub fn arch(arch: Arch) -> Result<bool> {
         bail!("qemu-aarch64 is still not registered with binfmt_misc; run: {fix}");
     }
     Ok(true)
+}
+
+/// What `cargo xtask fixtures --push` needs: skopeo and docker-registry, and dpkg's arm64
+/// architecture on an amd64 host (the fixtures are built from both arches' packages). Installed
+/// when we are root on Debian/Ubuntu, else an error with the commands.
+pub fn fixture_tools() -> Result<()> {
+    let missing: Vec<&str> = [crate::tools::SKOPEO, crate::registry::DOCKER_REGISTRY]
+        .into_iter()
+        .filter(|t| t.find().is_err())
+        .map(|t| t.package)
+        .collect();
+    let sh = Shell::new()?;
+    let foreign = cmd!(sh, "dpkg --print-foreign-architectures").quiet().ignore_status().read().unwrap_or_default();
+    let add_arm64 = Arch::host() != Some(Arch::Arm64) && !foreign.lines().any(|a| a.trim() == "arm64");
+    if missing.is_empty() && !add_arm64 {
+        return Ok(());
+    }
+    if !(is_root() && is_debian()) {
+        let mut fix = Vec::new();
+        if add_arm64 {
+            fix.push("dpkg --add-architecture arm64 && apt-get update".to_string());
+        }
+        if !missing.is_empty() {
+            fix.push(format!("apt-get install -y {}", missing.join(" ")));
+        }
+        bail!(
+            "the fixture images need {}; as root: {}",
+            [missing.join(", "), if add_arm64 { "dpkg's arm64 architecture".into() } else { String::new() }]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" and "),
+            fix.join(" && ")
+        );
+    }
+    if add_arm64 {
+        eprintln!("e2e: adding dpkg's arm64 architecture (the fixtures are built from arm64 packages too)");
+        cmd!(sh, "dpkg --add-architecture arm64").quiet().run()?;
+    }
+    apt_install(&sh, &missing)
 }
 
 /// The bundle for `profile` and `arch`, built (and, for the local profile, its fixture images

@@ -1,9 +1,11 @@
-//! The alert webhook receiver the harness owns: Alertmanager posts to it, it records
-//! every alert with the moment it arrived.
+//! The HTTP receiver the harness owns: Alertmanager's webhook posts alerts to `/alerts`,
+//! recorded with the moment each arrived; any other path's posts are kept as they came (the
+//! workload test points OTLP/HTTP at `/v1/traces`).
 //!
 //! It listens on the cloud network's bridge address (the only address of the host the
-//! containers can reach; nothing else can reach it), speaks just enough HTTP/1.1 for
-//! Alertmanager's webhook (`POST` with `Content-Length`, JSON body) and answers 200.
+//! containers can reach; nothing else can reach it), speaks just enough HTTP/1.1 for a
+//! `POST` with `Content-Length` and answers 200, or 400 to an alert post that is not
+//! Alertmanager's JSON. Dropping it stops the listener and every connection it serves.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +16,12 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+/// The path Alertmanager posts to.
+pub const ALERTS_PATH: &str = "/alerts";
+
+/// A request body larger than this is refused (Alertmanager's batches are far smaller).
+const BODY_LIMIT: usize = 16 << 20;
 
 /// One alert as received.
 #[derive(Debug, Clone)]
@@ -36,10 +44,17 @@ struct Alert {
     labels: BTreeMap<String, String>,
 }
 
-/// A running receiver; its task ends when it is dropped.
+#[derive(Default)]
+struct Log {
+    alerts: Vec<Received>,
+    /// Posts to other paths: (path, body).
+    posts: Vec<(String, Vec<u8>)>,
+}
+
+/// A running receiver; its listener and connections end when it is dropped.
 pub struct Receiver {
     pub addr: SocketAddr,
-    alerts: Arc<Mutex<Vec<Received>>>,
+    log: Arc<Mutex<Log>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,42 +67,60 @@ impl Drop for Receiver {
 impl Receiver {
     /// Listen on `ip` (a free port).
     pub async fn start(ip: std::net::IpAddr) -> Result<Receiver> {
-        let listener =
-            TcpListener::bind((ip, 0)).await.with_context(|| format!("alert receiver: listening on {ip}"))?;
+        let listener = TcpListener::bind((ip, 0)).await.with_context(|| format!("receiver: listening on {ip}"))?;
         let addr = listener.local_addr()?;
-        let alerts = Arc::new(Mutex::new(Vec::new()));
-        let sink = alerts.clone();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let sink = log.clone();
         let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the accept task drops it, which aborts them.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let sink = sink.clone();
-                tokio::spawn(async move {
-                    // A malformed request is dropped; Alertmanager retries.
-                    let _ = serve(stream, sink).await;
-                });
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        // A malformed request is dropped; Alertmanager retries.
+                        connections.spawn(serve(stream, sink.clone()));
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
             }
         });
-        Ok(Receiver { addr, alerts, task })
+        Ok(Receiver { addr, log, task })
     }
 
     /// The URL Alertmanager posts to.
     pub fn url(&self) -> String {
-        format!("http://{}/alerts", self.addr)
+        format!("http://{}{ALERTS_PATH}", self.addr)
+    }
+
+    /// The URL of another path on the receiver (e.g. `/v1/traces`).
+    pub fn url_of(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// Every alert received so far, in arrival order.
     pub fn alerts(&self) -> Vec<Received> {
-        self.alerts.lock().map(|a| a.clone()).unwrap_or_default()
+        self.log.lock().map(|l| l.alerts.clone()).unwrap_or_default()
+    }
+
+    /// The bodies posted to `path` so far, in arrival order.
+    pub fn posts(&self, path: &str) -> Vec<Vec<u8>> {
+        self.log
+            .lock()
+            .map(|l| l.posts.iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
-async fn serve(stream: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Received>>>) -> Result<()> {
+async fn serve(stream: tokio::net::TcpStream, log: Arc<Mutex<Log>>) -> Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line).await? == 0 {
             return Ok(());
         }
+        // `POST /alerts HTTP/1.1`
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
         let mut length = 0usize;
         loop {
             let mut line = String::new();
@@ -102,18 +135,29 @@ async fn serve(stream: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Received>>>) -
                 }
             }
         }
-        anyhow::ensure!(length <= 16 << 20, "body too large");
+        anyhow::ensure!(length <= BODY_LIMIT, "body too large");
         let mut body = vec![0; length];
         reader.read_exact(&mut body).await?;
         let at = Instant::now();
-        let status = match serde_json::from_slice::<Payload>(&body) {
-            Ok(p) => {
-                if let Ok(mut a) = sink.lock() {
-                    a.extend(p.alerts.into_iter().map(|x| Received { at, status: x.status, labels: x.labels }));
+        let status = if path == ALERTS_PATH {
+            match serde_json::from_slice::<Payload>(&body) {
+                Ok(p) => {
+                    if let Ok(mut l) = log.lock() {
+                        l.alerts.extend(p.alerts.into_iter().map(|x| Received {
+                            at,
+                            status: x.status,
+                            labels: x.labels,
+                        }));
+                    }
+                    "200 OK"
                 }
-                "200 OK"
+                Err(_) => "400 Bad Request",
             }
-            Err(_) => "400 Bad Request",
+        } else {
+            if let Ok(mut l) = log.lock() {
+                l.posts.push((path, body));
+            }
+            "200 OK"
         };
         reader.get_mut().write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await?;
     }
@@ -124,7 +168,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn records_alerts_posted_as_alertmanager_does() {
+    async fn records_alerts_posted_as_alertmanager_does_and_other_posts_by_path() {
         let r = Receiver::start("127.0.0.1".parse().unwrap()).await.unwrap();
         let body = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Watchdog"}},{"status":"resolved","labels":{"alertname":"EdgeNodeUnreachable","node":"edge-1"}}]}"#;
         let client = reqwest::Client::new();
@@ -135,5 +179,11 @@ mod tests {
         let got: Vec<(String, String)> =
             r.alerts().into_iter().map(|a| (a.labels["alertname"].clone(), a.status)).collect();
         assert_eq!(got, [("Watchdog".into(), "firing".into()), ("EdgeNodeUnreachable".into(), "resolved".into())]);
+
+        let span = client.post(r.url_of("/v1/traces")).body("{\"resourceSpans\":[]}").send().await.unwrap();
+        assert_eq!(span.status(), 200);
+        assert_eq!(r.posts("/v1/traces"), [b"{\"resourceSpans\":[]}".to_vec()]);
+        assert!(r.posts(ALERTS_PATH).is_empty(), "alerts are parsed, not kept raw");
+        assert_eq!(r.alerts().len(), 2);
     }
 }

@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
 use super::engine::Engine;
-use super::plan::Plan;
+use super::plan::{Plan, Planned};
+use super::query;
 use super::receiver::Receiver;
 use super::report::{Latency, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
 use super::scenario::{Action, AlertState, Expect, Scenario, Step, labels_text};
@@ -47,8 +48,10 @@ pub struct Runner<'a> {
     /// Alert name → its latency model (compose timing): bound, earliest, explanation.
     pub models: BTreeMap<String, LatencyModel>,
     pub latencies: Vec<Latency>,
-    /// Step name → its start (monotonic and wall clock), per scenario.
+    /// Step name → its mark (monotonic and wall clock), per scenario.
     marks: HashMap<String, (Instant, SystemTime)>,
+    /// When the runner was made: the start of every Loki and Jaeger query window.
+    since: SystemTime,
 }
 
 impl<'a> Runner<'a> {
@@ -60,45 +63,69 @@ impl<'a> Runner<'a> {
         models: BTreeMap<String, LatencyModel>,
     ) -> Result<Self> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        Ok(Runner { engine, plan, receiver, http, run_dir, models, latencies: Vec::new(), marks: HashMap::new() })
+        Ok(Runner {
+            engine,
+            plan,
+            receiver,
+            http,
+            run_dir,
+            models,
+            latencies: Vec::new(),
+            marks: HashMap::new(),
+            since: SystemTime::now(),
+        })
     }
 
-    /// `http://<address>:<port>` of a cloud component, as the harness reaches it.
-    async fn cloud_url(&self, component: &str, port: u16) -> Result<String> {
-        let c = self.plan.container(component, None).with_context(|| format!("no {component} in this topology"))?;
-        let ip =
-            self.engine.address(&c.spec.name, &self.plan.cloud_network).await?.with_context(|| {
-                format!("{component} has no address on {} (is it running?)", self.plan.cloud_network)
-            })?;
+    /// `http://<address>:<port>` of a container, as the harness reaches it: a cloud component
+    /// at its address on the cloud network, an edge one at its node's address on the node's
+    /// network (the node's containers share its network namespace).
+    async fn url_of(&self, c: &Planned, port: u16) -> Result<String> {
+        let (container, network) = match &c.node {
+            None => (c.spec.name.clone(), self.plan.cloud_network.clone()),
+            Some(node) => (
+                self.plan.holder_name(node),
+                self.plan.edges.get(node).cloned().with_context(|| format!("no network for node {node}"))?,
+            ),
+        };
+        let ip = self
+            .engine
+            .address(&container, &network)
+            .await?
+            .with_context(|| format!("{} has no address on {network} (is it running?)", c.component))?;
         Ok(format!("http://{ip}:{port}"))
     }
 
-    /// Wait until the cloud components answer their readiness endpoints. Fails at once, with
-    /// its log, when any container of the topology has exited.
+    /// The base URL of a cloud component's HTTP port.
+    async fn cloud_url(&self, component: &str) -> Result<String> {
+        let c = self.plan.container(component, None).with_context(|| format!("no {component} in this topology"))?;
+        let port = *c.ports.first().with_context(|| format!("{component} has no HTTP port"))?;
+        self.url_of(c, port).await
+    }
+
+    /// Wait until every container with a readiness probe answers it, in start order. Fails at
+    /// once, with its log, when any container of the topology has exited.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        for (component, port, path) in [
-            ("prometheus", 9090, "/-/ready"),
-            ("alertmanager", 9093, "/-/ready"),
-            ("blackbox-exporter", 9115, "/metrics"),
-        ] {
-            if self.plan.container(component, None).is_none() {
-                continue;
-            }
+        for c in self.plan.containers.iter().filter(|c| c.ready.is_some()) {
+            let Some(ready) = &c.ready else { continue };
+            let what = match &c.node {
+                Some(node) => format!("{} on {node}", c.component),
+                None => c.component.clone(),
+            };
             loop {
                 for c in &self.plan.containers {
                     self.engine.ensure_running(&c.spec.name).await?;
                 }
-                let last = match self.cloud_url(component, port).await {
-                    Ok(base) => match self.http.get(format!("{base}{path}")).send().await {
+                let last = match self.url_of(c, ready.port).await {
+                    Ok(base) => match self.http.get(format!("{base}{}", ready.path)).send().await {
                         Ok(r) if r.status().is_success() => break,
-                        Ok(r) => format!("{base}{path} answered {}", r.status()),
-                        Err(e) => format!("{base}{path}: {e}"),
+                        Ok(r) => format!("{base}{} answered {}", ready.path, r.status()),
+                        Err(e) => format!("{base}{}: {e}", ready.path),
                     },
                     Err(e) => format!("{e:#}"),
                 };
                 if Instant::now() >= deadline {
-                    bail!("{component} was not ready within {timeout:?}: {last}");
+                    bail!("{what} was not ready within {timeout:?}: {last}");
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -340,8 +367,32 @@ impl<'a> Runner<'a> {
                     actual: unexpected.join("\n"),
                 }))
             }
-            Action::Logql { .. } | Action::Trace { .. } => {
-                bail!("the compose tier does not run Loki or Jaeger yet")
+            Action::Logql { query, labels } => {
+                let base = self.cloud_url(crate::render::names::RELEASE_LOKI).await?;
+                let params = query::loki_params(query, self.since, SystemTime::now())?;
+                let body = self.get(&format!("{base}/loki/api/v1/query_range"), &params).await?;
+                Ok(query::loki_match(query, labels, &query::loki_streams(&body)?))
+            }
+            Action::Trace { services } => {
+                let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
+                let first = services.first().context("a trace check names at least one service")?;
+                let params = query::jaeger_params(first, self.since, SystemTime::now())?;
+                let body = self.get(&format!("{base}/api/traces"), &params).await?;
+                Ok(query::trace_match(services, &query::jaeger_traces(&body)?))
+            }
+            Action::Http { component, path, status, contains } => {
+                let url = format!("{}{path}", self.cloud_url(component).await?);
+                let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+                let got = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                let holds = got == *status && contains.as_ref().is_none_or(|c| body.contains(c.as_str()));
+                Ok((!holds).then(|| Mismatch {
+                    expected: format!(
+                        "GET {component}{path} answers {status}{}",
+                        contains.as_ref().map(|c| format!(" with {c:?} in its body")).unwrap_or_default()
+                    ),
+                    actual: format!("{got}: {}", body.chars().take(300).collect::<String>()),
+                }))
             }
             _ => unreachable!("not a check"),
         }
@@ -349,7 +400,7 @@ impl<'a> Runner<'a> {
 
     /// Every alert Alertmanager holds: its labels and state (`active`, `suppressed`, `unprocessed`).
     async fn alertmanager_alerts(&self) -> Result<Vec<(BTreeMap<String, String>, String)>> {
-        let url = format!("{}/api/v2/alerts", self.cloud_url("alertmanager", 9093).await?);
+        let url = format!("{}/api/v2/alerts", self.cloud_url("alertmanager").await?);
         let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         if !status.is_success() {
@@ -359,9 +410,24 @@ impl<'a> Runner<'a> {
         Ok(body.into_iter().map(|a| (a.labels, a.status.state)).collect())
     }
 
+    /// GET `url` with query parameters; the body of a 2xx answer, else an error with the status.
+    async fn get(&self, url: &str, params: &[(&str, String)]) -> Result<Vec<u8>> {
+        let url = reqwest::Url::parse_with_params(url, params)?;
+        let resp = self.http.get(url.clone()).send().await.with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        let body = resp.bytes().await.with_context(|| format!("reading the answer of {url}"))?;
+        if !status.is_success() {
+            bail!(
+                "GET {url} answered {status}: {}",
+                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+            );
+        }
+        Ok(body.to_vec())
+    }
+
     /// A PromQL instant query: each series' labels and value.
     async fn promql(&self, query: &str, at: Option<SystemTime>) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
-        let base = self.cloud_url("prometheus", 9090).await?;
+        let base = self.cloud_url("prometheus").await?;
         let mut params = vec![("query", query.to_string())];
         if let Some(t) = at {
             params.push(("time", format!("{:.3}", t.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64())));

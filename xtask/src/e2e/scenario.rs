@@ -37,15 +37,16 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-use crate::stack::{Duration, Kind};
+use crate::stack::Duration;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
     pub description: String,
-    /// Component kinds the scenario needs (`prometheus`, `alertmanager`, `blackbox-exporter`,
-    /// `node-exporter`, `loki`, `alloy`, `jaeger`, …), or `log-agent` for whichever agent is enabled.
+    /// What the scenario needs: component kinds (`blackbox-exporter`, `node-exporter`, `loki`,
+    /// `alloy`, `jaeger`, …), `prometheus`, `alertmanager` and `grafana` (standalone or from
+    /// kube-prometheus-stack), or `log-agent` for whichever agent is enabled.
     #[serde(default)]
     pub requires: Vec<String>,
     pub steps: Vec<Step>,
@@ -72,6 +73,10 @@ pub struct Step {
     pub finally: Vec<Action>,
 }
 
+fn ok_status() -> u16 {
+    200
+}
+
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -87,7 +92,7 @@ pub enum Action {
         #[serde(default)]
         at: Option<String>,
     },
-    /// An alert the receiver got (after `after`'s start, if given) with these labels and state.
+    /// An alert the receiver got (after the mark of step `after`, if given) with these labels and state.
     Alert {
         name: String,
         #[serde(default)]
@@ -95,7 +100,7 @@ pub enum Action {
         state: AlertState,
         #[serde(default)]
         after: Option<String>,
-        /// Report the time from that step's start to the alert against the alert's bound.
+        /// Report the time from that step's mark to the alert against the alert's bound.
         #[serde(default)]
         latency_from: Option<String>,
     },
@@ -117,9 +122,19 @@ pub enum Action {
         #[serde(default)]
         labels: BTreeMap<String, String>,
     },
-    /// One trace with spans from all of these services.
+    /// One trace with spans from all of these services (found by the first one).
     Trace {
         services: Vec<String>,
+    },
+    /// An HTTP GET to a component's port answered with `status` (default 200) and, if given, a
+    /// body containing `contains`.
+    Http {
+        component: String,
+        path: String,
+        #[serde(default = "ok_status")]
+        status: u16,
+        #[serde(default)]
+        contains: Option<String>,
     },
     StopNode(String),
     StartNode(String),
@@ -184,6 +199,7 @@ impl Action {
                 | Action::NoUnexpectedAlerts { .. }
                 | Action::Logql { .. }
                 | Action::Trace { .. }
+                | Action::Http { .. }
         )
     }
 
@@ -198,6 +214,7 @@ impl Action {
             Action::NoUnexpectedAlerts { .. } => "no unexpected alerts".into(),
             Action::Logql { query, .. } => format!("logql {query}"),
             Action::Trace { services } => format!("trace across {}", services.join(", ")),
+            Action::Http { component, path, status, .. } => format!("http {component}{path} {status}"),
             Action::StopNode(n) => format!("stop node {n}"),
             Action::StartNode(n) => format!("start node {n}"),
             Action::CutLink(n) => format!("cut link {n}"),
@@ -297,7 +314,7 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         {
             problems.push(format!("{at}: no edge node {n:?}; the topology has {}", names.nodes.join(", ")));
         }
-        Action::Restart(c) if !names.components.contains(c) => {
+        Action::Restart(c) | Action::Http { component: c, .. } if !names.components.contains(c) => {
             problems.push(format!("{at}: no component {c:?} in this profile"));
         }
         Action::CollectLogs(cs) => {
@@ -338,12 +355,10 @@ pub fn load_dir(dir: &Utf8Path, only: &[String]) -> Result<Vec<Scenario>> {
     Ok(out)
 }
 
-/// The first required component the profile lacks, if any: the scenario then does not run.
-pub fn missing_requirement(s: &Scenario, kinds: &BTreeSet<Kind>, has_log_agent: bool) -> Option<String> {
-    s.requires.iter().find_map(|r| {
-        let present = if r == "log-agent" { has_log_agent } else { kinds.iter().any(|k| k.to_string() == *r) };
-        (!present).then(|| r.clone())
-    })
+/// The first requirement the topology does not provide ([`super::plan::Plan::provides`]), if
+/// any: the scenario then does not run, and says so.
+pub fn missing_requirement(s: &Scenario, provides: &BTreeSet<String>) -> Option<String> {
+    s.requires.iter().find(|r| !provides.contains(*r)).cloned()
 }
 
 #[cfg(test)]

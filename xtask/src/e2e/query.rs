@@ -1,0 +1,283 @@
+//! What the runner asks Loki and Jaeger, and how it reads their answers: pure functions from an
+//! answer's JSON to a [`Mismatch`] (or none), contract-tested against recorded answers in
+//! `fixtures/e2e/api/` (see its README for the upstream handlers they follow).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::runner::Mismatch;
+use super::scenario::labels_text;
+
+/// Lines shown in a mismatch, at most.
+const SHOWN: usize = 5;
+
+// ---- Loki ----
+
+/// `GET /loki/api/v1/query_range` parameters: `query` from `since` to now, newest first.
+/// Loki reads integer times as nanoseconds; without `start` it looks back only an hour.
+pub fn loki_params(query: &str, since: SystemTime, now: SystemTime) -> Result<Vec<(&'static str, String)>> {
+    let ns = |t: SystemTime| -> Result<String> { Ok(t.duration_since(SystemTime::UNIX_EPOCH)?.as_nanos().to_string()) };
+    Ok(vec![
+        ("query", query.to_string()),
+        ("start", ns(since)?),
+        ("end", ns(now)?),
+        ("limit", "100".into()),
+        ("direction", "backward".into()),
+    ])
+}
+
+#[derive(Deserialize)]
+struct LokiAnswer {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    data: Option<LokiData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LokiData {
+    result_type: String,
+    result: Vec<LokiStream>,
+}
+
+#[derive(Deserialize)]
+struct LokiStream {
+    stream: BTreeMap<String, String>,
+    values: Vec<(String, String)>,
+}
+
+/// One log stream of an answer: its labels and its lines.
+pub type Stream = (BTreeMap<String, String>, Vec<String>);
+
+/// The streams of a query_range answer. A metric query or an error is refused.
+pub fn loki_streams(body: &[u8]) -> Result<Vec<Stream>> {
+    let a: LokiAnswer = serde_json::from_slice(body).context("Loki's answer is not a query_range result")?;
+    if a.status != "success" {
+        bail!("Loki refused the query: {}", a.error.unwrap_or_else(|| a.status.clone()));
+    }
+    let data = a.data.context("Loki's answer has no data")?;
+    if data.result_type != "streams" {
+        bail!("the LogQL query returned {} (a metric query?); a logql check needs a log query", data.result_type);
+    }
+    Ok(data.result.into_iter().map(|s| (s.stream, s.values.into_iter().map(|(_, line)| line).collect())).collect())
+}
+
+/// `None` when some stream carries every one of `labels` (others may be there too: Loki adds
+/// `service_name` and `detected_level`) and has a line.
+pub fn loki_match(query: &str, labels: &BTreeMap<String, String>, streams: &[Stream]) -> Option<Mismatch> {
+    let carries = |s: &BTreeMap<String, String>| labels.iter().all(|(k, v)| s.get(k) == Some(v));
+    if streams.iter().any(|(s, lines)| carries(s) && !lines.is_empty()) {
+        return None;
+    }
+    let actual = if streams.is_empty() {
+        "no line matches the query".to_string()
+    } else {
+        let mut out: Vec<String> = streams
+            .iter()
+            .take(SHOWN)
+            .map(|(s, lines)| format!("{} ({} lines)", labels_text(s), lines.len()))
+            .collect();
+        if streams.len() > SHOWN {
+            out.push(format!("… and {} more streams", streams.len() - SHOWN));
+        }
+        out.join("\n")
+    };
+    Some(Mismatch { expected: format!("a line of {query} in a stream with {}", labels_text(labels)), actual })
+}
+
+// ---- Jaeger ----
+
+/// `GET /api/traces` parameters (Jaeger's v1-compatible API, served by v2's `jaeger_query`):
+/// traces of `service` from `since` to now. It reads `start`/`end` in microseconds and ignores
+/// `lookback`.
+pub fn jaeger_params(service: &str, since: SystemTime, now: SystemTime) -> Result<Vec<(&'static str, String)>> {
+    let us =
+        |t: SystemTime| -> Result<String> { Ok(t.duration_since(SystemTime::UNIX_EPOCH)?.as_micros().to_string()) };
+    Ok(vec![("service", service.to_string()), ("start", us(since)?), ("end", us(now)?), ("limit", "50".into())])
+}
+
+#[derive(Deserialize)]
+struct JaegerAnswer {
+    #[serde(default)]
+    data: Option<Vec<JaegerTrace>>,
+    #[serde(default)]
+    errors: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JaegerTrace {
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    spans: Vec<JaegerSpan>,
+    processes: BTreeMap<String, JaegerProcess>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JaegerSpan {
+    #[serde(rename = "processID")]
+    process_id: String,
+    #[serde(default)]
+    references: Vec<JaegerRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JaegerRef {
+    ref_type: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JaegerProcess {
+    service_name: String,
+}
+
+/// One trace as the check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSummary {
+    pub id: String,
+    /// Services with a span in the trace.
+    pub services: BTreeSet<String>,
+    pub spans: usize,
+    /// Spans that are the child of another (`CHILD_OF`): a propagated call.
+    pub children: usize,
+}
+
+/// The traces of an `/api/traces` answer.
+pub fn jaeger_traces(body: &[u8]) -> Result<Vec<TraceSummary>> {
+    let a: JaegerAnswer = serde_json::from_slice(body).context("Jaeger's answer is not an /api/traces result")?;
+    if let Some(errors) = a.errors.filter(|e| !e.is_empty()) {
+        bail!("Jaeger answered with errors: {}", serde_json::Value::Array(errors));
+    }
+    Ok(a.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| TraceSummary {
+            services: t
+                .spans
+                .iter()
+                .filter_map(|s| t.processes.get(&s.process_id).map(|p| p.service_name.clone()))
+                .collect(),
+            spans: t.spans.len(),
+            children: t.spans.iter().filter(|s| s.references.iter().any(|r| r.ref_type == "CHILD_OF")).count(),
+            id: t.trace_id,
+        })
+        .collect())
+}
+
+/// `None` when one trace has spans of all `services` and at least one span that is a child of
+/// another (the context crossed the call, not just two traces that happen to share an id).
+pub fn trace_match(services: &[String], traces: &[TraceSummary]) -> Option<Mismatch> {
+    let wanted: BTreeSet<String> = services.iter().cloned().collect();
+    if traces.iter().any(|t| wanted.is_subset(&t.services) && t.children > 0) {
+        return None;
+    }
+    let actual = if traces.is_empty() {
+        format!("no trace of {} found", services.first().map(String::as_str).unwrap_or("?"))
+    } else {
+        let mut out: Vec<String> = traces
+            .iter()
+            .take(SHOWN)
+            .map(|t| {
+                let names: Vec<&str> = t.services.iter().map(String::as_str).collect();
+                format!("trace {}: {} spans ({} children) of {}", t.id, t.spans, t.children, names.join(", "))
+            })
+            .collect();
+        if traces.len() > SHOWN {
+            out.push(format!("… and {} more traces", traces.len() - SHOWN));
+        }
+        out.join("\n")
+    };
+    Some(Mismatch {
+        expected: format!("one trace with spans of {}, one the child of another", services.join(", ")),
+        actual,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let p = crate::paths::fixtures_dir().join("e2e/api").join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn loki_streams_match_on_a_subset_of_their_labels() {
+        let streams = loki_streams(&fixture("loki-query-range.json")).unwrap();
+        assert_eq!(streams.len(), 2);
+        assert_eq!(streams[0].1.len(), 2);
+        let q = r#"{node="edge-1"} |= "edge workload tick""#;
+        assert!(loki_match(q, &labels(&[("node", "edge-1")]), &streams).is_none());
+        assert!(loki_match(q, &labels(&[("node", "edge-2"), ("container", "workload")]), &streams).is_none());
+        let m = loki_match(q, &labels(&[("node", "edge-3")]), &streams).unwrap();
+        assert_eq!(m.expected, r#"a line of {node="edge-1"} |= "edge workload tick" in a stream with {node="edge-3"}"#);
+        assert!(m.actual.starts_with(r#"{cluster="kubeprepare", container="workload""#), "{}", m.actual);
+        assert!(m.actual.contains("(2 lines)"), "{}", m.actual);
+
+        let none = loki_streams(&fixture("loki-query-range-empty.json")).unwrap();
+        assert_eq!(loki_match(q, &labels(&[("node", "edge-1")]), &none).unwrap().actual, "no line matches the query");
+    }
+
+    #[test]
+    fn loki_errors_and_metric_results_are_refused_by_name() {
+        let err =
+            loki_streams(br#"{"status":"error","errorType":"bad_data","error":"parse error at line 1"}"#).unwrap_err();
+        assert!(format!("{err:#}").contains("Loki refused the query: parse error at line 1"), "{err:#}");
+        let metric = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(format!("{:#}", loki_streams(metric).unwrap_err()).contains("returned matrix"));
+        assert!(loki_streams(b"<html>").is_err());
+    }
+
+    #[test]
+    fn loki_and_jaeger_times_are_in_their_units() {
+        let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_120_748_123);
+        let now = since + std::time::Duration::from_secs(60);
+        let p = loki_params("{node=\"edge-1\"}", since, now).unwrap();
+        assert_eq!(p[1], ("start", "1796120748123000000".into()));
+        assert_eq!(p[2], ("end", "1796120808123000000".into()));
+        let p = jaeger_params("cloud-client", since, now).unwrap();
+        assert_eq!(p[1], ("start", "1796120748123000".into()));
+        assert_eq!(p[2], ("end", "1796120808123000".into()));
+    }
+
+    #[test]
+    fn a_trace_must_span_every_service_with_a_propagated_call() {
+        let traces = jaeger_traces(&fixture("jaeger-traces.json")).unwrap();
+        assert_eq!(
+            traces[0],
+            TraceSummary {
+                id: "0501715accf8df7e8e5bf6af10f0cad0".into(),
+                services: ["cloud-client".to_string(), "edge-workload".into()].into(),
+                spans: 2,
+                children: 1,
+            }
+        );
+        let both = ["cloud-client".to_string(), "edge-workload".into()];
+        assert!(trace_match(&both, &traces).is_none());
+        // The second trace has the client alone: not enough by itself.
+        let m = trace_match(&both, &traces[1..]).unwrap();
+        assert_eq!(m.actual, "trace 788e673cd7416a7fd5dcfe8e645bd21a: 1 spans (0 children) of cloud-client");
+        // Two services in one trace with no parent link: the context did not cross the call.
+        let unlinked = TraceSummary { children: 0, ..traces[0].clone() };
+        assert!(trace_match(&both, &[unlinked]).is_some());
+
+        let none = jaeger_traces(&fixture("jaeger-traces-empty.json")).unwrap();
+        assert_eq!(trace_match(&both, &none).unwrap().actual, "no trace of cloud-client found");
+        assert!(
+            format!("{:#}", jaeger_traces(br#"{"data":null,"errors":[{"code":400,"msg":"bad"}]}"#).unwrap_err())
+                .contains("errors")
+        );
+    }
+}
