@@ -1,5 +1,7 @@
 //! `cargo xtask bench bundle`: how fast and how big bundles are, against the
 //! tools people would otherwise use, in one run on this machine.
+//! `cargo xtask bench e2e`: how long an e2e run takes, phase by phase, and what the edge and
+//! the alerts measured, over several runs (see [`e2e`]).
 //!
 //! - time: a cold build (empty cache), a warm build (cached blobs, new output),
 //!   a no-change rebuild, against `skopeo copy` of the same images (by digest,
@@ -31,7 +33,25 @@ pub struct Args {
 pub enum What {
     /// Bundle build time against skopeo copy, bundle bytes against unique blobs and docker save | gzip.
     Bundle(BundleArgs),
+    /// e2e run time by phase against the 3-minute target, edge resources and alert latencies.
+    E2e(E2eArgs),
 }
+
+#[derive(Debug, clap::Args)]
+pub struct E2eArgs {
+    /// Profile whose bundle is run.
+    #[arg(long, default_value = "local")]
+    pub profile: String,
+    /// Architecture (default: this machine's; arm64 on amd64 runs emulated).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Runs (min, median and max of each figure are reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// The compose tier's wall-time target for one run once the fixture images exist (issue 4).
+const E2E_TARGET_S: f64 = 180.0;
 
 #[derive(Debug, clap::Args)]
 pub struct BundleArgs {
@@ -49,12 +69,151 @@ pub struct BundleArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::Bundle(a) => bundle(a),
+        What::E2e(a) => e2e(a),
     }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// `min / median / max` of a non-empty set of figures.
+fn spread(v: &[f64], unit: &str) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    format!("{:.1} / {:.1} / {:.1} {unit}", v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+/// `--runs` e2e runs of every scenario, one after another; every run must pass. The first one
+/// provisions (fixture images, bundle) if needed: its `provision` phase says how long that took,
+/// and the whole-run figure is also given without it.
+fn e2e(args: E2eArgs) -> Result<()> {
+    use crate::e2e::report::Outcome;
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let arch = args.arch.or_else(Arch::host).context("cannot tell this machine's arch: pass --arch")?;
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let e2e_args = crate::e2e::Args {
+        backend: crate::e2e::Backend::Compose,
+        profile: args.profile.clone(),
+        arch: vec![arch],
+        scenarios: Vec::new(),
+        scenarios_dir: None,
+        edges: 2,
+        dry_run: false,
+        keep: false,
+        sweep: false,
+    };
+    let mut reports = Vec::new();
+    for i in 1..=args.runs {
+        let run_id = crate::e2e::run_id(arch);
+        eprintln!("bench e2e: run {i} of {}", args.runs);
+        let t = Instant::now();
+        let report = crate::e2e::run_once(&rt, &stack, &e2e_args, arch, &run_id, &scenarios)?;
+        let wall = t.elapsed().as_secs_f64();
+        if report.outcome() != Outcome::Passed {
+            bail!("run {i} failed, so its figures are not a benchmark: see target/e2e/{run_id}/summary.md");
+        }
+        reports.push((wall, report));
+    }
+    let emulated = reports[0].1.emulated;
+    let phase = |r: &crate::e2e::report::Report, name: &str| {
+        r.phases.iter().filter(|p| p.name == name).map(|p| p.seconds).sum::<f64>()
+    };
+    let walls: Vec<f64> = reports.iter().map(|(w, _)| *w).collect();
+    let without: Vec<f64> = reports.iter().map(|(w, r)| w - phase(r, "provision")).collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "e2e, compose tier, profile {}, {arch}{}, {} runs (min / median / max)",
+        args.profile,
+        if emulated { " (emulated)" } else { "" },
+        args.runs
+    )?;
+    writeln!(out, "time      whole run                       {}", spread(&walls, "s"))?;
+    let worst = without.iter().copied().fold(0.0, f64::max);
+    writeln!(
+        out,
+        "          without provisioning            {}   target {E2E_TARGET_S:.0} s: {}",
+        spread(&without, "s"),
+        if worst <= E2E_TARGET_S { "met by every run" } else { "MISSED" }
+    )?;
+    for name in reports[0].1.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>() {
+        let v: Vec<f64> = reports.iter().map(|(_, r)| phase(r, &name)).collect();
+        writeln!(out, "          {name:<32}{}", spread(&v, "s"))?;
+    }
+    for s in reports[0].1.scenarios.iter().filter(|s| s.status.is_passed()) {
+        let v: Vec<f64> = reports
+            .iter()
+            .filter_map(|(_, r)| r.scenarios.iter().find(|x| x.name == s.name))
+            .map(|x| x.duration_s)
+            .collect();
+        writeln!(out, "          scenario {:<23}{}", s.name, spread(&v, "s"))?;
+    }
+    writeln!(out, "latency   (from the fault taking effect to the receiver; bound, earliest possible)")?;
+    let mut alerts: BTreeMap<String, (f64, Option<f64>, Vec<f64>)> = BTreeMap::new();
+    for (_, r) in &reports {
+        for l in &r.latencies {
+            let e =
+                alerts.entry(format!("{} in {}", l.alert, l.scenario)).or_insert((l.bound_s, l.earliest_s, Vec::new()));
+            e.2.extend(l.measured_s);
+        }
+    }
+    for (alert, (bound, earliest, measured)) in &alerts {
+        if measured.is_empty() {
+            writeln!(out, "          {alert}: not measured")?;
+            continue;
+        }
+        writeln!(
+            out,
+            "          {alert:<44}{}   bound {bound:.1} s, earliest {}",
+            spread(measured, "s"),
+            earliest.map_or("n/a".to_string(), |e| format!("{e:.1} s"))
+        )?;
+    }
+    writeln!(
+        out,
+        "edge      memory max / CPU p95, over nodes and runs{}",
+        if emulated { " (CPU under emulation: shown, not enforced)" } else { "" }
+    )?;
+    /// One edge component's figures over nodes and runs.
+    #[derive(Default)]
+    struct Edge {
+        memory_mib: Vec<f64>,
+        cpu_p95: Vec<f64>,
+        memory_budget: Option<u64>,
+        cpu_budget: Option<u64>,
+    }
+    let mut components: BTreeMap<String, Edge> = BTreeMap::new();
+    for (_, r) in &reports {
+        for series in &r.resources {
+            let sum = series.summary();
+            let e = components.entry(series.component.clone()).or_default();
+            e.memory_budget = series.budget_memory_bytes;
+            e.cpu_budget = series.budget_cpu_millicores;
+            e.memory_mib.extend(sum.memory_bytes.map(|m| m.max as f64 / (1024.0 * 1024.0)));
+            e.cpu_p95.extend(sum.cpu_millicores.map(|c| c.p95));
+        }
+    }
+    for (component, e) in &components {
+        if e.memory_mib.is_empty() {
+            writeln!(out, "          {component}: no samples")?;
+            continue;
+        }
+        writeln!(
+            out,
+            "          {component:<22}memory {}  (budget {}), CPU {}  (budget {})",
+            spread(&e.memory_mib, "MiB"),
+            e.memory_budget.map_or("none".to_string(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))),
+            if e.cpu_p95.is_empty() { "n/a".to_string() } else { spread(&e.cpu_p95, "m") },
+            e.cpu_budget.map_or("none".to_string(), |b| format!("{b} m")),
+        )?;
+    }
+    Ok(())
 }
 
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {

@@ -172,6 +172,13 @@ fn sigint_mid_scenario_removes_every_container_network_and_volume() {
     assert!(!status.success());
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("interrupted (SIGINT)")), "{rest:?}");
+    // It still reports, as a failed `setup`, for CI and the gate to read.
+    let json: serde_json::Value = serde_json::from_str(&report(&run, "report.json")).unwrap();
+    assert_eq!(json["scenarios"][0]["name"], "setup", "{json}");
+    assert_eq!(json["scenarios"][0]["status"], "failed");
+    let message = json["scenarios"][0]["steps"][0]["message"].as_str().unwrap();
+    assert!(message.contains("interrupted (SIGINT)"), "{message}");
+    assert!(report(&run, "junit.xml").contains("interrupted (SIGINT)"));
     assert_eq!(leftovers(&run), "", "an interrupted run removes everything it made");
 }
 

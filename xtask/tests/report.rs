@@ -10,7 +10,7 @@ mod report;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use report::{
-    Latency, LatencyVerdict, Outcome, Report, ResourceSeries, SCHEMA, Sample, ScenarioResult, Status, StepResult,
+    Latency, LatencyVerdict, Outcome, Phase, Report, ResourceSeries, SCHEMA, Sample, ScenarioResult, Status, StepResult,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -85,6 +85,7 @@ fn base_report(run_id: &str) -> Report {
         resources: vec![],
         latencies: vec![],
         notes: vec![],
+        phases: vec![],
     }
 }
 
@@ -115,6 +116,9 @@ fn good_run() -> Report {
             latency("EdgeTargetDown", 90.0, Some(104.0), Some("the fault lands just after a scrape")),
         ],
         notes: vec!["Jaeger is not part of the local profile: traces-flow not listed".into()],
+        phases: [("provision", 0.4), ("load images", 2.25), ("start", 1.5), ("ready", 6.0), ("scenarios", 402.0)]
+            .map(|(name, seconds)| Phase { name: name.into(), seconds })
+            .to_vec(),
         ..base_report("20260509T100000Z-compose-local-amd64")
     }
 }

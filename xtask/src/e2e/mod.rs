@@ -126,10 +126,7 @@ pub fn run(args: Args) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&p)?);
             continue;
         }
-        provision::docker(&rt)?;
-        let emulated = provision::arch(arch)?;
-        let bundle = provision::bundle(&stack, &args.profile, arch)?;
-        let report = run_arch(&rt, &stack, &args, arch, &run_id, &bundle, emulated, &scenarios)?;
+        let report = run_once(&rt, &stack, &args, arch, &run_id, &scenarios)?;
         if report.outcome() != report::Outcome::Passed {
             failed.push(format!("{arch} (target/e2e/{run_id}/summary.md)"));
         }
@@ -138,6 +135,27 @@ pub fn run(args: Args) -> Result<()> {
         bail!("e2e failed for {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// One run on one arch: provision (Docker, qemu, the bundle), then [`run_arch`]. Its report is
+/// written whatever the outcome; `Err` only when no run could start (or its report could not be
+/// written). Used by `e2e` and `bench e2e`.
+pub fn run_once(
+    rt: &tokio::runtime::Runtime,
+    stack: &Stack,
+    args: &Args,
+    arch: Arch,
+    run_id: &str,
+    scenarios: &[scenario::Scenario],
+) -> Result<report::Report> {
+    let t = Instant::now();
+    provision::docker(rt)?;
+    let emulated = provision::arch(arch)?;
+    let bundle = provision::bundle(stack, &args.profile, arch)?;
+    let provisioned = t.elapsed().as_secs_f64();
+    let mut report = run_arch(rt, stack, args, arch, run_id, &bundle, emulated, scenarios)?;
+    report.phases.insert(0, report::Phase { name: "provision".into(), seconds: provisioned });
+    Ok(report)
 }
 
 /// Check the scenarios that will run against the topology and the rendered rules, before
@@ -167,7 +185,7 @@ fn alert_names(ctx: &crate::render::Ctx<'_>) -> BTreeSet<String> {
 }
 
 /// `e2e-<UTC time>-<arch>-<pid>`: unique, sortable, valid as a container name prefix.
-fn run_id(arch: Arch) -> String {
+pub fn run_id(arch: Arch) -> String {
     let now = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
     format!("e2e-{now}-{arch}-{}", std::process::id())
 }
@@ -196,6 +214,10 @@ fn run_arch(
     let plan = plan::plan(stack, &args.profile, arch, run_id, args.edges.into(), run_dir.join("config"), archives)?;
     crate::atomic::write(&run_dir.join("plan.json"), serde_json::to_string_pretty(&plan)?.as_bytes(), false)?;
 
+    // Registered on the runtime before the run starts, so a SIGTERM at any point is seen.
+    let mut term = rt
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
+        .context("listening for SIGTERM")?;
     let outcome = rt.block_on(async {
         let mut work = tokio::spawn({
             let (stack, plan, args_profile, bundle, run_dir, scenarios) = (
@@ -206,18 +228,22 @@ fn run_arch(
                 run_dir.clone(),
                 scenarios.to_vec(),
             );
-            async move { execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, emulated, started).await }
+            async move {
+                let mut phases = Phases::default();
+                let r = execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, emulated, started, &mut phases)
+                    .await;
+                (r, phases)
+            }
         });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut finished = true;
-        let result = tokio::select! {
+        let (result, mut phases) = tokio::select! {
             r = &mut work => match r {
                 Ok(r) => r,
-                Err(e) if e.is_panic() => Err(anyhow::anyhow!("the e2e run panicked: {e}")),
-                Err(e) => Err(anyhow::anyhow!("the e2e run was cancelled: {e}")),
+                Err(e) if e.is_panic() => (Err(anyhow::anyhow!("the e2e run panicked: {e}")), Phases::default()),
+                Err(e) => (Err(anyhow::anyhow!("the e2e run was cancelled: {e}")), Phases::default()),
             },
-            _ = tokio::signal::ctrl_c() => { finished = false; Err(anyhow::anyhow!("interrupted (SIGINT)")) }
-            _ = term.recv() => { finished = false; Err(anyhow::anyhow!("terminated (SIGTERM)")) }
+            _ = tokio::signal::ctrl_c() => { finished = false; (Err(anyhow::anyhow!("interrupted (SIGINT)")), Phases::default()) }
+            _ = term.recv() => { finished = false; (Err(anyhow::anyhow!("terminated (SIGTERM)")), Phases::default()) }
         };
         if !finished {
             // Stop the run (it may be creating containers) before removing what it made.
@@ -230,6 +256,7 @@ fn run_arch(
         if args.keep {
             eprintln!("e2e: --keep: leaving the containers of {run_id}; remove them with `cargo xtask e2e --sweep` once this process is gone");
         } else {
+            let cleanup = Instant::now();
             match Engine::connect().await {
                 Ok(engine) => match engine.remove_run(run_id).await {
                     Ok(removed) => eprintln!("e2e: removed {removed}"),
@@ -237,11 +264,38 @@ fn run_arch(
                 },
                 Err(e) => eprintln!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
             }
+            phases.mark_since("cleanup", cleanup);
         }
-        result
+        (result, phases, finished)
     });
-    let (scenario_results, resources, latencies, mut notes) = outcome?;
+    let (result, phases, finished) = outcome;
+    let Executed { scenarios: scenario_results, resources, latencies, mut notes } = match result {
+        Ok(e) => e,
+        // A run that could not bring its topology up (or was stopped) still reports, as a
+        // failed `setup`: CI, the matrix and the gate read the report, not the exit code alone.
+        Err(e) => Executed {
+            scenarios: vec![report::ScenarioResult {
+                name: "setup".into(),
+                file: String::new(),
+                status: report::Status::Failed,
+                duration_s: started.elapsed().as_secs_f64(),
+                steps: vec![report::StepResult {
+                    name: if finished { "bring the topology up" } else { "run to the end" }.into(),
+                    status: report::Status::Failed,
+                    duration_s: started.elapsed().as_secs_f64(),
+                    message: Some(format!("{e:#}")),
+                    expected: None,
+                    actual: None,
+                }],
+                logs: Vec::new(),
+            }],
+            resources: Vec::new(),
+            latencies: Vec::new(),
+            notes: vec![format!("the run stopped before its scenarios ended: {e:#}")],
+        },
+    };
     notes.insert(0, format!("engine images came only from the bundle: {bundle}"));
+
     let report = report::Report {
         schema: report::SCHEMA,
         run_id: run_id.to_string(),
@@ -257,6 +311,7 @@ fn run_arch(
         resources,
         latencies,
         notes,
+        phases: phases.0,
     };
     let written = report::write_all(&run_dir, &report)?;
     eprintln!(
@@ -268,7 +323,32 @@ fn run_arch(
     Ok(report)
 }
 
-type Outcome = (Vec<report::ScenarioResult>, Vec<report::ResourceSeries>, Vec<report::Latency>, Vec<String>);
+/// What a run found, for its report.
+struct Executed {
+    scenarios: Vec<report::ScenarioResult>,
+    resources: Vec<report::ResourceSeries>,
+    latencies: Vec<report::Latency>,
+    notes: Vec<String>,
+}
+
+/// Wall time of each phase of a run, in order.
+#[derive(Default)]
+struct Phases(Vec<report::Phase>);
+
+impl Phases {
+    fn mark_since(&mut self, name: &str, since: Instant) {
+        self.0.push(report::Phase { name: name.into(), seconds: since.elapsed().as_secs_f64() });
+    }
+}
+
+/// Aborts a spawned task when dropped: the sampler stops on every way out of a run.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Every image archive of the bundle, relative to its folder, sorted.
 fn image_archives(bundle: &Utf8Path) -> Result<Vec<String>> {
@@ -302,7 +382,9 @@ async fn execute(
     scenarios: &[scenario::Scenario],
     emulated: bool,
     started: Instant,
-) -> Result<Outcome> {
+    phases: &mut Phases,
+) -> Result<Executed> {
+    let t = Instant::now();
     let engine = Engine::connect().await?;
     let swept = engine.sweep().await?;
     if swept != engine::Removed::default() {
@@ -326,6 +408,8 @@ async fn execute(
         }
     }
     eprintln!("e2e: loaded {} images from {} archives", loaded.len(), plan.archives.len());
+    phases.mark_since("load images", t);
+    let t = Instant::now();
 
     let labels: BTreeMap<String, String> = plan.containers[0].spec.labels.clone();
     engine.create_network(&plan.cloud_network, &labels).await?;
@@ -360,6 +444,7 @@ async fn execute(
         }
     }
     eprintln!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
+    phases.mark_since("start", t);
 
     let samples = Arc::new(Mutex::new(BTreeMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -368,17 +453,21 @@ async fn execute(
         .iter()
         .map(|c| (c.spec.name.clone(), c.component.clone(), c.node.clone().unwrap_or_default()))
         .collect();
-    let sampler = tokio::spawn(runner::sample(engine.clone(), measured, started, samples.clone(), stop_rx));
+    let sampler =
+        AbortOnDrop(tokio::spawn(runner::sample(engine.clone(), measured, started, samples.clone(), stop_rx)));
 
+    let t = Instant::now();
     let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;
     runner.wait_ready(std::time::Duration::from_secs(120)).await?;
+    phases.mark_since("ready", t);
+    let t = Instant::now();
     let mut results = Vec::new();
     for s in scenarios {
         if let Some(missing) = scenario::missing_requirement(s, &plan.provides) {
             eprintln!("  not run: {}: {missing} not in bundle", s.name);
             results.push(report::ScenarioResult {
                 name: s.name.clone(),
-                file: s.file.to_string(),
+                file: s.display_file(),
                 status: report::Status::NotRun { reason: format!("{missing} not in bundle") },
                 duration_s: 0.0,
                 steps: Vec::new(),
@@ -388,17 +477,31 @@ async fn execute(
         }
         results.push(runner.scenario(s).await);
     }
+    phases.mark_since("scenarios", t);
     let _ = stop_tx.send(true);
-    let _ = sampler.await;
+    let mut sampler = sampler;
+    let _ = (&mut sampler.0).await;
 
-    let mut notes = Vec::new();
+    // Offline: the engine's own record says no image was pulled while the run went on.
     let pulls = engine.pulls_since(since).await?;
-    if pulls.is_empty() {
-        notes.push("the engine recorded no image pull during the run".into());
-    } else {
-        bail!("the engine pulled images during the run (it must never): {}", pulls.join(", "));
-    }
+    let offline = report::StepResult {
+        name: "the engine recorded no image pull during the run".into(),
+        status: if pulls.is_empty() { report::Status::Passed } else { report::Status::Failed },
+        duration_s: 0.0,
+        message: (!pulls.is_empty())
+            .then(|| format!("the engine pulled {} (the e2e must never pull)", pulls.join(", "))),
+        expected: None,
+        actual: None,
+    };
+    results.push(report::ScenarioResult {
+        name: "offline".into(),
+        file: String::new(),
+        status: offline.status.clone(),
+        duration_s: 0.0,
+        steps: vec![offline],
+        logs: Vec::new(),
+    });
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let resources = runner::series(plan, profile, &samples, emulated);
-    Ok((results, resources, runner.latencies, notes))
+    Ok(Executed { scenarios: results, resources, latencies: runner.latencies, notes: Vec::new() })
 }

@@ -160,11 +160,14 @@ pub fn bundle(stack: &Stack, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
     };
     let built = crate::bundle::build(stack, lock.profiles.get(profile), &opts).with_context(|| {
         format!(
-            "building the {profile} bundle for {arch}{}",
+            "building the {profile} bundle for {arch} (the e2e runs only pinned images){}",
             if profile == "local" {
-                "; if the fixture images are stale, run `cargo xtask fixtures --push`"
+                "; if the fixture images are stale, run `cargo xtask fixtures --push`".to_string()
             } else {
-                ""
+                format!(
+                    "; pin them with `cargo xtask lock --profile {profile}` on a machine that reaches the registries \
+                     (the cache the bundle fills then serves every later run offline)"
+                )
             }
         )
     })?;

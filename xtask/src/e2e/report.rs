@@ -94,6 +94,17 @@ pub struct Report {
     pub latencies: Vec<Latency>,
     /// Free-form notes for readers (substitutions, skipped checks and why).
     pub notes: Vec<String>,
+    /// Wall time of each phase of the run, in order (provision, load images, start, ready,
+    /// scenarios, cleanup).
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+}
+
+/// One phase of a run and its wall time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
 }
 
 /// The status of a scenario or a step.
@@ -477,6 +488,13 @@ impl Latency {
 }
 
 impl Report {
+    /// `provision 1.2 s · load images 2.0 s · …`, or `None` when no phase was recorded.
+    pub fn phases_line(&self) -> Option<String> {
+        (!self.phases.is_empty()).then(|| {
+            self.phases.iter().map(|p| format!("{} {}", p.name, seconds(p.seconds))).collect::<Vec<_>>().join(" · ")
+        })
+    }
+
     /// Passed or failed: see the module doc's verdict rules.
     pub fn outcome(&self) -> Outcome {
         let counts = self.counts();

@@ -175,7 +175,7 @@ impl<'a> Runner<'a> {
         }
         ScenarioResult {
             name: s.name.clone(),
-            file: s.file.to_string(),
+            file: s.display_file(),
             status: if failed { Status::Failed } else { Status::Passed },
             duration_s: started.elapsed().as_secs_f64(),
             steps,
@@ -589,7 +589,8 @@ pub async fn sample(
         let mut stop = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
+            // Stopped, or the run that owns the sender is gone.
+            changed = stop.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -58,6 +58,13 @@ pub struct Scenario {
     pub file: Utf8PathBuf,
 }
 
+impl Scenario {
+    /// The scenario file for reports: relative to the project root when it is under it.
+    pub fn display_file(&self) -> String {
+        self.file.strip_prefix(crate::paths::root()).unwrap_or(&self.file).to_string()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -438,6 +445,17 @@ steps:
             "steps[1] (finally).name: `finally` is the name of the scenario's own cleanup",
         );
         check_err(&format!("{GOOD}finally: [{{heal_link: edge-7}}]\n"), "finally[0]: no edge node \"edge-7\"");
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_scenario() {
+        let readme = std::fs::read_to_string(crate::paths::root().join("README.md")).unwrap();
+        let section = readme.split("## Writing a scenario").nth(1).expect("README has a scenario section");
+        let yaml = section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("a yaml block");
+        let s = parse(Utf8Path::new("README.md"), yaml).unwrap();
+        let (nodes, components, alerts) = names();
+        check(&s, &Names { nodes: &nodes, components: &components, alerts: &alerts }).unwrap();
+        assert_eq!(s.finally.len(), 1);
     }
 
     #[test]

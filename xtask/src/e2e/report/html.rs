@@ -61,6 +61,7 @@ pub(super) fn render(report: &Report) -> String {
         ("run", report.run_id.clone()),
         ("started", report.started.clone()),
         ("duration", seconds(report.duration_s)),
+        ("phases", report.phases_line().unwrap_or_else(|| "not recorded".into())),
         ("backend", report.backend.clone()),
         ("profile", report.profile.clone()),
         ("arch", report.arch_label()),

@@ -51,6 +51,9 @@ fn render_with_limit(report: &Report, limit: usize) -> String {
         inline(&report.tool),
         inline(&report.bundle),
     ));
+    if let Some(phases) = report.phases_line() {
+        doc.push(format!("Phases: {}\n\n", inline(&phases)));
+    }
 
     let warnings = report.warnings();
     if !warnings.is_empty() {
