@@ -170,7 +170,7 @@ fn e2e(args: E2eArgs) -> Result<()> {
         }
         writeln!(
             out,
-            "          {alert:<44}{}   bound {bound:.1} s, earliest {}",
+            "          {alert:<52} {}   bound {bound:.1} s, earliest {}",
             spread(measured, "s"),
             earliest.map_or("n/a".to_string(), |e| format!("{e:.1} s"))
         )?;
