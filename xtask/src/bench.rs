@@ -103,6 +103,7 @@ fn e2e(args: E2eArgs) -> Result<()> {
         arch: vec![arch],
         scenarios: Vec::new(),
         scenarios_dir: None,
+        bundle: None,
         edges: 2,
         dry_run: false,
         keep: false,

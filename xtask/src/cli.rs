@@ -32,6 +32,8 @@ pub enum Command {
     Bench(crate::bench::Args),
     /// Run the offline end-to-end scenarios against a bundle (compose tier; k3s tier later).
     E2e(crate::e2e::Args),
+    /// The compatibility matrix (stack.toml [matrix]): plan its cells, run them, report.
+    Matrix(crate::matrix::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,5 +48,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bundle(args) => crate::bundle::run(args),
         Command::Bench(args) => crate::bench::run(args),
         Command::E2e(args) => crate::e2e::run(args),
+        Command::Matrix(args) => crate::matrix::run(args),
     }
 }

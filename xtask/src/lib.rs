@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod fixtures;
 pub mod golden;
 pub mod lock;
+pub mod matrix;
 pub mod oci;
 pub mod paths;
 pub mod process;

@@ -78,6 +78,8 @@ fn base_report(run_id: &str) -> Report {
         backend: "compose".into(),
         profile: "local".into(),
         arch: "amd64".into(),
+        k3s: None,
+        kubeedge: None,
         emulated: false,
         tool: "xtask 0.1.0 (ceb5a6b)".into(),
         bundle: "sha256:3f1c0de2a9b7c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d".into(),

@@ -34,14 +34,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::stack::{Arch, Stack};
 use engine::Engine;
 
-/// Which cluster the scenarios run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// Plain containers on internal Docker networks (no Kubernetes).
-    Compose,
-    /// k3s in containers with nodes playing KubeEdge edge nodes (not built yet).
-    K3s,
-}
+pub use crate::stack::Backend;
 
 /// Run the offline end-to-end scenarios against a bundle (compose tier).
 ///
@@ -67,6 +60,10 @@ pub struct Args {
     /// Number of simulated edge nodes.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub edges: u8,
+    /// Use this bundle folder (built elsewhere, e.g. a CI artifact) instead of building one; it is
+    /// verified offline first and must match --profile and --arch (one arch only).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<Utf8PathBuf>,
     /// Print the topology plan (networks, containers, mounts) as JSON and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -100,6 +97,9 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.arch.clone()
     };
+    if args.bundle.is_some() && arches.len() != 1 {
+        bail!("--bundle is one arch's bundle: pass exactly one --arch with it");
+    }
     let scenarios_dir = args.scenarios_dir.clone().unwrap_or_else(crate::paths::scenarios_dir);
     let scenarios = scenario::load_dir(&scenarios_dir, &args.scenarios)?;
     if scenarios.is_empty() {
@@ -151,7 +151,10 @@ pub fn run_once(
     let t = Instant::now();
     provision::docker(rt)?;
     let emulated = provision::arch(arch)?;
-    let bundle = provision::bundle(stack, &args.profile, arch)?;
+    let bundle = match &args.bundle {
+        Some(dir) => provision::given_bundle(dir, &args.profile, arch)?,
+        None => provision::bundle(stack, &args.profile, arch)?,
+    };
     let provisioned = t.elapsed().as_secs_f64();
     let mut report = run_arch(rt, stack, args, arch, run_id, &bundle, emulated, scenarios)?;
     report.phases.insert(0, report::Phase { name: "provision".into(), seconds: provisioned });
@@ -304,6 +307,8 @@ fn run_arch(
         backend: "compose".into(),
         profile: args.profile.clone(),
         arch: arch.to_string(),
+        k3s: None,
+        kubeedge: None,
         emulated,
         tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
         bundle: bundle.to_string(),

@@ -2,7 +2,7 @@
 //! Debian/Ubuntu), else named with the command that provides it.
 
 use anyhow::{Context, Result, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 use crate::stack::{Arch, Stack};
@@ -172,4 +172,38 @@ pub fn bundle(stack: &Stack, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
         )
     })?;
     Ok(built.dir)
+}
+
+/// A bundle built elsewhere (`--bundle DIR`): verified offline (checksums, digests, every
+/// referenced image present) and checked to be for `profile` and `arch`.
+pub fn given_bundle(dir: &Utf8Path, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
+    if !dir.is_dir() {
+        bail!("--bundle {dir}: not a folder; pass the unpacked bundle folder (`tar xf` an archive first)");
+    }
+    let files = crate::bundle::verify::load(dir)?;
+    let verdict = crate::bundle::verify::check(&files);
+    if !verdict.problems.is_empty() {
+        bail!(
+            "--bundle {dir} does not verify:\n  {}\n  rebuild it with `cargo xtask bundle`",
+            verdict.problems.join("\n  ")
+        );
+    }
+    let json: serde_json::Value = files
+        .get("bundle.json")
+        .map(|b| serde_json::from_slice(b))
+        .transpose()
+        .with_context(|| format!("{dir}/bundle.json is not JSON"))?
+        .with_context(|| format!("{dir} has no bundle.json"))?;
+    for (field, want) in [("profile", profile.to_string()), ("arch", arch.to_string())] {
+        let got = json[field].as_str().unwrap_or_default();
+        if got != want {
+            bail!(
+                "--bundle {dir} is a bundle for {field} {got:?}, not {want:?}: pass the matching --{field}, or that bundle"
+            );
+        }
+    }
+    if let Some(role) = json["role"].as_str() {
+        bail!("--bundle {dir} holds only the {role} role; the e2e runs cloud and edge: build it without --role");
+    }
+    Ok(dir.to_path_buf())
 }

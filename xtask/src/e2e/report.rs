@@ -81,6 +81,11 @@ pub struct Report {
     /// The stack profile (`local`, `upstream`).
     pub profile: String,
     pub arch: String,
+    /// The k3s backend's k3s and KubeEdge versions (the matrix cell's); `None` for compose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeedge: Option<String>,
     /// The edge ran under qemu emulation (arm64 on an amd64 host).
     pub emulated: bool,
     /// The tool's version (and commit) that ran.

@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use serde_path_to_error::Segment;
 use toml::de::{DeTable, DeValue};
 
-use super::{Kind, Role, Stack};
+use super::{CellPattern, Kind, Role, Stack};
 
 /// One problem in a stack file, located by line and field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +126,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
         );
     }
     check_e2e(&stack.e2e, report);
+    check_matrix(stack, report);
     if s.trace_max_traces == 0 {
         report("settings.trace_max_traces".into(), "must be greater than zero".into());
     }
@@ -250,6 +251,77 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     names.join(", ")
                 ),
             );
+        }
+    }
+}
+
+/// The matrix: axes name what exists, and every pattern selects some cell.
+fn check_matrix(stack: &Stack, report: &mut dyn FnMut(String, String)) {
+    let m = &stack.matrix;
+    if m.backend.is_empty() {
+        report("matrix.backend".into(), "the matrix axis is empty: list at least one of \"compose\", \"k3s\"".into());
+    }
+    for (i, p) in m.profile.iter().enumerate() {
+        if !stack.profiles.contains_key(p) {
+            let known: Vec<&str> = stack.profiles.keys().map(|k| k.as_str()).collect();
+            report(
+                format!("matrix.profile[{i}]"),
+                format!("no profile {:?}; the stack has {}", p.as_str(), known.join(", ")),
+            );
+        }
+    }
+    // Patterns are checked against the product before `exclude` (for `exclude`) or after it.
+    let product = {
+        let mut all = stack.clone();
+        all.matrix.exclude.clear();
+        all.cells()
+    };
+    let cells = stack.cells();
+    for (list, patterns, against) in
+        [("exclude", &m.exclude, &product), ("experimental", &m.experimental, &cells), ("pr", &m.pr, &cells)]
+    {
+        for (i, p) in patterns.iter().enumerate() {
+            let at = format!("matrix.{list}[{i}]");
+            if *p == CellPattern::default() {
+                report(at, "the pattern names no axis and would match every cell; name at least one (backend, profile, arch, k3s, kubeedge)".into());
+                continue;
+            }
+            let mut wrong = Vec::new();
+            if let Some(v) = p.profile.as_ref().filter(|v| !stack.profiles.contains_key(*v)) {
+                wrong.push(("profile", format!("no profile {:?}", v.as_str())));
+            }
+            if let Some(v) = p.arch.filter(|v| !m.arch.contains(v)) {
+                wrong.push(("arch", format!("{v} is not on matrix.arch")));
+            }
+            if let Some(v) = p.backend.filter(|v| !m.backend.contains(v)) {
+                wrong.push(("backend", format!("{v} is not on matrix.backend")));
+            }
+            if let Some(v) = p.k3s.as_ref().filter(|v| !m.k3s.contains(v)) {
+                wrong.push(("k3s", format!("{v} is not on matrix.k3s")));
+            }
+            if let Some(v) = p.kubeedge.as_ref().filter(|v| !m.kubeedge.contains(v)) {
+                wrong.push(("kubeedge", format!("{v} is not on matrix.kubeedge")));
+            }
+            if !wrong.is_empty() {
+                for (field, message) in wrong {
+                    report(format!("{at}.{field}"), message);
+                }
+                continue;
+            }
+            if p.backend == Some(super::Backend::Compose) && (p.k3s.is_some() || p.kubeedge.is_some()) {
+                report(
+                    at,
+                    "compose cells have no k3s or KubeEdge version: drop k3s/kubeedge, or use backend = \"k3s\"".into(),
+                );
+            } else if !against.iter().any(|c| p.matches(c)) {
+                report(
+                    at,
+                    format!(
+                        "{p} selects no cell of the matrix{}; remove it or fix its values",
+                        if list == "exclude" { "" } else { " (after exclude)" }
+                    ),
+                );
+            }
         }
     }
 }

@@ -163,9 +163,222 @@ impl Default for E2e {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Matrix {
+    /// k3s versions (the k3s backend's axis).
     pub k3s: Vec<Version>,
+    /// KubeEdge versions (the k3s backend's axis).
     pub kubeedge: Vec<Version>,
     pub arch: Vec<Arch>,
+    /// Cluster backends; default: both.
+    #[serde(default = "Backend::all")]
+    pub backend: Vec<Backend>,
+    /// Profiles; empty (the default): every profile of the stack.
+    #[serde(default)]
+    pub profile: Vec<Name>,
+    /// Cells left out of the product: each pattern names some axes (`{ backend = "k3s", profile = "local" }`).
+    #[serde(default)]
+    pub exclude: Vec<CellPattern>,
+    /// Cells that run but whose failure fails neither the workflow nor, unless a gate policy
+    /// requires them, the release (their tier is not built yet, or they are known flaky).
+    #[serde(default)]
+    pub experimental: Vec<CellPattern>,
+    /// The subset every pull request runs; empty (the default): every cell. The full set runs
+    /// weekly.
+    #[serde(default)]
+    pub pr: Vec<CellPattern>,
+}
+
+/// A cluster backend of the e2e.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Plain containers on internal Docker networks (no Kubernetes).
+    Compose,
+    /// k3s in containers with nodes playing KubeEdge edge nodes.
+    K3s,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Compose, Backend::K3s];
+
+    fn all() -> Vec<Backend> {
+        Self::ALL.to_vec()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Compose => "compose",
+            Backend::K3s => "k3s",
+        }
+    }
+
+    /// Whether its cells have k3s and KubeEdge versions.
+    pub fn is_kubernetes(self) -> bool {
+        self == Backend::K3s
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Some axes of the matrix with a value each; it matches every cell that has those values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellPattern {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s: Option<Version>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeedge: Option<Version>,
+}
+
+/// One cell of the matrix: what one e2e leg runs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+pub struct Cell {
+    pub backend: Backend,
+    pub profile: String,
+    pub arch: Arch,
+    /// The k3s backend's versions; `None` for compose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s: Option<Version>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeedge: Option<Version>,
+}
+
+impl CellPattern {
+    pub fn matches(&self, c: &Cell) -> bool {
+        self.backend.is_none_or(|b| b == c.backend)
+            && self.profile.as_ref().is_none_or(|p| p.as_str() == c.profile)
+            && self.arch.is_none_or(|a| a == c.arch)
+            && self.k3s.as_ref().is_none_or(|v| c.k3s.as_ref() == Some(v))
+            && self.kubeedge.as_ref().is_none_or(|v| c.kubeedge.as_ref() == Some(v))
+    }
+}
+
+impl fmt::Display for CellPattern {
+    /// `{backend = "k3s", arch = "amd64"}`, as written in stack.toml.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(b) = self.backend {
+            parts.push(format!("backend = \"{b}\""));
+        }
+        if let Some(p) = &self.profile {
+            parts.push(format!("profile = \"{}\"", p.as_str()));
+        }
+        if let Some(a) = self.arch {
+            parts.push(format!("arch = \"{a}\""));
+        }
+        if let Some(v) = &self.k3s {
+            parts.push(format!("k3s = \"{v}\""));
+        }
+        if let Some(v) = &self.kubeedge {
+            parts.push(format!("kubeedge = \"{v}\""));
+        }
+        write!(f, "{{ {} }}", parts.join(", "))
+    }
+}
+
+impl Cell {
+    /// A stable id, usable in file and artifact names: `compose-local-amd64`,
+    /// `k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0`.
+    pub fn id(&self) -> String {
+        let mut id = format!("{}-{}-{}", self.backend, self.profile, self.arch);
+        if let (Some(k), Some(e)) = (&self.k3s, &self.kubeedge) {
+            id.push_str(&format!("-k3s-{}-kubeedge-{e}", k.to_string().replace('+', "-")));
+        }
+        id
+    }
+}
+
+impl fmt::Display for Cell {
+    /// `compose local amd64`, `k3s upstream amd64 (k3s v1.34.2+k3s1, KubeEdge 1.22.0)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.backend, self.profile, self.arch)?;
+        if let (Some(k), Some(e)) = (&self.k3s, &self.kubeedge) {
+            write!(f, " (k3s {k}, KubeEdge {e})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Stack {
+    /// Every cell of the matrix, sorted: backend × profile × arch, and k3s × KubeEdge for the
+    /// k3s backend, less `exclude`. Pure.
+    pub fn cells(&self) -> Vec<Cell> {
+        let m = &self.matrix;
+        let profiles: Vec<String> = if m.profile.is_empty() {
+            self.profiles.keys().map(|p| p.to_string()).collect()
+        } else {
+            m.profile.iter().map(|p| p.to_string()).collect()
+        };
+        let mut out = Vec::new();
+        for &backend in &m.backend {
+            for profile in &profiles {
+                for &arch in &m.arch {
+                    let cell = |k3s: Option<&Version>, kubeedge: Option<&Version>| Cell {
+                        backend,
+                        profile: profile.clone(),
+                        arch,
+                        k3s: k3s.cloned(),
+                        kubeedge: kubeedge.cloned(),
+                    };
+                    if backend.is_kubernetes() {
+                        for k in &m.k3s {
+                            for e in &m.kubeedge {
+                                out.push(cell(Some(k), Some(e)));
+                            }
+                        }
+                    } else {
+                        out.push(cell(None, None));
+                    }
+                }
+            }
+        }
+        out.retain(|c| !m.exclude.iter().any(|p| p.matches(c)));
+        out.sort();
+        out
+    }
+
+    /// The cells of a subset: `pr` (the patterns of `matrix.pr`, or every cell) or `full`.
+    pub fn subset(&self, subset: Subset) -> Vec<Cell> {
+        let all = self.cells();
+        match subset {
+            Subset::Pr if !self.matrix.pr.is_empty() => {
+                all.into_iter().filter(|c| self.matrix.pr.iter().any(|p| p.matches(c))).collect()
+            }
+            _ => all,
+        }
+    }
+
+    pub fn is_experimental(&self, cell: &Cell) -> bool {
+        self.matrix.experimental.iter().any(|p| p.matches(cell))
+    }
+}
+
+/// Which cells a run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Subset {
+    /// `matrix.pr`: what every pull request runs.
+    Pr,
+    /// Every cell: the weekly run.
+    Full,
+}
+
+impl Subset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subset::Pr => "pr",
+            Subset::Full => "full",
+        }
+    }
 }
 
 /// One set of components and images: `upstream` (real charts and images) or

@@ -1,0 +1,601 @@
+//! `cargo xtask matrix plan|run|report`: the compatibility matrix of `stack.toml` (`[matrix]`).
+//!
+//! - `plan` lists the cells of a subset (`pr` or `full`) and whether this machine can run each.
+//! - `run` runs the cells it can (the compose tier; arm64 under qemu) with `cargo xtask e2e`,
+//!   writes a `not-run.json` with the reason for each other cell, then builds the report.
+//! - `report` builds the report from a folder of e2e reports gathered elsewhere (a CI run's
+//!   artifacts), the same way.
+//!
+//! The folder layout, shared with `cargo xtask gate`: `cells/<cell id>/report.json` (with its
+//! `summary.md`, `junit.xml`, `report.html`) or `cells/<cell id>/not-run.json`. `report` finds
+//! `report.json` and `not-run.json` files at any depth and matches them to cells by their axes,
+//! so artifact names do not matter. The matrix report (`matrix.json`, `matrix.md`, `matrix.html`)
+//! is written next to `cells/`, deterministically: no clock, cells in matrix order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::e2e::report::{Outcome, Report};
+use crate::stack::{Arch, Backend, Cell, Stack, Subset};
+
+/// The compatibility matrix: plan, run, report.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// List the cells of a subset, and whether this machine can run each.
+    Plan(PlanArgs),
+    /// Run the cells this machine can run, mark the others "not run here", write the report.
+    Run(RunArgs),
+    /// Write the matrix report from e2e reports gathered elsewhere (e.g. a CI run's artifacts).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Which cells.
+    #[arg(long, value_enum, default_value = "pr")]
+    pub subset: Subset,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Which cells.
+    #[arg(long, value_enum, default_value = "pr")]
+    pub subset: Subset,
+    /// Folder for the cells' reports and the matrix report (default: target/matrix/<subset>).
+    #[arg(long)]
+    pub out: Option<Utf8PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Which cells the report covers (a cell with no report is shown as such).
+    #[arg(long, value_enum, default_value = "pr")]
+    pub subset: Subset,
+    /// Folder holding e2e `report.json` files (and `not-run.json`), at any depth.
+    #[arg(long)]
+    pub reports: Utf8PathBuf,
+    /// Where the matrix report goes (default: the reports folder).
+    #[arg(long)]
+    pub out: Option<Utf8PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    match args.what {
+        What::Plan(a) => plan_cmd(&stack, &a),
+        What::Run(a) => run_cmd(&stack, &a),
+        What::Report(a) => {
+            let out = a.out.clone().unwrap_or_else(|| a.reports.clone());
+            let m = build(&stack, a.subset, &a.reports)?;
+            write(&out, &m)?;
+            eprintln!("matrix: {}", m.line());
+            Ok(())
+        }
+    }
+}
+
+/// Why this machine cannot run `cell`, or `None` when it can.
+pub fn not_runnable_here(stack: &Stack, cell: &Cell) -> Option<String> {
+    if cell.backend == Backend::K3s {
+        return Some(
+            "the k3s tier is not built yet (`cargo xtask e2e --backend k3s` refuses); it needs privileged \
+             containers, which this machine cannot run"
+                .into(),
+        );
+    }
+    if Arch::host() != Some(cell.arch) && !(cell.arch == Arch::Arm64 && Arch::host() == Some(Arch::Amd64)) {
+        return Some(format!("{} cannot run on this {} machine", cell.arch, std::env::consts::ARCH));
+    }
+    let profile = stack.profile(&cell.profile).ok()?;
+    let lock = profile.lock_file();
+    let lock = lock.strip_prefix(crate::paths::root()).map(|p| p.to_path_buf()).unwrap_or(lock.clone());
+    if cell.profile != "local" && !profile.lock_file().exists() {
+        return Some(format!(
+            "profile {} is not pinned: {lock} is missing, and `cargo xtask lock --profile {}` needs the registries",
+            cell.profile, cell.profile
+        ));
+    }
+    None
+}
+
+fn plan_cmd(stack: &Stack, args: &PlanArgs) -> Result<()> {
+    let cells = stack.subset(args.subset);
+    if args.json {
+        let rows: Vec<serde_json::Value> = cells
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id(),
+                    "cell": c,
+                    "experimental": stack.is_experimental(c),
+                    "not_run_here": not_runnable_here(stack, c),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{} cells in the {} subset", cells.len(), args.subset.as_str());
+    for c in &cells {
+        let here =
+            not_runnable_here(stack, c).map_or_else(|| "runs here".to_string(), |r| format!("not run here: {r}"));
+        let exp = if stack.is_experimental(c) { " (experimental)" } else { "" };
+        println!("  {:<56} {here}{exp}", c.id());
+    }
+    Ok(())
+}
+
+fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| crate::paths::target_dir().join("matrix").join(args.subset.as_str()));
+    let cells_dir = out.join("cells");
+    // A fresh folder: a report left by an earlier run must not stand for this one.
+    if cells_dir.exists() {
+        std::fs::remove_dir_all(&cells_dir).with_context(|| format!("clearing {cells_dir}"))?;
+    }
+    let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    for cell in stack.subset(args.subset) {
+        let dir = cells_dir.join(cell.id());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        if let Some(reason) = not_runnable_here(stack, &cell) {
+            eprintln!("matrix: {cell}: not run here: {reason}");
+            let json = serde_json::to_string_pretty(&NotRun { cell: cell.clone(), reason })?;
+            crate::atomic::write(&dir.join(NOT_RUN), format!("{json}\n").as_bytes(), false)?;
+            continue;
+        }
+        eprintln!("matrix: {cell}: running");
+        let e2e_args = crate::e2e::Args {
+            backend: cell.backend,
+            profile: cell.profile.clone(),
+            arch: vec![cell.arch],
+            scenarios: Vec::new(),
+            scenarios_dir: None,
+            bundle: None,
+            edges: 2,
+            dry_run: false,
+            keep: false,
+            sweep: false,
+        };
+        let run_id = crate::e2e::run_id(cell.arch);
+        match crate::e2e::run_once(&rt, stack, &e2e_args, cell.arch, &run_id, &scenarios) {
+            Ok(_) => {
+                let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
+                for f in crate::e2e::report::FILES {
+                    let from = run_dir.join(f);
+                    std::fs::copy(&from, dir.join(f)).with_context(|| format!("copying {from} into {dir}"))?;
+                }
+            }
+            // Could not even start (e.g. no Docker): the cell did not run, and says why.
+            Err(e) => {
+                let reason = format!("the run could not start: {e:#}");
+                eprintln!("matrix: {cell}: {reason}");
+                let json = serde_json::to_string_pretty(&NotRun { cell: cell.clone(), reason })?;
+                crate::atomic::write(&dir.join(NOT_RUN), format!("{json}\n").as_bytes(), false)?;
+            }
+        }
+    }
+    let m = build(stack, args.subset, &out)?;
+    let written = write(&out, &m)?;
+    eprintln!("matrix: {}; report: {}", m.line(), written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
+    if m.cells.iter().any(|c| c.mark == Mark::Failed && !c.experimental) {
+        bail!("a cell failed: see {}", out.join("matrix.md"));
+    }
+    Ok(())
+}
+
+/// A cell the matrix could not run, and why (`cells/<id>/not-run.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotRun {
+    pub cell: Cell,
+    pub reason: String,
+}
+
+pub const NOT_RUN: &str = "not-run.json";
+
+/// The matrix report's format version.
+pub const SCHEMA: u32 = 1;
+
+/// KubeEdge's compatibility-table marks, plus one for cells without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mark {
+    /// ✓ every scenario passed.
+    Passed,
+    /// \+ passed, but some scenarios did not run (their components are not in that bundle) or
+    /// the report has warnings.
+    Partly,
+    /// − a scenario failed, or the run failed to come up.
+    Failed,
+    /// ○ not run (here, or no report was found).
+    NotRun,
+}
+
+impl Mark {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Mark::Passed => "✓",
+            Mark::Partly => "+",
+            Mark::Failed => "−",
+            Mark::NotRun => "○",
+        }
+    }
+}
+
+/// One cell's result in the matrix report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellResult {
+    pub id: String,
+    pub cell: Cell,
+    pub experimental: bool,
+    pub mark: Mark,
+    /// Why it did not pass fully: failing scenarios, not-run scenarios, warnings, the not-run reason.
+    pub detail: Vec<String>,
+    /// Its e2e report, relative to the report folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MatrixReport {
+    pub schema: u32,
+    pub subset: Subset,
+    pub cells: Vec<CellResult>,
+    /// Reports found that match no cell of the subset (another subset's, or a renamed axis).
+    pub ignored: Vec<String>,
+}
+
+impl MatrixReport {
+    /// `4 cells: 2 ✓, 0 +, 0 −, 2 ○`.
+    pub fn line(&self) -> String {
+        let n = |m: Mark| self.cells.iter().filter(|c| c.mark == m).count();
+        format!(
+            "{} cells: {} ✓, {} +, {} −, {} ○",
+            self.cells.len(),
+            n(Mark::Passed),
+            n(Mark::Partly),
+            n(Mark::Failed),
+            n(Mark::NotRun)
+        )
+    }
+}
+
+/// What the report folder says of each cell: its e2e report, its not-run record, both found by
+/// walking `dir`.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub reports: BTreeMap<Cell, (Utf8PathBuf, Report)>,
+    pub not_run: BTreeMap<Cell, String>,
+    /// Files that could not be read (named, with why).
+    pub unreadable: Vec<String>,
+}
+
+/// The cell a report is for, from its axes.
+pub fn cell_of(r: &Report) -> Result<Cell> {
+    let backend = <Backend as clap::ValueEnum>::from_str(&r.backend, false)
+        .map_err(|e| anyhow::anyhow!("backend {:?}: {e}", r.backend))?;
+    let arch =
+        <Arch as clap::ValueEnum>::from_str(&r.arch, false).map_err(|e| anyhow::anyhow!("arch {:?}: {e}", r.arch))?;
+    let version = |v: &Option<String>| -> Result<Option<crate::stack::Version>> {
+        v.as_ref().map(|v| v.clone().try_into().map_err(|e: String| anyhow::anyhow!(e))).transpose()
+    };
+    Ok(Cell { backend, profile: r.profile.clone(), arch, k3s: version(&r.k3s)?, kubeedge: version(&r.kubeedge)? })
+}
+
+/// Every `report.json` and `not-run.json` under `dir`. Of two reports for one cell, the later
+/// `started` wins.
+pub fn find(dir: &Utf8Path) -> Result<Found> {
+    if !dir.is_dir() {
+        bail!("{dir} is not a folder of e2e reports (run `cargo xtask matrix run`, or download a CI run's artifacts)");
+    }
+    let mut found = Found::default();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("listing {d}"))? {
+            let e = e?;
+            let Ok(path) = Utf8PathBuf::from_path_buf(e.path()) else { continue };
+            if e.file_type()?.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    for path in files {
+        let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+        match path.file_name() {
+            Some("report.json") => match crate::e2e::report::read(&path).and_then(|r| Ok((cell_of(&r)?, r))) {
+                Ok((cell, r)) => {
+                    let later = found.reports.get(&cell).is_none_or(|(_, old)| old.started < r.started);
+                    if later {
+                        found.reports.insert(cell, (rel, r));
+                    }
+                }
+                Err(e) => found.unreadable.push(format!("{rel}: {e:#}")),
+            },
+            Some(NOT_RUN) => {
+                let parsed = std::fs::read_to_string(&path).with_context(|| format!("reading {path}")).and_then(|t| {
+                    serde_json::from_str::<NotRun>(&t).with_context(|| format!("{rel}: not a not-run record"))
+                });
+                match parsed {
+                    Ok(n) => {
+                        found.not_run.insert(n.cell, n.reason);
+                    }
+                    Err(e) => found.unreadable.push(format!("{e:#}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// The matrix report of `subset` from the reports under `dir`. Pure but for reading `dir`.
+pub fn build(stack: &Stack, subset: Subset, dir: &Utf8Path) -> Result<MatrixReport> {
+    let found = find(dir)?;
+    if !found.unreadable.is_empty() {
+        bail!("unreadable reports under {dir}:\n  {}", found.unreadable.join("\n  "));
+    }
+    let cells = stack.subset(subset);
+    let mut results = Vec::new();
+    for cell in &cells {
+        let experimental = stack.is_experimental(cell);
+        let (mark, detail, report) = match (found.reports.get(cell), found.not_run.get(cell)) {
+            (Some((path, r)), _) => {
+                let (mark, detail) = judge(r);
+                (mark, detail, Some(path.to_string()))
+            }
+            (None, Some(reason)) => (Mark::NotRun, vec![format!("not run here: {reason}")], None),
+            (None, None) => {
+                (Mark::NotRun, vec!["no report: the cell did not run, or its report was not collected".into()], None)
+            }
+        };
+        results.push(CellResult { id: cell.id(), cell: cell.clone(), experimental, mark, detail, report });
+    }
+    let ignored = found
+        .reports
+        .iter()
+        .filter(|(c, _)| !cells.contains(c))
+        .map(|(c, (p, _))| format!("{p} ({c}): not a cell of the {} subset", subset.as_str()))
+        .collect();
+    Ok(MatrixReport { schema: SCHEMA, subset, cells: results, ignored })
+}
+
+/// A report's mark and what explains it.
+fn judge(r: &Report) -> (Mark, Vec<String>) {
+    let mut detail = Vec::new();
+    for s in &r.scenarios {
+        match &s.status {
+            crate::e2e::report::Status::Failed => {
+                let step = s.steps.iter().find(|x| x.status == crate::e2e::report::Status::Failed);
+                detail.push(format!(
+                    "failed: {}{}",
+                    s.name,
+                    step.map(|x| format!(" / {}: {}", x.name, x.message.clone().unwrap_or_default()))
+                        .unwrap_or_default()
+                ));
+            }
+            crate::e2e::report::Status::NotRun { reason } => detail.push(format!("not run: {} ({reason})", s.name)),
+            crate::e2e::report::Status::Passed => {}
+        }
+    }
+    let warnings = r.warnings();
+    detail.extend(warnings.iter().map(|w| format!("warning: {w}")));
+    let mark = if r.outcome() == Outcome::Failed {
+        Mark::Failed
+    } else if detail.is_empty() {
+        Mark::Passed
+    } else {
+        Mark::Partly
+    };
+    (mark, detail)
+}
+
+const LEGEND: [(Mark, &str); 4] = [
+    (Mark::Passed, "every scenario passed"),
+    (
+        Mark::Partly,
+        "passed, but some scenarios did not run (their components are not in that bundle) or there were warnings",
+    ),
+    (Mark::Failed, "a scenario failed, or the run could not come up"),
+    (Mark::NotRun, "not run (on the machine that made this report, or no report was collected)"),
+];
+
+/// `matrix.json`, `matrix.md` and `matrix.html` into `out`; their paths.
+pub fn write(out: &Utf8Path, m: &MatrixReport) -> Result<Vec<Utf8PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {out}"))?;
+    let mut written = Vec::new();
+    for (name, text) in [
+        ("matrix.json", format!("{}\n", serde_json::to_string_pretty(m)?)),
+        ("matrix.md", markdown(m)),
+        ("matrix.html", html(m)),
+    ] {
+        let path = out.join(name);
+        crate::atomic::write(&path, text.as_bytes(), false)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// One table of the report: a title, column headers, rows of (row header, cells).
+struct Table {
+    title: String,
+    columns: Vec<String>,
+    rows: Vec<(String, Vec<String>)>,
+}
+
+/// The tables: one for the compose tier (profile × arch), and per arch one for k3s (KubeEdge ×
+/// k3s, as KubeEdge's own table), in matrix order.
+fn tables(m: &MatrixReport) -> Vec<Table> {
+    let mark = |c: &CellResult| format!("{}{}", c.mark.symbol(), if c.experimental { " ᵉ" } else { "" });
+    let mut out = Vec::new();
+    let compose: Vec<&CellResult> = m.cells.iter().filter(|c| c.cell.backend == Backend::Compose).collect();
+    if !compose.is_empty() {
+        let mut arches: Vec<Arch> = compose.iter().map(|c| c.cell.arch).collect();
+        arches.dedup();
+        let mut profiles: Vec<String> = compose.iter().map(|c| c.cell.profile.clone()).collect();
+        profiles.dedup();
+        let rows = profiles
+            .iter()
+            .map(|p| {
+                let cells = arches
+                    .iter()
+                    .map(|a| {
+                        compose
+                            .iter()
+                            .find(|c| &c.cell.profile == p && c.cell.arch == *a)
+                            .map_or("".to_string(), |c| mark(c))
+                    })
+                    .collect();
+                (format!("profile {p}"), cells)
+            })
+            .collect();
+        out.push(Table { title: "compose tier".into(), columns: arches.iter().map(|a| a.to_string()).collect(), rows });
+    }
+    let k3s: Vec<&CellResult> = m.cells.iter().filter(|c| c.cell.backend == Backend::K3s).collect();
+    let mut groups: Vec<(String, Arch)> = k3s.iter().map(|c| (c.cell.profile.clone(), c.cell.arch)).collect();
+    groups.sort();
+    groups.dedup();
+    for (profile, arch) in groups {
+        let group: Vec<&&CellResult> =
+            k3s.iter().filter(|c| c.cell.profile == profile && c.cell.arch == arch).collect();
+        let mut k3s_versions: Vec<String> =
+            group.iter().filter_map(|c| c.cell.k3s.as_ref().map(|v| v.to_string())).collect();
+        k3s_versions.sort();
+        k3s_versions.dedup();
+        k3s_versions.reverse();
+        let mut kubeedge: Vec<String> =
+            group.iter().filter_map(|c| c.cell.kubeedge.as_ref().map(|v| v.to_string())).collect();
+        kubeedge.sort();
+        kubeedge.dedup();
+        kubeedge.reverse();
+        let rows = kubeedge
+            .iter()
+            .map(|e| {
+                let cells = k3s_versions
+                    .iter()
+                    .map(|k| {
+                        group
+                            .iter()
+                            .find(|c| {
+                                c.cell.k3s.as_ref().map(|v| v.to_string()).as_deref() == Some(k.as_str())
+                                    && c.cell.kubeedge.as_ref().map(|v| v.to_string()).as_deref() == Some(e.as_str())
+                            })
+                            .map_or("".to_string(), |c| mark(c))
+                    })
+                    .collect();
+                (format!("KubeEdge {e}"), cells)
+            })
+            .collect();
+        out.push(Table {
+            title: format!("k3s tier, profile {profile}, {arch}"),
+            columns: k3s_versions.iter().map(|k| format!("k3s {k}")).collect(),
+            rows,
+        });
+    }
+    out
+}
+
+fn markdown(m: &MatrixReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Compatibility matrix ({} subset)\n", m.subset.as_str());
+    let _ = writeln!(s, "{}\n", m.line());
+    for Table { title, columns, rows } in tables(m) {
+        let _ = writeln!(s, "## {title}\n");
+        let _ = writeln!(s, "| | {} |", columns.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(columns.len()));
+        for (name, cells) in rows {
+            let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
+        }
+        s.push('\n');
+    }
+    s.push_str("Legend:\n\n");
+    for (mark, text) in LEGEND {
+        let _ = writeln!(s, "- `{}` {text}", mark.symbol());
+    }
+    s.push_str("- `ᵉ` experimental: reported, but it fails neither the workflow nor the release gate\n\n");
+    s.push_str("## Cells\n\n| | cell | id | details | report |\n|---|---|---|---|---|\n");
+    for c in &m.cells {
+        let detail = if c.detail.is_empty() { "—".to_string() } else { c.detail.join("<br>").replace('|', "\\|") };
+        let _ = writeln!(
+            s,
+            "| {} | {}{} | `{}` | {detail} | {} |",
+            c.mark.symbol(),
+            c.cell,
+            if c.experimental { " (experimental)" } else { "" },
+            c.id,
+            c.report.as_deref().map_or("—".to_string(), |r| format!("`{r}`"))
+        );
+    }
+    if !m.ignored.is_empty() {
+        s.push_str("\nReports that match no cell of this subset:\n\n");
+        for i in &m.ignored {
+            let _ = writeln!(s, "- {i}");
+        }
+    }
+    s
+}
+
+fn esc(t: &str) -> String {
+    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn html(m: &MatrixReport) -> String {
+    let mut s = String::new();
+    s.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Compatibility matrix</title>\n<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:center}td.d{text-align:left}</style></head><body>\n");
+    let _ = writeln!(s, "<h1>Compatibility matrix ({} subset)</h1>\n<p>{}</p>", m.subset.as_str(), esc(&m.line()));
+    for Table { title, columns, rows } in tables(m) {
+        let _ = writeln!(s, "<h2>{}</h2>\n<table><tr><th></th>", esc(&title));
+        for c in &columns {
+            let _ = write!(s, "<th>{}</th>", esc(c));
+        }
+        s.push_str("</tr>\n");
+        for (name, cells) in rows {
+            let _ = write!(s, "<tr><th>{}</th>", esc(&name));
+            for c in cells {
+                let _ = write!(s, "<td>{}</td>", esc(&c));
+            }
+            s.push_str("</tr>\n");
+        }
+        s.push_str("</table>\n");
+    }
+    s.push_str("<ul>\n");
+    for (mark, text) in LEGEND {
+        let _ = writeln!(s, "<li><b>{}</b> {}</li>", mark.symbol(), esc(text));
+    }
+    s.push_str(
+        "<li><b>ᵉ</b> experimental: reported, but it fails neither the workflow nor the release gate</li>\n</ul>\n",
+    );
+    s.push_str("<h2>Cells</h2>\n<table><tr><th></th><th>cell</th><th>details</th><th>report</th></tr>\n");
+    for c in &m.cells {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td class=\"d\">{}{}</td><td class=\"d\">{}</td><td class=\"d\">{}</td></tr>",
+            c.mark.symbol(),
+            esc(&c.cell.to_string()),
+            if c.experimental { " (experimental)" } else { "" },
+            if c.detail.is_empty() {
+                "—".to_string()
+            } else {
+                c.detail.iter().map(|d| esc(d)).collect::<Vec<_>>().join("<br>")
+            },
+            c.report.as_deref().map_or("—".to_string(), |r| format!("<a href=\"{}\">{}</a>", esc(r), esc(r)))
+        );
+    }
+    s.push_str("</table>\n</body></html>\n");
+    s
+}
