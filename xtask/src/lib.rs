@@ -11,6 +11,7 @@ pub mod containerd;
 pub mod e2e;
 pub mod fetch;
 pub mod fixtures;
+pub mod gate;
 pub mod golden;
 pub mod lock;
 pub mod matrix;

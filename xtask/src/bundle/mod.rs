@@ -649,6 +649,22 @@ pub struct Args {
 pub enum Sub {
     /// Check a bundle offline: every checksum and digest, and every referenced image present.
     Verify(verify::Args),
+    /// Build a bundle twice into two folders and compare every file and the archive; record it.
+    Repro(ReproArgs),
+}
+
+/// Build twice, compare, record (evidence for `cargo xtask gate`).
+#[derive(Debug, clap::Args)]
+pub struct ReproArgs {
+    /// Stack profile.
+    #[arg(long, default_value = "local")]
+    pub profile: String,
+    /// Architecture.
+    #[arg(long, value_enum)]
+    pub arch: Arch,
+    /// The record (default: target/bundle/observability-<profile>-<arch>.repro.json).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -690,8 +706,70 @@ pub struct BuildArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         Some(Sub::Verify(v)) => verify::run(v),
+        Some(Sub::Repro(r)) => repro(r),
         None => build_cmd(args.build),
     }
+}
+
+/// The bundle built into `target/bundle` (as `cargo xtask bundle` does) and again into
+/// `target/bundle-repro`, from the same lock and cache: every file and the archive must have the
+/// same sha256. The record is written either way; a difference fails, naming the files.
+fn repro(args: ReproArgs) -> Result<()> {
+    let stack: Stack = crate::stack::load(&crate::paths::stack_file())?;
+    let lock_file = stack.profile(&args.profile)?.lock_file();
+    let lock = crate::lock::read(&lock_file)?;
+    let target = crate::paths::target_dir();
+    let options = |out: Utf8PathBuf| Options {
+        profile: args.profile.clone(),
+        arch: args.arch,
+        role: None,
+        out,
+        cache: crate::cache::default_root(),
+        image_format: ImageFormat::Tar,
+        image_archives: ImageArchives::PerComponent,
+        archive: ArchiveFormat::Tar,
+        allow_unpinned: false,
+    };
+    let mut builds = Vec::new();
+    for out in [target.join("bundle"), target.join("bundle-repro")] {
+        let built = build(&stack, lock.profiles.get(&args.profile), &options(out))
+            .with_context(|| format!("bundling profile {} for {} (pins from {lock_file})", args.profile, args.arch))?;
+        builds.push(built);
+    }
+    let archive = |b: &Built| b.archive.as_ref().map(|(_, d, _)| d.clone()).unwrap_or_default();
+    let mut differing: Vec<String> = builds[0]
+        .files
+        .iter()
+        .filter(|(p, r)| builds[1].files.get(*p).map(|x| &x.sha256) != Some(&r.sha256))
+        .map(|(p, _)| p.clone())
+        .collect();
+    differing.extend(builds[1].files.keys().filter(|p| !builds[0].files.contains_key(*p)).cloned());
+    let record = crate::gate::ReproRecord {
+        schema: crate::gate::SCHEMA,
+        profile: args.profile.clone(),
+        arch: args.arch,
+        builds: builds.iter().map(archive).collect(),
+        files: builds[0].files.len(),
+        differing: differing.clone(),
+    };
+    let path = args
+        .record
+        .clone()
+        .unwrap_or_else(|| target.join("bundle").join(format!("{}.repro.json", options(Utf8PathBuf::new()).name())));
+    crate::gate::write_record(&path, &record)?;
+    if !record.reproducible() {
+        bail!(
+            "the bundle is not reproducible: archives {} and {}; files that differ: {}",
+            record.builds[0],
+            record.builds[1],
+            if differing.is_empty() { "none (only the archive)".to_string() } else { differing.join(", ") }
+        );
+    }
+    eprintln!(
+        "bundle: reproducible: two builds of {} files, archive {}; record {path}",
+        record.files, record.builds[0]
+    );
+    Ok(())
 }
 
 fn build_cmd(args: BuildArgs) -> Result<()> {

@@ -315,6 +315,9 @@ pub struct Args {
     /// Rewrite the golden snapshots in golden/ from the current model and renderers.
     #[arg(long)]
     pub bless: bool,
+    /// With --check: also write its result to FILE (evidence for `cargo xtask gate`), pass or fail.
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub record: Option<Utf8PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -331,6 +334,15 @@ pub fn run(args: Args) -> Result<()> {
             return Ok(());
         }
         let drift = crate::golden::check(&sets)?;
+        if let Some(path) = &args.record {
+            let record = crate::gate::GoldenRecord {
+                schema: crate::gate::SCHEMA,
+                clean: drift.is_empty(),
+                files: sets.iter().map(|s| s.2.len()).sum(),
+                problems: drift.iter().map(|d| d.to_string()).collect(),
+            };
+            crate::gate::write_record(path, &record)?;
+        }
         if drift.is_empty() {
             eprintln!("golden: {} rendered files match golden/render/", sets.iter().map(|s| s.2.len()).sum::<usize>());
             return Ok(());
