@@ -255,7 +255,9 @@ fn compose_prometheus_uses_static_targets_with_node_labels() {
     });
 }
 
-/// Every waiting rule waits `[e2e] alert_for`; Watchdog still does not wait; the group evaluates at `[e2e]`'s interval.
+/// Every waiting rule waits `[e2e] alert_for`, but the link probe, which waits two scrape intervals
+/// more (its node-down inhibitor fires first); Watchdog still does not wait; the group evaluates
+/// at `[e2e]`'s interval.
 #[test]
 fn compose_rules_take_the_e2e_for_and_interval() {
     for profile in ["local", "upstream"] {
@@ -265,7 +267,12 @@ fn compose_rules_take_the_e2e_for_and_interval() {
             assert_eq!(group["interval"].as_str(), Some("2s"));
             for r in group["rules"].as_sequence().unwrap() {
                 let name = r["alert"].as_str().unwrap();
-                let want = (name != "Watchdog").then_some(ctx.stack.e2e.alert_for.to_string());
+                let e = &ctx.stack.e2e;
+                let want = match name {
+                    "Watchdog" => None,
+                    "LinkProbeFailing" => Some(render::rules::inhibited_for(ctx, e.alert_for).to_string()),
+                    _ => Some(e.alert_for.to_string()),
+                };
                 assert_eq!(r["for"].as_str().map(String::from), want, "{profile}: {name}");
             }
             // No rule on what only k3s + KubeEdge produce (kube-state-metrics, cloudcore, the tunnel).
@@ -341,12 +348,13 @@ fn compose_files_pass_their_real_validators() {
 }
 
 /// The bound is 2 × scrape + evaluation + `for` + group_wait: 14s for a node-down alert with the
-/// compose defaults, well inside the run; the Kubernetes flavour's own timing gives minutes.
+/// compose defaults (18s for the link probe, which waits two scrapes longer), well inside the run;
+/// the Kubernetes flavour's own timing gives minutes.
 #[test]
 fn alert_bounds_follow_the_flavours_timing() {
     compose("local", |ctx, _| {
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeUnreachable"), Some(Duration::from_secs(14)));
-        assert_eq!(render::rules::alert_bound(ctx, "LinkProbeFailing"), Some(Duration::from_secs(14)));
+        assert_eq!(render::rules::alert_bound(ctx, "LinkProbeFailing"), Some(Duration::from_secs(18)));
         assert_eq!(render::rules::alert_bound(ctx, "Watchdog"), Some(Duration::from_secs(6)));
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeNotReady"), None, "a k3s-only alert in compose");
         let bounds = render::rules::alert_bounds(ctx);

@@ -246,6 +246,37 @@ mod tests {
     }
 
     #[test]
+    fn an_inhibited_alert_waits_for_its_inhibitor_in_both_flavours() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        let topology = crate::render::ComposeTopology::golden();
+        for profile in stack.profiles.keys() {
+            for ctx in [
+                Ctx::new(&stack, profile.as_str(), Arch::Amd64).expect("profile"),
+                Ctx::compose(&stack, profile.as_str(), Arch::Amd64, &topology).expect("profile"),
+            ] {
+                let rules = catalog(&ctx);
+                let scrape = ctx.scrape_interval().as_millis();
+                let fors = |names: &[&str]| -> Vec<(String, u64)> {
+                    rules
+                        .iter()
+                        .filter(|r| names.contains(&r.name))
+                        .map(|r| (r.name.to_string(), r.for_.as_millis()))
+                        .collect()
+                };
+                let (sources, targets) = (fors(&NODE_DOWN_ALERTS), fors(&NODE_SCOPED_ALERTS));
+                // One inhibitor firing first is enough: EdgeNodeUnreachable, on the scrape path a
+                // cut breaks; EdgeNodeNotReady (the node's status in Kubernetes) may come later.
+                for (t, t_for) in &targets {
+                    assert!(
+                        sources.iter().any(|(_, s_for)| *t_for >= s_for + 2 * scrape),
+                        "{profile}: {t} (for {t_for} ms) can page before any of {sources:?} inhibits it"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_rule_of_every_profile_reaches_the_receiver_of_its_severity() {
         let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
         let topology = crate::render::ComposeTopology::golden();

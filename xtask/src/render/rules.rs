@@ -145,6 +145,14 @@ const FOR_DOWN: Duration = Duration::from_secs(120);
 /// `for` of budget alerts: long enough to ride out a start-up spike.
 const FOR_BUDGET: Duration = Duration::from_secs(300);
 
+/// The `for` of an alert that a node-down alert of `for` `inhibitor` inhibits: that plus two
+/// scrape intervals. The inhibitor's first failing scrape can come one interval after the probe's
+/// and hang to its timeout (one more), so waiting that much longer makes the inhibitor fire first
+/// and Alertmanager hold the inhibited alert back: one page per incident.
+pub fn inhibited_for(ctx: &Ctx<'_>, inhibitor: Duration) -> Duration {
+    Duration::from_millis(inhibitor.as_millis() + 2 * ctx.scrape_interval().as_millis())
+}
+
 /// The `for` a rule gets in this flavour: its own, or in the compose flavour `[e2e] alert_for`
 /// for every rule that waits at all.
 fn hold(ctx: &Ctx<'_>, own: Duration) -> Duration {
@@ -177,6 +185,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     // kube-state-metrics, cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge.
     let kps = ctx.kps();
     let (for_node, for_down, for_budget) = (hold(ctx, FOR_NODE), hold(ctx, FOR_DOWN), hold(ctx, FOR_BUDGET));
+    let for_inhibited = inhibited_for(ctx, for_node);
     let mut rules = Vec::new();
     if kps {
         let ready = |node: &str, v: &str| {
@@ -308,15 +317,22 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         };
         rules.push(AlertRule {
             name: "LinkProbeFailing",
+            // Not while the node's exporter is down too: that is the node's page, and the probe
+            // (same endpoint) says nothing more. Then the probe alert neither doubles the page
+            // nor outlives it: after a heal the probe recovers well within its `for`, where an
+            // inhibition would lift as soon as the node's alert resolved.
             expr: format!(
-                "max by (job, instance, node) (probe_success{{job=~\"{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}\"}}) == 0"
+                "max by (job, instance, node) (probe_success{{job=~\"{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}\"}}) == 0 \
+                 unless on (node) (max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0)"
             ),
-            for_: for_node,
+            // A cut link also fails the node's scrape: the node-down alert must fire first, so
+            // the inhibition holds this one back and a cut pages once.
+            for_: for_inhibited,
             severity: Severity::Warning,
             labels: BTreeMap::new(),
             summary: "Link probe {{ $labels.job }} to {{ $labels.instance }} is failing".into(),
             description: format!(
-                "The blackbox probe {{{{ $labels.job }}}} has not reached {{{{ $labels.instance }}}} for {for_node}."
+                "The blackbox probe {{{{ $labels.job }}}} has not reached {{{{ $labels.instance }}}} for {for_inhibited}, while the node's own metrics still arrive."
             ),
             runbook:
                 "Check the network path between the cloud and that endpoint (routes, firewall, the edge node's link)."
@@ -327,6 +343,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                     &[&[("job", JOB_PROBE_EDGE), ("instance", "10.0.0.2:9100"), ("node", "edge-1")]],
                 ),
                 silent(vec![probe("1x10")]),
+                // The node is down: its own alert pages, not this one.
+                silent(vec![
+                    probe("0x10"),
+                    series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), "0x10"),
+                ]),
             ],
         });
         rules.push(job_down(
