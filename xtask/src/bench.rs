@@ -97,6 +97,7 @@ fn e2e(args: E2eArgs) -> Result<()> {
     let stack = crate::stack::load(&crate::paths::stack_file())?;
     let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let cancel = crate::e2e::cancel::Cancel::install(&rt)?;
     let e2e_args = crate::e2e::Args {
         backend: crate::e2e::Backend::Compose,
         profile: args.profile.clone(),
@@ -114,7 +115,8 @@ fn e2e(args: E2eArgs) -> Result<()> {
         let run_id = crate::e2e::run_id(arch);
         eprintln!("bench e2e: run {i} of {}", args.runs);
         let t = Instant::now();
-        let report = crate::e2e::run_once(&rt, &stack, &e2e_args, arch, &run_id, &scenarios)?;
+        cancel.check()?;
+        let report = crate::e2e::run_once(&rt, &cancel, &stack, &e2e_args, arch, &run_id, &scenarios)?;
         let wall = t.elapsed().as_secs_f64();
         if report.outcome() != Outcome::Passed {
             bail!("run {i} failed, so its figures are not a benchmark: see target/e2e/{run_id}/summary.md");

@@ -34,6 +34,10 @@ pub enum Command {
     E2e(crate::e2e::Args),
     /// The compatibility matrix (stack.toml [matrix]): plan its cells, run them, report.
     Matrix(crate::matrix::Args),
+    /// The release verdict from a folder of evidence (e2e reports, reproducibility and golden records).
+    Gate(crate::gate::Args),
+    /// The GitHub Actions workflows, generated from the matrix (`ci generate [--check]`).
+    Ci(crate::ci::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,5 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(args),
         Command::E2e(args) => crate::e2e::run(args),
         Command::Matrix(args) => crate::matrix::run(args),
+        Command::Gate(args) => crate::gate::run(args),
+        Command::Ci(args) => crate::ci::run_cmd(args),
     }
 }

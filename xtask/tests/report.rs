@@ -395,8 +395,8 @@ fn series_without_samples_is_never_within_budget() {
     let summary = report.resources[1].summary();
     assert_eq!((summary.samples, summary.within_budget, summary.memory_bytes), (0, None, None));
     let counts = report.counts();
-    assert_eq!((counts.budgets_within, counts.budgets_unchecked), (1, 1));
-    assert_eq!(report.outcome(), Outcome::Passed, "an unmeasured budget is not a failure");
+    assert_eq!((counts.budgets_within, counts.budgets_unchecked, counts.budgets_unmeasured), (1, 1, 1));
+    assert_eq!(report.outcome(), Outcome::Failed, "an unmeasured budget fails: the run did not measure it");
     assert!(report.warnings().iter().any(|w| w.contains("node-exporter (node-exporter) on edge-1: no samples")));
 
     let (_tmp, texts) = write(&report);

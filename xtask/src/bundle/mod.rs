@@ -15,6 +15,7 @@
 //!    when it can, so a killed build leaves nothing partial in the output.
 
 pub mod chart_images;
+pub mod diff;
 pub mod image_tar;
 pub mod verify;
 
@@ -651,6 +652,8 @@ pub enum Sub {
     Verify(verify::Args),
     /// Build a bundle twice into two folders and compare every file and the archive; record it.
     Repro(ReproArgs),
+    /// What changed between two bundles or two locks (images, charts, configs), as Markdown.
+    Diff(diff::Args),
 }
 
 /// Build twice, compare, record (evidence for `cargo xtask gate`).
@@ -707,6 +710,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         Some(Sub::Verify(v)) => verify::run(v),
         Some(Sub::Repro(r)) => repro(r),
+        Some(Sub::Diff(d)) => diff::run(d),
         None => build_cmd(args.build),
     }
 }

@@ -28,6 +28,16 @@ use futures_util::StreamExt;
 pub const LABEL_RUN: &str = "io.kubeprepare.e2e.run";
 /// Label every e2e resource carries: the pid of the harness that made it.
 pub const LABEL_PID: &str = "io.kubeprepare.e2e.pid";
+/// Label every e2e resource carries: the harness' PID namespace (`pid:[4026531836]`): a pid means
+/// something only in its namespace, so the sweep leaves other namespaces' runs alone.
+pub const LABEL_PIDNS: &str = "io.kubeprepare.e2e.pidns";
+
+/// This process' PID namespace, as `/proc/self/ns/pid` names it.
+pub fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
 
 /// How to install and start Docker, for error messages.
 pub const DOCKER_FIX: &str = "install and start Docker: on Debian/Ubuntu as root `apt-get install -y docker.io && (dockerd >/var/log/dockerd.log 2>&1 &)`; `cargo xtask e2e` does this itself when run as root";
@@ -63,6 +73,22 @@ pub struct ContainerSpec {
     pub platform: String,
 }
 
+/// A reference in full form (`docker.io/library/busybox:1.37.0`): `docker load` reports the
+/// familiar one (`busybox:1.37.0`, `grafana/loki:3.7.6`), plans and stacks name the full one.
+pub fn full_name(reference: &str) -> String {
+    let (repo, tag, digest) = crate::bundle::verify::normalize(reference);
+    let mut out = repo;
+    if let Some(t) = tag {
+        out.push(':');
+        out.push_str(&t);
+    }
+    if let Some(d) = digest {
+        out.push('@');
+        out.push_str(&d);
+    }
+    out
+}
+
 impl Engine {
     /// Connect to the local engine (`DOCKER_HOST` or the default socket), at an API version it speaks.
     pub async fn connect() -> Result<Engine> {
@@ -87,7 +113,7 @@ impl Engine {
     }
 
     /// `docker load` one image archive of the bundle (plain tar, or tar.zst decompressed
-    /// while streaming). Returns the image names the engine reports loaded.
+    /// while streaming). Returns the images the engine reports loaded, in full form ([`full_name`]).
     pub async fn load_archive(&self, path: &Utf8Path) -> Result<Vec<String>> {
         let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
         let reader: Box<dyn std::io::Read + Send> = if path.as_str().ends_with(".zst") {
@@ -114,7 +140,7 @@ impl Engine {
             let msg = msg.with_context(|| format!("docker load {path}"))?;
             if let Some(s) = msg.stream {
                 if let Some(name) = s.trim().strip_prefix("Loaded image: ") {
-                    out.push(name.to_string());
+                    out.push(full_name(name));
                 }
             }
         }
@@ -389,16 +415,38 @@ impl Engine {
         self.remove_where(|labels| labels.get(LABEL_RUN).map(String::as_str) == Some(run)).await
     }
 
-    /// Remove the resources of earlier runs whose harness process is gone.
+    /// Remove the resources of earlier runs whose harness process is gone: runs of this PID
+    /// namespace whose pid no longer exists. Runs of another namespace (another container sharing
+    /// this engine) are left alone: their pids cannot be checked from here.
     pub async fn sweep(&self) -> Result<Removed> {
+        let ours = pid_namespace();
         self.remove_where(|labels| {
             labels.contains_key(LABEL_RUN)
+                && labels.get(LABEL_PIDNS).is_none_or(|ns| *ns == ours)
                 && labels
                     .get(LABEL_PID)
                     .and_then(|p| p.parse::<u32>().ok())
                     .is_none_or(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
         })
         .await
+    }
+
+    /// The compose tier reaches containers at their bridge addresses, listens on the bridge's
+    /// host address and bind-mounts project files: it needs an engine on this host, not rootless.
+    pub async fn check_local(&self) -> Result<()> {
+        let why = "the compose tier needs a rootful Docker engine on this host: it reaches containers at their bridge \
+                   addresses and bind-mounts project files";
+        if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.starts_with("unix://")) {
+            bail!("DOCKER_HOST is {host}: {why}; unset it to use the local engine");
+        }
+        let info = self.docker.info().await.context("asking the Docker engine about itself")?;
+        if info.security_options.unwrap_or_default().iter().any(|o| o.contains("rootless")) {
+            bail!("the Docker engine runs rootless: {why}");
+        }
+        if info.operating_system.unwrap_or_default().contains("Docker Desktop") {
+            bail!("the Docker engine is Docker Desktop's (in a VM): {why}");
+        }
+        Ok(())
     }
 
     /// Every resource with a run label: (kind, name) — what a test checks is empty.
@@ -521,5 +569,27 @@ where
             bail!("timed out after {:?} waiting for {what}{why}", timeout);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loaded_names_compare_in_full_form() {
+        for (familiar, full) in [
+            ("busybox:1.37.0", "docker.io/library/busybox:1.37.0"),
+            ("grafana/loki:3.7.6", "docker.io/grafana/loki:3.7.6"),
+            ("docker.io/library/busybox:1.37.0", "docker.io/library/busybox:1.37.0"),
+            (
+                "127.0.0.1:5000/kubeprepare-fixtures/probe:bookworm",
+                "127.0.0.1:5000/kubeprepare-fixtures/probe:bookworm",
+            ),
+            ("quay.io/prometheus/prometheus:v3.14.0", "quay.io/prometheus/prometheus:v3.14.0"),
+            ("localhost/x:1", "localhost/x:1"),
+        ] {
+            assert_eq!(full_name(familiar), full, "{familiar}");
+        }
     }
 }

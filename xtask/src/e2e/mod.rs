@@ -15,6 +15,7 @@
 //! 5. write the reports ([`report`]) and remove every labelled resource: on success,
 //!    failure, panic, SIGINT and SIGTERM. A later run sweeps what a killed run left.
 
+pub mod cancel;
 pub mod engine;
 pub mod plan;
 pub mod provision;
@@ -35,6 +36,11 @@ use crate::stack::{Arch, Stack};
 use engine::Engine;
 
 pub use crate::stack::Backend;
+
+/// Whether the harness can run a backend's cells at all yet (the k3s tier is not built).
+pub fn tier_built(backend: Backend) -> bool {
+    backend == Backend::Compose
+}
 
 /// Run the offline end-to-end scenarios against a bundle (compose tier).
 ///
@@ -83,6 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let cancel = cancel::Cancel::install(&rt)?;
     if args.sweep {
         provision::docker(&rt)?;
         let removed = rt.block_on(async { Engine::connect().await?.sweep().await })?;
@@ -126,8 +133,15 @@ pub fn run(args: Args) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&p)?);
             continue;
         }
-        let report = run_once(&rt, &stack, &args, arch, &run_id, &scenarios)?;
-        if report.outcome() != report::Outcome::Passed {
+        cancel.check()?;
+        let report = run_once(&rt, &cancel, &stack, &args, arch, &run_id, &scenarios)?;
+        let asked: Vec<&report::ScenarioResult> =
+            report.scenarios.iter().filter(|s| args.scenarios.contains(&s.name)).collect();
+        if !asked.is_empty() && asked.iter().all(|s| matches!(s.status, report::Status::NotRun { .. })) {
+            failed.push(format!(
+                "{arch}: none of the scenarios asked for could run here (target/e2e/{run_id}/summary.md)"
+            ));
+        } else if report.outcome() != report::Outcome::Passed {
             failed.push(format!("{arch} (target/e2e/{run_id}/summary.md)"));
         }
     }
@@ -137,11 +151,14 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One run on one arch: provision (Docker, qemu, the bundle), then [`run_arch`]. Its report is
-/// written whatever the outcome; `Err` only when no run could start (or its report could not be
-/// written). Used by `e2e` and `bench e2e`.
+/// One run on one arch: provision (Docker, qemu), check the scenarios, get the bundle, then
+/// [`run_arch`]. Its report is written whatever happens from there: a bundle that cannot be built
+/// or does not verify, or a scenario that names what the topology lacks, is a failed `setup`.
+/// `Err` only when this machine cannot run it at all (no Docker engine, no qemu for arm64), or
+/// when its report cannot be written. Used by `e2e`, `matrix run` and `bench e2e`.
 pub fn run_once(
     rt: &tokio::runtime::Runtime,
+    cancel: &cancel::Cancel,
     stack: &Stack,
     args: &Args,
     arch: Arch,
@@ -151,13 +168,109 @@ pub fn run_once(
     let t = Instant::now();
     provision::docker(rt)?;
     let emulated = provision::arch(arch)?;
-    let bundle = match &args.bundle {
-        Some(dir) => provision::given_bundle(dir, &args.profile, arch)?,
-        None => provision::bundle(stack, &args.profile, arch)?,
+    let started = (jiff::Timestamp::now(), Instant::now());
+    let prepared =
+        preflight(stack, &args.profile, arch, args.edges.into(), scenarios).and_then(|()| match &args.bundle {
+            Some(dir) => provision::given_bundle(dir, &args.profile, arch),
+            None => provision::bundle(stack, &args.profile, arch),
+        });
+    let provisioned = report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() };
+    let mut report = match prepared {
+        // A signal that came while provisioning stops the run before it makes anything.
+        Ok(bundle) if cancel.reason().is_none() => {
+            run_arch(rt, cancel, stack, args, arch, run_id, &bundle, emulated, scenarios)?
+        }
+        Ok(bundle) => {
+            let why = anyhow::anyhow!("{}", cancel.reason().unwrap_or("cancelled"));
+            let run = RunInfo { run_id, args, arch, emulated, bundle: bundle.to_string(), started };
+            finish(&run, setup_failed(&why, false, &started.1, Vec::new()), Phases::default())?
+        }
+        Err(e) => {
+            eprintln!("e2e: {e:#}");
+            let run = RunInfo { run_id, args, arch, emulated, bundle: "(none: it could not be had)".into(), started };
+            finish(&run, setup_failed(&e, true, &started.1, Vec::new()), Phases::default())?
+        }
     };
-    let provisioned = t.elapsed().as_secs_f64();
-    let mut report = run_arch(rt, stack, args, arch, run_id, &bundle, emulated, scenarios)?;
-    report.phases.insert(0, report::Phase { name: "provision".into(), seconds: provisioned });
+    report.phases.insert(0, provisioned);
+    Ok(report)
+}
+
+/// What a report says about its run besides what the run found.
+struct RunInfo<'a> {
+    run_id: &'a str,
+    args: &'a Args,
+    arch: Arch,
+    emulated: bool,
+    bundle: String,
+    /// Wall clock and monotonic start.
+    started: (jiff::Timestamp, Instant),
+}
+
+/// A run that could not come up (or was stopped): a failed `setup` scenario with the error and
+/// the logs saved for it.
+fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<String>) -> Executed {
+    let saved = if logs.is_empty() {
+        String::new()
+    } else {
+        "; every container's log is saved with this report (rerun with --keep to inspect the containers)".into()
+    };
+    Executed {
+        scenarios: vec![report::ScenarioResult {
+            name: "setup".into(),
+            file: String::new(),
+            status: report::Status::Failed,
+            duration_s: started.elapsed().as_secs_f64(),
+            steps: vec![report::StepResult {
+                name: if finished { "bring the topology up" } else { "run to the end" }.into(),
+                status: report::Status::Failed,
+                duration_s: started.elapsed().as_secs_f64(),
+                message: Some(format!("{e:#}{saved}")),
+                expected: None,
+                actual: None,
+            }],
+            logs,
+        }],
+        resources: Vec::new(),
+        latencies: Vec::new(),
+        notes: vec![format!("the run stopped before its scenarios ended: {e:#}")],
+    }
+}
+
+/// Write the report of a run into `target/e2e/<run>/` (and the step summary on GitHub Actions).
+fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<report::Report> {
+    let run_dir = crate::paths::target_dir().join("e2e").join(run.run_id);
+    let Executed { scenarios, resources, latencies, mut notes } = executed;
+    // Claimed only when the engine's events were read and showed no pull.
+    if scenarios.iter().any(|s| s.name == "offline" && s.status.is_passed()) {
+        notes.insert(0, format!("engine images came only from the bundle: {}", run.bundle));
+    }
+    let report = report::Report {
+        schema: report::SCHEMA,
+        run_id: run.run_id.to_string(),
+        started: run.started.0.to_string(),
+        duration_s: run.started.1.elapsed().as_secs_f64(),
+        backend: run.args.backend.as_str().into(),
+        profile: run.args.profile.clone(),
+        arch: run.arch.to_string(),
+        k3s: None,
+        kubeedge: None,
+        emulated: run.emulated,
+        tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
+        bundle: run.bundle.clone(),
+        scenarios,
+        resources,
+        latencies,
+        notes,
+        phases: phases.0,
+    };
+    let written = report::write_all(&run_dir, &report)?;
+    eprintln!(
+        "e2e: {} in {:.0}s; reports: {}",
+        report.outcome_line(),
+        report.duration_s,
+        written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    report::append_step_summary(&run_dir.join("summary.md"));
     Ok(report)
 }
 
@@ -172,9 +285,14 @@ fn preflight(stack: &Stack, profile: &str, arch: Arch, edges: usize, scenarios: 
     let ctx = crate::render::Ctx::compose(stack, profile, arch, &topology)?;
     let alerts = alert_names(&ctx);
     let components = plan.component_names();
+    let cloud: BTreeSet<String> =
+        plan.containers.iter().filter(|c| c.node.is_none()).map(|c| c.component.clone()).collect();
     let nodes: Vec<String> = plan.edges.keys().cloned().collect();
     for s in scenarios.iter().filter(|s| scenario::missing_requirement(s, &plan.provides).is_none()) {
-        scenario::check(s, &scenario::Names { nodes: &nodes, components: &components, alerts: &alerts })?;
+        scenario::check(
+            s,
+            &scenario::Names { nodes: &nodes, components: &components, cloud: &cloud, alerts: &alerts },
+        )?;
     }
     Ok(())
 }
@@ -196,6 +314,7 @@ pub fn run_id(arch: Arch) -> String {
 #[allow(clippy::too_many_arguments)]
 fn run_arch(
     rt: &tokio::runtime::Runtime,
+    cancel: &cancel::Cancel,
     stack: &Stack,
     args: &Args,
     arch: Arch,
@@ -206,22 +325,31 @@ fn run_arch(
 ) -> Result<report::Report> {
     let run_dir = crate::paths::target_dir().join("e2e").join(run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {run_dir}"))?;
-    let started_wall = jiff::Timestamp::now();
-    let started = Instant::now();
+    let run = RunInfo {
+        run_id,
+        args,
+        arch,
+        emulated,
+        bundle: bundle.to_string(),
+        started: (jiff::Timestamp::now(), Instant::now()),
+    };
+    let started = run.started.1;
     eprintln!(
         "e2e: run {run_id}: {} on {arch}{}, bundle {bundle}",
         args.profile,
         if emulated { " (emulated)" } else { "" }
     );
-    let archives = image_archives(bundle)?;
-    let plan = plan::plan(stack, &args.profile, arch, run_id, args.edges.into(), run_dir.join("config"), archives)?;
+    let plan = image_archives(bundle).and_then(|archives| {
+        plan::plan(stack, &args.profile, arch, run_id, args.edges.into(), run_dir.join("config"), archives)
+    });
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => return finish(&run, setup_failed(&e, true, &started, Vec::new()), Phases::default()),
+    };
     crate::atomic::write(&run_dir.join("plan.json"), serde_json::to_string_pretty(&plan)?.as_bytes(), false)?;
 
-    // Registered on the runtime before the run starts, so a SIGTERM at any point is seen.
-    let mut term = rt
-        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) })
-        .context("listening for SIGTERM")?;
-    let outcome = rt.block_on(async {
+    let mut cancel = cancel.clone();
+    let (result, phases, finished, logs) = rt.block_on(async {
         let mut work = tokio::spawn({
             let (stack, plan, args_profile, bundle, run_dir, scenarios) = (
                 stack.clone(),
@@ -245,16 +373,22 @@ fn run_arch(
                 Err(e) if e.is_panic() => (Err(anyhow::anyhow!("the e2e run panicked: {e}")), Phases::default()),
                 Err(e) => (Err(anyhow::anyhow!("the e2e run was cancelled: {e}")), Phases::default()),
             },
-            _ = tokio::signal::ctrl_c() => { finished = false; (Err(anyhow::anyhow!("interrupted (SIGINT)")), Phases::default()) }
-            _ = term.recv() => { finished = false; (Err(anyhow::anyhow!("terminated (SIGTERM)")), Phases::default()) }
+            why = cancel.cancelled() => { finished = false; (Err(anyhow::anyhow!("{why}")), Phases::default()) }
         };
         if !finished {
             // Stop the run (it may be creating containers) before removing what it made.
             work.abort();
             let _ = work.await;
         }
-        if result.is_err() {
-            eprintln!("e2e: {}", result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default());
+        let mut logs = Vec::new();
+        if let Err(e) = &result {
+            eprintln!("e2e: {e:#}");
+            // What went wrong is in the containers' logs: save them before they are removed.
+            if finished {
+                if let Ok(engine) = Engine::connect().await {
+                    logs = save_logs(&engine, &plan, &run_dir).await;
+                }
+            }
         }
         if args.keep {
             eprintln!("e2e: --keep: leaving the containers of {run_id}; remove them with `cargo xtask e2e --sweep` once this process is gone");
@@ -269,63 +403,28 @@ fn run_arch(
             }
             phases.mark_since("cleanup", cleanup);
         }
-        (result, phases, finished)
+        (result, phases, finished, logs)
     });
-    let (result, phases, finished) = outcome;
-    let Executed { scenarios: scenario_results, resources, latencies, mut notes } = match result {
-        Ok(e) => e,
-        // A run that could not bring its topology up (or was stopped) still reports, as a
-        // failed `setup`: CI, the matrix and the gate read the report, not the exit code alone.
-        Err(e) => Executed {
-            scenarios: vec![report::ScenarioResult {
-                name: "setup".into(),
-                file: String::new(),
-                status: report::Status::Failed,
-                duration_s: started.elapsed().as_secs_f64(),
-                steps: vec![report::StepResult {
-                    name: if finished { "bring the topology up" } else { "run to the end" }.into(),
-                    status: report::Status::Failed,
-                    duration_s: started.elapsed().as_secs_f64(),
-                    message: Some(format!("{e:#}")),
-                    expected: None,
-                    actual: None,
-                }],
-                logs: Vec::new(),
-            }],
-            resources: Vec::new(),
-            latencies: Vec::new(),
-            notes: vec![format!("the run stopped before its scenarios ended: {e:#}")],
-        },
-    };
-    notes.insert(0, format!("engine images came only from the bundle: {bundle}"));
+    // A run that could not bring its topology up (or was stopped) still reports, as a failed
+    // `setup`: CI, the matrix and the gate read the report, not the exit code alone.
+    let executed = result.unwrap_or_else(|e| setup_failed(&e, finished, &started, logs));
+    finish(&run, executed, phases)
+}
 
-    let report = report::Report {
-        schema: report::SCHEMA,
-        run_id: run_id.to_string(),
-        started: started_wall.to_string(),
-        duration_s: started.elapsed().as_secs_f64(),
-        backend: "compose".into(),
-        profile: args.profile.clone(),
-        arch: arch.to_string(),
-        k3s: None,
-        kubeedge: None,
-        emulated,
-        tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
-        bundle: bundle.to_string(),
-        scenarios: scenario_results,
-        resources,
-        latencies,
-        notes,
-        phases: phases.0,
-    };
-    let written = report::write_all(&run_dir, &report)?;
-    eprintln!(
-        "e2e: {} in {:.0}s; reports: {}",
-        report.outcome_line(),
-        report.duration_s,
-        written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-    );
-    Ok(report)
+/// The log of every container of the plan (those that exist) into `logs/setup-<name>.log`;
+/// the files, relative to the run folder.
+async fn save_logs(engine: &Engine, plan: &plan::Plan, run_dir: &Utf8Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &plan.containers {
+        let Ok(text) = engine.logs(&c.spec.name, 400).await else { continue };
+        let file = format!("logs/setup-{}.log", c.spec.name.trim_start_matches(&format!("{}-", plan.run_id)));
+        if std::fs::create_dir_all(run_dir.join("logs")).is_ok()
+            && crate::atomic::write(&run_dir.join(&file), text.as_bytes(), false).is_ok()
+        {
+            out.push(file);
+        }
+    }
+    out
 }
 
 /// What a run found, for its report.
@@ -404,7 +503,7 @@ async fn execute(
         loaded.extend(engine.load_archive(&bundle.join(a)).await?);
     }
     for c in &plan.containers {
-        if !loaded.contains(&c.spec.image) {
+        if !loaded.contains(&engine::full_name(&c.spec.image)) {
             bail!("image {} (for {}) is not in the bundle's archives; rebuild the bundle", c.spec.image, c.component);
         }
         match engine.image_platform(&c.spec.image).await? {
@@ -488,13 +587,20 @@ async fn execute(
     let _ = (&mut sampler.0).await;
 
     // Offline: the engine's own record says no image was pulled while the run went on.
-    let pulls = engine.pulls_since(since).await?;
+    let (status, message) = match engine.pulls_since(since).await {
+        Ok(pulls) if pulls.is_empty() => (report::Status::Passed, None),
+        Ok(pulls) => {
+            (report::Status::Failed, Some(format!("the engine pulled {} (the e2e must never pull)", pulls.join(", "))))
+        }
+        Err(e) => {
+            (report::Status::Failed, Some(format!("the engine's events could not be read, so it is not known: {e:#}")))
+        }
+    };
     let offline = report::StepResult {
         name: "the engine recorded no image pull during the run".into(),
-        status: if pulls.is_empty() { report::Status::Passed } else { report::Status::Failed },
+        status,
         duration_s: 0.0,
-        message: (!pulls.is_empty())
-            .then(|| format!("the engine pulled {} (the e2e must never pull)", pulls.join(", "))),
+        message,
         expected: None,
         actual: None,
     };

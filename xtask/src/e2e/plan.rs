@@ -21,7 +21,7 @@ use anyhow::{Result, bail};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use super::engine::{ContainerSpec, LABEL_PID, LABEL_RUN};
+use super::engine::{ContainerSpec, LABEL_PID, LABEL_PIDNS, LABEL_RUN};
 use crate::stack::{Arch, Component, Kind, Role, Stack};
 
 /// How the harness knows a container is ready: an HTTP GET answered with a 2xx.
@@ -98,12 +98,13 @@ pub fn node_names(edges: usize) -> Vec<String> {
     (1..=edges).map(|i| format!("edge-{i}")).collect()
 }
 
-/// The image of a component that plays `name` (the stack's image name).
+/// The image named `name` of a component, or its only image: a component with several images
+/// (kube-prometheus-stack) must name the one that plays each part.
 fn image_of(c: &Component, name: &str) -> Result<String> {
     c.image(name)
-        .or_else(|| c.images.first())
+        .or_else(|| (c.images.len() == 1).then(|| &c.images[0]))
         .map(|i| i.reference.to_string())
-        .ok_or_else(|| anyhow::anyhow!("component {} has no image", c.name))
+        .ok_or_else(|| anyhow::anyhow!("component {} has no image named {name:?}: add one to its images", c.name))
 }
 
 /// The DNS alias and ports the compose flavour of the render gives each cloud service.
@@ -144,8 +145,12 @@ pub fn plan(
     let timing = &stack.e2e;
     let platform = format!("linux/{arch}");
     let cloud_network = format!("{run_id}-cloud");
-    let labels: BTreeMap<String, String> =
-        [(LABEL_RUN.to_string(), run_id.to_string()), (LABEL_PID.to_string(), std::process::id().to_string())].into();
+    let labels: BTreeMap<String, String> = [
+        (LABEL_RUN.to_string(), run_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+        (LABEL_PIDNS.to_string(), super::engine::pid_namespace()),
+    ]
+    .into();
     let workload = crate::paths::workload_dir().to_string();
     let mut containers = Vec::new();
     let mut volumes = Vec::new();

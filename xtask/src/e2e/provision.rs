@@ -36,8 +36,8 @@ fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
 /// A Docker engine answering on the default socket: started (and installed) when we are root
 /// on Debian/Ubuntu, else an error saying how to get one.
 pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
-    if rt.block_on(super::engine::Engine::connect()).is_ok() {
-        return Ok(());
+    if let Ok(engine) = rt.block_on(super::engine::Engine::connect()) {
+        return rt.block_on(engine.check_local());
     }
     if !(is_root() && is_debian()) || std::env::var_os("DOCKER_HOST").is_some() {
         bail!("no Docker engine answers: {}", super::engine::DOCKER_FIX);

@@ -120,6 +120,8 @@ struct JaegerTrace {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JaegerSpan {
+    #[serde(rename = "spanID")]
+    span_id: String,
     #[serde(rename = "processID")]
     process_id: String,
     #[serde(default)]
@@ -130,6 +132,8 @@ struct JaegerSpan {
 #[serde(rename_all = "camelCase")]
 struct JaegerRef {
     ref_type: String,
+    #[serde(rename = "spanID")]
+    span_id: String,
 }
 
 #[derive(Deserialize)]
@@ -145,8 +149,9 @@ pub struct TraceSummary {
     /// Services with a span in the trace.
     pub services: BTreeSet<String>,
     pub spans: usize,
-    /// Spans that are the child of another (`CHILD_OF`): a propagated call.
-    pub children: usize,
+    /// (child's service, parent's service) of each `CHILD_OF` reference inside the trace: a call
+    /// whose context propagated from the parent's service to the child's.
+    pub links: BTreeSet<(String, String)>,
 }
 
 /// The traces of an `/api/traces` answer.
@@ -158,35 +163,52 @@ pub fn jaeger_traces(body: &[u8]) -> Result<Vec<TraceSummary>> {
     Ok(a.data
         .unwrap_or_default()
         .into_iter()
-        .map(|t| TraceSummary {
-            services: t
+        .map(|t| {
+            let service = |process: &str| t.processes.get(process).map(|p| p.service_name.clone());
+            let span_service: BTreeMap<&str, String> =
+                t.spans.iter().filter_map(|s| Some((s.span_id.as_str(), service(&s.process_id)?))).collect();
+            let links = t
                 .spans
                 .iter()
-                .filter_map(|s| t.processes.get(&s.process_id).map(|p| p.service_name.clone()))
-                .collect(),
-            spans: t.spans.len(),
-            children: t.spans.iter().filter(|s| s.references.iter().any(|r| r.ref_type == "CHILD_OF")).count(),
-            id: t.trace_id,
+                .flat_map(|s| s.references.iter().filter(|r| r.ref_type == "CHILD_OF").map(move |r| (s, r)))
+                .filter_map(|(s, r)| Some((service(&s.process_id)?, span_service.get(r.span_id.as_str())?.clone())))
+                .collect();
+            TraceSummary {
+                services: t.spans.iter().filter_map(|s| service(&s.process_id)).collect(),
+                spans: t.spans.len(),
+                links,
+                id: t.trace_id,
+            }
         })
         .collect())
 }
 
-/// `None` when one trace has spans of all `services` and at least one span that is a child of
-/// another (the context crossed the call, not just two traces that happen to share an id).
+/// `None` when one trace has spans of all `services` and each service after the first has a
+/// span that is the child of a span of the first (the caller): the context crossed each call, so
+/// these are not separate traces that share an id by chance.
 pub fn trace_match(services: &[String], traces: &[TraceSummary]) -> Option<Mismatch> {
     let wanted: BTreeSet<String> = services.iter().cloned().collect();
-    if traces.iter().any(|t| wanted.is_subset(&t.services) && t.children > 0) {
+    let caller = services.first().cloned().unwrap_or_default();
+    let linked = |t: &TraceSummary| services.iter().skip(1).all(|s| t.links.contains(&(s.clone(), caller.clone())));
+    if traces.iter().any(|t| wanted.is_subset(&t.services) && linked(t)) {
         return None;
     }
     let actual = if traces.is_empty() {
-        format!("no trace of {} found", services.first().map(String::as_str).unwrap_or("?"))
+        format!("no trace of {caller} found")
     } else {
         let mut out: Vec<String> = traces
             .iter()
             .take(SHOWN)
             .map(|t| {
                 let names: Vec<&str> = t.services.iter().map(String::as_str).collect();
-                format!("trace {}: {} spans ({} children) of {}", t.id, t.spans, t.children, names.join(", "))
+                let links: Vec<String> = t.links.iter().map(|(c, p)| format!("{c} ← {p}")).collect();
+                format!(
+                    "trace {}: {} spans of {}; calls: {}",
+                    t.id,
+                    t.spans,
+                    names.join(", "),
+                    if links.is_empty() { "none".to_string() } else { links.join(", ") }
+                )
             })
             .collect();
         if traces.len() > SHOWN {
@@ -195,7 +217,10 @@ pub fn trace_match(services: &[String], traces: &[TraceSummary]) -> Option<Misma
         out.join("\n")
     };
     Some(Mismatch {
-        expected: format!("one trace with spans of {}, one the child of another", services.join(", ")),
+        expected: format!(
+            "one trace with spans of {}, each after the first the child of a {caller} span",
+            services.join(", ")
+        ),
         actual,
     })
 }
@@ -261,17 +286,20 @@ mod tests {
                 id: "0501715accf8df7e8e5bf6af10f0cad0".into(),
                 services: ["cloud-client".to_string(), "edge-workload".into()].into(),
                 spans: 2,
-                children: 1,
+                links: [("edge-workload".to_string(), "cloud-client".to_string())].into(),
             }
         );
         let both = ["cloud-client".to_string(), "edge-workload".into()];
         assert!(trace_match(&both, &traces).is_none());
         // The second trace has the client alone: not enough by itself.
         let m = trace_match(&both, &traces[1..]).unwrap();
-        assert_eq!(m.actual, "trace 788e673cd7416a7fd5dcfe8e645bd21a: 1 spans (0 children) of cloud-client");
-        // Two services in one trace with no parent link: the context did not cross the call.
-        let unlinked = TraceSummary { children: 0, ..traces[0].clone() };
+        assert_eq!(m.actual, "trace 788e673cd7416a7fd5dcfe8e645bd21a: 1 spans of cloud-client; calls: none");
+        // Both services in one trace but no call between them: the context did not cross.
+        let unlinked = TraceSummary { links: BTreeSet::new(), ..traces[0].clone() };
         assert!(trace_match(&both, &[unlinked]).is_some());
+        // Linked the wrong way round (the caller named second): not the call that was asked for.
+        let reversed = ["edge-workload".to_string(), "cloud-client".into()];
+        assert!(trace_match(&reversed, &traces).is_some());
 
         let none = jaeger_traces(&fixture("jaeger-traces-empty.json")).unwrap();
         assert_eq!(trace_match(&both, &none).unwrap().actual, "no trace of cloud-client found");

@@ -30,6 +30,10 @@ pub struct Received {
     /// `firing` or `resolved`.
     pub status: String,
     pub labels: BTreeMap<String, String>,
+    /// When the alert started and (once resolved) ended, as Alertmanager says: what ties an
+    /// alert to a fault, where arrival does not (Alertmanager re-sends what still fires).
+    pub starts_at: Option<std::time::SystemTime>,
+    pub ends_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Deserialize)]
@@ -38,10 +42,22 @@ struct Payload {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Alert {
     status: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+}
+
+/// An RFC 3339 time; `None` for Alertmanager's "unset" (`0001-01-01T00:00:00Z`) or garbage.
+fn time_of(t: &Option<String>) -> Option<std::time::SystemTime> {
+    let ts: jiff::Timestamp = t.as_deref()?.parse().ok()?;
+    let ns = u64::try_from(ts.as_nanosecond()).ok().filter(|ns| *ns > 0)?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns))
 }
 
 #[derive(Default)]
@@ -145,6 +161,8 @@ async fn serve(stream: tokio::net::TcpStream, log: Arc<Mutex<Log>>) -> Result<()
                     if let Ok(mut l) = log.lock() {
                         l.alerts.extend(p.alerts.into_iter().map(|x| Received {
                             at,
+                            starts_at: time_of(&x.starts_at),
+                            ends_at: time_of(&x.ends_at),
                             status: x.status,
                             labels: x.labels,
                         }));
@@ -170,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn records_alerts_posted_as_alertmanager_does_and_other_posts_by_path() {
         let r = Receiver::start("127.0.0.1".parse().unwrap()).await.unwrap();
-        let body = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Watchdog"}},{"status":"resolved","labels":{"alertname":"EdgeNodeUnreachable","node":"edge-1"}}]}"#;
+        let body = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Watchdog"},"startsAt":"2026-12-01T10:00:00.5Z","endsAt":"0001-01-01T00:00:00Z"},{"status":"resolved","labels":{"alertname":"EdgeNodeUnreachable","node":"edge-1"}}]}"#;
         let client = reqwest::Client::new();
         let resp = client.post(r.url()).body(body).send().await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -179,6 +197,10 @@ mod tests {
         let got: Vec<(String, String)> =
             r.alerts().into_iter().map(|a| (a.labels["alertname"].clone(), a.status)).collect();
         assert_eq!(got, [("Watchdog".into(), "firing".into()), ("EdgeNodeUnreachable".into(), "resolved".into())]);
+        let first = &r.alerts()[0];
+        let start = first.starts_at.unwrap().duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert_eq!(start.as_millis(), 1_796_119_200_500, "startsAt read (2026-12-01T10:00:00.5Z)");
+        assert_eq!(first.ends_at, None, "Alertmanager's unset time is none");
 
         let span = client.post(r.url_of("/v1/traces")).body("{\"resourceSpans\":[]}").send().await.unwrap();
         assert_eq!(span.status(), 200);

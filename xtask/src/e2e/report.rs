@@ -18,7 +18,8 @@
 //! # Verdict rules
 //!
 //! - A run **fails** when a scenario failed (or one of its steps did, whatever the
-//!   scenario's own status says) or an enforced resource budget was exceeded.
+//!   scenario's own status says), or an enforced resource budget was exceeded or
+//!   could not be checked.
 //! - A scenario that did **not run** is never counted as passed: the counts say
 //!   "3 passed, 0 failed, 2 not run", JUnit marks it skipped.
 //! - Budgets ([`ResourceSeries::summary`]): memory is checked on the **maximum**
@@ -26,8 +27,9 @@
 //!   on the **95th percentile** (CPU over a limit is throttled, not fatal, so one
 //!   burst should not fail a run). Under qemu emulation (`emulated`) CPU figures
 //!   are inflated by the emulator and not comparable with a budget: they are shown
-//!   and warned about, not enforced; memory still is. A series with no samples
-//!   is reported as such, never as within budget.
+//!   and warned about, not enforced; memory still is (conservatively: the
+//!   emulator's own memory counts too). A series with no samples is reported as
+//!   such and fails the run: it was not measured, so it is not within budget.
 //! - An alert latency measured more than 10% over its bound with no explanation
 //!   is a warning in every format, not a failure: a latency depends on scrape and
 //!   evaluation phases the run does not control, and the bound is a target.
@@ -209,8 +211,11 @@ pub struct Counts {
     /// Series whose enforced budgets were all checked and met.
     pub budgets_within: usize,
     pub budgets_exceeded: usize,
-    /// Series with a budget that could not be checked (no samples, no valid CPU sample).
+    /// Series with a budget that could not be checked (no samples, no valid CPU sample, or CPU
+    /// only under emulation).
     pub budgets_unchecked: usize,
+    /// Of those, series with a budget and no sample at all: not measured, which fails the run.
+    pub budgets_unmeasured: usize,
     /// Latencies over their bound by more than the tolerance, unexplained.
     pub latency_warnings: usize,
 }
@@ -370,7 +375,7 @@ impl ResourceSeries {
         }
     }
 
-    fn has_budget(&self) -> bool {
+    pub fn has_budget(&self) -> bool {
         self.budget_memory_bytes.is_some() || self.budget_cpu_millicores.is_some()
     }
 }
@@ -503,7 +508,13 @@ impl Report {
     /// Passed or failed: see the module doc's verdict rules.
     pub fn outcome(&self) -> Outcome {
         let counts = self.counts();
-        if counts.failed > 0 || counts.budgets_exceeded > 0 { Outcome::Failed } else { Outcome::Passed }
+        // A budget that could not be checked (no sample) fails too: the run did not measure what
+        // it is for.
+        if counts.failed > 0 || counts.budgets_exceeded > 0 || counts.budgets_unmeasured > 0 {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        }
     }
 
     pub fn counts(&self) -> Counts {
@@ -519,7 +530,12 @@ impl Report {
             match series.summary().within_budget {
                 Some(true) => counts.budgets_within += 1,
                 Some(false) => counts.budgets_exceeded += 1,
-                None if series.has_budget() => counts.budgets_unchecked += 1,
+                None if series.has_budget() => {
+                    counts.budgets_unchecked += 1;
+                    if series.samples.is_empty() {
+                        counts.budgets_unmeasured += 1;
+                    }
+                }
                 None => {}
             }
         }
@@ -658,6 +674,21 @@ pub fn read(path: &Utf8Path) -> Result<Report> {
         None => bail!("{path}: field `schema` missing or not a number; is this an e2e report.json?"),
     }
     serde_json::from_value(value).with_context(|| format!("{path}: not a schema {SCHEMA} e2e report"))
+}
+
+/// On GitHub Actions (`$GITHUB_STEP_SUMMARY` set), append a written summary to the job's step
+/// summary, so a workflow shows it without any script. Best effort: a failure is printed.
+pub fn append_step_summary(summary: &Utf8Path) {
+    let Some(target) = std::env::var_os("GITHUB_STEP_SUMMARY") else { return };
+    let appended = std::fs::read(summary).and_then(|text| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&target)?;
+        f.write_all(&text)?;
+        f.write_all(b"\n")
+    });
+    if let Err(e) = appended {
+        eprintln!("e2e: could not append {summary} to the step summary: {e}");
+    }
 }
 
 /// Write through a temporary sibling and a rename, so a reader (or an

@@ -284,11 +284,27 @@ impl<'a> Runner<'a> {
         match action {
             Action::Promql { query, expect, at } => {
                 let time = self.mark(at).map(|(_, wall)| wall);
-                let series = self.promql(query, time).await?;
+                let query = self.with_marks(query)?;
+                let series = self.promql(&query, time).await?;
                 Ok(compare(expect, &series))
             }
             Action::Alert { name, labels, state, after, latency_from } => {
-                let after = self.mark(after).map(|(t, _)| t);
+                // Measuring from a fault means the alert must come after it.
+                let mark = self.mark(after).or_else(|| self.mark(latency_from));
+                let after = mark.map(|(t, _)| t);
+                // A latency is measured only on an alert the fault caused, which its own times say
+                // (arrival does not: Alertmanager re-sends what still fires, keeping the first
+                // `startsAt`): a firing one must have started, a resolved one ended, after the
+                // fault (less a second for clock rounding). `after` alone is about arrival.
+                let cause = self.mark(latency_from);
+                let caused = |a: &super::receiver::Received| {
+                    let Some((_, wall)) = cause else { return true };
+                    let since = wall - Duration::from_secs(1);
+                    match state {
+                        AlertState::Firing => a.starts_at.is_none_or(|t| t >= since),
+                        AlertState::Resolved => a.ends_at.is_none_or(|t| t >= since),
+                    }
+                };
                 let state_text = match state {
                     AlertState::Firing => "firing",
                     AlertState::Resolved => "resolved",
@@ -297,8 +313,9 @@ impl<'a> Runner<'a> {
                 let matches = |a: &super::receiver::Received| {
                     a.labels.get("alertname") == Some(name) && labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))
                 };
-                let found =
-                    received.iter().find(|a| matches(a) && a.status == state_text && after.is_none_or(|t| a.at >= t));
+                let found = received
+                    .iter()
+                    .find(|a| matches(a) && a.status == state_text && after.is_none_or(|t| a.at >= t) && caused(a));
                 if let Some(a) = found {
                     if let Some((from, _)) = self.mark(latency_from) {
                         let measured = a.at.saturating_duration_since(from);
@@ -408,6 +425,17 @@ impl<'a> Runner<'a> {
         }
         let body: Vec<AmAlert> = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
         Ok(body.into_iter().map(|a| (a.labels, a.status.state)).collect())
+    }
+
+    /// `query` with each `${mark:<step>}` replaced by that step's mark in unix seconds.
+    fn with_marks(&self, query: &str) -> Result<String> {
+        let mut out = query.to_string();
+        for name in super::scenario::mark_refs(query) {
+            let (_, wall) = self.marks.get(name).with_context(|| format!("no mark of step {name:?} yet"))?;
+            let secs = wall.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
+            out = out.replace(&format!("${{mark:{name}}}"), &format!("{secs:.3}"));
+        }
+        Ok(out)
     }
 
     /// GET `url` with query parameters; the body of a 2xx answer, else an error with the status.
@@ -525,8 +553,9 @@ pub fn compare(expect: &Expect, series: &[(BTreeMap<String, String>, f64)]) -> O
         ok &= series.len() == n;
     }
     if let Some(v) = expect.value {
-        wanted.push(format!("every value {v}"));
-        ok &= series.iter().all(|(_, x)| *x == v);
+        // "Every value" of no series would hold vacuously: a value needs a series to have it.
+        wanted.push(format!("every value {v} (at least one series)"));
+        ok &= !series.is_empty() && series.iter().all(|(_, x)| *x == v);
     }
     for (label, values) in &expect.label_values {
         wanted.push(format!("{label} in {{{}}}", values.iter().cloned().collect::<Vec<_>>().join(", ")));

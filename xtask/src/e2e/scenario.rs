@@ -49,6 +49,10 @@ pub struct Scenario {
     /// kube-prometheus-stack), or `log-agent` for whichever agent is enabled.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// The number of edge nodes the scenario is written for (counts, node names); the run's
+    /// `--edges` must match it.
+    #[serde(default)]
+    pub edges: Option<usize>,
     pub steps: Vec<Step>,
     /// Actions that always run once the steps are done, whatever happened (heal a cut link,
     /// start a stopped node), so the next scenario starts from an intact topology.
@@ -95,7 +99,8 @@ pub enum Action {
     Promql {
         query: String,
         expect: Expect,
-        /// Evaluate at the start of that earlier step (proves data survived since).
+        /// Evaluate at the mark of that earlier step (proves data survived since). The query may
+        /// also say `${mark:<step>}`: that step's mark in unix seconds.
         #[serde(default)]
         at: Option<String>,
     },
@@ -243,7 +248,10 @@ pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
 /// What a scenario may name, to check it before anything starts.
 pub struct Names<'a> {
     pub nodes: &'a [String],
+    /// Every component and node (what `collect_logs` may name).
     pub components: &'a BTreeSet<String>,
+    /// Cloud components (what `restart` and `http` may name).
+    pub cloud: &'a BTreeSet<String>,
     pub alerts: &'a BTreeSet<String>,
 }
 
@@ -294,10 +302,21 @@ pub fn check(s: &Scenario, names: &Names<'_>) -> Result<()> {
     for (j, a) in s.finally.iter().enumerate() {
         check_action(&format!("finally[{j}]"), a, names, &earlier, &mut problems);
     }
+    if let Some(n) = s.edges.filter(|n| *n != names.nodes.len()) {
+        problems.push(format!(
+            "edges: the scenario is written for {n} edge nodes and the run has {}: run with --edges {n}",
+            names.nodes.len()
+        ));
+    }
     if !problems.is_empty() {
         bail!("{}: {}", s.file, problems.join("\n  "));
     }
     Ok(())
+}
+
+/// The steps a query names as `${mark:<step>}`.
+pub fn mark_refs(query: &str) -> Vec<&str> {
+    query.split("${mark:").skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)).collect()
 }
 
 /// The names one action uses; `earlier` holds the steps before it (the marks it may name).
@@ -312,7 +331,23 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
             mark(after, "after");
             mark(latency_from, "latency_from");
         }
-        Action::Promql { at: when, .. } => mark(when, "at"),
+        Action::Promql { at: when, query, expect } => {
+            mark(when, "at");
+            for m in mark_refs(query) {
+                mark(&Some(m.to_string()), "query");
+            }
+            if *expect == Expect::default() {
+                problems.push(format!(
+                    "{at}.expect: names nothing, so it holds for any result: give count, value or label_values"
+                ));
+            }
+        }
+        Action::NoUnexpectedAlerts { allowed } if allowed.iter().any(BTreeMap::is_empty) => {
+            problems.push(format!("{at}.allowed: an empty label set allows every alert: name at least alertname"));
+        }
+        Action::Trace { services } if services.is_empty() => {
+            problems.push(format!("{at}.services: name the services the trace must span"));
+        }
         _ => {}
     }
     match a {
@@ -343,7 +378,7 @@ pub fn load_dir(dir: &Utf8Path, only: &[String]) -> Result<Vec<Scenario>> {
     let mut files: Vec<Utf8PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("listing scenarios in {dir}"))?
         .filter_map(|e| e.ok().and_then(|e| Utf8PathBuf::from_path_buf(e.path()).ok()))
-        .filter(|p| p.extension() == Some("yaml"))
+        .filter(|p| matches!(p.extension(), Some("yaml" | "yml")))
         .collect();
     files.sort();
     let mut out = Vec::new();
@@ -383,7 +418,7 @@ mod tests {
     fn check_text(text: &str) -> Result<Scenario> {
         let s = parse(Utf8Path::new("scenarios/x.yaml"), text)?;
         let (nodes, components, alerts) = names();
-        check(&s, &Names { nodes: &nodes, components: &components, alerts: &alerts })?;
+        check(&s, &Names { nodes: &nodes, components: &components, cloud: &components, alerts: &alerts })?;
         Ok(s)
     }
 
@@ -454,7 +489,7 @@ steps:
         let yaml = section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("a yaml block");
         let s = parse(Utf8Path::new("README.md"), yaml).unwrap();
         let (nodes, components, alerts) = names();
-        check(&s, &Names { nodes: &nodes, components: &components, alerts: &alerts }).unwrap();
+        check(&s, &Names { nodes: &nodes, components: &components, cloud: &components, alerts: &alerts }).unwrap();
         assert_eq!(s.finally.len(), 1);
     }
 
