@@ -620,3 +620,72 @@ fn html(m: &MatrixReport) -> String {
     s.push_str("</table>\n</body></html>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack() -> Stack {
+        crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads")
+    }
+
+    fn ids(cells: &[Cell]) -> Vec<String> {
+        cells.iter().map(Cell::id).collect()
+    }
+
+    #[test]
+    fn the_project_matrix_expands_to_its_cells() {
+        let s = stack();
+        assert_eq!(
+            ids(&s.subset(Subset::Pr)),
+            ["compose-local-amd64", "compose-local-arm64", "k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0"]
+        );
+        let full = s.subset(Subset::Full);
+        // compose × 2 profiles × 2 arches + k3s × upstream (local excluded) × 2 arches × 2 × 2.
+        assert_eq!(full.len(), 4 + 8);
+        assert!(full.iter().all(|c| !(c.backend == Backend::K3s && c.profile == "local")), "excluded");
+        assert!(full.iter().filter(|c| c.backend == Backend::K3s).all(|c| s.is_experimental(c)));
+        assert!(!s.is_experimental(&full[0]), "{}", full[0]);
+    }
+
+    #[test]
+    fn include_adds_one_cell_and_exclude_removes_by_pattern() {
+        let mut s = stack();
+        let baseline = Cell {
+            backend: Backend::K3s,
+            profile: "upstream".into(),
+            arch: Arch::Amd64,
+            k3s: Some("v1.32.0+k3s1".to_string().try_into().unwrap()),
+            kubeedge: Some("1.22.0".to_string().try_into().unwrap()),
+        };
+        s.matrix.include = vec![baseline.clone(), s.cells()[0].clone()];
+        let cells = s.cells();
+        assert!(cells.contains(&baseline), "an included pair off the axes");
+        assert_eq!(cells.len(), 12 + 1, "an included cell already in the product is not doubled");
+        s.matrix.exclude.push(crate::stack::CellPattern { arch: Some(Arch::Arm64), ..Default::default() });
+        assert!(s.cells().iter().all(|c| c.arch == Arch::Amd64));
+    }
+
+    #[test]
+    fn marks_follow_the_report() {
+        let r = |status: &str| -> Report {
+            let text = std::fs::read_to_string(
+                crate::paths::fixtures_dir().join("gate/good/cells/compose-local-amd64/report.json"),
+            )
+            .unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if status == "all" {
+                v["scenarios"].as_array_mut().unwrap().retain(|s| s["status"] != "not-run");
+            }
+            if status == "failed" {
+                v["scenarios"][0]["status"] = "failed".into();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        assert_eq!(judge(&r("all")).0, Mark::Passed);
+        let (mark, detail) = judge(&r("partly"));
+        assert_eq!(mark, Mark::Partly);
+        assert!(detail.iter().any(|d| d.starts_with("not run: logs")), "{detail:?}");
+        assert_eq!(judge(&r("failed")).0, Mark::Failed);
+    }
+}

@@ -270,10 +270,31 @@ fn check_matrix(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             );
         }
     }
+    for (i, c) in m.include.iter().enumerate() {
+        let at = format!("matrix.include[{i}]");
+        if !stack.profiles.keys().any(|p| p.as_str() == c.profile) {
+            report(format!("{at}.profile"), format!("no profile {:?}", c.profile));
+        }
+        if !m.arch.contains(&c.arch) {
+            report(
+                format!("{at}.arch"),
+                format!("{} is not on matrix.arch (bundles are built for those arches only)", c.arch),
+            );
+        }
+        match (c.backend.is_kubernetes(), c.k3s.is_some(), c.kubeedge.is_some()) {
+            (true, true, true) | (false, false, false) => {}
+            (true, _, _) => report(at, "a k3s cell names both its k3s and its kubeedge version".into()),
+            (false, _, _) => report(
+                at,
+                "compose cells have no k3s or KubeEdge version: drop k3s/kubeedge, or use backend = \"k3s\"".into(),
+            ),
+        }
+    }
     // Patterns are checked against the product before `exclude` (for `exclude`) or after it.
     let product = {
         let mut all = stack.clone();
         all.matrix.exclude.clear();
+        all.matrix.include.clear();
         all.cells()
     };
     let cells = stack.cells();

@@ -177,6 +177,10 @@ pub struct Matrix {
     /// Cells left out of the product: each pattern names some axes (`{ backend = "k3s", profile = "local" }`).
     #[serde(default)]
     pub exclude: Vec<CellPattern>,
+    /// Cells added to the product, whole (every axis named; k3s and KubeEdge versions for the k3s
+    /// backend, which need not be on the axes): one pair worth one cell, not a whole row.
+    #[serde(default)]
+    pub include: Vec<Cell>,
     /// Cells that run but whose failure fails neither the workflow nor, unless a gate policy
     /// requires them, the release (their tier is not built yet, or they are known flaky).
     #[serde(default)]
@@ -241,6 +245,7 @@ pub struct CellPattern {
 
 /// One cell of the matrix: what one e2e leg runs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cell {
     pub backend: Backend,
     pub profile: String,
@@ -342,7 +347,9 @@ impl Stack {
             }
         }
         out.retain(|c| !m.exclude.iter().any(|p| p.matches(c)));
+        out.extend(m.include.iter().cloned());
         out.sort();
+        out.dedup();
         out
     }
 
