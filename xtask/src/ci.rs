@@ -107,11 +107,17 @@ fn run(name: &str, command: &str) -> Value {
     json!({ "name": name, "run": command })
 }
 
+/// `step`, run only when the expression `condition` holds.
+fn only_if(mut step: Value, condition: &str) -> Value {
+    step["if"] = json!(condition);
+    step
+}
+
 fn upload(name: &str, path: &str) -> Value {
-    let mut s =
-        step_uses(UPLOAD, json!({ "name": name, "path": path, "if-no-files-found": "error", "retention-days": 14 }));
-    s["if"] = json!("always()");
-    s
+    only_if(
+        step_uses(UPLOAD, json!({ "name": name, "path": path, "if-no-files-found": "error", "retention-days": 14 })),
+        "always()",
+    )
 }
 
 /// One workflow, as data (serialized to YAML by [`render`]). Pure: the matrix and whether the
@@ -137,22 +143,22 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
         checkout(),
         rust(),
         rust_cache(),
-        {
-            let mut s = run(
+        only_if(
+            run(
                 "fixture images (local profile): Debian packages of both arches, pushed to a loopback registry",
                 "cargo xtask fixtures --push",
-            );
-            s["if"] = json!("matrix.profile == 'local'");
-            s
-        },
+            ),
+            "matrix.profile == 'local'",
+        ),
     ];
     if !lock_committed {
-        let mut s = run(
-            "pin the upstream images and charts (stack.lock is not committed: commit the uploaded one to pin them)",
-            "cargo xtask lock --profile upstream",
-        );
-        s["if"] = json!("matrix.profile != 'local'");
-        bundle_steps.push(s);
+        bundle_steps.push(only_if(
+            run(
+                "pin the upstream images and charts (stack.lock is not committed: commit the uploaded one to pin them)",
+                "cargo xtask lock --profile upstream",
+            ),
+            "matrix.profile != 'local'",
+        ));
     }
     bundle_steps.push(run(
         "build the bundle twice and compare (reproducibility record)",
@@ -164,12 +170,10 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
     ));
     bundle_steps.push(upload("evidence-repro-${{ matrix.profile }}-${{ matrix.arch }}", "evidence/"));
     if !lock_committed {
-        let mut s = step_uses(
+        bundle_steps.push(only_if(step_uses(
             UPLOAD,
             json!({ "name": "stack-lock-${{ matrix.arch }}", "path": "stack.lock", "if-no-files-found": "ignore", "retention-days": 14 }),
-        );
-        s["if"] = json!("matrix.profile != 'local'");
-        bundle_steps.push(s);
+        ), "matrix.profile != 'local'"));
     }
 
     let legs: Vec<Value> = cells
@@ -189,36 +193,30 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
         checkout(),
         rust(),
         rust_cache(),
-        {
-            let mut s = step_uses(
-                DOWNLOAD,
-                json!({ "name": "bundle-${{ matrix.profile }}-${{ matrix.arch }}", "path": "bundle" }),
-            );
-            s["if"] = json!("matrix.bundle");
-            s
-        },
-        {
-            let mut s = run(
+        only_if(
+            step_uses(DOWNLOAD, json!({ "name": "bundle-${{ matrix.profile }}-${{ matrix.arch }}", "path": "bundle" })),
+            "matrix.bundle",
+        ),
+        only_if(
+            run(
                 "run the cell on its bundle",
                 &format!(
                     "cargo xtask matrix run --subset {} --cell ${{{{ matrix.id }}}} --bundle bundle --out evidence",
                     subset.as_str()
                 ),
-            );
-            s["if"] = json!("matrix.bundle");
-            s
-        },
-        {
-            let mut s = run(
+            ),
+            "matrix.bundle",
+        ),
+        only_if(
+            run(
                 "record why the cell cannot run yet",
                 &format!(
                     "cargo xtask matrix run --subset {} --cell ${{{{ matrix.id }}}} --out evidence",
                     subset.as_str()
                 ),
-            );
-            s["if"] = json!("!matrix.bundle");
-            s
-        },
+            ),
+            "!matrix.bundle",
+        ),
         upload("evidence-cell-${{ matrix.id }}", "evidence/"),
     ];
     let gate_steps = vec![

@@ -175,25 +175,6 @@ pub fn load_policy(path: &Utf8Path) -> Result<Policy> {
     })
 }
 
-/// Every file under `dir` (at any depth) whose name `wanted` accepts, sorted.
-fn files_under(dir: &Utf8Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<Utf8PathBuf>> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("listing {d}"))? {
-            let e = e?;
-            let Ok(path) = Utf8PathBuf::from_path_buf(e.path()) else { continue };
-            if e.file_type()?.is_dir() {
-                todo.push(path);
-            } else if path.file_name().is_some_and(&wanted) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn read_json<T: serde::de::DeserializeOwned>(path: &Utf8Path) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     serde_json::from_str(&text).with_context(|| format!("{path}: not a record this tool reads (schema {SCHEMA})"))
@@ -254,6 +235,13 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
             (None, None) => reasons.push(format!("required cell {cell} did not run: no report of it under {dir}")),
         }
     }
+    if required.is_empty() {
+        // Nothing required would pass every release without a single cell having run.
+        reasons.push(format!(
+            "no cell is required: every cell of the {} subset is experimental and the policy names none",
+            policy.subset.as_str()
+        ));
+    }
     checks.push(Check {
         name: "required cells passed".into(),
         passed: reasons.is_empty(),
@@ -264,7 +252,7 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
     if policy.reproducible_bundles {
         let mut records = Vec::new();
         let mut reasons = Vec::new();
-        for path in files_under(dir, |n| n.ends_with(".repro.json"))? {
+        for path in crate::matrix::files_under(dir, |n| n.ends_with(".repro.json"))? {
             match read_json::<ReproRecord>(&path) {
                 Ok(r) => records.push((rel(&path), r)),
                 Err(e) => reasons.push(format!("unreadable: {e:#}")),
@@ -309,7 +297,7 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
 
     // Golden snapshots clean.
     if policy.golden_clean {
-        let records = files_under(dir, |n| n == "golden-check.json")?;
+        let records = crate::matrix::files_under(dir, |n| n == "golden-check.json")?;
         let (passed, reasons) = match records.as_slice() {
             [] => (
                 false,
@@ -380,6 +368,11 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
                     None => {}
                 }
             }
+        }
+        if within == 0 && reasons.is_empty() {
+            reasons.push(
+                "no edge series was measured in any report of the subset: nothing to hold the budgets against".into(),
+            );
         }
         let ok = vec![format!("{within} edge series within their budgets")];
         checks.push(Check {

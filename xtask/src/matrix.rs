@@ -315,6 +315,25 @@ pub fn cell_of(r: &Report) -> Result<Cell> {
     Ok(Cell { backend, profile: r.profile.clone(), arch, k3s: version(&r.k3s)?, kubeedge: version(&r.kubeedge)? })
 }
 
+/// Every file under `dir` (at any depth) whose name `wanted` accepts, sorted.
+pub fn files_under(dir: &Utf8Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<Utf8PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("listing {d}"))? {
+            let e = e?;
+            let Ok(path) = Utf8PathBuf::from_path_buf(e.path()) else { continue };
+            if e.file_type()?.is_dir() {
+                todo.push(path);
+            } else if path.file_name().is_some_and(&wanted) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Every `report.json` and `not-run.json` under `dir`. Of two reports for one cell, the later
 /// `started` wins.
 pub fn find(dir: &Utf8Path) -> Result<Found> {
@@ -322,20 +341,7 @@ pub fn find(dir: &Utf8Path) -> Result<Found> {
         bail!("{dir} is not a folder of e2e reports (run `cargo xtask matrix run`, or download a CI run's artifacts)");
     }
     let mut found = Found::default();
-    let mut stack = vec![dir.to_path_buf()];
-    let mut files = Vec::new();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("listing {d}"))? {
-            let e = e?;
-            let Ok(path) = Utf8PathBuf::from_path_buf(e.path()) else { continue };
-            if e.file_type()?.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
+    let files = files_under(dir, |n| n == "report.json" || n == NOT_RUN)?;
     for path in files {
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
         match path.file_name() {
@@ -462,61 +468,53 @@ struct Table {
 /// The tables: one for the compose tier (profile × arch), and per arch one for k3s (KubeEdge ×
 /// k3s, as KubeEdge's own table), in matrix order.
 fn tables(m: &MatrixReport) -> Vec<Table> {
-    let mark = |c: &CellResult| format!("{}{}", c.mark.symbol(), if c.experimental { " ᵉ" } else { "" });
+    use std::collections::BTreeSet;
+    // The mark of the cell `is` picks, or an empty cell.
+    let at = |is: &dyn Fn(&Cell) -> bool| {
+        m.cells
+            .iter()
+            .find(|c| is(&c.cell))
+            .map_or(String::new(), |c| format!("{}{}", c.mark.symbol(), if c.experimental { " ᵉ" } else { "" }))
+    };
     let mut out = Vec::new();
-    let compose: Vec<&CellResult> = m.cells.iter().filter(|c| c.cell.backend == Backend::Compose).collect();
+    let compose: Vec<&Cell> = m.cells.iter().map(|c| &c.cell).filter(|c| c.backend == Backend::Compose).collect();
     if !compose.is_empty() {
-        let mut arches: Vec<Arch> = compose.iter().map(|c| c.cell.arch).collect();
-        arches.dedup();
-        let mut profiles: Vec<String> = compose.iter().map(|c| c.cell.profile.clone()).collect();
-        profiles.dedup();
+        let arches: BTreeSet<Arch> = compose.iter().map(|c| c.arch).collect();
+        let profiles: BTreeSet<&str> = compose.iter().map(|c| c.profile.as_str()).collect();
         let rows = profiles
             .iter()
             .map(|p| {
                 let cells = arches
                     .iter()
-                    .map(|a| {
-                        compose
-                            .iter()
-                            .find(|c| &c.cell.profile == p && c.cell.arch == *a)
-                            .map_or("".to_string(), |c| mark(c))
-                    })
+                    .map(|a| at(&|c| c.backend == Backend::Compose && c.profile == *p && c.arch == *a))
                     .collect();
                 (format!("profile {p}"), cells)
             })
             .collect();
         out.push(Table { title: "compose tier".into(), columns: arches.iter().map(|a| a.to_string()).collect(), rows });
     }
-    let k3s: Vec<&CellResult> = m.cells.iter().filter(|c| c.cell.backend == Backend::K3s).collect();
-    let mut groups: Vec<(String, Arch)> = k3s.iter().map(|c| (c.cell.profile.clone(), c.cell.arch)).collect();
-    groups.sort();
-    groups.dedup();
+    let k3s: Vec<&Cell> = m.cells.iter().map(|c| &c.cell).filter(|c| c.backend == Backend::K3s).collect();
+    let groups: BTreeSet<(&str, Arch)> = k3s.iter().map(|c| (c.profile.as_str(), c.arch)).collect();
     for (profile, arch) in groups {
-        let group: Vec<&&CellResult> =
-            k3s.iter().filter(|c| c.cell.profile == profile && c.cell.arch == arch).collect();
-        let mut k3s_versions: Vec<String> =
-            group.iter().filter_map(|c| c.cell.k3s.as_ref().map(|v| v.to_string())).collect();
-        k3s_versions.sort();
-        k3s_versions.dedup();
-        k3s_versions.reverse();
-        let mut kubeedge: Vec<String> =
-            group.iter().filter_map(|c| c.cell.kubeedge.as_ref().map(|v| v.to_string())).collect();
-        kubeedge.sort();
-        kubeedge.dedup();
-        kubeedge.reverse();
+        let group: Vec<&&Cell> = k3s.iter().filter(|c| c.profile == profile && c.arch == arch).collect();
+        // Newest first, as KubeEdge's own table.
+        let k3s_versions: BTreeSet<&crate::stack::Version> = group.iter().filter_map(|c| c.k3s.as_ref()).collect();
+        let kubeedge: BTreeSet<&crate::stack::Version> = group.iter().filter_map(|c| c.kubeedge.as_ref()).collect();
         let rows = kubeedge
             .iter()
+            .rev()
             .map(|e| {
                 let cells = k3s_versions
                     .iter()
+                    .rev()
                     .map(|k| {
-                        group
-                            .iter()
-                            .find(|c| {
-                                c.cell.k3s.as_ref().map(|v| v.to_string()).as_deref() == Some(k.as_str())
-                                    && c.cell.kubeedge.as_ref().map(|v| v.to_string()).as_deref() == Some(e.as_str())
-                            })
-                            .map_or("".to_string(), |c| mark(c))
+                        at(&|c| {
+                            c.backend == Backend::K3s
+                                && c.profile == profile
+                                && c.arch == arch
+                                && c.k3s.as_ref() == Some(*k)
+                                && c.kubeedge.as_ref() == Some(*e)
+                        })
                     })
                     .collect();
                 (format!("KubeEdge {e}"), cells)
@@ -524,7 +522,7 @@ fn tables(m: &MatrixReport) -> Vec<Table> {
             .collect();
         out.push(Table {
             title: format!("k3s tier, profile {profile}, {arch}"),
-            columns: k3s_versions.iter().map(|k| format!("k3s {k}")).collect(),
+            columns: k3s_versions.iter().rev().map(|k| format!("k3s {k}")).collect(),
             rows,
         });
     }
@@ -664,6 +662,32 @@ mod tests {
         assert_eq!(cells.len(), 12 + 1, "an included cell already in the product is not doubled");
         s.matrix.exclude.push(crate::stack::CellPattern { arch: Some(Arch::Arm64), ..Default::default() });
         assert!(s.cells().iter().all(|c| c.arch == Arch::Amd64));
+    }
+
+    #[test]
+    fn tables_have_each_arch_and_version_once_newest_first() {
+        let s = stack();
+        let cells = s
+            .subset(Subset::Full)
+            .into_iter()
+            .map(|cell| CellResult {
+                id: cell.id(),
+                experimental: s.is_experimental(&cell),
+                mark: Mark::NotRun,
+                detail: Vec::new(),
+                report: None,
+                cell,
+            })
+            .collect();
+        let t = tables(&MatrixReport { schema: SCHEMA, subset: Subset::Full, cells, ignored: Vec::new() });
+        assert_eq!(t[0].title, "compose tier");
+        assert_eq!(t[0].columns, ["amd64", "arm64"], "two profiles must not repeat the arches");
+        assert_eq!(t[0].rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["profile local", "profile upstream"]);
+        assert_eq!(t[1].title, "k3s tier, profile upstream, amd64");
+        assert_eq!(t[1].columns, ["k3s v1.34.2+k3s1", "k3s v1.33.6+k3s1"]);
+        assert_eq!(t[1].rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["KubeEdge 1.22.0", "KubeEdge 1.21.1"]);
+        assert!(t[1].rows.iter().all(|r| r.1.iter().all(|c| c == "○ ᵉ")), "{:?}", t[1].rows);
+        assert_eq!(t.len(), 3, "compose, and k3s for each arch");
     }
 
     #[test]

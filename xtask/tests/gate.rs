@@ -178,6 +178,35 @@ fn an_exceeded_budget_fails_the_gate() {
 }
 
 #[test]
+fn budgets_with_nothing_measured_do_not_pass() {
+    check_fails(
+        |d| {
+            for f in [AMD64, ARM64] {
+                edit_json(&d.join(f), |r| r["resources"] = serde_json::json!([]));
+            }
+        },
+        "edge budgets met",
+        "no edge series was measured in any report of the subset",
+    );
+}
+
+#[test]
+fn a_policy_that_requires_nothing_does_not_pass() {
+    let (_tmp, dir) = evidence(|_| {});
+    let mut stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    // Every cell experimental, and the policy names none.
+    stack.matrix.experimental = vec![
+        xtask::stack::CellPattern { profile: Some("local".to_string().try_into().unwrap()), ..Default::default() },
+        xtask::stack::CellPattern { backend: Some(xtask::stack::Backend::K3s), ..Default::default() },
+    ];
+    let mut policy = load_policy(&root().join("ci/gate.toml")).unwrap();
+    policy.required.clear();
+    let v = decide(&stack, &policy, &dir).unwrap();
+    assert!(!v.passed, "{v:#?}");
+    assert!(v.failures().iter().any(|f| f.contains("no cell is required")), "{:#?}", v.failures());
+}
+
+#[test]
 fn the_gate_command_exits_1_with_its_reasons_and_writes_the_verdict() {
     let (_tmp, dir) = evidence(|d| std::fs::remove_file(d.join(ARM64)).unwrap());
     let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["gate", "--reports", dir.as_str()]).output().unwrap();

@@ -72,6 +72,12 @@ pub fn inventory(path: &Utf8Path) -> Result<Inventory> {
         }
         return Ok(inv);
     }
+    let archive = [".tar", ".tar.gz", ".tgz", ".tar.zst"].iter().any(|e| path.as_str().ends_with(e));
+    if path.is_file() && !archive {
+        anyhow::bail!(
+            "{path} is neither a bundle (a folder, or a .tar, .tar.gz or .tar.zst archive) nor a lock (*.lock)"
+        );
+    }
     let files = super::verify::load(path)?;
     let json =
         files.get("bundle.json").with_context(|| format!("{path} has no bundle.json: is it a bundle or a lock?"))?;

@@ -82,10 +82,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.backend == Backend::K3s {
+    if !tier_built(args.backend) {
         bail!(
-            "--backend k3s is not built yet: it needs k3s images and privileged containers, which this \
-             harness cannot run here; use --backend compose (the default)"
+            "--backend {} is not built yet: its tier comes with its own issue; use --backend compose (the default)",
+            args.backend
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -117,9 +117,9 @@ pub fn run(args: Args) -> Result<()> {
         if !stack.matrix.arch.contains(&arch) {
             bail!("--arch {arch}: the stack's matrix has no {arch}");
         }
-        preflight(&stack, &args.profile, arch, args.edges.into(), &scenarios)?;
         let run_id = run_id(arch);
         if args.dry_run {
+            preflight(&stack, &args.profile, arch, args.edges.into(), &scenarios)?;
             let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
             let p = plan::plan(
                 &stack,
@@ -166,29 +166,43 @@ pub fn run_once(
     scenarios: &[scenario::Scenario],
 ) -> Result<report::Report> {
     let t = Instant::now();
+    let mut run = RunInfo {
+        run_id,
+        args,
+        arch,
+        emulated: false,
+        bundle: "(none: it could not be had)".into(),
+        started: (jiff::Timestamp::now(), Instant::now()),
+    };
+    // Scenarios first: a name the topology lacks is reported before anything is provisioned.
+    if let Err(e) = preflight(stack, &args.profile, arch, args.edges.into(), scenarios) {
+        eprintln!("e2e: {e:#}");
+        return finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default());
+    }
     provision::docker(rt)?;
-    let emulated = provision::arch(arch)?;
-    let started = (jiff::Timestamp::now(), Instant::now());
-    let prepared =
-        preflight(stack, &args.profile, arch, args.edges.into(), scenarios).and_then(|()| match &args.bundle {
-            Some(dir) => provision::given_bundle(dir, &args.profile, arch),
-            None => provision::bundle(stack, &args.profile, arch),
-        });
+    run.emulated = provision::arch(arch)?;
+    let bundle = match &args.bundle {
+        Some(dir) => provision::given_bundle(dir, &args.profile, arch),
+        None => provision::bundle(stack, &args.profile, arch),
+    };
     let provisioned = report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() };
-    let mut report = match prepared {
-        // A signal that came while provisioning stops the run before it makes anything.
-        Ok(bundle) if cancel.reason().is_none() => {
-            run_arch(rt, cancel, stack, args, arch, run_id, &bundle, emulated, scenarios)?
-        }
+    run.started = (jiff::Timestamp::now(), Instant::now());
+    let mut report = match bundle {
         Ok(bundle) => {
-            let why = anyhow::anyhow!("{}", cancel.reason().unwrap_or("cancelled"));
-            let run = RunInfo { run_id, args, arch, emulated, bundle: bundle.to_string(), started };
-            finish(&run, setup_failed(&why, false, &started.1, Vec::new()), Phases::default())?
+            run.bundle = bundle.to_string();
+            match cancel.reason() {
+                None => run_arch(rt, cancel, stack, &run, &bundle, scenarios)?,
+                // A signal that came while provisioning stops the run before it makes anything.
+                Some(why) => finish(
+                    &run,
+                    setup_failed(&anyhow::anyhow!("{why}"), false, &run.started.1, Vec::new()),
+                    Phases::default(),
+                )?,
+            }
         }
         Err(e) => {
             eprintln!("e2e: {e:#}");
-            let run = RunInfo { run_id, args, arch, emulated, bundle: "(none: it could not be had)".into(), started };
-            finish(&run, setup_failed(&e, true, &started.1, Vec::new()), Phases::default())?
+            finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default())?
         }
     };
     report.phases.insert(0, provisioned);
@@ -299,10 +313,7 @@ fn preflight(stack: &Stack, profile: &str, arch: Arch, edges: usize, scenarios: 
 
 /// Every alert the rendered rules of `ctx` define.
 fn alert_names(ctx: &crate::render::Ctx<'_>) -> BTreeSet<String> {
-    crate::render::rules::rule_groups(ctx)
-        .iter()
-        .flat_map(|g| g.rules.iter().map(|r| r.alert.clone()).filter(|a| !a.is_empty()))
-        .collect()
+    crate::render::rules::alert_names(ctx).into_iter().collect()
 }
 
 /// `e2e-<UTC time>-<arch>-<pid>`: unique, sortable, valid as a container name prefix.
@@ -311,28 +322,17 @@ pub fn run_id(arch: Arch) -> String {
     format!("e2e-{now}-{arch}-{}", std::process::id())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_arch(
     rt: &tokio::runtime::Runtime,
     cancel: &cancel::Cancel,
     stack: &Stack,
-    args: &Args,
-    arch: Arch,
-    run_id: &str,
+    run: &RunInfo<'_>,
     bundle: &Utf8Path,
-    emulated: bool,
     scenarios: &[scenario::Scenario],
 ) -> Result<report::Report> {
+    let RunInfo { run_id, args, arch, emulated, .. } = *run;
     let run_dir = crate::paths::target_dir().join("e2e").join(run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {run_dir}"))?;
-    let run = RunInfo {
-        run_id,
-        args,
-        arch,
-        emulated,
-        bundle: bundle.to_string(),
-        started: (jiff::Timestamp::now(), Instant::now()),
-    };
     let started = run.started.1;
     eprintln!(
         "e2e: run {run_id}: {} on {arch}{}, bundle {bundle}",
@@ -344,7 +344,7 @@ fn run_arch(
     });
     let plan = match plan {
         Ok(p) => p,
-        Err(e) => return finish(&run, setup_failed(&e, true, &started, Vec::new()), Phases::default()),
+        Err(e) => return finish(run, setup_failed(&e, true, &started, Vec::new()), Phases::default()),
     };
     crate::atomic::write(&run_dir.join("plan.json"), serde_json::to_string_pretty(&plan)?.as_bytes(), false)?;
 
@@ -408,7 +408,7 @@ fn run_arch(
     // A run that could not bring its topology up (or was stopped) still reports, as a failed
     // `setup`: CI, the matrix and the gate read the report, not the exit code alone.
     let executed = result.unwrap_or_else(|e| setup_failed(&e, finished, &started, logs));
-    finish(&run, executed, phases)
+    finish(run, executed, phases)
 }
 
 /// The log of every container of the plan (those that exist) into `logs/setup-<name>.log`;
@@ -531,9 +531,7 @@ async fn execute(
         edges: plan.edges.keys().cloned().collect(),
         alert_webhook_url: receiver.url(),
     };
-    let arch = <Arch as clap::ValueEnum>::from_str(plan.platform.trim_start_matches("linux/"), false)
-        .map_err(|e| anyhow::anyhow!("platform {}: {e}", plan.platform))?;
-    let ctx = crate::render::Ctx::compose(stack, profile_name, arch, &topology)?;
+    let ctx = crate::render::Ctx::compose(stack, profile_name, plan.arch, &topology)?;
     let files = crate::render::render(&ctx)?;
     files.write_to(&plan.config_dir)?;
     let alerts = alert_names(&ctx);

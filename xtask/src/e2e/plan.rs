@@ -51,6 +51,8 @@ pub struct Planned {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub run_id: String,
+    pub arch: Arch,
+    /// `linux/<arch>`, as the engine names platforms.
     pub platform: String,
     pub cloud_network: String,
     /// Edge node name → its network.
@@ -360,6 +362,7 @@ pub fn plan(
     }
     Ok(Plan {
         run_id: run_id.to_string(),
+        arch,
         platform,
         cloud_network,
         edges: edge_networks,

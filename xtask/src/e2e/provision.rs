@@ -94,45 +94,34 @@ pub fn arch(arch: Arch) -> Result<bool> {
     Ok(true)
 }
 
-/// What `cargo xtask fixtures --push` needs: skopeo and docker-registry, and dpkg's arm64
-/// architecture on an amd64 host (the fixtures are built from both arches' packages). Installed
-/// when we are root on Debian/Ubuntu, else an error with the commands.
-pub fn fixture_tools() -> Result<()> {
-    let missing: Vec<&str> = [crate::tools::SKOPEO, crate::registry::DOCKER_REGISTRY]
+/// What `cargo xtask fixtures --push` needs: skopeo and docker-registry, and dpkg set up for every
+/// arch of the matrix (the fixtures are built from each arch's packages). Installed when we are
+/// root on Debian/Ubuntu, else an error with the commands.
+pub fn fixture_tools(arches: &[Arch]) -> Result<()> {
+    let packages: Vec<&str> = [crate::tools::SKOPEO, crate::registry::DOCKER_REGISTRY]
         .into_iter()
         .filter(|t| t.find().is_err())
         .map(|t| t.package)
         .collect();
-    let sh = Shell::new()?;
-    let foreign = cmd!(sh, "dpkg --print-foreign-architectures").quiet().ignore_status().read().unwrap_or_default();
-    let add_arm64 = Arch::host() != Some(Arch::Arm64) && !foreign.lines().any(|a| a.trim() == "arm64");
-    if missing.is_empty() && !add_arm64 {
+    let foreign = crate::fixtures::deb::missing_arches(arches)?;
+    if packages.is_empty() && foreign.is_empty() {
         return Ok(());
     }
+    let sh = Shell::new()?;
     if !(is_root() && is_debian()) {
-        let mut fix = Vec::new();
-        if add_arm64 {
-            fix.push("dpkg --add-architecture arm64 && apt-get update".to_string());
+        let mut fix: Vec<String> = foreign.iter().map(|a| format!("dpkg --add-architecture {a}")).collect();
+        fix.push("apt-get update".into());
+        if !packages.is_empty() {
+            fix.push(format!("apt-get install -y {}", packages.join(" ")));
         }
-        if !missing.is_empty() {
-            fix.push(format!("apt-get install -y {}", missing.join(" ")));
-        }
-        bail!(
-            "the fixture images need {}; as root: {}",
-            [missing.join(", "), if add_arm64 { "dpkg's arm64 architecture".into() } else { String::new() }]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" and "),
-            fix.join(" && ")
-        );
+        bail!("the fixture images need more than this machine has; as root: {}", fix.join(" && "));
     }
-    if add_arm64 {
-        eprintln!("e2e: adding dpkg's arm64 architecture (the fixtures are built from arm64 packages too)");
-        cmd!(sh, "dpkg --add-architecture arm64").quiet().run()?;
+    for a in &foreign {
+        eprintln!("e2e: adding dpkg's {a} architecture (the fixtures are built from {a} packages too)");
+        let a = a.as_str();
+        cmd!(sh, "dpkg --add-architecture {a}").quiet().run()?;
     }
-    apt_install(&sh, &missing)
+    apt_install(&sh, &packages)
 }
 
 /// The bundle for `profile` and `arch`, built (and, for the local profile, its fixture images

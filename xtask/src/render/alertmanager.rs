@@ -89,7 +89,7 @@ const GROUP_WAIT_CRITICAL: Duration = Duration::from_secs(10);
 const WATCHDOG_REPEAT: Duration = Duration::from_secs(12 * 3600);
 
 /// How long Alertmanager holds a new alert of `severity` before the first notification: the
-/// last term of the e2e's alert latency bound (`rules::latency_bound`).
+/// last term of the e2e's alert latency bound (`rules::LatencyModel`).
 pub fn group_wait(ctx: &Ctx<'_>, severity: Severity) -> Duration {
     match (severity, ctx.compose_topology()) {
         (Severity::None, _) => Duration::from_secs(0),

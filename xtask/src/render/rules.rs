@@ -90,7 +90,7 @@ pub struct AlertRule {
 }
 
 impl AlertRule {
-    /// How long the condition must hold before the alert fires; see [`latency_bound`] for the
+    /// How long the condition must hold before the alert fires; see [`LatencyModel`] for the
     /// e2e bound it is part of.
     pub fn for_duration(&self) -> Duration {
         self.for_
@@ -501,8 +501,9 @@ struct PrometheusRule {
 
 // ---- alert latency ----
 
-/// The latest an alert of `rule` reaches the webhook after its condition starts to hold, in this
-/// context's flavour (the e2e compose tier measures against it):
+/// An alert rule's latency: its bound ([`LatencyModel::bound`]) is the latest the alert reaches the
+/// webhook after its condition starts to hold, in a context's flavour (the e2e compose tier
+/// measures against it):
 ///
 /// `2 × scrape_interval + evaluation_interval + for (rounded up to whole evaluation intervals) + group_wait`
 ///
@@ -517,11 +518,8 @@ struct PrometheusRule {
 /// With the compose defaults (2s, 2s, 6s, 2s) that is 14s. It holds for a *new* alert group (labels
 /// `alertname`, `node`, `component`); an alert joining a group that was notified in the last
 /// `group_interval` waits for that group's next flush instead. Resolution is not bounded by it.
-pub fn latency_bound(ctx: &Ctx<'_>, rule: &AlertRule) -> std::time::Duration {
-    latency_model(ctx, rule).bound()
-}
-
-/// The terms of an alert's latency (see [`latency_bound`]), to explain a measurement.
+///
+/// The model keeps the terms, to give the bound and explain a measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencyModel {
     pub scrape: std::time::Duration,
@@ -607,21 +605,10 @@ pub fn alert_model(ctx: &Ctx<'_>, alert: &str) -> Option<LatencyModel> {
     catalog(ctx).iter().filter(|r| r.name == alert).map(|r| latency_model(ctx, r)).max_by_key(|m| m.bound())
 }
 
-/// [`latency_bound`] of the alert named `alert`, or `None` when this profile's catalog has no such
-/// alert. Rules sharing a name (one per edge component) share `for` and severity; the largest bound wins.
+/// The latency bound ([`LatencyModel::bound`]) of the alert named `alert`, or `None` when this
+/// profile's catalog has no such alert.
 pub fn alert_bound(ctx: &Ctx<'_>, alert: &str) -> Option<std::time::Duration> {
-    catalog(ctx).iter().filter(|r| r.name == alert).map(|r| latency_bound(ctx, r)).max()
-}
-
-/// [`alert_bound`] of every alert of the catalog, by name.
-pub fn alert_bounds(ctx: &Ctx<'_>) -> BTreeMap<String, std::time::Duration> {
-    let mut out = BTreeMap::new();
-    for r in catalog(ctx) {
-        let bound = latency_bound(ctx, &r);
-        let e = out.entry(r.name.to_string()).or_insert(bound);
-        *e = (*e).max(bound);
-    }
-    out
+    alert_model(ctx, alert).map(|m| m.bound())
 }
 
 // ---- promtool unit tests ----

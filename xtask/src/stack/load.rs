@@ -291,12 +291,7 @@ fn check_matrix(stack: &Stack, report: &mut dyn FnMut(String, String)) {
         }
     }
     // Patterns are checked against the product before `exclude` (for `exclude`) or after it.
-    let product = {
-        let mut all = stack.clone();
-        all.matrix.exclude.clear();
-        all.matrix.include.clear();
-        all.cells()
-    };
+    let product = stack.product();
     let cells = stack.cells();
     for (list, patterns, against) in
         [("exclude", &m.exclude, &product), ("experimental", &m.experimental, &cells), ("pr", &m.pr, &cells)]

@@ -314,9 +314,19 @@ impl fmt::Display for Cell {
 }
 
 impl Stack {
-    /// Every cell of the matrix, sorted: backend × profile × arch, and k3s × KubeEdge for the
-    /// k3s backend, less `exclude`. Pure.
+    /// Every cell of the matrix, sorted: [`Stack::product`] less `exclude`, plus `include`. Pure.
     pub fn cells(&self) -> Vec<Cell> {
+        let m = &self.matrix;
+        let mut out = self.product();
+        out.retain(|c| !m.exclude.iter().any(|p| p.matches(c)));
+        out.extend(m.include.iter().cloned());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The axes' product: backend × profile × arch, and k3s × KubeEdge for the k3s backend.
+    pub fn product(&self) -> Vec<Cell> {
         let m = &self.matrix;
         let profiles: Vec<String> = if m.profile.is_empty() {
             self.profiles.keys().map(|p| p.to_string()).collect()
@@ -346,10 +356,7 @@ impl Stack {
                 }
             }
         }
-        out.retain(|c| !m.exclude.iter().any(|p| p.matches(c)));
-        out.extend(m.include.iter().cloned());
         out.sort();
-        out.dedup();
         out
     }
 
@@ -661,17 +668,6 @@ impl Arch {
             "aarch64" => Some(Arch::Arm64),
             _ => None,
         }
-    }
-}
-
-impl std::str::FromStr for Arch {
-    type Err = String;
-    /// `amd64` or `arm64`, as in stack.toml and on the command line.
-    fn from_str(s: &str) -> Result<Self, String> {
-        Arch::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("unknown arch {s:?}: expected one of amd64, arm64"))
     }
 }
 
