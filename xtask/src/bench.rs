@@ -113,7 +113,7 @@ fn e2e(args: E2eArgs) -> Result<()> {
     let mut reports = Vec::new();
     for i in 1..=args.runs {
         let run_id = crate::e2e::run_id(arch);
-        eprintln!("bench e2e: run {i} of {}", args.runs);
+        crate::note!("bench e2e: run {i} of {}", args.runs);
         let t = Instant::now();
         cancel.check()?;
         let report = crate::e2e::run_once(&rt, &cancel, &stack, &e2e_args, arch, &run_id, &scenarios)?;
@@ -258,7 +258,7 @@ fn bundle(args: BundleArgs) -> Result<()> {
     };
     let quiet = |o: &Options| -> Result<crate::bundle::Built> { crate::bundle::build(&stack, Some(plock), o) };
 
-    eprintln!("bench: {} runs each, profile {}, {arch}", args.runs, args.profile);
+    crate::note!("bench: {} runs each, profile {}, {arch}", args.runs, args.profile);
     let (mut cold, mut warm, mut rebuild, mut skopeo) = (vec![], vec![], vec![], vec![]);
     let mut built = None;
     for i in 0..args.runs {

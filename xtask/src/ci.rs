@@ -329,7 +329,7 @@ pub fn run_cmd(args: Args) -> Result<()> {
         if !stale.is_empty() {
             bail!("{} stale (or missing): run `cargo xtask ci generate` and commit the result", stale.join(", "));
         }
-        eprintln!("ci: {} workflows are current", files.len());
+        crate::note!("ci: {} workflows are current", files.len());
         return Ok(());
     }
     for (path, text) in &files {
@@ -338,7 +338,7 @@ pub fn run_cmd(args: Args) -> Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         }
         crate::atomic::write(&path, text.as_bytes(), false)?;
-        eprintln!("ci: wrote {path}");
+        crate::note!("ci: wrote {path}");
     }
     Ok(())
 }

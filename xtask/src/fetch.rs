@@ -54,7 +54,7 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < policy.attempts => {
-                eprintln!("{what}: {e:#}; retrying in {wait:?} (attempt {attempt} of {})", policy.attempts);
+                crate::note!("{what}: {e:#}; retrying in {wait:?} (attempt {attempt} of {})", policy.attempts);
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 attempt += 1;
@@ -107,7 +107,7 @@ impl Fetcher {
 
     fn say(&self, line: String) {
         if self.progress.is_hidden() {
-            eprintln!("{line}");
+            crate::note!("{line}");
         } else {
             let _ = self.progress.println(line);
         }

@@ -401,9 +401,9 @@ pub fn run(args: Args) -> Result<()> {
     crate::atomic::write(&out.join("gate-verdict.md"), verdict.markdown().as_bytes(), false)?;
     crate::e2e::report::append_step_summary(&out.join("gate-verdict.md"));
     for c in &verdict.checks {
-        eprintln!("gate: {} {}", if c.passed { "ok  " } else { "FAIL" }, c.name);
+        crate::note!("gate: {} {}", if c.passed { "ok  " } else { "FAIL" }, c.name);
         for r in &c.reasons {
-            eprintln!("        {r}");
+            crate::note!("        {r}");
         }
     }
     if !verdict.passed {
@@ -413,6 +413,6 @@ pub fn run(args: Args) -> Result<()> {
             out.join("gate-verdict.json")
         );
     }
-    eprintln!("gate: passed; verdict in {}", out.join("gate-verdict.json"));
+    crate::note!("gate: passed; verdict in {}", out.join("gate-verdict.json"));
     Ok(())
 }

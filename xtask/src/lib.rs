@@ -17,6 +17,7 @@ pub mod golden;
 pub mod lock;
 pub mod matrix;
 pub mod oci;
+pub mod out;
 pub mod paths;
 pub mod process;
 pub mod registry;

@@ -237,9 +237,9 @@ pub fn run(args: Args) -> Result<()> {
     let out = args.out.unwrap_or_else(|| profile.lock_file());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let resolved = rt.block_on(resolve(profile))?;
-    eprintln!("lock: {}: {} images, {} charts resolved", args.profile, resolved.images.len(), resolved.charts.len());
+    crate::note!("lock: {}: {} images, {} charts resolved", args.profile, resolved.images.len(), resolved.charts.len());
     update(&out, &args.profile, resolved)?;
-    eprintln!("lock: wrote {out}");
+    crate::note!("lock: wrote {out}");
     Ok(())
 }
 

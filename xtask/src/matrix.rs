@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
             let m = build(&stack, a.subset, &a.reports)?;
             write(&out, &m)?;
             crate::e2e::report::append_step_summary(&out.join("matrix.md"));
-            eprintln!("matrix: {}", m.line());
+            crate::note!("matrix: {}", m.line());
             Ok(())
         }
     }
@@ -131,15 +131,15 @@ fn plan_cmd(stack: &Stack, args: &PlanArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
-    println!("{} cells in the {} subset", cells.len(), args.subset.as_str());
+    crate::outln!("{} cells in the {} subset", cells.len(), args.subset.as_str())?;
     for c in &cells {
         let here =
             not_runnable_here(stack, c).map_or_else(|| "runs here".to_string(), |r| format!("not run here: {r}"));
         let exp = if stack.is_experimental(c) { " (experimental)" } else { "" };
-        println!("  {:<56} {here}{exp}", c.id());
+        crate::outln!("  {:<56} {here}{exp}", c.id())?;
     }
     Ok(())
 }
@@ -168,12 +168,12 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
         let dir = cells_dir.join(cell.id());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
         if let Some(reason) = not_runnable_here(stack, &cell) {
-            eprintln!("matrix: {cell}: not run here: {reason}");
+            crate::note!("matrix: {cell}: not run here: {reason}");
             let json = serde_json::to_string_pretty(&NotRun { cell: cell.clone(), reason })?;
             crate::atomic::write(&dir.join(NOT_RUN), format!("{json}\n").as_bytes(), false)?;
             continue;
         }
-        eprintln!("matrix: {cell}: running");
+        crate::note!("matrix: {cell}: running");
         let e2e_args = crate::e2e::Args {
             backend: cell.backend,
             profile: cell.profile.clone(),
@@ -199,7 +199,7 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
             // Could not even start (e.g. no Docker): the cell did not run, and says why.
             Err(e) => {
                 let reason = format!("the run could not start: {e:#}");
-                eprintln!("matrix: {cell}: {reason}");
+                crate::note!("matrix: {cell}: {reason}");
                 let json = serde_json::to_string_pretty(&NotRun { cell: cell.clone(), reason })?;
                 crate::atomic::write(&dir.join(NOT_RUN), format!("{json}\n").as_bytes(), false)?;
             }
@@ -210,7 +210,7 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
         m.cells.retain(|c| args.cells.contains(&c.id));
     }
     let written = write(&out, &m)?;
-    eprintln!("matrix: {}; report: {}", m.line(), written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
+    crate::note!("matrix: {}; report: {}", m.line(), written.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
     if m.cells.iter().any(|c| c.mark == Mark::Failed && !c.experimental) {
         bail!("a cell failed: see {}", out.join("matrix.md"));
     }

@@ -384,11 +384,11 @@ pub fn run(args: Args) -> Result<()> {
         let files = crate::render::render(&ctx)?;
         let dir = crate::paths::target_dir().join("validate").join(profile).join(arch.as_str());
         let report = validate(&files, &dir)?;
-        eprintln!("validate {profile}/{arch}:");
+        crate::note!("validate {profile}/{arch}:");
         for c in &report.checks {
-            eprintln!("  {c}");
+            crate::note!("  {c}");
         }
-        eprintln!(
+        crate::note!(
             "  {} passed, {} failed, {} not run",
             report.count(|o| *o == Outcome::Passed),
             report.count(|o| matches!(o, Outcome::Failed(_))),

@@ -152,7 +152,7 @@ pub fn run(args: Args) -> Result<()> {
     let text = markdown(args.a.as_str(), &a, args.b.as_str(), &b);
     match &args.out {
         Some(path) => crate::atomic::write(path, text.as_bytes(), false)?,
-        None => print!("{text}"),
+        None => crate::out::stdout_text(&text)?,
     }
     Ok(())
 }

@@ -291,7 +291,7 @@ pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Resul
                 opts.profile
             );
         }
-        eprintln!("bundle: resolving unpinned {} now (--allow-unpinned)", unpinned.join(", "));
+        crate::note!("bundle: resolving unpinned {} now (--allow-unpinned)", unpinned.join(", "));
         let resolved = rt.block_on(crate::lock::resolve(pinned.profile(&opts.profile)?))?;
         lock.images.extend(resolved.images);
         lock.charts.extend(resolved.charts);
@@ -769,9 +769,10 @@ fn repro(args: ReproArgs) -> Result<()> {
             if differing.is_empty() { "none (only the archive)".to_string() } else { differing.join(", ") }
         );
     }
-    eprintln!(
+    crate::note!(
         "bundle: reproducible: two builds of {} files, archive {}; record {path}",
-        record.files, record.builds[0]
+        record.files,
+        record.builds[0]
     );
     Ok(())
 }
@@ -799,7 +800,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         let ctx = Ctx::new(&pinned, &opts.profile, arch)?;
         let files = crate::render::render(&ctx)?;
         let lock = lock.profiles.get(&opts.profile).cloned().unwrap_or_default();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&plan(
                 &ctx,
@@ -809,13 +810,13 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
                 opts.image_format,
                 opts.image_archives
             )?)?
-        );
+        )?;
         return Ok(());
     }
     let built = build(&stack, lock.profiles.get(&opts.profile), &opts)
         .with_context(|| format!("bundling profile {} for {arch} (pins from {lock_file})", opts.profile))?;
     let bytes: u64 = built.files.values().map(|r| r.size).sum();
-    eprintln!(
+    crate::note!(
         "bundle: {}: {} files, {bytes} bytes ({} written, {} unchanged); fetch {:.1}s, write {:.1}s",
         built.dir,
         built.files.len(),
@@ -825,7 +826,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         built.write_seconds
     );
     if let Some((path, digest, size)) = &built.archive {
-        eprintln!("bundle: {path}: {size} bytes, {digest}");
+        crate::note!("bundle: {path}: {size} bytes, {digest}");
     }
     Ok(())
 }

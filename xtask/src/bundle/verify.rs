@@ -342,14 +342,14 @@ pub fn run(args: Args) -> Result<()> {
     let files = load(&args.path)?;
     let Verdict { problems, notes } = check(&files);
     for n in &notes {
-        eprintln!("  note: {n}");
+        crate::note!("  note: {n}");
     }
     if problems.is_empty() {
-        eprintln!("bundle verify: {}: {} files, all checksums and images OK", args.path, files.len());
+        crate::note!("bundle verify: {}: {} files, all checksums and images OK", args.path, files.len());
         return Ok(());
     }
     for p in &problems {
-        eprintln!("  {p}");
+        crate::note!("  {p}");
     }
     bail!("{}: {} problem(s) found", args.path, problems.len())
 }

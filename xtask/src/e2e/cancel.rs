@@ -29,7 +29,9 @@ impl Cancel {
                     _ = term.recv() => "terminated (SIGTERM)",
                 };
                 if tx.borrow().is_some() {
-                    eprintln!("e2e: {why} again: exiting now; remove what the run left with `cargo xtask e2e --sweep`");
+                    crate::note!(
+                        "e2e: {why} again: exiting now; remove what the run left with `cargo xtask e2e --sweep`"
+                    );
                     std::process::exit(130);
                 }
                 tx.send_replace(Some(why));

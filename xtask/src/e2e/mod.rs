@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.sweep {
         provision::docker(&rt)?;
         let removed = rt.block_on(async { Engine::connect().await?.sweep().await })?;
-        eprintln!("e2e: sweep removed {removed}");
+        crate::note!("e2e: sweep removed {removed}");
         return Ok(());
     }
     let stack = crate::stack::load(&crate::paths::stack_file())?;
@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
                 run_dir.join("config"),
                 Vec::new(),
             )?;
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&p)?)?;
             continue;
         }
         cancel.check()?;
@@ -176,7 +176,7 @@ pub fn run_once(
     };
     // Scenarios first: a name the topology lacks is reported before anything is provisioned.
     if let Err(e) = preflight(stack, &args.profile, arch, args.edges.into(), scenarios) {
-        eprintln!("e2e: {e:#}");
+        crate::note!("e2e: {e:#}");
         return finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default());
     }
     provision::docker(rt)?;
@@ -201,7 +201,7 @@ pub fn run_once(
             }
         }
         Err(e) => {
-            eprintln!("e2e: {e:#}");
+            crate::note!("e2e: {e:#}");
             finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default())?
         }
     };
@@ -278,7 +278,7 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         phases: phases.0,
     };
     let written = report::write_all(&run_dir, &report)?;
-    eprintln!(
+    crate::note!(
         "e2e: {} in {:.0}s; reports: {}",
         report.outcome_line(),
         report.duration_s,
@@ -334,7 +334,7 @@ fn run_arch(
     let run_dir = crate::paths::target_dir().join("e2e").join(run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {run_dir}"))?;
     let started = run.started.1;
-    eprintln!(
+    crate::note!(
         "e2e: run {run_id}: {} on {arch}{}, bundle {bundle}",
         args.profile,
         if emulated { " (emulated)" } else { "" }
@@ -382,7 +382,7 @@ fn run_arch(
         }
         let mut logs = Vec::new();
         if let Err(e) = &result {
-            eprintln!("e2e: {e:#}");
+            crate::note!("e2e: {e:#}");
             // What went wrong is in the containers' logs: save them before they are removed.
             if finished {
                 if let Ok(engine) = Engine::connect().await {
@@ -391,15 +391,15 @@ fn run_arch(
             }
         }
         if args.keep {
-            eprintln!("e2e: --keep: leaving the containers of {run_id}; remove them with `cargo xtask e2e --sweep` once this process is gone");
+            crate::note!("e2e: --keep: leaving the containers of {run_id}; remove them with `cargo xtask e2e --sweep` once this process is gone");
         } else {
             let cleanup = Instant::now();
             match Engine::connect().await {
                 Ok(engine) => match engine.remove_run(run_id).await {
-                    Ok(removed) => eprintln!("e2e: removed {removed}"),
-                    Err(e) => eprintln!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
+                    Ok(removed) => crate::note!("e2e: removed {removed}"),
+                    Err(e) => crate::note!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
                 },
-                Err(e) => eprintln!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
+                Err(e) => crate::note!("e2e: cleanup failed: {e:#}; run `cargo xtask e2e --sweep`"),
             }
             phases.mark_since("cleanup", cleanup);
         }
@@ -492,7 +492,7 @@ async fn execute(
     let engine = Engine::connect().await?;
     let swept = engine.sweep().await?;
     if swept != engine::Removed::default() {
-        eprintln!("e2e: swept leftovers of earlier runs: {swept}");
+        crate::note!("e2e: swept leftovers of earlier runs: {swept}");
     }
     let since = jiff::Timestamp::now().as_second() - 1;
     let profile = stack.profile(profile_name)?;
@@ -511,7 +511,7 @@ async fn execute(
             other => bail!("image {} is {other:?} in the engine, expected {}", c.spec.image, plan.platform),
         }
     }
-    eprintln!("e2e: loaded {} images from {} archives", loaded.len(), plan.archives.len());
+    crate::note!("e2e: loaded {} images from {} archives", loaded.len(), plan.archives.len());
     phases.mark_since("load images", t);
     let t = Instant::now();
 
@@ -545,7 +545,7 @@ async fn execute(
             engine.connect_network(&plan.cloud_network, &c.spec.name, std::slice::from_ref(&c.component)).await?;
         }
     }
-    eprintln!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
+    crate::note!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
     phases.mark_since("start", t);
 
     let samples = Arc::new(Mutex::new(BTreeMap::new()));
@@ -566,7 +566,7 @@ async fn execute(
     let mut results = Vec::new();
     for s in scenarios {
         if let Some(missing) = scenario::missing_requirement(s, &plan.provides) {
-            eprintln!("  not run: {}: {missing} not in bundle", s.name);
+            crate::note!("  not run: {}: {missing} not in bundle", s.name);
             results.push(report::ScenarioResult {
                 name: s.name.clone(),
                 file: s.display_file(),

@@ -21,7 +21,7 @@ fn have(program: &str) -> bool {
 }
 
 fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
-    eprintln!("e2e: installing {} (apt-get)", packages.join(" "));
+    crate::note!("e2e: installing {} (apt-get)", packages.join(" "));
     cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive").quiet().run()?;
     if packages.is_empty() {
         return Ok(());
@@ -48,7 +48,7 @@ pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
     }
     let log = crate::paths::target_dir().join("dockerd.log");
     std::fs::create_dir_all(crate::paths::target_dir())?;
-    eprintln!("e2e: starting dockerd (log: {log})");
+    crate::note!("e2e: starting dockerd (log: {log})");
     let file = std::fs::File::create(&log).with_context(|| format!("creating {log}"))?;
     // dockerd outlives this run, as a system service would.
     std::process::Command::new("dockerd")
@@ -117,7 +117,7 @@ pub fn fixture_tools(arches: &[Arch]) -> Result<()> {
         bail!("the fixture images need more than this machine has; as root: {}", fix.join(" && "));
     }
     for a in &foreign {
-        eprintln!("e2e: adding dpkg's {a} architecture (the fixtures are built from {a} packages too)");
+        crate::note!("e2e: adding dpkg's {a} architecture (the fixtures are built from {a} packages too)");
         let a = a.as_str();
         cmd!(sh, "dpkg --add-architecture {a}").quiet().run()?;
     }
@@ -130,7 +130,7 @@ pub fn bundle(stack: &Stack, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
     let p = stack.profile(profile)?;
     let lock_file = p.lock_file();
     if profile == "local" && !lock_file.exists() {
-        eprintln!(
+        crate::note!(
             "e2e: no fixture images yet ({lock_file} is missing): assembling them (`cargo xtask fixtures --push`)"
         );
         crate::fixtures::run(crate::fixtures::Args { out: None, dry_run: false, push: true })?;

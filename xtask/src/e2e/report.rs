@@ -687,7 +687,7 @@ pub fn append_step_summary(summary: &Utf8Path) {
         f.write_all(b"\n")
     });
     if let Err(e) = appended {
-        eprintln!("e2e: could not append {summary} to the step summary: {e}");
+        crate::note!("e2e: could not append {summary} to the step summary: {e}");
     }
 }
 

@@ -229,7 +229,7 @@ impl<'a> Runner<'a> {
             }
         }
         result.duration_s = t0.elapsed().as_secs_f64();
-        eprintln!(
+        crate::note!(
             "  {} {} / {} ({:.1}s){}",
             if result.status == Status::Passed { "ok  " } else { "FAIL" },
             s.name,

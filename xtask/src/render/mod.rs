@@ -330,7 +330,7 @@ pub fn run(args: Args) -> Result<()> {
         let sets: Vec<(String, Arch, &Files)> = all.iter().map(|(p, a, f)| (p.clone(), *a, f)).collect();
         if args.bless {
             let n = crate::golden::bless(&sets)?;
-            eprintln!("golden: wrote {n} snapshots under golden/render/");
+            crate::note!("golden: wrote {n} snapshots under golden/render/");
             return Ok(());
         }
         let drift = crate::golden::check(&sets)?;
@@ -344,11 +344,14 @@ pub fn run(args: Args) -> Result<()> {
             crate::gate::write_record(path, &record)?;
         }
         if drift.is_empty() {
-            eprintln!("golden: {} rendered files match golden/render/", sets.iter().map(|s| s.2.len()).sum::<usize>());
+            crate::note!(
+                "golden: {} rendered files match golden/render/",
+                sets.iter().map(|s| s.2.len()).sum::<usize>()
+            );
             return Ok(());
         }
         for d in &drift {
-            eprintln!("{d}");
+            crate::note!("{d}");
         }
         anyhow::bail!(
             "{} golden snapshot(s) differ from what the renderers produce; if the change is intended, run `cargo xtask render --bless` and commit golden/",
@@ -363,7 +366,7 @@ pub fn run(args: Args) -> Result<()> {
         let files = render(&Ctx::new(&stack, profile, arch)?)?;
         let out = args.out.clone().unwrap_or_else(|| crate::paths::render_out_dir(profile, arch.as_str()));
         files.write_to(&out)?;
-        eprintln!("render: {profile}/{arch}: {} files in {out}", files.len());
+        crate::note!("render: {profile}/{arch}: {} files in {out}", files.len());
     }
     Ok(())
 }
