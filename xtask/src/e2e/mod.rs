@@ -179,8 +179,7 @@ pub fn run_once(
         crate::note!("e2e: {e:#}");
         return finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default());
     }
-    provision::docker(rt)?;
-    run.emulated = provision::arch(arch)?;
+    run.emulated = provision::machine(rt, stack, &args.profile, arch)?;
     let bundle = match &args.bundle {
         Some(dir) => provision::given_bundle(dir, &args.profile, arch),
         None => provision::bundle(stack, &args.profile, arch),

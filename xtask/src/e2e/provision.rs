@@ -1,18 +1,99 @@
 //! What `cargo xtask e2e` needs before it starts, provisioned when it can be (root on
 //! Debian/Ubuntu), else named with the command that provides it.
 
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Instant;
+
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 use crate::stack::{Arch, Stack};
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+/// What this machine has, as far as a run cares: probed by [`Machine::probe`], made by hand in tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Machine {
+    pub root: bool,
+    /// Debian or Ubuntu (`/etc/debian_version`): apt and dpkg are there.
+    pub debian: bool,
+    pub host: Option<Arch>,
+    /// A Docker engine answers on the default socket.
+    pub docker_answers: bool,
+    /// `DOCKER_HOST` is set: the engine is someone else's to start.
+    pub docker_host_set: bool,
+    /// Programs found on PATH, of those [`plan`] asks about.
+    pub programs: BTreeSet<String>,
+    /// Architectures dpkg installs and downloads packages for (native and foreign).
+    pub dpkg_arches: BTreeSet<Arch>,
+    /// Architectures apt has package lists for (`/var/lib/apt/lists/*binary-<arch>_Packages*`).
+    pub apt_lists: BTreeSet<Arch>,
+    /// binfmt_misc is mounted.
+    pub binfmt_mounted: bool,
+    /// qemu-aarch64 is registered with binfmt_misc and enabled.
+    pub qemu_aarch64: bool,
 }
 
-fn is_debian() -> bool {
-    std::path::Path::new("/etc/debian_version").exists()
+/// Programs [`plan`] looks for, each with the Debian package that ships it.
+const PROGRAMS: [(&str, &str); 5] = [
+    ("dockerd", "docker.io"),
+    ("qemu-aarch64-static", "qemu-user-static"),
+    ("update-binfmts", "binfmt-support"),
+    (crate::tools::SKOPEO.binary, crate::tools::SKOPEO.package),
+    (crate::registry::DOCKER_REGISTRY.binary, crate::registry::DOCKER_REGISTRY.package),
+];
+
+const QEMU_AARCH64: &str = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
+const BINFMT_REGISTER: &str = "/proc/sys/fs/binfmt_misc/register";
+const APT_LISTS: &str = "/var/lib/apt/lists";
+
+impl Machine {
+    /// This machine, now.
+    pub fn probe(rt: &tokio::runtime::Runtime) -> Machine {
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        let debian = Path::new("/etc/debian_version").exists();
+        let programs = PROGRAMS.iter().map(|(p, _)| *p).filter(|p| have(p)).map(String::from).collect();
+        let dpkg = |flag: &str| {
+            std::process::Command::new("dpkg")
+                .arg(flag)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default()
+        };
+        let dpkg_names = format!("{}\n{}", dpkg("--print-architecture"), dpkg("--print-foreign-architectures"));
+        let dpkg_arches =
+            Arch::ALL.into_iter().filter(|a| dpkg_names.lines().any(|l| l.trim() == a.as_str())).collect();
+        Machine {
+            root,
+            debian,
+            host: Arch::host(),
+            docker_answers: rt.block_on(super::engine::Engine::connect()).is_ok(),
+            docker_host_set: std::env::var_os("DOCKER_HOST").is_some(),
+            programs,
+            dpkg_arches,
+            apt_lists: Machine::probe_apt_lists(),
+            binfmt_mounted: Path::new(BINFMT_REGISTER).exists(),
+            qemu_aarch64: qemu_enabled(),
+        }
+    }
+
+    fn probe_apt_lists() -> BTreeSet<Arch> {
+        let lists: Vec<String> = std::fs::read_dir(APT_LISTS)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        Arch::ALL.into_iter().filter(|a| lists.iter().any(|n| n.contains(&format!("binary-{a}_Packages")))).collect()
+    }
+
+    fn has(&self, program: &str) -> bool {
+        self.programs.contains(program)
+    }
+}
+
+fn qemu_enabled() -> bool {
+    std::fs::read_to_string(QEMU_AARCH64).is_ok_and(|s| s.starts_with("enabled"))
 }
 
 /// Whether a program is on PATH.
@@ -20,35 +101,160 @@ fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-fn apt_install(sh: &Shell, packages: &[&str]) -> Result<()> {
-    crate::note!("e2e: installing {} (apt-get)", packages.join(" "));
-    cmd!(sh, "apt-get update -qq").env("DEBIAN_FRONTEND", "noninteractive").quiet().run()?;
-    if packages.is_empty() {
-        return Ok(());
-    }
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {packages...}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .quiet()
-        .run()
-        .with_context(|| format!("apt-get install {}", packages.join(" ")))
+/// What a run needs of the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    /// The arch the run's containers are: arm64 on an amd64 host runs under qemu.
+    pub arch: Arch,
+    /// The arches whose fixture images must be assembled from Debian packages first (empty when
+    /// they are already built or the profile has none).
+    pub fixtures_for: Vec<Arch>,
 }
 
-/// A Docker engine answering on the default socket: started (and installed) when we are root
-/// on Debian/Ubuntu, else an error saying how to get one.
-pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
-    if let Ok(engine) = rt.block_on(super::engine::Engine::connect()) {
-        return rt.block_on(engine.check_local());
+/// One provisioning step: what [`execute`] runs, and what a user who is not root is told to run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    AddDpkgArch(Arch),
+    AptUpdate,
+    AptInstall(Vec<&'static str>),
+    MountBinfmt,
+    EnableQemuAarch64,
+    StartDockerd,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::AddDpkgArch(a) => write!(f, "dpkg --add-architecture {a}"),
+            Step::AptUpdate => write!(f, "apt-get update"),
+            Step::AptInstall(p) => write!(f, "apt-get install -y --no-install-recommends {}", p.join(" ")),
+            Step::MountBinfmt => write!(f, "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc"),
+            Step::EnableQemuAarch64 => write!(f, "update-binfmts --enable qemu-aarch64"),
+            Step::StartDockerd => write!(f, "dockerd >target/dockerd.log 2>&1 &"),
+        }
     }
-    if !(is_root() && is_debian()) || std::env::var_os("DOCKER_HOST").is_some() {
-        bail!("no Docker engine answers: {}", super::engine::DOCKER_FIX);
+}
+
+/// The steps that give `machine` what `need` asks for, in the order they must run: pure, so the
+/// plan for a bare machine is tested as data. `Err` when the machine cannot be provisioned by us
+/// (not root, not Debian/Ubuntu, an engine elsewhere, an arch no emulator here runs), naming the
+/// commands that would provision it.
+pub fn plan(machine: &Machine, need: &Need) -> Result<Vec<Step>> {
+    let mut packages: Vec<&'static str> = Vec::new();
+    let want = |program: &str, packages: &mut Vec<&'static str>| {
+        if !machine.has(program) {
+            let (_, package) = PROGRAMS.iter().find(|(p, _)| *p == program).expect("a program of PROGRAMS");
+            if !packages.contains(package) {
+                packages.push(package);
+            }
+        }
+    };
+    // After apt: binfmt for qemu, then the engine.
+    let mut late = Vec::new();
+    let emulated = Some(need.arch) != machine.host;
+    if emulated && need.arch != Arch::Arm64 {
+        bail!("{} can only run on a {} host (emulation is set up for arm64 only)", need.arch, need.arch);
     }
+    if emulated && !machine.qemu_aarch64 {
+        want("qemu-aarch64-static", &mut packages);
+        want("update-binfmts", &mut packages);
+        if !machine.binfmt_mounted {
+            late.push(Step::MountBinfmt);
+        }
+        late.push(Step::EnableQemuAarch64);
+    }
+    if !machine.docker_answers {
+        if machine.docker_host_set {
+            bail!("DOCKER_HOST is set and no engine answers there: {}", super::engine::DOCKER_FIX);
+        }
+        want("dockerd", &mut packages);
+        late.push(Step::StartDockerd);
+    }
+    let mut steps = Vec::new();
+    let mut update = !packages.is_empty();
+    if !need.fixtures_for.is_empty() {
+        want(crate::tools::SKOPEO.binary, &mut packages);
+        want(crate::registry::DOCKER_REGISTRY.binary, &mut packages);
+        update |= !packages.is_empty();
+        for a in &need.fixtures_for {
+            if !machine.dpkg_arches.contains(a) {
+                steps.push(Step::AddDpkgArch(*a));
+            }
+            update |= !machine.dpkg_arches.contains(a) || !machine.apt_lists.contains(a);
+        }
+    }
+    if update {
+        steps.push(Step::AptUpdate);
+    }
+    if !packages.is_empty() {
+        steps.push(Step::AptInstall(packages));
+    }
+    steps.extend(late);
+    if !steps.is_empty() && !(machine.root && machine.debian) {
+        bail!(
+            "this machine lacks what the e2e needs{}; as root on Debian/Ubuntu run: {} (`cargo xtask e2e` run as root does this itself)",
+            if machine.debian { "" } else { " (and it is not Debian/Ubuntu, where the harness can install it)" },
+            steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" && ")
+        );
+    }
+    Ok(steps)
+}
+
+/// Run `steps` in order, each announced with its number and timed; checks afterwards that each did
+/// what it was for.
+pub fn execute(rt: &tokio::runtime::Runtime, steps: &[Step], need: &Need) -> Result<()> {
     let sh = Shell::new()?;
-    if !have("dockerd") {
-        apt_install(&sh, &["docker.io"])?;
+    for (i, step) in steps.iter().enumerate() {
+        let t = Instant::now();
+        crate::note!("e2e: provision {}/{}: {step}", i + 1, steps.len());
+        match step {
+            Step::AddDpkgArch(a) => {
+                let a = a.as_str();
+                cmd!(sh, "dpkg --add-architecture {a}").quiet().run()?;
+            }
+            Step::AptUpdate => apt(&sh, &["update", "-qq"]).context("apt-get update")?,
+            Step::AptInstall(p) => {
+                let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+                args.extend(p.iter().copied());
+                apt(&sh, &args).with_context(|| format!("apt-get install {}", p.join(" ")))?;
+            }
+            Step::MountBinfmt => {
+                cmd!(sh, "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc").quiet().run()?;
+            }
+            Step::EnableQemuAarch64 => {
+                cmd!(sh, "update-binfmts --enable qemu-aarch64").quiet().run()?;
+                if !qemu_enabled() {
+                    bail!(
+                        "qemu-aarch64 is still not registered with binfmt_misc after `{step}`; see update-binfmts --display"
+                    );
+                }
+            }
+            Step::StartDockerd => start_dockerd(rt)?,
+        }
+        crate::note!("e2e: provision {}/{}: done in {:.1} s", i + 1, steps.len(), t.elapsed().as_secs_f64());
     }
+    if steps.contains(&Step::AptUpdate) {
+        let lists = Machine::probe_apt_lists();
+        if let Some(a) = need.fixtures_for.iter().find(|a| !lists.contains(a)) {
+            bail!(
+                "apt has no {a} package lists after `apt-get update`: the fixture images are assembled from {a} packages; \
+                 add an apt source that serves {a} (on Ubuntu, {a} lives in the ports archive: a sources entry with \
+                 `[arch={a}]`), then `apt-get update`"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn apt(sh: &Shell, args: &[&str]) -> Result<()> {
+    cmd!(sh, "apt-get {args...}").env("DEBIAN_FRONTEND", "noninteractive").quiet().run()?;
+    Ok(())
+}
+
+fn start_dockerd(rt: &tokio::runtime::Runtime) -> Result<()> {
     let log = crate::paths::target_dir().join("dockerd.log");
     std::fs::create_dir_all(crate::paths::target_dir())?;
-    crate::note!("e2e: starting dockerd (log: {log})");
     let file = std::fs::File::create(&log).with_context(|| format!("creating {log}"))?;
     // dockerd outlives this run, as a system service would.
     std::process::Command::new("dockerd")
@@ -63,65 +269,34 @@ pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
     .with_context(|| format!("dockerd did not come up; see {log}"))
 }
 
-/// Whether arm64 binaries run here: natively, or through a registered qemu-aarch64.
-pub fn arch(arch: Arch) -> Result<bool> {
-    if Some(arch) == Arch::host() {
-        return Ok(false);
-    }
-    if arch != Arch::Arm64 {
-        bail!("{arch} can only run on a {arch} host (emulation is set up for arm64 only)");
-    }
-    let registered = std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
-    let enabled = |p: &std::path::Path| std::fs::read_to_string(p).is_ok_and(|s| s.starts_with("enabled"));
-    if enabled(registered) {
-        return Ok(true);
-    }
-    let fix = "apt-get install qemu-user-static binfmt-support; mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; update-binfmts --enable qemu-aarch64";
-    if !(is_root() && is_debian()) {
-        bail!("arm64 needs qemu registered with binfmt_misc (as root: {fix})");
-    }
-    let sh = Shell::new()?;
-    if !have("qemu-aarch64-static") || !have("update-binfmts") {
-        apt_install(&sh, &["qemu-user-static", "binfmt-support"])?;
-    }
-    if !std::path::Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
-        cmd!(sh, "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc").quiet().run()?;
-    }
-    cmd!(sh, "update-binfmts --enable qemu-aarch64").quiet().run()?;
-    if !enabled(registered) {
-        bail!("qemu-aarch64 is still not registered with binfmt_misc; run: {fix}");
-    }
-    Ok(true)
+/// What a run of `profile` on `arch` needs of this machine.
+pub fn need(stack: &Stack, profile: &str, arch: Arch) -> Result<Need> {
+    let fixtures_for = if profile == "local" && !stack.profile(profile)?.lock_file().exists() {
+        stack.matrix.arch.clone()
+    } else {
+        Vec::new()
+    };
+    Ok(Need { arch, fixtures_for })
 }
 
-/// What `cargo xtask fixtures --push` needs: skopeo and docker-registry, and dpkg set up for every
-/// arch of the matrix (the fixtures are built from each arch's packages). Installed when we are
-/// root on Debian/Ubuntu, else an error with the commands.
-pub fn fixture_tools(arches: &[Arch]) -> Result<()> {
-    let packages: Vec<&str> = [crate::tools::SKOPEO, crate::registry::DOCKER_REGISTRY]
-        .into_iter()
-        .filter(|t| t.find().is_err())
-        .map(|t| t.package)
-        .collect();
-    let foreign = crate::fixtures::deb::missing_arches(arches)?;
-    if packages.is_empty() && foreign.is_empty() {
-        return Ok(());
-    }
-    let sh = Shell::new()?;
-    if !(is_root() && is_debian()) {
-        let mut fix: Vec<String> = foreign.iter().map(|a| format!("dpkg --add-architecture {a}")).collect();
-        fix.push("apt-get update".into());
-        if !packages.is_empty() {
-            fix.push(format!("apt-get install -y {}", packages.join(" ")));
-        }
-        bail!("the fixture images need more than this machine has; as root: {}", fix.join(" && "));
-    }
-    for a in &foreign {
-        crate::note!("e2e: adding dpkg's {a} architecture (the fixtures are built from {a} packages too)");
-        let a = a.as_str();
-        cmd!(sh, "dpkg --add-architecture {a}").quiet().run()?;
-    }
-    apt_install(&sh, &packages)
+/// Everything a run of `profile` on `arch` needs (Docker engine, qemu for arm64 on amd64, what the
+/// fixture images are assembled with), provisioned when we are root on Debian/Ubuntu, else an
+/// error naming the commands. Returns whether the run is emulated.
+pub fn machine(rt: &tokio::runtime::Runtime, stack: &Stack, profile: &str, arch: Arch) -> Result<bool> {
+    let need = need(stack, profile, arch)?;
+    let steps = plan(&Machine::probe(rt), &need)?;
+    execute(rt, &steps, &need)?;
+    rt.block_on(async { super::engine::Engine::connect().await?.check_local().await })?;
+    Ok(Some(arch) != Arch::host())
+}
+
+/// A Docker engine answering on the default socket (for `--sweep`): started, and installed, when
+/// we are root on Debian/Ubuntu.
+pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
+    let host = Arch::host().context("this machine is neither amd64 nor arm64")?;
+    let need = Need { arch: host, fixtures_for: Vec::new() };
+    let steps = plan(&Machine::probe(rt), &need)?;
+    execute(rt, &steps, &need)
 }
 
 /// The bundle for `profile` and `arch`, built (and, for the local profile, its fixture images
