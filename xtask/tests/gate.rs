@@ -68,6 +68,127 @@ fn check_fails(break_it: impl FnOnce(&Utf8Path), check: &str, reason: &str) {
     check_fails_all(break_it, &[(check, reason)]);
 }
 
+/// The gate on `fixtures/gate/<name>/` laid over a copy of `good/` (each of those folders holds
+/// only the files that differ) fails exactly the checks named, each with one reason containing
+/// every text given (the reason and the file it is about).
+fn check(name: &str, expect: &[(&str, &[&str])]) {
+    let (_tmp, dir) = evidence(|d| copy_dir(&root().join("fixtures/gate").join(name), d));
+    let v = verdict(&dir);
+    assert!(!v.passed, "{name}: the gate passed: {v:#?}");
+    let failed: Vec<&xtask::gate::Check> = v.checks.iter().filter(|c| !c.passed).collect();
+    let names: Vec<&str> = expect.iter().map(|(c, _)| *c).collect();
+    assert_eq!(failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), names, "{name}: {v:#?}");
+    for (check, (_, texts)) in failed.iter().zip(expect) {
+        assert!(
+            check.reasons.iter().any(|r| texts.iter().all(|t| r.contains(t))),
+            "{name}: no reason of {:?} containing all of {texts:?} in {:#?}",
+            check.name,
+            check.reasons
+        );
+    }
+}
+
+#[test]
+fn a_report_with_no_scenarios_is_refused() {
+    check(
+        "zero-scenarios",
+        &[("required cells passed", &["cells/compose-local-amd64/report.json", "refused", "no scenarios"])],
+    );
+}
+
+#[test]
+fn a_report_where_every_scenario_did_not_run_fails_its_cell() {
+    check(
+        "all-not-run",
+        &[(
+            "required cells passed",
+            &[
+                "required cell compose local amd64 failed",
+                "metrics not run: node-exporter not in bundle",
+                "quiet not run",
+                "(cells/compose-local-amd64/report.json)",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn a_forged_pass_beside_a_real_failure_does_not_pass() {
+    check(
+        "duplicate-forged-pass",
+        &[(
+            "required cells passed",
+            &[
+                "required cell compose local amd64 failed",
+                "metrics failed / every target up",
+                "cells/compose-local-amd64/report.json",
+            ],
+        )],
+    );
+    // The verdict names both reports it read.
+    let (_tmp, dir) = evidence(|d| copy_dir(&root().join("fixtures/gate/duplicate-forged-pass"), d));
+    let v = verdict(&dir);
+    let reasons = v.checks[0].reasons.join("\n");
+    assert!(reasons.contains("cells/forged/report.json"), "{reasons}");
+    // The matrix report shows the cell failed, and how many reports it had.
+    let stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    let m = xtask::matrix::build(&stack, xtask::stack::Subset::Pr, &dir).unwrap();
+    let cell = m.cells.iter().find(|c| c.id == "compose-local-amd64").unwrap();
+    assert_eq!(cell.mark, xtask::matrix::Mark::Failed, "{cell:#?}");
+    assert!(cell.detail.iter().any(|d| d.contains("2 reports")), "{cell:#?}");
+}
+
+#[test]
+fn records_of_an_unknown_schema_are_refused() {
+    check(
+        "schema-99",
+        &[
+            (
+                "required cells passed",
+                &[
+                    "cells/k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0/not-run.json",
+                    "schema 99, this tool reads schema 1",
+                ],
+            ),
+            (
+                "bundles reproducible",
+                &["bundle/observability-local-amd64.repro.json", "schema 99, this tool reads schema 1"],
+            ),
+            ("golden snapshots clean", &["golden-check.json", "schema 99, this tool reads schema 1"]),
+        ],
+    );
+}
+
+#[test]
+fn a_repro_record_that_claims_nothing_is_refused() {
+    check(
+        "repro-claims-nothing",
+        &[(
+            "bundles reproducible",
+            &["bundle/observability-local-amd64.repro.json", "refused", "\"x\" is not a sha256 digest"],
+        )],
+    );
+    check(
+        "repro-claims-nothing",
+        &[(
+            "bundles reproducible",
+            &["bundle/observability-local-amd64.repro.json", "refused", "no files were compared"],
+        )],
+    );
+    check(
+        "repro-claims-nothing",
+        &[(
+            "bundles reproducible",
+            &["bundle/observability-local-arm64.repro.json", "refused", "1 build, two are compared"],
+        )],
+    );
+}
+
+#[test]
+fn a_golden_record_that_claims_nothing_is_refused() {
+    check("golden-claims-nothing", &[("golden snapshots clean", &["golden-check.json", "refused", "no files"])]);
+}
+
 const AMD64: &str = "cells/compose-local-amd64/report.json";
 const ARM64: &str = "cells/compose-local-arm64/report.json";
 
