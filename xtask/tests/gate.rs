@@ -120,7 +120,7 @@ fn a_forged_pass_beside_a_real_failure_does_not_pass() {
             "required cells passed",
             &[
                 "required cell compose local amd64 failed",
-                "metrics failed / every target up",
+                "failed: metrics / every target up",
                 "cells/compose-local-amd64/report.json",
             ],
         )],
@@ -223,6 +223,7 @@ fn a_required_cell_that_did_not_run_fails_the_gate() {
         |d| {
             std::fs::remove_file(d.join(ARM64)).unwrap();
             let not_run = serde_json::json!({
+                "schema": 1,
                 "cell": { "backend": "compose", "profile": "local", "arch": "arm64" },
                 "reason": "arm64 needs qemu registered with binfmt_misc",
             });
