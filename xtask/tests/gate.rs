@@ -328,6 +328,57 @@ fn a_policy_that_requires_nothing_does_not_pass() {
     assert!(v.failures().iter().any(|f| f.contains("no cell is required")), "{:#?}", v.failures());
 }
 
+/// The gate with `policy_extra` appended to ci/gate.toml, on the good evidence.
+fn verdict_with_policy(policy_extra: &str) -> anyhow::Result<Verdict> {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = Utf8PathBuf::from_path_buf(tmp.path().join("gate.toml")).unwrap();
+    let text = std::fs::read_to_string(root().join("ci/gate.toml")).unwrap();
+    std::fs::write(&path, format!("{text}\n{policy_extra}\n")).unwrap();
+    let stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    decide(&stack, &load_policy(&path)?, &root().join("fixtures/gate/good"))
+}
+
+#[test]
+fn the_required_scenarios_default_to_what_the_bundle_provides() {
+    let stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    let policy = load_policy(&root().join("ci/gate.toml")).unwrap();
+    let scenarios = xtask::e2e::scenario::load_dir(&root().join("scenarios"), &[]).unwrap();
+    let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "compose-local-amd64").unwrap();
+    // The local profile has no Loki, Jaeger or Grafana: those scenarios are not required of it.
+    assert_eq!(
+        xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
+        ["metrics", "alerts", "link-probes", "restart", "quiet"]
+    );
+}
+
+#[test]
+fn a_policy_can_name_the_required_scenarios_of_a_cell() {
+    // A scenario the report shows not run fails the cell, by name.
+    let v = verdict_with_policy(
+        "[[scenarios]]\ncells = { profile = \"local\", arch = \"amd64\" }\nnames = [\"metrics\", \"logs\"]",
+    )
+    .unwrap();
+    assert!(!v.passed, "{v:#?}");
+    let f = v.failures();
+    assert!(
+        f.iter().any(|r| r.contains(
+            "required cell compose local amd64 failed: logs not run: loki not in bundle (cells/compose-local-amd64/report.json)"
+        )),
+        "{f:#?}"
+    );
+    assert!(f.iter().all(|r| !r.contains("arm64")), "only the amd64 cell requires logs: {f:#?}");
+    // Naming the scenarios the report passed passes.
+    let v = verdict_with_policy("[[scenarios]]\ncells = { profile = \"local\" }\nnames = [\"metrics\", \"quiet\"]")
+        .unwrap();
+    assert!(v.passed, "{:#?}", v.failures());
+    // A name that is no scenario's is refused.
+    let err = format!(
+        "{:#}",
+        verdict_with_policy("[[scenarios]]\ncells = { profile = \"local\" }\nnames = [\"metricz\"]").unwrap_err()
+    );
+    assert!(err.contains("scenarios[0] names \"metricz\", which is no scenario's name"), "{err}");
+}
+
 #[test]
 fn the_gate_command_exits_1_with_its_reasons_and_writes_the_verdict() {
     let (_tmp, dir) = evidence(|d| std::fs::remove_file(d.join(ARM64)).unwrap());
