@@ -9,66 +9,26 @@
 //! | `not-run.json` | `cargo xtask matrix run` | a cell this machine could not run, and why |
 //! | `*.repro.json` | `cargo xtask bundle repro` | two builds of one bundle and their sha256 |
 //! | `golden-check.json` | `cargo xtask render --check --record` | whether the golden snapshots were clean |
-
-use anyhow::{Context, Result};
-use camino::Utf8Path;
-use serde::{Deserialize, Serialize};
-
-use crate::stack::Arch;
-
-/// Version of every record's format.
-pub const SCHEMA: u32 = 1;
-
-/// `render --check --record`: the golden snapshots against the renderers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GoldenRecord {
-    pub schema: u32,
-    pub clean: bool,
-    /// Rendered files compared.
-    pub files: usize,
-    /// Each drifted, missing or unreferenced snapshot.
-    pub problems: Vec<String>,
-}
-
-/// `bundle repro`: one bundle built twice.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ReproRecord {
-    pub schema: u32,
-    pub profile: String,
-    pub arch: Arch,
-    /// The archive's sha256 of each build.
-    pub builds: Vec<String>,
-    pub files: usize,
-    /// Files whose sha256 differs between the builds.
-    pub differing: Vec<String>,
-}
-
-impl ReproRecord {
-    pub fn reproducible(&self) -> bool {
-        self.builds.len() >= 2
-            && self.builds.iter().all(|b| !b.is_empty() && *b == self.builds[0])
-            && self.differing.is_empty()
-    }
-}
-
-/// Write a record as pretty JSON, atomically.
-pub fn write_record<T: Serialize>(path: &Utf8Path, record: &T) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-    }
-    let text = format!("{}\n", serde_json::to_string_pretty(record)?);
-    crate::atomic::write(path, text.as_bytes(), false)
-}
-
-// ---- the gate ----
+//!
+//! The record types and their reading live in [`crate::evidence`]: every record's schema is
+//! checked, and a record that claims nothing (no scenarios, no files, digests that are not
+//! sha256, fewer than two builds) is refused. Refused evidence fails the gate with its reason;
+//! it is never skipped. A required cell passes only if every report of it (all are judged, none
+//! is preferred) ran and passed every scenario required of it (see [`required_scenarios`]).
 
 use std::collections::BTreeSet;
 
-use anyhow::bail;
-use camino::Utf8PathBuf;
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
 
-use crate::e2e::report::Outcome;
+use crate::e2e::report::{Outcome, Report, Status};
+use crate::e2e::scenario::Scenario;
+use crate::evidence::{GOLDEN, GoldenRecord, REPRO_SUFFIX, ReproRecord};
 use crate::stack::{Cell, CellPattern, Stack, Subset};
+
+/// Version of the verdict's format (`gate-verdict.json`).
+pub const SCHEMA: u32 = 1;
 
 /// The release verdict from a folder of evidence.
 #[derive(Debug, clap::Args)]
@@ -96,6 +56,10 @@ pub struct Policy {
     /// subset that is not experimental.
     #[serde(default)]
     pub required: Vec<CellPattern>,
+    /// The scenarios (their `name:`) each required cell matching a pattern must have run and
+    /// passed. A cell no entry matches: every scenario whose `requires` its bundle provides.
+    #[serde(default)]
+    pub scenarios: Vec<RequiredScenarios>,
     /// Each required cell's bundle has a reproducibility record of two identical builds.
     #[serde(default = "yes")]
     pub reproducible_bundles: bool,
@@ -105,6 +69,14 @@ pub struct Policy {
     /// No enforced edge budget was exceeded, or left unmeasured, in any cell's report.
     #[serde(default = "yes")]
     pub edge_budgets: bool,
+}
+
+/// Scenarios required of the cells a pattern selects (`ci/gate.toml` `scenarios`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredScenarios {
+    pub cells: CellPattern,
+    pub names: Vec<String>,
 }
 
 fn pr() -> Subset {
@@ -175,18 +147,97 @@ pub fn load_policy(path: &Utf8Path) -> Result<Policy> {
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Utf8Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    serde_json::from_str(&text).with_context(|| format!("{path}: not a record this tool reads (schema {SCHEMA})"))
+/// What the bundle of `cell` provides to scenarios, as the e2e decides "not run: <what> not in
+/// bundle" ([`crate::e2e::plan::Plan::provides`]): computed from the stack, not from a report.
+pub fn provides(stack: &Stack, cell: &Cell) -> Result<BTreeSet<String>> {
+    let plan = crate::e2e::plan::plan(stack, &cell.profile, cell.arch, "gate", 2, Utf8PathBuf::new(), Vec::new())
+        .with_context(|| format!("planning {cell} to know what its bundle provides"))?;
+    Ok(plan.provides)
 }
 
-/// The verdict of `policy` on the evidence under `dir`, for the cells of `stack`. Reads `dir`
-/// only; decides from what the evidence says, runs nothing.
+/// The scenarios `cell` must have run and passed, in file order: the names of the policy's
+/// `scenarios` entries whose pattern matches it, or else every scenario whose `requires` its
+/// bundle [`provides`].
+pub fn required_scenarios(stack: &Stack, policy: &Policy, scenarios: &[Scenario], cell: &Cell) -> Result<Vec<String>> {
+    let named: BTreeSet<&String> =
+        policy.scenarios.iter().filter(|r| r.cells.matches(cell)).flat_map(|r| &r.names).collect();
+    if !named.is_empty() {
+        return Ok(scenarios.iter().filter(|s| named.contains(&s.name)).map(|s| s.name.clone()).collect());
+    }
+    let provides = provides(stack, cell)?;
+    Ok(scenarios
+        .iter()
+        .filter(|s| crate::e2e::scenario::missing_requirement(s, &provides).is_none())
+        .map(|s| s.name.clone())
+        .collect())
+}
+
+/// An error about `path` as the verdict shows it: relative to the evidence folder.
+fn refused(dir: &Utf8Path, path: &Utf8Path, e: &anyhow::Error) -> String {
+    format!("{e:#}").replace(path.as_str(), path.strip_prefix(dir).unwrap_or(path).as_str())
+}
+
+/// Why one report of a cell does not pass it: each required scenario that is missing, not run,
+/// failed or anything but passed, each other failed scenario, and budgets; empty if it passes.
+fn report_problems(r: &Report, want: &[String]) -> Vec<String> {
+    let failed_step = |s: &crate::e2e::report::ScenarioResult| {
+        let step = s.steps.iter().find(|x| x.status == Status::Failed);
+        format!("{}{}", s.name, step.map(|x| format!(" / {}", x.name)).unwrap_or_default())
+    };
+    let mut problems = Vec::new();
+    for name in want {
+        match r.scenarios.iter().find(|s| &s.name == name) {
+            None => problems.push(format!("{name} missing (required, not in the report)")),
+            Some(s) if s.status == Status::Passed => {}
+            Some(s) if s.status == Status::Failed => problems.push(failed_step(s)),
+            // Not run, or any other outcome (interrupted): not a pass.
+            Some(s) => problems.push(format!("{name} {}", s.status.label())),
+        }
+    }
+    for s in r.scenarios.iter().filter(|s| !want.contains(&s.name) && s.status == Status::Failed) {
+        problems.push(failed_step(s));
+    }
+    if problems.is_empty() && r.outcome() != Outcome::Passed {
+        let c = r.counts();
+        problems.push(format!("{} budget(s) exceeded, {} not measured", c.budgets_exceeded, c.budgets_unmeasured));
+    }
+    problems
+}
+
+/// The verdict of `policy` on the evidence under `dir`, for the cells of `stack` and the
+/// scenarios of `scenarios/`. Reads `dir` and the scenario files only; runs nothing.
 pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict> {
+    let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
+    decide_with(stack, policy, &scenarios, dir)
+}
+
+/// [`decide`] with the scenarios given.
+pub fn decide_with(stack: &Stack, policy: &Policy, scenarios: &[Scenario], dir: &Utf8Path) -> Result<Verdict> {
     let cells = stack.subset(policy.subset);
     for (i, p) in policy.required.iter().enumerate() {
         if !cells.iter().any(|c| p.matches(c)) {
             bail!("the gate policy's required[{i}] {p} selects no cell of the {} subset", policy.subset.as_str());
+        }
+    }
+    for (i, r) in policy.scenarios.iter().enumerate() {
+        if !cells.iter().any(|c| r.cells.matches(c)) {
+            bail!(
+                "the gate policy's scenarios[{i}] {} selects no cell of the {} subset",
+                r.cells,
+                policy.subset.as_str()
+            );
+        }
+        if r.names.is_empty() {
+            bail!("the gate policy's scenarios[{i}] names no scenario: a cell must be required to prove something");
+        }
+        for name in &r.names {
+            if !scenarios.iter().any(|s| &s.name == name) {
+                let known: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "the gate policy's scenarios[{i}] names {name:?}, which is no scenario's name; they are {}",
+                    known.join(", ")
+                );
+            }
         }
     }
     let required: Vec<Cell> = cells
@@ -204,35 +255,42 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
     let rel = |p: &Utf8Path| p.strip_prefix(dir).unwrap_or(p).to_string();
     let mut checks = Vec::new();
 
-    // Required cells passed.
-    let mut reasons = found.unreadable.iter().map(|u| format!("unreadable: {u}")).collect::<Vec<_>>();
+    // Required cells passed: every report of each, all judged.
+    let mut reasons = found.unreadable.clone();
     let mut ok = Vec::new();
+    let none = Vec::new();
     for cell in &required {
-        match (found.reports.get(cell), found.not_run.get(cell)) {
-            (Some((path, r)), _) if r.outcome() == Outcome::Passed => ok.push(format!("{cell}: passed ({path})")),
-            (Some((path, r)), _) => {
-                let failing: Vec<String> = r
-                    .scenarios
-                    .iter()
-                    .filter(|s| s.status == crate::e2e::report::Status::Failed)
-                    .map(|s| {
-                        let step = s.steps.iter().find(|x| x.status == crate::e2e::report::Status::Failed);
-                        format!("{}{}", s.name, step.map(|x| format!(" / {}", x.name)).unwrap_or_default())
-                    })
-                    .collect();
-                let budgets = r.counts();
-                let why = if failing.is_empty() {
-                    format!(
-                        "{} budget(s) exceeded, {} not measured",
-                        budgets.budgets_exceeded, budgets.budgets_unmeasured
-                    )
-                } else {
-                    failing.join(", ")
-                };
-                reasons.push(format!("required cell {cell} failed: {why} ({path})"));
+        let want = required_scenarios(stack, policy, scenarios, cell)?;
+        let reports = found.reports.get(cell).unwrap_or(&none);
+        let paths = || reports.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>().join(", ");
+        if want.is_empty() {
+            reasons.push(format!(
+                "required cell {cell} has no scenario to pass: its bundle provides none's `requires` and the policy names none"
+            ));
+            continue;
+        }
+        if reports.is_empty() {
+            match found.not_run.get(cell) {
+                Some(records) => reasons.extend(
+                    records.iter().map(|(p, n)| format!("required cell {cell} did not run: {} ({p})", n.reason)),
+                ),
+                None => reasons.push(format!("required cell {cell} did not run: no report of it under {dir}")),
             }
-            (None, Some(why)) => reasons.push(format!("required cell {cell} did not run: {why}")),
-            (None, None) => reasons.push(format!("required cell {cell} did not run: no report of it under {dir}")),
+            continue;
+        }
+        let mut failed = false;
+        for (path, r) in reports {
+            let problems = report_problems(r, &want);
+            if !problems.is_empty() {
+                failed = true;
+                reasons.push(format!("required cell {cell} failed: {} ({path})", problems.join(", ")));
+            }
+        }
+        if failed && reports.len() > 1 {
+            reasons.push(format!("required cell {cell}: {} reports, all judged: {}", reports.len(), paths()));
+        }
+        if !failed {
+            ok.push(format!("{cell}: passed {} required scenarios ({}) in {}", want.len(), want.join(", "), paths()));
         }
     }
     if required.is_empty() {
@@ -252,10 +310,10 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
     if policy.reproducible_bundles {
         let mut records = Vec::new();
         let mut reasons = Vec::new();
-        for path in crate::matrix::files_under(dir, |n| n.ends_with(".repro.json"))? {
-            match read_json::<ReproRecord>(&path) {
+        for path in crate::matrix::files_under(dir, |n| n.ends_with(REPRO_SUFFIX))? {
+            match crate::evidence::read::<ReproRecord>(&path) {
                 Ok(r) => records.push((rel(&path), r)),
-                Err(e) => reasons.push(format!("unreadable: {e:#}")),
+                Err(e) => reasons.push(refused(dir, &path, &e)),
             }
         }
         let bundles: BTreeSet<(String, crate::stack::Arch)> =
@@ -297,7 +355,7 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
 
     // Golden snapshots clean.
     if policy.golden_clean {
-        let records = crate::matrix::files_under(dir, |n| n == "golden-check.json")?;
+        let records = crate::matrix::files_under(dir, |n| n == GOLDEN)?;
         let (passed, reasons) = match records.as_slice() {
             [] => (
                 false,
@@ -309,7 +367,7 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
                 let mut passed = true;
                 let mut reasons = Vec::new();
                 for path in paths {
-                    match read_json::<GoldenRecord>(path) {
+                    match crate::evidence::read::<GoldenRecord>(path) {
                         Ok(r) if r.clean => {
                             reasons.push(format!("{} rendered files match golden/ ({})", r.files, rel(path)))
                         }
@@ -323,7 +381,7 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
                         }
                         Err(e) => {
                             passed = false;
-                            reasons.push(format!("unreadable: {e:#}"));
+                            reasons.push(refused(dir, path, &e));
                         }
                     }
                 }
@@ -337,7 +395,8 @@ pub fn decide(stack: &Stack, policy: &Policy, dir: &Utf8Path) -> Result<Verdict>
     if policy.edge_budgets {
         let mut reasons = Vec::new();
         let mut within = 0;
-        for (cell, (path, r)) in found.reports.iter().filter(|(c, _)| cells.contains(c)) {
+        let reports = found.reports.iter().filter(|(c, _)| cells.contains(c));
+        for (cell, (path, r)) in reports.flat_map(|(c, rs)| rs.iter().map(move |pr| (c, pr))) {
             for series in &r.resources {
                 let sum = series.summary();
                 match sum.within_budget {
@@ -397,7 +456,7 @@ pub fn run(args: Args) -> Result<()> {
     let policy = load_policy(&policy_path)?;
     let verdict = decide(&stack, &policy, &args.reports)?;
     let out = args.out.clone().unwrap_or_else(|| args.reports.clone());
-    write_record(&out.join("gate-verdict.json"), &verdict)?;
+    crate::evidence::write_record(&out.join("gate-verdict.json"), &verdict)?;
     crate::atomic::write(&out.join("gate-verdict.md"), verdict.markdown().as_bytes(), false)?;
     crate::e2e::report::append_step_summary(&out.join("gate-verdict.md"));
     for c in &verdict.checks {

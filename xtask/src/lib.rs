@@ -10,6 +10,7 @@ pub mod ci;
 pub mod cli;
 pub mod containerd;
 pub mod e2e;
+pub mod evidence;
 pub mod fetch;
 pub mod fixtures;
 pub mod gate;

@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::e2e::report::{Outcome, Report};
+use crate::evidence::{NOT_RUN, NotRunRecord, REPORT};
 use crate::stack::{Arch, Backend, Cell, Stack, Subset};
 
 /// The compatibility matrix: plan, run, report.
@@ -169,8 +170,7 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
         if let Some(reason) = not_runnable_here(stack, &cell) {
             crate::note!("matrix: {cell}: not run here: {reason}");
-            let json = serde_json::to_string_pretty(&NotRun { cell: cell.clone(), reason })?;
-            crate::atomic::write(&dir.join(NOT_RUN), format!("{json}\n").as_bytes(), false)?;
+            crate::evidence::write_record(&dir.join(NOT_RUN), &NotRunRecord::new(cell.clone(), reason))?;
             continue;
         }
         crate::note!("matrix: {cell}: running");
@@ -200,8 +200,7 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
             Err(e) => {
                 let reason = format!("the run could not start: {e:#}");
                 crate::note!("matrix: {cell}: {reason}");
-                let json = serde_json::to_string_pretty(&NotRun { cell: cell.clone(), reason })?;
-                crate::atomic::write(&dir.join(NOT_RUN), format!("{json}\n").as_bytes(), false)?;
+                crate::evidence::write_record(&dir.join(NOT_RUN), &NotRunRecord::new(cell.clone(), reason))?;
             }
         }
     }
@@ -216,15 +215,6 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
     }
     Ok(())
 }
-
-/// A cell the matrix could not run, and why (`cells/<id>/not-run.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NotRun {
-    pub cell: Cell,
-    pub reason: String,
-}
-
-pub const NOT_RUN: &str = "not-run.json";
 
 /// The matrix report's format version.
 pub const SCHEMA: u32 = 1;
@@ -293,13 +283,14 @@ impl MatrixReport {
     }
 }
 
-/// What the report folder says of each cell: its e2e report, its not-run record, both found by
-/// walking `dir`.
+/// What the report folder says of each cell: every e2e report and not-run record of it, found
+/// by walking `dir` (paths relative to `dir`, in path order). Nothing is dropped: two reports of
+/// one cell are both kept, for the gate to judge both.
 #[derive(Debug, Default)]
 pub struct Found {
-    pub reports: BTreeMap<Cell, (Utf8PathBuf, Report)>,
-    pub not_run: BTreeMap<Cell, String>,
-    /// Files that could not be read (named, with why).
+    pub reports: BTreeMap<Cell, Vec<(Utf8PathBuf, Report)>>,
+    pub not_run: BTreeMap<Cell, Vec<(Utf8PathBuf, NotRunRecord)>>,
+    /// Files that could not be read or were refused (named, with why).
     pub unreadable: Vec<String>,
 }
 
@@ -334,38 +325,30 @@ pub fn files_under(dir: &Utf8Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<
     Ok(out)
 }
 
-/// Every `report.json` and `not-run.json` under `dir`. Of two reports for one cell, the later
-/// `started` wins.
+/// Every `report.json` and `not-run.json` under `dir`, each read as evidence
+/// ([`crate::evidence::read`]: schema checked, refused if it claims nothing); all of them kept.
 pub fn find(dir: &Utf8Path) -> Result<Found> {
     if !dir.is_dir() {
         bail!("{dir} is not a folder of e2e reports (run `cargo xtask matrix run`, or download a CI run's artifacts)");
     }
     let mut found = Found::default();
-    let files = files_under(dir, |n| n == "report.json" || n == NOT_RUN)?;
+    let files = files_under(dir, |n| n == REPORT || n == NOT_RUN)?;
     for path in files {
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
-        match path.file_name() {
-            Some("report.json") => match crate::e2e::report::read(&path).and_then(|r| Ok((cell_of(&r)?, r))) {
-                Ok((cell, r)) => {
-                    let later = found.reports.get(&cell).is_none_or(|(_, old)| old.started < r.started);
-                    if later {
-                        found.reports.insert(cell, (rel, r));
-                    }
-                }
-                Err(e) => found.unreadable.push(format!("{rel}: {e:#}")),
-            },
-            Some(NOT_RUN) => {
-                let parsed = std::fs::read_to_string(&path).with_context(|| format!("reading {path}")).and_then(|t| {
-                    serde_json::from_str::<NotRun>(&t).with_context(|| format!("{rel}: not a not-run record"))
-                });
-                match parsed {
-                    Ok(n) => {
-                        found.not_run.insert(n.cell, n.reason);
-                    }
-                    Err(e) => found.unreadable.push(format!("{e:#}")),
-                }
+        // Errors name the file as found under `dir`.
+        let unreadable = |e: anyhow::Error| format!("{e:#}").replace(path.as_str(), rel.as_str());
+        if path.file_name() == Some(REPORT) {
+            match crate::evidence::read::<Report>(&path)
+                .and_then(|r| Ok((cell_of(&r).with_context(|| format!("{rel}"))?, r)))
+            {
+                Ok((cell, r)) => found.reports.entry(cell).or_default().push((rel, r)),
+                Err(e) => found.unreadable.push(unreadable(e)),
             }
-            _ => {}
+        } else {
+            match crate::evidence::read::<NotRunRecord>(&path) {
+                Ok(n) => found.not_run.entry(n.cell.clone()).or_default().push((rel, n)),
+                Err(e) => found.unreadable.push(unreadable(e)),
+            }
         }
     }
     Ok(found)
@@ -381,14 +364,48 @@ pub fn build(stack: &Stack, subset: Subset, dir: &Utf8Path) -> Result<MatrixRepo
     let mut results = Vec::new();
     for cell in &cells {
         let experimental = stack.is_experimental(cell);
-        let (mark, detail, report) = match (found.reports.get(cell), found.not_run.get(cell)) {
-            (Some((path, r)), _) => {
+        let none = Vec::new();
+        let reports = found.reports.get(cell).unwrap_or(&none);
+        let (mark, detail, report) = match (reports.as_slice(), found.not_run.get(cell)) {
+            ([], Some(records)) => {
+                (Mark::NotRun, records.iter().map(|(_, n)| format!("not run here: {}", n.reason)).collect(), None)
+            }
+            ([], None) => {
+                (Mark::NotRun, vec!["no report: the cell did not run, or its report was not collected".into()], None)
+            }
+            ([(path, r)], _) => {
                 let (mark, detail) = judge(r);
                 (mark, detail, Some(path.to_string()))
             }
-            (None, Some(reason)) => (Mark::NotRun, vec![format!("not run here: {reason}")], None),
-            (None, None) => {
-                (Mark::NotRun, vec!["no report: the cell did not run, or its report was not collected".into()], None)
+            (many, _) => {
+                // The table shows one report: the worst one (the latest of those), so a failing
+                // duplicate is never hidden behind a pass; the detail names every report.
+                let judged: Vec<(&Utf8PathBuf, &Report, Mark, Vec<String>)> = many
+                    .iter()
+                    .map(|(p, r)| {
+                        let (m, d) = judge(r);
+                        (p, r, m, d)
+                    })
+                    .collect();
+                let rank = |m: Mark| match m {
+                    Mark::Failed => 3,
+                    Mark::NotRun => 2,
+                    Mark::Partly => 1,
+                    Mark::Passed => 0,
+                };
+                let worst = judged
+                    .iter()
+                    .max_by(|a, b| rank(a.2).cmp(&rank(b.2)).then_with(|| a.1.started.cmp(&b.1.started)))
+                    .expect("two or more reports");
+                let mut detail = vec![format!(
+                    "{} reports: {}",
+                    many.len(),
+                    judged.iter().map(|(p, _, m, _)| format!("{p} {}", m.symbol())).collect::<Vec<_>>().join(", ")
+                )];
+                for (p, _, _, d) in &judged {
+                    detail.extend(d.iter().map(|d| format!("{p}: {d}")));
+                }
+                (worst.2, detail, Some(worst.0.to_string()))
             }
         };
         results.push(CellResult { id: cell.id(), cell: cell.clone(), experimental, mark, detail, report });
@@ -397,7 +414,9 @@ pub fn build(stack: &Stack, subset: Subset, dir: &Utf8Path) -> Result<MatrixRepo
         .reports
         .iter()
         .filter(|(c, _)| !cells.contains(c))
-        .map(|(c, (p, _))| format!("{p} ({c}): not a cell of the {} subset", subset.as_str()))
+        .flat_map(|(c, rs)| {
+            rs.iter().map(move |(p, _)| format!("{p} ({c}): not a cell of the {} subset", subset.as_str()))
+        })
         .collect();
     Ok(MatrixReport { schema: SCHEMA, subset, cells: results, ignored })
 }

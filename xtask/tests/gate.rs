@@ -68,6 +68,127 @@ fn check_fails(break_it: impl FnOnce(&Utf8Path), check: &str, reason: &str) {
     check_fails_all(break_it, &[(check, reason)]);
 }
 
+/// The gate on `fixtures/gate/<name>/` laid over a copy of `good/` (each of those folders holds
+/// only the files that differ) fails exactly the checks named, each with one reason containing
+/// every text given (the reason and the file it is about).
+fn check(name: &str, expect: &[(&str, &[&str])]) {
+    let (_tmp, dir) = evidence(|d| copy_dir(&root().join("fixtures/gate").join(name), d));
+    let v = verdict(&dir);
+    assert!(!v.passed, "{name}: the gate passed: {v:#?}");
+    let failed: Vec<&xtask::gate::Check> = v.checks.iter().filter(|c| !c.passed).collect();
+    let names: Vec<&str> = expect.iter().map(|(c, _)| *c).collect();
+    assert_eq!(failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), names, "{name}: {v:#?}");
+    for (check, (_, texts)) in failed.iter().zip(expect) {
+        assert!(
+            check.reasons.iter().any(|r| texts.iter().all(|t| r.contains(t))),
+            "{name}: no reason of {:?} containing all of {texts:?} in {:#?}",
+            check.name,
+            check.reasons
+        );
+    }
+}
+
+#[test]
+fn a_report_with_no_scenarios_is_refused() {
+    check(
+        "zero-scenarios",
+        &[("required cells passed", &["cells/compose-local-amd64/report.json", "refused", "no scenarios"])],
+    );
+}
+
+#[test]
+fn a_report_where_every_scenario_did_not_run_fails_its_cell() {
+    check(
+        "all-not-run",
+        &[(
+            "required cells passed",
+            &[
+                "required cell compose local amd64 failed",
+                "metrics not run: node-exporter not in bundle",
+                "quiet not run",
+                "(cells/compose-local-amd64/report.json)",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn a_forged_pass_beside_a_real_failure_does_not_pass() {
+    check(
+        "duplicate-forged-pass",
+        &[(
+            "required cells passed",
+            &[
+                "required cell compose local amd64 failed",
+                "failed: metrics / every target up",
+                "cells/compose-local-amd64/report.json",
+            ],
+        )],
+    );
+    // The verdict names both reports it read.
+    let (_tmp, dir) = evidence(|d| copy_dir(&root().join("fixtures/gate/duplicate-forged-pass"), d));
+    let v = verdict(&dir);
+    let reasons = v.checks[0].reasons.join("\n");
+    assert!(reasons.contains("cells/forged/report.json"), "{reasons}");
+    // The matrix report shows the cell failed, and how many reports it had.
+    let stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    let m = xtask::matrix::build(&stack, xtask::stack::Subset::Pr, &dir).unwrap();
+    let cell = m.cells.iter().find(|c| c.id == "compose-local-amd64").unwrap();
+    assert_eq!(cell.mark, xtask::matrix::Mark::Failed, "{cell:#?}");
+    assert!(cell.detail.iter().any(|d| d.contains("2 reports")), "{cell:#?}");
+}
+
+#[test]
+fn records_of_an_unknown_schema_are_refused() {
+    check(
+        "schema-99",
+        &[
+            (
+                "required cells passed",
+                &[
+                    "cells/k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0/not-run.json",
+                    "schema 99, this tool reads schema 1",
+                ],
+            ),
+            (
+                "bundles reproducible",
+                &["bundle/observability-local-amd64.repro.json", "schema 99, this tool reads schema 1"],
+            ),
+            ("golden snapshots clean", &["golden-check.json", "schema 99, this tool reads schema 1"]),
+        ],
+    );
+}
+
+#[test]
+fn a_repro_record_that_claims_nothing_is_refused() {
+    check(
+        "repro-claims-nothing",
+        &[(
+            "bundles reproducible",
+            &["bundle/observability-local-amd64.repro.json", "refused", "\"x\" is not a sha256 digest"],
+        )],
+    );
+    check(
+        "repro-claims-nothing",
+        &[(
+            "bundles reproducible",
+            &["bundle/observability-local-amd64.repro.json", "refused", "no files were compared"],
+        )],
+    );
+    check(
+        "repro-claims-nothing",
+        &[(
+            "bundles reproducible",
+            &["bundle/observability-local-arm64.repro.json", "refused", "1 build, two are compared"],
+        )],
+    );
+}
+
+#[test]
+fn a_golden_record_that_claims_nothing_is_refused() {
+    check("golden-claims-nothing", &[("golden snapshots clean", &["golden-check.json", "refused", "no files"])]);
+}
+
 const AMD64: &str = "cells/compose-local-amd64/report.json";
 const ARM64: &str = "cells/compose-local-arm64/report.json";
 
@@ -102,6 +223,7 @@ fn a_required_cell_that_did_not_run_fails_the_gate() {
         |d| {
             std::fs::remove_file(d.join(ARM64)).unwrap();
             let not_run = serde_json::json!({
+                "schema": 1,
                 "cell": { "backend": "compose", "profile": "local", "arch": "arm64" },
                 "reason": "arm64 needs qemu registered with binfmt_misc",
             });
@@ -204,6 +326,57 @@ fn a_policy_that_requires_nothing_does_not_pass() {
     let v = decide(&stack, &policy, &dir).unwrap();
     assert!(!v.passed, "{v:#?}");
     assert!(v.failures().iter().any(|f| f.contains("no cell is required")), "{:#?}", v.failures());
+}
+
+/// The gate with `policy_extra` appended to ci/gate.toml, on the good evidence.
+fn verdict_with_policy(policy_extra: &str) -> anyhow::Result<Verdict> {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = Utf8PathBuf::from_path_buf(tmp.path().join("gate.toml")).unwrap();
+    let text = std::fs::read_to_string(root().join("ci/gate.toml")).unwrap();
+    std::fs::write(&path, format!("{text}\n{policy_extra}\n")).unwrap();
+    let stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    decide(&stack, &load_policy(&path)?, &root().join("fixtures/gate/good"))
+}
+
+#[test]
+fn the_required_scenarios_default_to_what_the_bundle_provides() {
+    let stack = xtask::stack::load(&root().join("stack.toml")).unwrap();
+    let policy = load_policy(&root().join("ci/gate.toml")).unwrap();
+    let scenarios = xtask::e2e::scenario::load_dir(&root().join("scenarios"), &[]).unwrap();
+    let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "compose-local-amd64").unwrap();
+    // The local profile has no Loki, Jaeger or Grafana: those scenarios are not required of it.
+    assert_eq!(
+        xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
+        ["metrics", "alerts", "link-probes", "restart", "quiet"]
+    );
+}
+
+#[test]
+fn a_policy_can_name_the_required_scenarios_of_a_cell() {
+    // A scenario the report shows not run fails the cell, by name.
+    let v = verdict_with_policy(
+        "[[scenarios]]\ncells = { profile = \"local\", arch = \"amd64\" }\nnames = [\"metrics\", \"logs\"]",
+    )
+    .unwrap();
+    assert!(!v.passed, "{v:#?}");
+    let f = v.failures();
+    assert!(
+        f.iter().any(|r| r.contains(
+            "required cell compose local amd64 failed: logs not run: loki not in bundle (cells/compose-local-amd64/report.json)"
+        )),
+        "{f:#?}"
+    );
+    assert!(f.iter().all(|r| !r.contains("arm64")), "only the amd64 cell requires logs: {f:#?}");
+    // Naming the scenarios the report passed passes.
+    let v = verdict_with_policy("[[scenarios]]\ncells = { profile = \"local\" }\nnames = [\"metrics\", \"quiet\"]")
+        .unwrap();
+    assert!(v.passed, "{:#?}", v.failures());
+    // A name that is no scenario's is refused.
+    let err = format!(
+        "{:#}",
+        verdict_with_policy("[[scenarios]]\ncells = { profile = \"local\" }\nnames = [\"metricz\"]").unwrap_err()
+    );
+    assert!(err.contains("scenarios[0] names \"metricz\", which is no scenario's name"), "{err}");
 }
 
 #[test]

@@ -748,8 +748,8 @@ fn repro(args: ReproArgs) -> Result<()> {
         .map(|(p, _)| p.clone())
         .collect();
     differing.extend(builds[1].files.keys().filter(|p| !builds[0].files.contains_key(*p)).cloned());
-    let record = crate::gate::ReproRecord {
-        schema: crate::gate::SCHEMA,
+    let record = crate::evidence::ReproRecord {
+        schema: crate::evidence::REPRO_SCHEMA,
         profile: args.profile.clone(),
         arch: args.arch,
         builds: builds.iter().map(archive).collect(),
@@ -760,7 +760,7 @@ fn repro(args: ReproArgs) -> Result<()> {
         .record
         .clone()
         .unwrap_or_else(|| target.join("bundle").join(format!("{}.repro.json", options(Utf8PathBuf::new()).name())));
-    crate::gate::write_record(&path, &record)?;
+    crate::evidence::write_record(&path, &record)?;
     if !record.reproducible() {
         bail!(
             "the bundle is not reproducible: archives {} and {}; files that differ: {}",

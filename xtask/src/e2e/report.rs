@@ -44,7 +44,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
@@ -663,17 +663,17 @@ pub fn to_html(report: &Report) -> String {
 
 /// Read a `report.json`, refusing another schema version.
 pub fn read(path: &Utf8Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{path}: not JSON"))?;
-    match value.get("schema").and_then(serde_json::Value::as_u64) {
-        Some(schema) if schema == u64::from(SCHEMA) => {}
-        Some(schema) => bail!(
-            "{path}: schema {schema}, this tool reads schema {SCHEMA}; re-run `cargo xtask e2e` \
-             with this tool, or read it with the tool version that wrote it"
-        ),
-        None => bail!("{path}: field `schema` missing or not a number; is this an e2e report.json?"),
+    crate::evidence::read_versioned(path, <Report as crate::evidence::Record>::KIND, SCHEMA, "cargo xtask e2e")
+}
+
+/// As evidence for the gate: a report with no scenarios proves nothing.
+impl crate::evidence::Record for Report {
+    const KIND: &'static str = "e2e report";
+    const SCHEMA: u32 = SCHEMA;
+    const FIX: &'static str = "cargo xtask e2e";
+    fn refusal(&self) -> Option<String> {
+        self.scenarios.is_empty().then(|| "no scenarios".into())
     }
-    serde_json::from_value(value).with_context(|| format!("{path}: not a schema {SCHEMA} e2e report"))
 }
 
 /// On GitHub Actions (`$GITHUB_STEP_SUMMARY` set), append a written summary to the job's step

@@ -335,13 +335,13 @@ pub fn run(args: Args) -> Result<()> {
         }
         let drift = crate::golden::check(&sets)?;
         if let Some(path) = &args.record {
-            let record = crate::gate::GoldenRecord {
-                schema: crate::gate::SCHEMA,
+            let record = crate::evidence::GoldenRecord {
+                schema: crate::evidence::GOLDEN_SCHEMA,
                 clean: drift.is_empty(),
                 files: sets.iter().map(|s| s.2.len()).sum(),
                 problems: drift.iter().map(|d| d.to_string()).collect(),
             };
-            crate::gate::write_record(path, &record)?;
+            crate::evidence::write_record(path, &record)?;
         }
         if drift.is_empty() {
             crate::note!(
