@@ -2,11 +2,7 @@
 //! run failed on purpose, verdict rules (not run is never passed, budgets,
 //! latency warnings), percentiles, determinism and the summary's size cap.
 
-// Included by path so this test builds on its own, whatever state the rest of
-// the e2e module is in.
-#[allow(dead_code)]
-#[path = "../src/e2e/report.rs"]
-mod report;
+use xtask::e2e::report;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use report::{

@@ -48,13 +48,8 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-// `#[path]` keeps the submodules found both when this file is a module of the
-// crate (`e2e/report.rs`) and when a test includes it by path.
-#[path = "report/html.rs"]
 mod html;
-#[path = "report/junit.rs"]
 mod junit;
-#[path = "report/markdown.rs"]
 mod markdown;
 
 /// The version of `report.json`'s format; see the module doc for when to bump it.
