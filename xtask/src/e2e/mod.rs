@@ -724,3 +724,69 @@ async fn execute(
     let resources = runner::series(plan, profile, &samples, emulated);
     Ok(Executed { scenarios: results, resources, latencies: runner.latencies, notes: Vec::new() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(name: &str, steps: &[&str]) -> scenario::Scenario {
+        let steps: String =
+            steps.iter().map(|s| format!("  - name: {s}\n    try: [{{stop_node: edge-1}}]\n")).collect();
+        let text = format!("name: {name}\ndescription: d\nsteps:\n{steps}finally: [{{start_node: edge-1}}]\n");
+        scenario::parse(Utf8Path::new("scenarios/x.yaml"), &text).unwrap()
+    }
+
+    fn passed(name: &str) -> report::StepResult {
+        report::StepResult {
+            name: name.into(),
+            status: report::Status::Passed,
+            duration_s: 1.0,
+            message: None,
+            expected: None,
+            actual: None,
+        }
+    }
+
+    /// Item 9 of "Unfoolable evidence": a SIGINT while the second scenario ran keeps the first's
+    /// result, marks the second interrupted at its running step, and lists the third not started.
+    #[test]
+    fn an_interrupted_run_keeps_the_finished_scenarios() {
+        let scenarios =
+            [scenario("metrics", &["up"]), scenario("alerts", &["stop", "fires"]), scenario("logs", &["x"])];
+        let done = report::ScenarioResult {
+            name: "metrics".into(),
+            file: "scenarios/10-metrics.yaml".into(),
+            status: report::Status::Passed,
+            duration_s: 3.0,
+            steps: vec![passed("up"), passed("finally")],
+            logs: Vec::new(),
+        };
+        let progress = runner::Progress {
+            phases: vec![report::Phase { name: "ready".into(), seconds: 2.0 }],
+            done: vec![done.clone()],
+            running: Some(runner::Running {
+                name: "alerts".into(),
+                file: "scenarios/20-alerts.yaml".into(),
+                started: Instant::now(),
+                steps: vec![passed("stop")],
+                step: Some("fires".into()),
+            }),
+        };
+        let e = interrupted("interrupted (SIGINT)", &progress, &scenarios);
+        let sigint = report::Status::Interrupted { signal: "SIGINT".into() };
+        let not_started = report::Status::NotRun { reason: "not started: the run was interrupted by SIGINT".into() };
+        let got: Vec<(&str, &report::Status)> = e.scenarios.iter().map(|s| (s.name.as_str(), &s.status)).collect();
+        assert_eq!(got, [("metrics", &report::Status::Passed), ("alerts", &sigint), ("logs", &not_started)]);
+        assert_eq!(e.scenarios[0], done);
+        let steps: Vec<(&str, &report::Status)> =
+            e.scenarios[1].steps.iter().map(|s| (s.name.as_str(), &s.status)).collect();
+        assert_eq!(steps, [("stop", &report::Status::Passed), ("fires", &sigint), ("finally", &not_started)]);
+        assert!(e.notes[0].contains("during scenario alerts / fires"), "{:?}", e.notes);
+
+        // Before any scenario: the setup is what was interrupted, never a made-up failure.
+        let e = interrupted("terminated (SIGTERM)", &runner::Progress::default(), &scenarios);
+        assert_eq!(e.scenarios[0].name, "setup");
+        assert_eq!(e.scenarios[0].status, report::Status::Interrupted { signal: "SIGTERM".into() });
+        assert!(e.scenarios[1..].iter().all(|s| matches!(s.status, report::Status::NotRun { .. })));
+    }
+}
