@@ -181,6 +181,7 @@ pub fn run_once(
         emulated: false,
         bundle: "(none: it could not be had)".into(),
         started: (jiff::Timestamp::now(), Instant::now()),
+        provisioned: None,
     };
     // Scenarios first: a name the topology lacks is reported before anything is provisioned.
     if let Err(e) = preflight(stack, &args.profile, arch, args.edges.into(), scenarios) {
@@ -193,9 +194,9 @@ pub fn run_once(
         Some(dir) => provision::given_bundle(dir, &args.profile, arch),
         None => provision::bundle(stack, &args.profile, arch),
     };
-    let provisioned = report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() };
+    run.provisioned = Some(report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() });
     run.started = (jiff::Timestamp::now(), Instant::now());
-    let mut report = match bundle {
+    let report = match bundle {
         Ok(bundle) => {
             run.bundle = bundle.to_string();
             match cancel.reason() {
@@ -211,7 +212,6 @@ pub fn run_once(
             finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default())?
         }
     };
-    report.phases.insert(0, provisioned);
     Ok(report)
 }
 
@@ -224,6 +224,8 @@ struct RunInfo<'a> {
     bundle: String,
     /// Wall clock and monotonic start.
     started: (jiff::Timestamp, Instant),
+    /// The provision phase, once done: the first phase of the written report.
+    provisioned: Option<report::Phase>,
 }
 
 /// A run a signal stopped: every finished scenario with its result, the running one
@@ -363,7 +365,7 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         resources,
         latencies,
         notes,
-        phases: phases.0,
+        phases: run.provisioned.iter().cloned().chain(phases.0).collect(),
     };
     let written = report::write_all(&run_dir, &report)?;
     crate::note!(
