@@ -436,12 +436,15 @@ fn judge(r: &Report) -> (Mark, Vec<String>) {
                 ));
             }
             crate::e2e::report::Status::NotRun { reason } => detail.push(format!("not run: {} ({reason})", s.name)),
+            crate::e2e::report::Status::Interrupted { signal } => {
+                detail.push(format!("interrupted by {signal}: {}", s.name))
+            }
             crate::e2e::report::Status::Passed => {}
         }
     }
     let warnings = r.warnings();
     detail.extend(warnings.iter().map(|w| format!("warning: {w}")));
-    let mark = if r.outcome() == Outcome::Failed {
+    let mark = if r.outcome() != Outcome::Passed {
         Mark::Failed
     } else if detail.is_empty() {
         Mark::Passed

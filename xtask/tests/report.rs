@@ -220,6 +220,69 @@ fn failed_step_shows_expected_and_actual_in_every_format() {
     assert!(text("summary.md").contains("```text\nquery `up{job=\"edge-node-exporter\"} < 1` held"));
 }
 
+/// Stopped by SIGINT while `alerts` ran (issue "Unfoolable evidence", item 9): `metrics` had
+/// passed and keeps its result, `alerts` is interrupted at its running step, `logs` did not start.
+fn interrupted_run() -> Report {
+    let signal = || Status::Interrupted { signal: "SIGINT".into() };
+    let mut running = step("node-down alert", 0.0);
+    running.status = signal();
+    running.message = Some("interrupted (SIGINT) while this step ran".into());
+    let not_started = || not_run("not started: the run was interrupted by SIGINT");
+    let alerts = ScenarioResult {
+        status: signal(),
+        ..scenario(
+            "alerts",
+            signal(),
+            vec![step("stop edge-1", 1.5), running, StepResult { status: not_started(), ..step("finally", 0.0) }],
+        )
+    };
+    Report {
+        scenarios: vec![
+            scenario("metrics", Status::Passed, vec![step("edge targets up", 12.0)]),
+            alerts,
+            scenario("logs", not_started(), vec![]),
+        ],
+        notes: vec!["the run was interrupted (SIGINT) during scenario alerts / node-down alert".into()],
+        phases: [("provision", 0.4), ("load images", 2.25), ("start", 1.5), ("ready", 6.0)]
+            .map(|(name, seconds)| Phase { name: name.into(), seconds })
+            .to_vec(),
+        ..base_report("20260509T120000Z-compose-local-amd64")
+    }
+}
+
+#[test]
+fn an_interrupted_run_keeps_what_finished_and_says_interrupted_in_every_format() {
+    let report = interrupted_run();
+    assert_eq!(report.outcome(), Outcome::Interrupted, "neither passed nor a made-up failure");
+    let counts = report.counts();
+    assert_eq!((counts.passed, counts.failed, counts.interrupted, counts.not_run), (1, 0, 1, 1));
+    assert_eq!(report.outcome_line(), "e2e interrupted: 1 passed, 0 failed, 1 interrupted, 1 not run");
+    // A scenario whose own status says passed but whose step was interrupted is interrupted.
+    let mut claimed = report.clone();
+    claimed.scenarios[1].status = Status::Passed;
+    assert_eq!(claimed.outcome(), Outcome::Interrupted);
+
+    let texts = snapshot_all("interrupted", &report);
+    let text = |name: &str| &texts.iter().find(|(n, _)| n == name).expect(name).1;
+    let json = text("report.json");
+    assert!(json.contains(r#""status": "interrupted","#) && json.contains(r#""signal": "SIGINT""#), "{json}");
+    assert!(json.starts_with("{\n  \"schema\": 1,"), "the schema number is unchanged: {json}");
+    let junit = text("junit.xml");
+    assert!(junit.contains(r#"<error message="interrupted by SIGINT""#), "{junit}");
+    assert!(junit.contains(r#"<testsuite name="metrics" tests="1" skipped="0" errors="0" failures="0""#), "{junit}");
+    assert!(text("summary.md").starts_with("# ⏹ e2e interrupted"), "{}", text("summary.md"));
+    for name in ["summary.md", "report.html"] {
+        assert!(text(name).contains("1 passed, 0 failed, 1 interrupted, 1 not run"), "{name}");
+        assert!(text(name).contains("interrupted by SIGINT"), "{name}");
+        assert!(text(name).contains("not started: the run was interrupted by SIGINT"), "{name}");
+    }
+    assert!(text("report.html").contains("<header class=\"interrupted\">"));
+    // It reads back as it was written.
+    let (tmp, _) = write(&report);
+    let path = Utf8Path::from_path(tmp.path()).expect("UTF-8").join("run/report.json");
+    assert_eq!(report::read(&path).expect("read"), report);
+}
+
 #[test]
 fn json_reads_back_and_refuses_another_schema() {
     let report = failed_run();

@@ -65,3 +65,17 @@ fn the_e2e_table_is_optional_and_its_defaults_are_the_project_values() {
     let project = stack::load(&paths::stack_file()).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(project.e2e, stack::E2e::default(), "stack.toml's [e2e] and E2e::default() differ");
 }
+
+/// A stack file that is not text (given with --stack) is named as such, not sent to the project root.
+#[test]
+fn a_binary_stack_file_is_named() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let path = camino::Utf8PathBuf::from_path_buf(tmp.path().join("stack.bin")).expect("UTF-8 temp dir");
+    std::fs::write(&path, [0xff, 0xfe, 0x00, 0x81]).expect("write");
+    let err = format!("{:#}", stack::load(&path).expect_err("a binary file is not a stack file"));
+    assert!(err.contains(&format!("{path} is not UTF-8 text")), "{err}");
+    assert!(!err.contains("it lives at the project root"), "{err}");
+    let missing = path.with_file_name("missing.toml");
+    let err = format!("{:#}", stack::load(&missing).expect_err("a missing file"));
+    assert!(err.contains(&format!("check the path given to --stack ({missing})")), "{err}");
+}

@@ -9,6 +9,14 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+const INTERRUPTED: &str = "interrupted (SIGINT)";
+const TERMINATED: &str = "terminated (SIGTERM)";
+
+/// The signal a cancellation reason names (`SIGINT`, `SIGTERM`), for reports.
+pub fn signal_name(why: &str) -> &'static str {
+    if why == TERMINATED { "SIGTERM" } else { "SIGINT" }
+}
+
 /// The command's cancellation: `None` until a signal arrived, then why.
 #[derive(Clone)]
 pub struct Cancel(watch::Receiver<Option<&'static str>>);
@@ -25,8 +33,8 @@ impl Cancel {
         rt.spawn(async move {
             loop {
                 let why = tokio::select! {
-                    _ = int.recv() => "interrupted (SIGINT)",
-                    _ = term.recv() => "terminated (SIGTERM)",
+                    _ = int.recv() => INTERRUPTED,
+                    _ = term.recv() => TERMINATED,
                 };
                 if tx.borrow().is_some() {
                     crate::note!(

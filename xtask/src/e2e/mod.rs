@@ -104,6 +104,12 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.arch.clone()
     };
+    if let Some(twice) = arches.iter().enumerate().find_map(|(i, a)| arches[..i].contains(a).then_some(a)) {
+        bail!(
+            "--arch {twice} is given twice: each arch is one run with its own run id and report; \
+             name each arch once (e.g. --arch amd64,arm64)"
+        );
+    }
     if args.bundle.is_some() && arches.len() != 1 {
         bail!("--bundle is one arch's bundle: pass exactly one --arch with it");
     }
@@ -137,7 +143,9 @@ pub fn run(args: Args) -> Result<()> {
         let report = run_once(&rt, &cancel, &stack, &args, arch, &run_id, &scenarios)?;
         let asked: Vec<&report::ScenarioResult> =
             report.scenarios.iter().filter(|s| args.scenarios.contains(&s.name)).collect();
-        if !asked.is_empty() && asked.iter().all(|s| matches!(s.status, report::Status::NotRun { .. })) {
+        if report.outcome() == report::Outcome::Interrupted {
+            failed.push(format!("{arch}: interrupted (target/e2e/{run_id}/summary.md)"));
+        } else if !asked.is_empty() && asked.iter().all(|s| matches!(s.status, report::Status::NotRun { .. })) {
             failed.push(format!(
                 "{arch}: none of the scenarios asked for could run here (target/e2e/{run_id}/summary.md)"
             ));
@@ -173,6 +181,7 @@ pub fn run_once(
         emulated: false,
         bundle: "(none: it could not be had)".into(),
         started: (jiff::Timestamp::now(), Instant::now()),
+        provisioned: None,
     };
     // Scenarios first: a name the topology lacks is reported before anything is provisioned.
     if let Err(e) = preflight(stack, &args.profile, arch, args.edges.into(), scenarios) {
@@ -184,19 +193,17 @@ pub fn run_once(
         Some(dir) => provision::given_bundle(dir, &args.profile, arch),
         None => provision::bundle(stack, &args.profile, arch),
     };
-    let provisioned = report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() };
+    run.provisioned = Some(report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() });
     run.started = (jiff::Timestamp::now(), Instant::now());
-    let mut report = match bundle {
+    let report = match bundle {
         Ok(bundle) => {
             run.bundle = bundle.to_string();
             match cancel.reason() {
                 None => run_arch(rt, cancel, stack, &run, &bundle, scenarios)?,
                 // A signal that came while provisioning stops the run before it makes anything.
-                Some(why) => finish(
-                    &run,
-                    setup_failed(&anyhow::anyhow!("{why}"), false, &run.started.1, Vec::new()),
-                    Phases::default(),
-                )?,
+                Some(why) => {
+                    finish(&run, interrupted(why, &runner::Progress::default(), scenarios), Phases::default())?
+                }
             }
         }
         Err(e) => {
@@ -204,7 +211,6 @@ pub fn run_once(
             finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default())?
         }
     };
-    report.phases.insert(0, provisioned);
     Ok(report)
 }
 
@@ -217,10 +223,94 @@ struct RunInfo<'a> {
     bundle: String,
     /// Wall clock and monotonic start.
     started: (jiff::Timestamp, Instant),
+    /// The provision phase, once done: the first phase of the written report.
+    provisioned: Option<report::Phase>,
 }
 
-/// A run that could not come up (or was stopped): a failed `setup` scenario with the error and
-/// the logs saved for it.
+/// A run a signal stopped: every finished scenario with its result, the running one
+/// `interrupted` (its finished steps kept, the running step interrupted, the rest not started),
+/// then every other scenario not started. Stopped before the scenarios (or after them), the
+/// `setup` (or `offline`) entry is the interrupted one, so the verdict is always interrupted.
+fn interrupted(why: &str, progress: &runner::Progress, scenarios: &[scenario::Scenario]) -> Executed {
+    let signal = cancel::signal_name(why).to_string();
+    let stopped = report::Status::Interrupted { signal: signal.clone() };
+    let not_started = report::Status::NotRun { reason: format!("not started: the run was interrupted by {signal}") };
+    let step = |name: &str, status: &report::Status, duration_s: f64, message: Option<String>| report::StepResult {
+        name: name.into(),
+        status: status.clone(),
+        duration_s,
+        message,
+        expected: None,
+        actual: None,
+    };
+    let mut results = progress.done.clone();
+    let phases = progress.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+    let during = match &progress.running {
+        Some(r) => {
+            let mut steps = r.steps.clone();
+            if let Some(name) = &r.step {
+                steps.push(step(name, &stopped, 0.0, Some(format!("{why} while this step ran"))));
+            }
+            if let Some(s) = scenarios.iter().find(|s| s.name == r.name) {
+                let cleanup = (!s.finally.is_empty()).then_some("finally");
+                for name in s.steps.iter().map(|x| x.name.as_str()).chain(cleanup) {
+                    if !steps.iter().any(|x| x.name == name) {
+                        steps.push(step(name, &not_started, 0.0, None));
+                    }
+                }
+            }
+            results.push(report::ScenarioResult {
+                name: r.name.clone(),
+                file: r.file.clone(),
+                status: stopped.clone(),
+                duration_s: r.started.elapsed().as_secs_f64(),
+                steps,
+                logs: Vec::new(),
+            });
+            format!("during scenario {}{}", r.name, r.step.as_ref().map(|s| format!(" / {s}")).unwrap_or_default())
+        }
+        None => {
+            let (name, what) = if results.is_empty() {
+                ("setup", "bring the topology up")
+            } else {
+                ("offline", "the engine recorded no image pull during the run")
+            };
+            let after = if phases.is_empty() { String::new() } else { format!(" after {phases}") };
+            results.push(report::ScenarioResult {
+                name: name.into(),
+                file: String::new(),
+                status: stopped.clone(),
+                duration_s: 0.0,
+                steps: vec![step(what, &stopped, 0.0, Some(format!("{why}{after}")))],
+                logs: Vec::new(),
+            });
+            format!("during {name}")
+        }
+    };
+    let listed: BTreeSet<String> = results.iter().map(|r| r.name.clone()).collect();
+    for s in scenarios.iter().filter(|s| !listed.contains(&s.name)) {
+        results.push(report::ScenarioResult {
+            name: s.name.clone(),
+            file: s.display_file(),
+            status: not_started.clone(),
+            duration_s: 0.0,
+            steps: Vec::new(),
+            logs: Vec::new(),
+        });
+    }
+    Executed {
+        scenarios: results,
+        resources: Vec::new(),
+        latencies: Vec::new(),
+        notes: vec![format!(
+            "the run was {why} {during}: finished scenarios keep their result, the rest did not start; \
+             resources and latencies were not collected"
+        )],
+    }
+}
+
+/// A run that could not come up: a failed `setup` scenario with the error and the logs saved
+/// for it.
 fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<String>) -> Executed {
     let saved = if logs.is_empty() {
         String::new()
@@ -274,7 +364,7 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         resources,
         latencies,
         notes,
-        phases: phases.0,
+        phases: run.provisioned.iter().cloned().chain(phases.0).collect(),
     };
     let written = report::write_all(&run_dir, &report)?;
     crate::note!(
@@ -348,8 +438,10 @@ fn run_arch(
     crate::atomic::write(&run_dir.join("plan.json"), serde_json::to_string_pretty(&plan)?.as_bytes(), false)?;
 
     let mut cancel = cancel.clone();
+    let progress = runner::SharedProgress::default();
     let (result, phases, finished, logs) = rt.block_on(async {
         let mut work = tokio::spawn({
+            let progress = progress.clone();
             let (stack, plan, args_profile, bundle, run_dir, scenarios) = (
                 stack.clone(),
                 plan.clone(),
@@ -359,27 +451,37 @@ fn run_arch(
                 scenarios.to_vec(),
             );
             async move {
-                let mut phases = Phases::default();
-                let r = execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, emulated, started, &mut phases)
-                    .await;
-                (r, phases)
+                execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, emulated, started, &progress).await
             }
         });
         let mut finished = true;
-        let (result, mut phases) = tokio::select! {
+        let mut stopped = None;
+        let result = tokio::select! {
             r = &mut work => match r {
                 Ok(r) => r,
-                Err(e) if e.is_panic() => (Err(anyhow::anyhow!("the e2e run panicked: {e}")), Phases::default()),
-                Err(e) => (Err(anyhow::anyhow!("the e2e run was cancelled: {e}")), Phases::default()),
+                Err(e) if e.is_panic() => Err(anyhow::anyhow!("the e2e run panicked: {e}")),
+                Err(e) => Err(anyhow::anyhow!("the e2e run was cancelled: {e}")),
             },
-            why = cancel.cancelled() => { finished = false; (Err(anyhow::anyhow!("{why}")), Phases::default()) }
+            why = cancel.cancelled() => { finished = false; stopped = Some(why); Err(anyhow::anyhow!("{why}")) }
         };
         if !finished {
             // Stop the run (it may be creating containers) before removing what it made.
             work.abort();
             let _ = work.await;
         }
+        // What the run went through, whether it finished or not.
+        let mut phases = Phases(progress.lock().map(|p| p.phases.clone()).unwrap_or_default());
+        let result = match stopped {
+            Some(why) => {
+                let so_far = progress.lock().map(|p| p.clone()).unwrap_or_default();
+                Ok(interrupted(why, &so_far, &scenarios))
+            }
+            None => result,
+        };
         let mut logs = Vec::new();
+        if let Some(why) = stopped {
+            crate::note!("e2e: {why}");
+        }
         if let Err(e) = &result {
             crate::note!("e2e: {e:#}");
             // What went wrong is in the containers' logs: save them before they are removed.
@@ -404,8 +506,8 @@ fn run_arch(
         }
         (result, phases, finished, logs)
     });
-    // A run that could not bring its topology up (or was stopped) still reports, as a failed
-    // `setup`: CI, the matrix and the gate read the report, not the exit code alone.
+    // A run that could not bring its topology up still reports, as a failed `setup` (a stopped
+    // one as interrupted): CI, the matrix and the gate read the report, not the exit code alone.
     let executed = result.unwrap_or_else(|e| setup_failed(&e, finished, &started, logs));
     finish(run, executed, phases)
 }
@@ -416,11 +518,12 @@ async fn save_logs(engine: &Engine, plan: &plan::Plan, run_dir: &Utf8Path) -> Ve
     let mut out = Vec::new();
     for c in &plan.containers {
         let Ok(text) = engine.logs(&c.spec.name, 400).await else { continue };
-        let file = format!("logs/setup-{}.log", c.spec.name.trim_start_matches(&format!("{}-", plan.run_id)));
+        let name = format!("setup-{}.log", c.spec.name.trim_start_matches(&format!("{}-", plan.run_id)));
+        let Ok(path) = scenario::join_safe(&run_dir.join("logs"), &name) else { continue };
         if std::fs::create_dir_all(run_dir.join("logs")).is_ok()
-            && crate::atomic::write(&run_dir.join(&file), text.as_bytes(), false).is_ok()
+            && crate::atomic::write(&path, text.as_bytes(), false).is_ok()
         {
-            out.push(file);
+            out.push(format!("logs/{name}"));
         }
     }
     out
@@ -442,6 +545,12 @@ impl Phases {
     fn mark_since(&mut self, name: &str, since: Instant) {
         self.0.push(report::Phase { name: name.into(), seconds: since.elapsed().as_secs_f64() });
     }
+}
+
+/// Record a phase of a running run as it ends.
+fn phase_done(progress: &runner::SharedProgress, name: &str, since: Instant) {
+    let phase = report::Phase { name: name.into(), seconds: since.elapsed().as_secs_f64() };
+    runner::update(progress, |p| p.phases.push(phase));
 }
 
 /// Aborts a spawned task when dropped: the sampler stops on every way out of a run.
@@ -485,7 +594,7 @@ async fn execute(
     scenarios: &[scenario::Scenario],
     emulated: bool,
     started: Instant,
-    phases: &mut Phases,
+    progress: &runner::SharedProgress,
 ) -> Result<Executed> {
     let t = Instant::now();
     let engine = Engine::connect().await?;
@@ -511,7 +620,7 @@ async fn execute(
         }
     }
     crate::note!("e2e: loaded {} images from {} archives", loaded.len(), plan.archives.len());
-    phases.mark_since("load images", t);
+    phase_done(progress, "load images", t);
     let t = Instant::now();
 
     let labels: BTreeMap<String, String> = plan.containers[0].spec.labels.clone();
@@ -545,7 +654,7 @@ async fn execute(
         }
     }
     crate::note!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
-    phases.mark_since("start", t);
+    phase_done(progress, "start", t);
 
     let samples = Arc::new(Mutex::new(BTreeMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -559,26 +668,29 @@ async fn execute(
 
     let t = Instant::now();
     let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;
+    runner.progress = progress.clone();
     runner.wait_ready(std::time::Duration::from_secs(120)).await?;
-    phases.mark_since("ready", t);
+    phase_done(progress, "ready", t);
     let t = Instant::now();
     let mut results = Vec::new();
     for s in scenarios {
         if let Some(missing) = scenario::missing_requirement(s, &plan.provides) {
             crate::note!("  not run: {}: {missing} not in bundle", s.name);
-            results.push(report::ScenarioResult {
+            let result = report::ScenarioResult {
                 name: s.name.clone(),
                 file: s.display_file(),
                 status: report::Status::NotRun { reason: format!("{missing} not in bundle") },
                 duration_s: 0.0,
                 steps: Vec::new(),
                 logs: Vec::new(),
-            });
+            };
+            runner::update(progress, |p| p.done.push(result.clone()));
+            results.push(result);
             continue;
         }
         results.push(runner.scenario(s).await);
     }
-    phases.mark_since("scenarios", t);
+    phase_done(progress, "scenarios", t);
     let _ = stop_tx.send(true);
     let mut sampler = sampler;
     let _ = (&mut sampler.0).await;
@@ -612,4 +724,70 @@ async fn execute(
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let resources = runner::series(plan, profile, &samples, emulated);
     Ok(Executed { scenarios: results, resources, latencies: runner.latencies, notes: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(name: &str, steps: &[&str]) -> scenario::Scenario {
+        let steps: String =
+            steps.iter().map(|s| format!("  - name: {s}\n    try: [{{stop_node: edge-1}}]\n")).collect();
+        let text = format!("name: {name}\ndescription: d\nsteps:\n{steps}finally: [{{start_node: edge-1}}]\n");
+        scenario::parse(Utf8Path::new("scenarios/x.yaml"), &text).unwrap()
+    }
+
+    fn passed(name: &str) -> report::StepResult {
+        report::StepResult {
+            name: name.into(),
+            status: report::Status::Passed,
+            duration_s: 1.0,
+            message: None,
+            expected: None,
+            actual: None,
+        }
+    }
+
+    /// Item 9 of "Unfoolable evidence": a SIGINT while the second scenario ran keeps the first's
+    /// result, marks the second interrupted at its running step, and lists the third not started.
+    #[test]
+    fn an_interrupted_run_keeps_the_finished_scenarios() {
+        let scenarios =
+            [scenario("metrics", &["up"]), scenario("alerts", &["stop", "fires"]), scenario("logs", &["x"])];
+        let done = report::ScenarioResult {
+            name: "metrics".into(),
+            file: "scenarios/10-metrics.yaml".into(),
+            status: report::Status::Passed,
+            duration_s: 3.0,
+            steps: vec![passed("up"), passed("finally")],
+            logs: Vec::new(),
+        };
+        let progress = runner::Progress {
+            phases: vec![report::Phase { name: "ready".into(), seconds: 2.0 }],
+            done: vec![done.clone()],
+            running: Some(runner::Running {
+                name: "alerts".into(),
+                file: "scenarios/20-alerts.yaml".into(),
+                started: Instant::now(),
+                steps: vec![passed("stop")],
+                step: Some("fires".into()),
+            }),
+        };
+        let e = interrupted("interrupted (SIGINT)", &progress, &scenarios);
+        let sigint = report::Status::Interrupted { signal: "SIGINT".into() };
+        let not_started = report::Status::NotRun { reason: "not started: the run was interrupted by SIGINT".into() };
+        let got: Vec<(&str, &report::Status)> = e.scenarios.iter().map(|s| (s.name.as_str(), &s.status)).collect();
+        assert_eq!(got, [("metrics", &report::Status::Passed), ("alerts", &sigint), ("logs", &not_started)]);
+        assert_eq!(e.scenarios[0], done);
+        let steps: Vec<(&str, &report::Status)> =
+            e.scenarios[1].steps.iter().map(|s| (s.name.as_str(), &s.status)).collect();
+        assert_eq!(steps, [("stop", &report::Status::Passed), ("fires", &sigint), ("finally", &not_started)]);
+        assert!(e.notes[0].contains("during scenario alerts / fires"), "{:?}", e.notes);
+
+        // Before any scenario: the setup is what was interrupted, never a made-up failure.
+        let e = interrupted("terminated (SIGTERM)", &runner::Progress::default(), &scenarios);
+        assert_eq!(e.scenarios[0].name, "setup");
+        assert_eq!(e.scenarios[0].status, report::Status::Interrupted { signal: "SIGTERM".into() });
+        assert!(e.scenarios[1..].iter().all(|s| matches!(s.status, report::Status::NotRun { .. })));
+    }
 }

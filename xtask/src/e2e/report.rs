@@ -22,6 +22,9 @@
 //!   could not be checked.
 //! - A scenario that did **not run** is never counted as passed: the counts say
 //!   "3 passed, 0 failed, 2 not run", JUnit marks it skipped.
+//! - A run stopped by a signal is **interrupted**, whatever passed before: the scenario that
+//!   was running (and its running step) is `interrupted`, the finished ones keep their result,
+//!   the rest are not run ("not started"); JUnit gives the interrupted step an `<error>`.
 //! - Budgets ([`ResourceSeries::summary`]): memory is checked on the **maximum**
 //!   sample (a memory limit is a hard ceiling: the container would be killed), CPU
 //!   on the **95th percentile** (CPU over a limit is throttled, not fatal, so one
@@ -48,13 +51,8 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-// `#[path]` keeps the submodules found both when this file is a module of the
-// crate (`e2e/report.rs`) and when a test includes it by path.
-#[path = "report/html.rs"]
 mod html;
-#[path = "report/junit.rs"]
 mod junit;
-#[path = "report/markdown.rs"]
 mod markdown;
 
 /// The version of `report.json`'s format; see the module doc for when to bump it.
@@ -117,13 +115,21 @@ pub struct Phase {
 /// The status of a scenario or a step.
 ///
 /// Serialized flattened into its owner: `"status": "passed"`, `"status": "failed"`,
-/// or `"status": "not-run", "reason": "…"`.
+/// `"status": "not-run", "reason": "…"`, or `"status": "interrupted", "signal": "SIGINT"`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Status {
     Passed,
     Failed,
-    NotRun { reason: String },
+    NotRun {
+        reason: String,
+    },
+    /// Running when the run was stopped by a signal (`SIGINT`, `SIGTERM`): neither passed nor
+    /// failed, and the run is interrupted. Added to schema 1 (a reader that does not know it
+    /// refuses the file rather than misreading it).
+    Interrupted {
+        signal: String,
+    },
 }
 
 /// One scenario file's run.
@@ -199,6 +205,20 @@ pub struct Latency {
 pub enum Outcome {
     Passed,
     Failed,
+    /// A signal stopped the run: what finished is reported, but the run proves nothing as a
+    /// whole. Never a pass.
+    Interrupted,
+}
+
+impl Outcome {
+    /// `passed`, `failed`, `interrupted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// What the verdict rests on; not-run scenarios and unmeasured budgets are
@@ -208,6 +228,8 @@ pub struct Counts {
     pub passed: usize,
     pub failed: usize,
     pub not_run: usize,
+    /// Scenarios running when a signal stopped the run.
+    pub interrupted: usize,
     /// Series whose enforced budgets were all checked and met.
     pub budgets_within: usize,
     pub budgets_exceeded: usize,
@@ -258,12 +280,17 @@ impl Status {
         matches!(self, Status::Failed)
     }
 
-    /// `passed`, `failed`, `not run: <reason>`.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Status::Interrupted { .. })
+    }
+
+    /// `passed`, `failed`, `not run: <reason>`, `interrupted by SIGINT`.
     pub fn label(&self) -> String {
         match self {
             Status::Passed => "passed".into(),
             Status::Failed => "failed".into(),
             Status::NotRun { reason } => format!("not run: {reason}"),
+            Status::Interrupted { signal } => format!("interrupted by {signal}"),
         }
     }
 }
@@ -275,6 +302,10 @@ impl ScenarioResult {
     pub fn verdict(&self) -> Status {
         match &self.status {
             Status::Passed if self.steps.iter().any(|s| s.status.is_failed()) => Status::Failed,
+            Status::Passed | Status::Failed => match self.steps.iter().find(|s| s.status.is_interrupted()) {
+                Some(step) => step.status.clone(),
+                None => self.status.clone(),
+            },
             status => status.clone(),
         }
     }
@@ -505,9 +536,12 @@ impl Report {
         })
     }
 
-    /// Passed or failed: see the module doc's verdict rules.
+    /// Passed, failed or interrupted: see the module doc's verdict rules.
     pub fn outcome(&self) -> Outcome {
         let counts = self.counts();
+        if counts.interrupted > 0 {
+            return Outcome::Interrupted;
+        }
         // A budget that could not be checked (no sample) fails too: the run did not measure what
         // it is for.
         if counts.failed > 0 || counts.budgets_exceeded > 0 || counts.budgets_unmeasured > 0 {
@@ -524,6 +558,7 @@ impl Report {
                 Status::Passed => counts.passed += 1,
                 Status::Failed => counts.failed += 1,
                 Status::NotRun { .. } => counts.not_run += 1,
+                Status::Interrupted { .. } => counts.interrupted += 1,
             }
         }
         for series in &self.resources {
@@ -593,11 +628,7 @@ impl Report {
 
     /// One line for logs: `e2e passed: 3 passed, 0 failed, 2 not run`.
     pub fn outcome_line(&self) -> String {
-        let verdict = match self.outcome() {
-            Outcome::Passed => "passed",
-            Outcome::Failed => "failed",
-        };
-        format!("e2e {verdict}: {}", self.counts().scenario_line())
+        format!("e2e {}: {}", self.outcome().as_str(), self.counts().scenario_line())
     }
 
     fn arch_label(&self) -> String {
@@ -606,9 +637,11 @@ impl Report {
 }
 
 impl Counts {
-    /// "3 passed, 0 failed, 2 not run".
+    /// "3 passed, 0 failed, 2 not run", with ", 1 interrupted" before "not run" when one was.
     pub fn scenario_line(&self) -> String {
-        format!("{} passed, {} failed, {} not run", self.passed, self.failed, self.not_run)
+        let interrupted =
+            if self.interrupted > 0 { format!(", {} interrupted", self.interrupted) } else { String::new() };
+        format!("{} passed, {} failed{interrupted}, {} not run", self.passed, self.failed, self.not_run)
     }
 
     /// "budgets: 4 within, 1 exceeded, 0 not checked".

@@ -39,6 +39,37 @@ pub struct Mismatch {
     pub actual: String,
 }
 
+/// What a run has done so far, shared with whoever waits on it, so a run that is stopped (a
+/// signal) still reports every finished scenario, the steps the running one finished, and the
+/// phases it went through.
+#[derive(Debug, Default, Clone)]
+pub struct Progress {
+    pub phases: Vec<super::report::Phase>,
+    /// Finished scenarios, in order.
+    pub done: Vec<ScenarioResult>,
+    /// The scenario running: its name and file, when it started, its finished steps, and the
+    /// step running.
+    pub running: Option<Running>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub name: String,
+    pub file: String,
+    pub started: Instant,
+    pub steps: Vec<StepResult>,
+    pub step: Option<String>,
+}
+
+/// A [`Progress`] several tasks update.
+pub type SharedProgress = Arc<Mutex<Progress>>;
+
+/// Update the shared progress (a poisoned lock is still updated: it only holds data).
+pub fn update(progress: &SharedProgress, f: impl FnOnce(&mut Progress)) {
+    let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut p);
+}
+
 pub struct Runner<'a> {
     pub engine: Engine,
     pub plan: &'a Plan,
@@ -52,6 +83,8 @@ pub struct Runner<'a> {
     marks: HashMap<String, (Instant, SystemTime)>,
     /// When the runner was made: the start of every Loki and Jaeger query window.
     since: SystemTime,
+    /// Where each scenario's and step's start and end are recorded as they happen.
+    pub progress: SharedProgress,
 }
 
 impl<'a> Runner<'a> {
@@ -73,6 +106,7 @@ impl<'a> Runner<'a> {
             latencies: Vec::new(),
             marks: HashMap::new(),
             since: SystemTime::now(),
+            progress: SharedProgress::default(),
         })
     }
 
@@ -139,6 +173,10 @@ impl<'a> Runner<'a> {
     pub async fn scenario(&mut self, s: &Scenario) -> ScenarioResult {
         let started = Instant::now();
         self.marks.clear();
+        update(&self.progress, |p| {
+            p.running =
+                Some(Running { name: s.name.clone(), file: s.display_file(), started, steps: Vec::new(), step: None })
+        });
         let mut steps = Vec::new();
         let mut logs = Vec::new();
         let mut failed = false;
@@ -158,6 +196,11 @@ impl<'a> Runner<'a> {
             failed |= result.status == Status::Failed;
             steps.push(result);
         }
+        update(&self.progress, |p| {
+            if let Some(r) = p.running.as_mut() {
+                r.step = (!s.finally.is_empty()).then(|| "finally".to_string());
+            }
+        });
         if !s.finally.is_empty() {
             let cleanup = Step {
                 name: "finally".into(),
@@ -173,14 +216,19 @@ impl<'a> Runner<'a> {
         for l in self.latencies.iter_mut().filter(|l| l.scenario.is_empty()) {
             l.scenario = s.name.clone();
         }
-        ScenarioResult {
+        let result = ScenarioResult {
             name: s.name.clone(),
             file: s.display_file(),
             status: if failed { Status::Failed } else { Status::Passed },
             duration_s: started.elapsed().as_secs_f64(),
             steps,
             logs,
-        }
+        };
+        update(&self.progress, |p| {
+            p.running = None;
+            p.done.push(result.clone());
+        });
+        result
     }
 
     /// Run one step: its `try` actions in order until one fails, then `catch` if one did, then
@@ -188,6 +236,11 @@ impl<'a> Runner<'a> {
     /// actions completed: when a fault took effect, or when a check last held.
     async fn step(&mut self, s: &Scenario, step: &Step, logs: &mut Vec<String>) -> StepResult {
         let t0 = Instant::now();
+        update(&self.progress, |p| {
+            if let Some(r) = p.running.as_mut() {
+                r.step = Some(step.name.clone());
+            }
+        });
         let deadline = t0 + Duration::from(step.timeout);
         let mut result = StepResult {
             name: step.name.clone(),
@@ -229,6 +282,12 @@ impl<'a> Runner<'a> {
             }
         }
         result.duration_s = t0.elapsed().as_secs_f64();
+        update(&self.progress, |p| {
+            if let Some(r) = p.running.as_mut() {
+                r.steps.push(result.clone());
+                r.step = None;
+            }
+        });
         crate::note!(
             "  {} {} / {} ({:.1}s){}",
             if result.status == Status::Passed { "ok  " } else { "FAIL" },
@@ -526,12 +585,12 @@ impl<'a> Runner<'a> {
                     };
                     for c in containers {
                         let text = self.engine.logs(&c.spec.name, 400).await.unwrap_or_else(|e| format!("{e:#}"));
-                        let file = format!(
-                            "logs/{}-{}.log",
-                            s.name,
-                            c.spec.name.trim_start_matches(&format!("{}-", p.run_id))
-                        );
-                        crate::atomic::write(&self.run_dir.join(&file), text.as_bytes(), false)?;
+                        let name =
+                            format!("{}-{}.log", s.name, c.spec.name.trim_start_matches(&format!("{}-", p.run_id)));
+                        // The names were checked when the file loaded; this refuses anything else.
+                        let path = super::scenario::join_safe(&dir, &name)?;
+                        let file = format!("logs/{name}");
+                        crate::atomic::write(&path, text.as_bytes(), false)?;
                         if !logs.contains(&file) {
                             logs.push(file);
                         }

@@ -60,6 +60,9 @@ pub struct Scenario {
     pub finally: Vec<Action>,
     #[serde(skip)]
     pub file: Utf8PathBuf,
+    /// Where its parts are in the file, for messages.
+    #[serde(skip)]
+    pub lines: Lines,
 }
 
 impl Scenario {
@@ -201,6 +204,23 @@ pub struct Expect {
 }
 
 impl Action {
+    /// The node and component names it uses: [`NAME_RULE`] holds for them, as they become
+    /// container and file names.
+    pub fn path_names(&self) -> Vec<&str> {
+        match self {
+            Action::StopNode(n)
+            | Action::StartNode(n)
+            | Action::CutLink(n)
+            | Action::HealLink(n)
+            | Action::Restart(n) => {
+                vec![n.as_str()]
+            }
+            Action::Http { component, .. } => vec![component.as_str()],
+            Action::CollectLogs(names) => names.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether it is a check, polled until it holds (else an action, run once).
     pub fn is_check(&self) -> bool {
         matches!(
@@ -255,8 +275,90 @@ pub struct Names<'a> {
     pub alerts: &'a BTreeSet<String>,
 }
 
+/// The longest scenario file read: the shipped ones are a few KiB.
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
+
+/// The deepest nesting of flow collections (`[`, `{`) a scenario may have. The shipped ones
+/// nest 4 deep. serde_yaml_ng loads the whole event stream from libyaml before its recursion
+/// limit applies, and libyaml's scanner is quadratic in flow depth (measured: 5k deep 0.1 s, 10k
+/// 0.3 s, 20k 1 s; 100k took 37 s), so a deeper file is refused before it is parsed.
+pub const MAX_DEPTH: usize = 32;
+
+/// The rule for names that become file names (scenarios, and the components and nodes an
+/// action names: `collect_logs` writes `logs/<scenario>-<container>.log`).
+pub const NAME_RULE: &str = "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, \
+     at most 63 characters, no \"..\"";
+
+/// The longest step name: step names are free text (`cut edge-2`), shown in reports, never a path.
+pub const MAX_STEP_NAME: usize = 128;
+
+/// Whether `name` follows [`NAME_RULE`]: `[a-z0-9][a-z0-9._-]{0,62}` without `..`, so it is
+/// always one safe path component (never `.`, `..`, empty, or with a separator).
+pub fn is_safe_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && name.len() <= 63
+        && !name.contains("..")
+}
+
+/// `dir/name` when `name` is one safe file name ([`is_safe_name`] for its stem, an extension
+/// allowed), else an error: the last guard before a name from a scenario becomes a path.
+pub fn join_safe(dir: &Utf8Path, name: &str) -> Result<Utf8PathBuf> {
+    let stem = name.strip_suffix(".log").unwrap_or(name);
+    if !is_safe_name(stem) {
+        bail!("{name:?} is not a safe file name ({NAME_RULE}): refusing to write it under {dir}");
+    }
+    Ok(dir.join(name))
+}
+
+/// The deepest flow-collection nesting of a YAML text, counting `[`/`{` outside quoted scalars
+/// and comments. Cheap and conservative: a bracket in a plain scalar counts too.
+fn flow_depth(text: &str) -> (usize, usize) {
+    let (mut depth, mut max, mut max_line) = (0usize, 0usize, 1usize);
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if prev.is_whitespace() => break,
+                    '\'' | '"' if matches!(prev, ' ' | '\t' | ':' | '-' | '[' | '{' | ',' | '?') => quote = Some(c),
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > max {
+                            (max, max_line) = (depth, n + 1);
+                        }
+                    }
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            if quote.is_none() || c == '\'' || c == '"' {
+                prev = c;
+            }
+        }
+        // A single-quoted scalar may span lines; a double-quoted one too. Keep it simple: a
+        // quote does not carry over a line (at worst a bracket is counted that is text).
+    }
+    (max, max_line)
+}
+
 /// Parse one scenario file; errors name the file, line and field.
 pub fn parse(path: &Utf8Path, text: &str) -> Result<Scenario> {
+    if text.len() > MAX_FILE_BYTES {
+        bail!("{path}: {} bytes; a scenario file is at most {MAX_FILE_BYTES} bytes", text.len());
+    }
+    let (depth, line) = flow_depth(text);
+    if depth > MAX_DEPTH {
+        bail!("{path}:{line}: nested {depth} deep; a scenario nests at most {MAX_DEPTH} deep (`[` and `{{`)");
+    }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let mut s: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -272,44 +374,208 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Scenario> {
         anyhow::anyhow!("{path}{line}: {text}")
     })?;
     s.file = path.to_path_buf();
+    s.lines = Lines::new(text);
+    let mut problems = Vec::new();
+    if !is_safe_name(&s.name) {
+        problems.push((s.lines.key("name"), format!("name: {:?} is not a valid scenario name: {NAME_RULE}", s.name)));
+    }
+    for (i, step) in s.steps.iter().enumerate() {
+        let bad = step.name.trim().is_empty() || step.name.chars().any(char::is_control);
+        if bad || step.name.len() > MAX_STEP_NAME {
+            problems.push((
+                s.lines.step(i),
+                format!(
+                    "steps[{i}].name: {:?}: a step name is one line of text, not empty, at most {MAX_STEP_NAME} bytes",
+                    step.name
+                ),
+            ));
+        }
+    }
+    s.each_action(|at, region, a| {
+        for name in a.path_names() {
+            if !is_safe_name(name) {
+                problems.push((
+                    s.lines.find(region.clone(), name),
+                    format!("{at}: {name:?} is not a valid name: {NAME_RULE}"),
+                ));
+            }
+        }
+        if let Action::Promql { query, .. } = a {
+            if let Err(e) = check_promql(query) {
+                let line = s.lines.find(region, query.lines().next().unwrap_or(query));
+                problems.push((line, format!("{at}.query: not valid PromQL: {e}")));
+            }
+        }
+    });
+    if !problems.is_empty() {
+        bail!("{}", s.problems(problems));
+    }
     Ok(s)
 }
 
-/// Check every name a scenario uses: nodes, components, alerts, and marks of earlier steps.
-pub fn check(s: &Scenario, names: &Names<'_>) -> Result<()> {
-    let mut problems = Vec::new();
-    if s.steps.is_empty() {
-        problems.push("steps: a scenario needs at least one step".to_string());
+/// A representative value for `${mark:<step>}` (unix seconds), so a query that names a mark
+/// parses as it will once the runner substitutes it.
+const MARK_PLACEHOLDER: &str = "1700000000.000";
+
+/// Parse a PromQL query as Prometheus will, with each `${mark:<step>}` replaced by a number.
+pub fn check_promql(query: &str) -> std::result::Result<(), String> {
+    let mut q = query.to_string();
+    for name in mark_refs(query) {
+        q = q.replace(&format!("${{mark:{name}}}"), MARK_PLACEHOLDER);
     }
+    promql_parser::parser::parse(&q).map(|_| ()).map_err(|e| e.trim().replace('\n', "; "))
+}
+
+impl Scenario {
+    /// Each action with its field path (`steps[1].try[0]`) and the lines it may be on.
+    fn each_action(&self, mut f: impl FnMut(&str, std::ops::Range<usize>, &Action)) {
+        for (i, step) in self.steps.iter().enumerate() {
+            for (list, actions) in [("try", &step.try_), ("catch", &step.catch), ("finally", &step.finally)] {
+                let region = self.lines.list_in_step(i, list);
+                for (j, a) in actions.iter().enumerate() {
+                    f(&format!("steps[{i}] ({}).{list}[{j}]", step.name), region.clone(), a);
+                }
+            }
+        }
+        for (j, a) in self.finally.iter().enumerate() {
+            f(&format!("finally[{j}]"), self.lines.key_region("finally"), a);
+        }
+    }
+
+    /// `file:line: problem` lines, in line order.
+    fn problems(&self, mut problems: Vec<(usize, String)>) -> String {
+        problems.sort_by_key(|(line, _)| *line);
+        problems.iter().map(|(line, p)| format!("{}:{line}: {p}", self.file)).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Where the parts of a scenario file are, found by reading its text: serde_yaml_ng gives a
+/// position only with an error. Exact for the block style the shipped scenarios use (a step per
+/// `- ` item, one action per line); for flow style, a step's or key's line. Lines are 1-based.
+#[derive(Debug, Clone, Default)]
+pub struct Lines {
+    text: Vec<String>,
+    /// Top-level key → its line.
+    keys: BTreeMap<String, usize>,
+    /// The first line of each item of `steps:`.
+    steps: Vec<usize>,
+    /// The line after the last of `steps:`.
+    steps_end: usize,
+}
+
+impl Lines {
+    pub fn new(text: &str) -> Lines {
+        let text: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut keys = BTreeMap::new();
+        for (n, l) in text.iter().enumerate() {
+            if let Some((key, _)) = l.split_once(':').filter(|(k, _)| !k.is_empty() && !k.starts_with([' ', '#', '-']))
+            {
+                keys.entry(key.trim().to_string()).or_insert(n + 1);
+            }
+        }
+        let mut lines = Lines { text, keys, steps: Vec::new(), steps_end: 0 };
+        let region = lines.key_region("steps");
+        lines.steps_end = region.end;
+        let mut indent = None;
+        for n in region.clone().skip(1) {
+            let l = &lines.text[n - 1];
+            let trimmed = l.trim_start();
+            if !(trimmed.starts_with("- ") || trimmed == "-") {
+                continue;
+            }
+            let at = l.len() - trimmed.len();
+            if *indent.get_or_insert(at) == at {
+                lines.steps.push(n);
+            }
+        }
+        lines
+    }
+
+    /// The line of a top-level key (1 when absent, e.g. a flow-style file).
+    pub fn key(&self, key: &str) -> usize {
+        self.keys.get(key).copied().unwrap_or(1)
+    }
+
+    /// From a top-level key's line to the next top-level key's (or the end).
+    fn key_region(&self, key: &str) -> std::ops::Range<usize> {
+        let start = self.key(key);
+        let end = self.keys.values().copied().filter(|&l| l > start).min().unwrap_or(self.text.len() + 1);
+        start..end
+    }
+
+    /// The first line of step `i` (the `steps:` line when not found).
+    pub fn step(&self, i: usize) -> usize {
+        self.steps.get(i).copied().unwrap_or_else(|| self.key("steps"))
+    }
+
+    fn step_region(&self, i: usize) -> std::ops::Range<usize> {
+        let end = self.steps.get(i + 1).copied().unwrap_or(self.steps_end);
+        self.step(i)..end.max(self.step(i) + 1)
+    }
+
+    /// Step `i`'s lines from its `list:` key (`try`, `catch`, `finally`) on.
+    fn list_in_step(&self, i: usize, list: &str) -> std::ops::Range<usize> {
+        let region = self.step_region(i);
+        let key = format!("{list}:");
+        let start = region
+            .clone()
+            .find(|&n| self.text[n - 1].trim_start().trim_start_matches("- ").starts_with(&key))
+            .unwrap_or(region.start);
+        start..region.end
+    }
+
+    /// The first line of `region` containing `needle`, else the region's first line.
+    pub fn find(&self, region: std::ops::Range<usize>, needle: &str) -> usize {
+        let start = region.start;
+        region.filter(|&n| n >= 1 && n <= self.text.len()).find(|&n| self.text[n - 1].contains(needle)).unwrap_or(start)
+    }
+}
+
+/// Check every name a scenario uses: nodes, components, alerts, and marks of earlier steps.
+/// Each problem is `file:line: field: what is wrong`.
+pub fn check(s: &Scenario, names: &Names<'_>) -> Result<()> {
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    if s.steps.is_empty() {
+        problems.push((s.lines.key("steps"), "steps: a scenario needs at least one step".to_string()));
+    }
+    // The steps before each action: the marks it may name (every step for the scenario's finally).
+    let mut before: Vec<BTreeSet<&str>> = Vec::new();
     let mut earlier: BTreeSet<&str> = BTreeSet::new();
     for (i, step) in s.steps.iter().enumerate() {
         let at = format!("steps[{i}] ({})", step.name);
+        before.push(earlier.clone());
         if step.try_.is_empty() {
-            problems.push(format!("{at}.try: a step needs at least one action"));
-        }
-        for (list, actions) in [("try", &step.try_), ("catch", &step.catch), ("finally", &step.finally)] {
-            for (j, a) in actions.iter().enumerate() {
-                check_action(&format!("{at}.{list}[{j}]"), a, names, &earlier, &mut problems);
-            }
+            problems.push((s.lines.step(i), format!("{at}.try: a step needs at least one action")));
         }
         if step.name == "finally" {
-            problems.push(format!("{at}.name: `finally` is the name of the scenario's own cleanup; rename the step"));
+            problems.push((
+                s.lines.step(i),
+                format!("{at}.name: `finally` is the name of the scenario's own cleanup; rename the step"),
+            ));
         }
         if !earlier.insert(step.name.as_str()) {
-            problems.push(format!("{at}.name: two steps are named {:?}", step.name));
+            problems.push((s.lines.step(i), format!("{at}.name: two steps are named {:?}", step.name)));
         }
     }
-    for (j, a) in s.finally.iter().enumerate() {
-        check_action(&format!("finally[{j}]"), a, names, &earlier, &mut problems);
-    }
+    before.push(earlier);
+    s.each_action(|at, region, a| {
+        let step = at.strip_prefix("steps[").and_then(|r| r.split(']').next()).and_then(|i| i.parse::<usize>().ok());
+        let earlier = &before[step.unwrap_or(before.len() - 1)];
+        for (needle, p) in check_action(at, a, names, earlier) {
+            problems.push((s.lines.find(region.clone(), &needle), p));
+        }
+    });
     if let Some(n) = s.edges.filter(|n| *n != names.nodes.len()) {
-        problems.push(format!(
-            "edges: the scenario is written for {n} edge nodes and the run has {}: run with --edges {n}",
-            names.nodes.len()
+        problems.push((
+            s.lines.key("edges"),
+            format!(
+                "edges: the scenario is written for {n} edge nodes and the run has {}: run with --edges {n}",
+                names.nodes.len()
+            ),
         ));
     }
     if !problems.is_empty() {
-        bail!("{}: {}", s.file, problems.join("\n  "));
+        bail!("{}", s.problems(problems));
     }
     Ok(())
 }
@@ -319,34 +585,42 @@ pub fn mark_refs(query: &str) -> Vec<&str> {
     query.split("${mark:").skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)).collect()
 }
 
-/// The names one action uses; `earlier` holds the steps before it (the marks it may name).
-fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str>, problems: &mut Vec<String>) {
-    let mut mark = |m: &Option<String>, field: &str| {
+/// The problems of one action's names, each with the text to find its line by; `earlier` holds
+/// the steps before it (the marks it may name).
+fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str>) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mark = |m: &Option<String>, field: &str, problems: &mut Vec<(String, String)>| {
         if let Some(m) = m.as_ref().filter(|m| !earlier.contains(m.as_str())) {
-            problems.push(format!("{at}.{field}: {m:?} is not the name of an earlier step"));
+            problems.push((m.clone(), format!("{at}.{field}: {m:?} is not the name of an earlier step")));
         }
     };
     match a {
         Action::Alert { after, latency_from, .. } => {
-            mark(after, "after");
-            mark(latency_from, "latency_from");
+            mark(after, "after", &mut problems);
+            mark(latency_from, "latency_from", &mut problems);
         }
         Action::Promql { at: when, query, expect } => {
-            mark(when, "at");
+            mark(when, "at", &mut problems);
             for m in mark_refs(query) {
-                mark(&Some(m.to_string()), "query");
+                mark(&Some(m.to_string()), "query", &mut problems);
             }
             if *expect == Expect::default() {
-                problems.push(format!(
-                    "{at}.expect: names nothing, so it holds for any result: give count, value or label_values"
+                problems.push((
+                    "expect".into(),
+                    format!(
+                        "{at}.expect: names nothing, so it holds for any result: give count, value or label_values"
+                    ),
                 ));
             }
         }
         Action::NoUnexpectedAlerts { allowed } if allowed.iter().any(BTreeMap::is_empty) => {
-            problems.push(format!("{at}.allowed: an empty label set allows every alert: name at least alertname"));
+            problems.push((
+                "allowed".into(),
+                format!("{at}.allowed: an empty label set allows every alert: name at least alertname"),
+            ));
         }
         Action::Trace { services } if services.is_empty() => {
-            problems.push(format!("{at}.services: name the services the trace must span"));
+            problems.push(("services".into(), format!("{at}.services: name the services the trace must span")));
         }
         _ => {}
     }
@@ -354,23 +628,28 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         Action::StopNode(n) | Action::StartNode(n) | Action::CutLink(n) | Action::HealLink(n)
             if !names.nodes.contains(n) =>
         {
-            problems.push(format!("{at}: no edge node {n:?}; the topology has {}", names.nodes.join(", ")));
+            problems
+                .push((n.clone(), format!("{at}: no edge node {n:?}; the topology has {}", names.nodes.join(", "))));
         }
         Action::Restart(c) | Action::Http { component: c, .. } if !names.components.contains(c) => {
-            problems.push(format!("{at}: no component {c:?} in this profile"));
+            problems.push((c.clone(), format!("{at}: no component {c:?} in this profile")));
         }
         Action::CollectLogs(cs) => {
             for c in cs.iter().filter(|c| !names.components.contains(*c) && !names.nodes.contains(c)) {
-                problems.push(format!("{at}: no component or node {c:?}"));
+                problems.push((c.clone(), format!("{at}: no component or node {c:?}")));
             }
         }
         Action::Alert { name, .. } | Action::Alertmanager { name, .. } if !names.alerts.contains(name) => problems
-            .push(format!(
-                "{at}: no alert rule named {name:?}; the rendered rules have {}",
-                names.alerts.iter().cloned().collect::<Vec<_>>().join(", ")
+            .push((
+                name.clone(),
+                format!(
+                    "{at}: no alert rule named {name:?}; the rendered rules have {}",
+                    names.alerts.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
             )),
         _ => {}
     }
+    problems
 }
 
 /// Every `*.yaml` scenario of `dir`, sorted by file name, optionally only those named.
@@ -382,9 +661,16 @@ pub fn load_dir(dir: &Utf8Path, only: &[String]) -> Result<Vec<Scenario>> {
         .collect();
     files.sort();
     let mut out = Vec::new();
+    // Names are unique across the folder: `--scenario`, reports and log files go by name.
+    let mut seen: BTreeMap<String, (Utf8PathBuf, usize)> = BTreeMap::new();
     for f in files {
         let text = std::fs::read_to_string(&f).with_context(|| format!("reading {f}"))?;
         let s = parse(&f, &text)?;
+        let line = s.lines.key("name");
+        if let Some((first, first_line)) = seen.get(&s.name) {
+            bail!("{f}:{line}: name: {:?} is also the name of {first}:{first_line}: scenario names are unique", s.name);
+        }
+        seen.insert(s.name.clone(), (f.clone(), line));
         if only.is_empty() || only.contains(&s.name) {
             out.push(s);
         }
@@ -480,6 +766,129 @@ steps:
             "steps[1] (finally).name: `finally` is the name of the scenario's own cleanup",
         );
         check_err(&format!("{GOOD}finally: [{{heal_link: edge-7}}]\n"), "finally[0]: no edge node \"edge-7\"");
+    }
+
+    #[test]
+    fn name_check_errors_carry_file_and_line() {
+        check_err(
+            &GOOD.replace("{stop_node: edge-1}", "{stop_node: edge-9}"),
+            "scenarios/x.yaml:7: steps[0] (stop).try[0]: no edge node \"edge-9\"",
+        );
+        check_err(
+            &GOOD.replace("latency_from: stop", "latency_from: later"),
+            "scenarios/x.yaml:11: steps[1] (fires).try[0].latency_from: \"later\" is not the name of an earlier step",
+        );
+        check_err(
+            &GOOD.replace("name: EdgeNodeUnreachable", "name: EdgeDown"),
+            "scenarios/x.yaml:11: steps[1] (fires).try[0]: no alert rule named",
+        );
+        check_err(
+            &GOOD.replace("collect_logs: [prometheus, edge-1]", "collect_logs: [grafana]"),
+            "scenarios/x.yaml:13: steps[1] (fires).catch[0]: no component or node \"grafana\"",
+        );
+        check_err(
+            &GOOD.replace("name: fires", "name: stop"),
+            "scenarios/x.yaml:8: steps[1] (stop).name: two steps are named",
+        );
+        check_err(
+            &format!("{GOOD}finally: [{{heal_link: edge-7}}]\n"),
+            "scenarios/x.yaml:15: finally[0]: no edge node \"edge-7\"",
+        );
+    }
+
+    #[test]
+    fn names_that_become_paths_follow_the_rule() {
+        for good in ["metrics", "link-probes", "a", "0", "v1.2_x", &"a".repeat(63)] {
+            assert!(is_safe_name(good), "{good}");
+        }
+        for bad in ["", "..", ".", "../x", "a/b", "a..b", "-x", ".x", "Metrics", "a b", "x\n", &"a".repeat(64), "é"] {
+            assert!(!is_safe_name(bad), "{bad:?}");
+        }
+        check_err(
+            &GOOD.replace("name: alerts", "name: ../../../x"),
+            "scenarios/x.yaml:2: name: \"../../../x\" is not a valid scenario name",
+        );
+        check_err(
+            &GOOD.replace("collect_logs: [prometheus, edge-1]", "collect_logs: [prometheus, ../../etc]"),
+            "scenarios/x.yaml:13: steps[1] (fires).catch[0]: \"../../etc\" is not a valid name",
+        );
+        // Step names are text, never paths: spaces stay valid, control characters do not.
+        check_text(
+            &GOOD
+                .replace("name: stop\n", "name: cut edge-2\n")
+                .replace("latency_from: stop", "latency_from: cut edge-2"),
+        )
+        .unwrap();
+        check_err(
+            &GOOD.replace("name: stop\n", "name: \"a\\tb\"\n"),
+            "scenarios/x.yaml:6: steps[0].name: \"a\\tb\": a step name is one line",
+        );
+        // The writer refuses what is not one safe file name, whatever let it through.
+        let dir = Utf8Path::new("/run/logs");
+        assert_eq!(join_safe(dir, "alerts-prometheus.log").unwrap(), "/run/logs/alerts-prometheus.log");
+        for bad in ["../x.log", "a/b.log", "..", "", ".log"] {
+            assert!(join_safe(dir, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn promql_is_parsed_when_the_file_loads() {
+        check_err(
+            &GOOD.replace("'up == 0'", "'sum(up'"),
+            "scenarios/x.yaml:12: steps[1] (fires).try[1].query: not valid PromQL:",
+        );
+        // Marks are numbers once substituted: a query using one parses.
+        check_text(&GOOD.replace("'up == 0'", "'up > ${mark:stop} - 1'")).unwrap();
+        assert!(check_promql("up{job=\"x\"} == 1 and on() up > ${mark:a b} - 1").is_ok());
+        assert!(check_promql("rate(up[5m]").is_err());
+    }
+
+    /// The fixtures of items 8 and 12 (issue "Unfoolable evidence"): each is refused as it loads,
+    /// naming the file and line.
+    #[test]
+    fn the_wrong_fixtures_are_refused_with_file_and_line() {
+        let dir = crate::paths::fixtures_dir().join("scenarios");
+        let err = |sub: &str| format!("{:#}", load_dir(&dir.join(sub), &[]).unwrap_err());
+        let e = err("bad-names");
+        assert!(e.contains("bad-names/escape.yaml:3: name: \"../../../x\" is not a valid scenario name"), "{e}");
+        assert!(e.contains("escape.yaml:8: steps[0] (cut edge-2).try[0]: \"../edge-1\" is not a valid name"), "{e}");
+        let e = err("duplicate");
+        assert!(
+            e.contains("duplicate/20-second.yaml:2: name: \"twice\" is also the name of ")
+                && e.contains("duplicate/10-first.yaml:1"),
+            "{e}"
+        );
+        let e = err("bad-promql");
+        assert!(e.contains("bad-promql/promql.yaml:12: steps[1] (second).try[1].query: not valid PromQL: "), "{e}");
+        assert_eq!(e.lines().count(), 1, "only the broken query: {e}");
+    }
+
+    /// A 100k-deep nest is refused at once (libyaml alone took 37 s to reach serde's limit).
+    #[test]
+    fn a_deep_nest_is_refused_fast() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+        let n = 100_000;
+        for (file, text) in [
+            ("flow.yaml", format!("name: deep\ndescription: {}{}\n", "[".repeat(n), "]".repeat(n))),
+            ("maps.yaml", format!("name: deep\nsteps: {}{}\n", "{".repeat(n), "}".repeat(n))),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, &text).unwrap();
+            let t = std::time::Instant::now();
+            let e = format!("{:#}", load_dir(&dir, &[]).unwrap_err());
+            let took = t.elapsed();
+            std::fs::remove_file(&path).unwrap();
+            assert!(e.contains(&format!("{path}:")) && e.contains("nested 100000 deep"), "{e}");
+            assert!(took < std::time::Duration::from_millis(500), "{file}: {took:?}");
+        }
+        // Block nesting cannot be deep in a file of bounded size; compact sequences can.
+        let path = dir.join("dashes.yaml");
+        std::fs::write(&path, format!("{}x\n", "- ".repeat(n))).unwrap();
+        let t = std::time::Instant::now();
+        let e = format!("{:#}", load_dir(&dir, &[]).unwrap_err());
+        assert!(e.contains(path.as_str()), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_millis(500), "dashes: {:?}: {e}", t.elapsed());
     }
 
     #[test]

@@ -50,7 +50,19 @@ impl std::error::Error for StackErrors {}
 /// Read and check a stack file.
 pub fn load(path: &Utf8Path) -> anyhow::Result<Stack> {
     let src = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!("cannot read the stack file {path}: {e}; it lives at the project root (see README.md)")
+        // The message names the file that was read: the project's stack.toml or the one --stack gave.
+        let hint = if e.kind() == std::io::ErrorKind::InvalidData {
+            format!(
+                "{path} is not UTF-8 text (a binary file?): a stack file is TOML, like stack.toml at the project root"
+            )
+        } else if path == crate::paths::root().join("stack.toml") {
+            "it lives at the project root (see README.md)".to_string()
+        } else {
+            format!(
+                "check the path given to --stack ({path}), or leave --stack out to read stack.toml at the project root"
+            )
+        };
+        anyhow::anyhow!("cannot read the stack file {path}: {e}; {hint}")
     })?;
     load_str(&src, path.as_str()).map_err(anyhow::Error::new)
 }

@@ -20,7 +20,7 @@ const FIELD_LIMIT: usize = 64 * 1024;
 const STYLE: &str = "\
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem auto;max-width:1200px;padding:0 1rem;color:#1b1f24}
 h1{margin:.2rem 0}h2{margin-top:2rem;border-bottom:1px solid #d0d7de}h3{margin-bottom:.3rem}
-header{padding:.6rem 1rem;border-radius:6px}header.passed{background:#dafbe1}header.failed{background:#ffebe9}
+header{padding:.6rem 1rem;border-radius:6px}header.passed{background:#dafbe1}header.failed{background:#ffebe9}header.interrupted{background:#fff8c5}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f6f8fa;padding:.6rem;border-radius:6px;overflow:auto;white-space:pre-wrap}
@@ -39,6 +39,7 @@ pub(super) fn render(report: &Report) -> String {
     let (class, icon, verdict) = match report.outcome() {
         Outcome::Passed => ("passed", "✅", "passed"),
         Outcome::Failed => ("failed", "❌", "failed"),
+        Outcome::Interrupted => ("interrupted", "⏹", "interrupted"),
     };
     let mut h = String::new();
     let _ = write!(
@@ -293,6 +294,7 @@ fn status_cell(status: &Status) -> String {
         Status::Passed => "<span class=\"pass\">✅ passed</span>".into(),
         Status::Failed => "<span class=\"fail\">❌ failed</span>".into(),
         Status::NotRun { reason } => format!("<span class=\"skip\">⏭ not run: {}</span>", text(reason)),
+        Status::Interrupted { .. } => format!("<span class=\"warn\">⏹ {}</span>", text(&status.label())),
     }
 }
 

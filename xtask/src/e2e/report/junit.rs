@@ -3,6 +3,7 @@
 //! - one testsuite per scenario, one testcase per step; a failed step is a
 //!   `<failure>` whose message and text carry `expected: …` and `actual: …`;
 //!   a step or scenario that did not run is `<skipped>` with its reason;
+//!   the step (or scenario) a signal stopped is an `<error>` "interrupted by SIGINT";
 //!   a failed scenario with no failed step gets a `(scenario)` failure, a
 //!   not-run scenario without steps a `(scenario)` skip, so no verdict is lost;
 //! - a `resources` suite: one testcase "budget <component> on <node>" per
@@ -80,10 +81,12 @@ fn scenario_suite(report: &Report, scenario: &ScenarioResult) -> TestSuite {
         Status::Passed => true,
         Status::Failed => scenario.steps.iter().any(|s| s.status.is_failed()),
         Status::NotRun { .. } => !scenario.steps.is_empty(),
+        Status::Interrupted { .. } => scenario.steps.iter().any(|s| s.status.is_interrupted()),
     };
     if !explained {
         let status = match &verdict {
             Status::NotRun { reason } => skipped(&format!("not run: {reason}")),
+            Status::Interrupted { .. } => error(&verdict.label()),
             _ => {
                 let mut text = "the scenario failed without a failing step".to_string();
                 if !scenario.logs.is_empty() {
@@ -113,6 +116,7 @@ fn step_case(scenario: &ScenarioResult, step: &StepResult) -> TestCase {
             failure(&message, &step.failure_text())
         }
         Status::NotRun { reason } => skipped(&format!("not run: {reason}")),
+        Status::Interrupted { .. } => error(&step.status.label()),
     };
     let mut case = TestCase::new(step.name.as_str(), status);
     case.set_classname(scenario.name.as_str());
@@ -203,6 +207,13 @@ fn failure(message: &str, text: &str) -> TestCaseStatus {
     let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
     status.set_message(truncate(message, FIELD_LIMIT).as_ref());
     status.set_description(truncate(text, FIELD_LIMIT).as_ref());
+    status
+}
+
+/// Neither a pass nor a test failure: the run was stopped (`interrupted by SIGINT`).
+fn error(message: &str) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status.set_message(truncate(message, FIELD_LIMIT).as_ref());
     status
 }
 

@@ -31,6 +31,7 @@ fn render_with_limit(report: &Report, limit: usize) -> String {
     let (icon, verdict) = match report.outcome() {
         Outcome::Passed => ("✅", "passed"),
         Outcome::Failed => ("❌", "failed"),
+        Outcome::Interrupted => ("⏹", "interrupted"),
     };
     doc.push(format!("# {icon} e2e {verdict}\n\n"));
     doc.push(format!(
@@ -206,6 +207,7 @@ fn status_cell(status: &Status) -> String {
         Status::Passed => "✅ passed".into(),
         Status::Failed => "❌ failed".into(),
         Status::NotRun { reason } => format!("⏭ not run: {}", inline(reason)),
+        Status::Interrupted { .. } => format!("⏹ {}", inline(&status.label())),
     }
 }
 
