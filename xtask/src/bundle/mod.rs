@@ -16,7 +16,9 @@
 
 pub mod chart_images;
 pub mod diff;
+pub mod example;
 pub mod image_tar;
+pub mod scan;
 pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
