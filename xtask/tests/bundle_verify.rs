@@ -247,7 +247,8 @@ fn bundle_json_is_checked_against_the_bundle() {
     let (_t, root) = tmp();
     let image = "images/cloud/app.tar";
     let other = example::index_digest(APP, Arch::Arm64);
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, String)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, String)> = vec![
         (
             "arch",
             Box::new(|v| v["arch"] = "arm64".into()),
@@ -305,7 +306,8 @@ fn verify_bounded(path: &Utf8Path, limit: Duration) -> (bool, String, u64) {
     }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let rss = stderr.lines().filter_map(|l| l.strip_prefix("maxrss_kib=")).last().and_then(|n| n.trim().parse().ok());
+    let rss =
+        stderr.lines().filter_map(|l| l.strip_prefix("maxrss_kib=")).next_back().and_then(|n| n.trim().parse().ok());
     // /usr/bin/time exits with the command's status.
     (out.status.success(), stderr.clone(), rss.unwrap_or_else(|| panic!("no maxrss in {stderr}")))
 }
