@@ -247,7 +247,7 @@ fn bundle_json_is_checked_against_the_bundle() {
     let (_t, root) = tmp();
     let image = "images/cloud/app.tar";
     let other = example::index_digest(APP, Arch::Arm64);
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    type Edit<'a> = Box<dyn Fn(&mut serde_json::Value) + 'a>;
     let cases: Vec<(&str, Edit, String)> = vec![
         (
             "arch",
