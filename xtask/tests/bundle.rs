@@ -560,3 +560,78 @@ fn a_per_role_archive_holds_each_blob_once_and_loads_in_docker() {
     rmi.extend(loaded.iter().copied());
     docker(&rmi);
 }
+
+/// Items 5 and 11: `bundle verify` reads every `--archive` form of a real build (and its folder);
+/// switching form leaves no stale archive; a build killed while writing its archive leaves the new
+/// folder alone (the previous archive went before the swap), and the next build sweeps its partial archive.
+#[test]
+fn every_archive_form_verifies_and_a_killed_archive_write_leaves_no_stale_archive() {
+    let site = Site::new();
+    let t = tempfile::tempdir().unwrap();
+    let root = utf8(t.path());
+    let (cache, out) = (root.join("cache"), root.join("out"));
+    let name = "observability-local-amd64";
+    let archives = |out: &Utf8Path| -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|f| f != name)
+            .collect();
+        found.sort();
+        found
+    };
+    for form in ["tar", "tar.gz", "tar.zst"] {
+        let started = std::time::Instant::now();
+        site.bundle("022", "amd64", &cache, &out, &["--archive", form]);
+        eprintln!("bundle --archive {form}: {:.1}s", started.elapsed().as_secs_f64());
+        assert_eq!(archives(&out), [format!("{name}.{form}")], "only this form's archive stays beside the folder");
+        assert_eq!(verify(&out.join(name)), Vec::<String>::new(), "the folder");
+        assert_eq!(verify(&out.join(format!("{name}.{form}"))), Vec::<String>::new(), "{form}");
+        let o = site.xtask("022", &["bundle", "verify", out.join(format!("{name}.{form}")).as_str()]);
+        assert!(o.status.success(), "{form}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    // A changed folder (zstd image archives), killed while its archive is written.
+    let exe = env!("CARGO_BIN_EXE_xtask");
+    let stack_file = site.dir.join("stack.toml");
+    let mut child = Command::new(exe)
+        .args(["--stack", stack_file.as_str(), "bundle", "--arch", "amd64", "--archive", "tar.gz"])
+        .args(["--image-format", "tar.zst", "--cache", cache.as_str(), "--out", out.as_str()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let staging = [paths::target_dir().join("tmp/bundle"), out.join(".staging")];
+    let partial = |dir: &Utf8Path| -> Vec<Utf8PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| utf8(&e.unwrap().path()))
+            .filter(|p| p.as_str().ends_with(&format!(".tar.gz.{pid}")))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let left = loop {
+        let found: Vec<Utf8PathBuf> = staging.iter().flat_map(|d| partial(d)).collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the build ended before its archive was seen being written");
+        assert!(std::time::Instant::now() < deadline, "no archive was written within 2 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(left.iter().all(|p| p.exists()), "the partial archive is there to be swept");
+    assert_eq!(archives(&out), Vec::<String>::new(), "an archive of the previous folder stayed beside the new one");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(name).join("bundle.json")).unwrap()).unwrap();
+    assert!(json["files"].as_object().unwrap().keys().any(|p| p.ends_with(".tar.zst")), "the new folder is in place");
+    assert_eq!(verify(&out.join(name)), Vec::<String>::new());
+
+    // The next build sweeps what the killed one left, and leaves no staging folder in the output.
+    site.bundle("022", "amd64", &cache, &out, &["--archive", "tar.zst", "--image-format", "tar.zst"]);
+    assert!(left.iter().all(|p| !p.exists()), "the killed build's partial archive stayed: {left:?}");
+    assert_eq!(archives(&out), [format!("{name}.tar.zst")]);
+    assert_eq!(verify(&out.join(format!("{name}.tar.zst"))), Vec::<String>::new());
+}

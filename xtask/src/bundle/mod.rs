@@ -16,7 +16,9 @@
 
 pub mod chart_images;
 pub mod diff;
+pub mod example;
 pub mod image_tar;
+pub mod scan;
 pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -308,11 +310,13 @@ pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Resul
     let started = Instant::now();
     let name = opts.name();
     let dest = opts.out.join(&name);
+    // What killed builds left (into any output) goes first.
+    sweep(&preferred_staging_root());
+    sweep(&opts.out.join(".staging"));
     let staging_root = staging_root(&opts.out)?;
     // Staging names carry the output directory's hash (builds into different outputs
     // never meet) and the pid (what a killed build left is swept by the next one).
     let key = format!("{name}.{}", &sha256(opts.out.as_str().as_bytes())[7..19]);
-    sweep(&staging_root, &key);
     let staging = staging_root.join(format!("{key}.{}", std::process::id()));
     let previous = previous_records(&dest);
     let result = (|| {
@@ -331,6 +335,9 @@ pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Resul
             records.iter().map(|(p, r)| format!("{}  {p}\n", r.sha256.trim_start_matches("sha256:"))).collect();
         write_new(&staging.join("bundle.json"), format!("{}\n", serde_json::to_string_pretty(&json)?).as_bytes())?;
         write_new(&staging.join("SHA256SUMS"), sums.as_bytes())?;
+        // The previous archives go before the folder is swapped: a build killed from here on
+        // leaves the new folder alone, never beside an archive of the old one.
+        remove_archives(&opts.out, &name)?;
         swap_into_place(&staging, &dest, &staging_root.join(format!("{key}.old.{}", std::process::id())))?;
         let archive = match opts.archive.extension() {
             Some(ext) => {
@@ -349,6 +356,8 @@ pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Resul
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
+    // No empty staging folder stays in the output (staging on another file system).
+    let _ = std::fs::remove_dir(opts.out.join(".staging"));
     let (files, written, archive) = result?;
     Ok(Built { dir: dest, archive, files, written, fetch_seconds, write_seconds: started.elapsed().as_secs_f64() })
 }
@@ -522,11 +531,15 @@ fn set_mode(_: &Utf8Path, _: u32) -> Result<()> {
     Ok(())
 }
 
+fn preferred_staging_root() -> Utf8PathBuf {
+    crate::paths::target_dir().join("tmp").join("bundle")
+}
+
 /// Where staging directories go: `target/tmp/bundle` when it is on the same file
 /// system as `out` (so nothing partial is ever inside `out`), else `out/.staging`.
 fn staging_root(out: &Utf8Path) -> Result<Utf8PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {out}"))?;
-    let preferred = crate::paths::target_dir().join("tmp").join("bundle");
+    let preferred = preferred_staging_root();
     std::fs::create_dir_all(&preferred).with_context(|| format!("creating {preferred}"))?;
     let root = if same_filesystem(&preferred, out) { preferred } else { out.join(".staging") };
     std::fs::create_dir_all(&root).with_context(|| format!("creating {root}"))?;
@@ -556,20 +569,38 @@ fn swap_into_place(staging: &Utf8Path, dest: &Utf8Path, aside: &Utf8Path) -> Res
     Ok(())
 }
 
-/// Remove what killed builds left in the staging root: `<key>.*.<pid>` of a pid that is gone.
-fn sweep(staging_root: &Utf8Path, key: &str) {
+/// Remove what killed builds left in a staging root (`<key>.<…>.<pid>` whose pid is gone),
+/// whichever output they were for; an emptied `<out>/.staging` goes too.
+fn sweep(staging_root: &Utf8Path) {
     for entry in std::fs::read_dir(staging_root).into_iter().flatten().flatten() {
         let file = entry.file_name().to_string_lossy().to_string();
         let pid = file.rsplit_once('.').map(|(_, p)| p).unwrap_or_default();
-        let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();
-        if file.starts_with(&format!("{key}.")) && !alive {
+        let ours = file.starts_with("observability-") && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        if ours && !std::path::Path::new("/proc").join(pid).exists() {
             let p = entry.path();
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+            let _ = if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
         }
+    }
+    if staging_root.file_name() == Some(".staging") {
+        let _ = std::fs::remove_dir(staging_root);
     }
 }
 
-/// A deterministic archive of the folder `dir`, its entries under `observability/`;
+/// Remove `<out>/<name>.<ext>` of every archive form: an archive is never left beside a folder it does not hold.
+fn remove_archives(out: &Utf8Path, name: &str) -> Result<()> {
+    for ext in [ArchiveFormat::Tar, ArchiveFormat::TarGz, ArchiveFormat::TarZst].iter().filter_map(|f| f.extension()) {
+        let path = out.join(format!("{name}.{ext}"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing the previous archive {path}")),
+        }
+    }
+    Ok(())
+}
+
+/// A deterministic archive of the folder `dir`, its entries under `observability/` ([`scan::TOP`]);
 /// its sha256 and size.
 pub fn write_archive(dir: &Utf8Path, dest: &Utf8Path, format: ArchiveFormat) -> Result<(String, u64)> {
     let mtime = source_date_epoch()?;
@@ -618,9 +649,9 @@ fn tar_tree<W: Write>(dir: &Utf8Path, entries: &BTreeSet<(String, bool)>, mtime:
         h
     };
     let mut h = header(tar::EntryType::Directory, 0o755, 0);
-    b.append_data(&mut h, "observability/", std::io::empty())?;
+    b.append_data(&mut h, format!("{}/", scan::TOP), std::io::empty())?;
     for (rel, is_dir) in entries {
-        let name = format!("observability/{rel}");
+        let name = format!("{}/{rel}", scan::TOP);
         if *is_dir {
             let mut h = header(tar::EntryType::Directory, 0o755, 0);
             b.append_data(&mut h, format!("{name}/"), std::io::empty())?;

@@ -1,49 +1,17 @@
-//! `cargo xtask bundle verify PATH`: offline, check every checksum and digest of a
-//! bundle (a `.tar.gz` or its unpacked `observability/` folder), and that every
-//! image a rendered manifest names is present in one of its image archives.
+//! `cargo xtask bundle verify PATH`: offline, check a bundle (a folder, or its archive
+//! as tar, tar.gz or tar.zst, told by its bytes) read by [`super::scan`], streamed:
+//! every file against SHA256SUMS and bundle.json (both ways: nothing missing, nothing
+//! extra), bundle.json against the bundle (schema known; each image archive's own index
+//! digest, image names and platforms equal its record; every platform is the bundle's
+//! arch), and that every image a rendered manifest or chart names is present.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
+use anyhow::{Result, bail};
+use camino::Utf8PathBuf;
 
-use crate::archive::{Limits, read_tgz};
-use crate::oci::layer::Entry;
-use crate::oci::{ANNOTATION_CONTAINERD_NAME, sha256};
-
-/// A bundle's files by path relative to `observability/`.
-pub type BundleFiles = BTreeMap<String, Vec<u8>>;
-
-/// Read a bundle archive (refusing traversal and bombs) or an unpacked folder.
-pub fn load(path: &Utf8Path) -> Result<BundleFiles> {
-    let mut out = BTreeMap::new();
-    if path.is_dir() {
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
-                let p = Utf8PathBuf::from_path_buf(e?.path())
-                    .map_err(|p| anyhow::anyhow!("non UTF-8 path {}", p.display()))?;
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let rel = p.strip_prefix(path)?.to_string();
-                    out.insert(rel, std::fs::read(&p).with_context(|| format!("reading {p}"))?);
-                }
-            }
-        }
-        return Ok(out);
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    let limits = Limits { total: 16 << 30, entries: 100_000 };
-    for (p, entry) in read_tgz(&bytes, path.as_str(), limits)? {
-        if let Entry::File { data, .. } = entry {
-            let rel =
-                p.strip_prefix("observability/").with_context(|| format!("{path}: {p} is outside observability/"))?;
-            out.insert(rel.to_string(), data);
-        }
-    }
-    Ok(out)
-}
+pub use super::scan::{Bundle, load};
+use super::{BundleJson, Source};
 
 /// What `bundle verify` found: problems fail it, notes are printed for the reader.
 #[derive(Debug, Default)]
@@ -53,65 +21,57 @@ pub struct Verdict {
 }
 
 /// Every problem found; empty means the bundle is intact and complete.
-pub fn verify(files: &BundleFiles) -> Vec<String> {
-    check(files).problems
+pub fn verify(bundle: &Bundle) -> Vec<String> {
+    check(bundle).problems
 }
 
-/// Check checksums, digests, and that every image the manifests and chart values name is present.
-pub fn check(files: &BundleFiles) -> Verdict {
-    let mut v = Verdict::default();
+/// Check checksums, digests, bundle.json, and that every image the manifests and chart values name is present.
+pub fn check(bundle: &Bundle) -> Verdict {
+    let mut v = Verdict { problems: bundle.problems.clone(), notes: vec![] };
     let problems = &mut v.problems;
-    let Some(sums) = files.get("SHA256SUMS") else {
-        v.problems.push("SHA256SUMS is missing".into());
-        return v;
-    };
-    let mut listed = BTreeSet::new();
-    for (i, line) in String::from_utf8_lossy(sums).lines().enumerate() {
-        let Some((hex, path)) = line.split_once("  ") else {
-            problems.push(format!("SHA256SUMS line {}: not `<sha256>  <path>`", i + 1));
-            continue;
-        };
-        listed.insert(path.to_string());
-        match files.get(path) {
-            None => problems.push(format!("{path}: listed in SHA256SUMS but missing")),
-            Some(bytes) if sha256(bytes) != format!("sha256:{hex}") => problems
-                .push(format!("{path}: checksum mismatch (SHA256SUMS says {hex}, content is {})", sha256(bytes))),
-            Some(_) => {}
-        }
-    }
-    for path in files.keys() {
-        if path != "SHA256SUMS" && path != "bundle.json" && !listed.contains(path) {
-            problems.push(format!("{path}: not listed in SHA256SUMS"));
-        }
-    }
-    let mut json = serde_json::Value::Null;
-    match files.get("bundle.json").map(|b| serde_json::from_slice::<serde_json::Value>(b)) {
-        None => problems.push("bundle.json is missing".into()),
-        Some(Err(e)) => problems.push(format!("bundle.json is not valid JSON: {e}")),
-        Some(Ok(j)) => {
-            for (path, rec) in j["files"].as_object().into_iter().flatten() {
+    let files = &bundle.files;
+    match bundle.get("SHA256SUMS") {
+        None if files.contains_key("SHA256SUMS") => {}
+        None => problems.push("SHA256SUMS is missing: rebuild the bundle with `cargo xtask bundle`".into()),
+        Some(sums) => {
+            let mut listed = BTreeSet::new();
+            for (i, line) in String::from_utf8_lossy(sums).lines().enumerate() {
+                let Some((hex, path)) = line.split_once("  ") else {
+                    problems.push(format!("SHA256SUMS line {}: not `<sha256>  <path>`", i + 1));
+                    continue;
+                };
+                if !listed.insert(path.to_string()) {
+                    problems.push(format!("SHA256SUMS line {}: {path} is listed twice", i + 1));
+                }
                 match files.get(path) {
-                    None => problems.push(format!("{path}: in bundle.json but missing")),
-                    Some(bytes)
-                        if rec["sha256"].as_str() != Some(sha256(bytes).as_str())
-                            || rec["size"].as_u64() != Some(bytes.len() as u64) =>
-                    {
-                        problems.push(format!("{path}: digest or size differs from bundle.json"))
-                    }
+                    None => problems.push(format!("{path}: listed in SHA256SUMS but missing from the bundle")),
+                    Some(f) if f.sha256 != format!("sha256:{hex}") => problems.push(format!(
+                        "{path}: checksum mismatch (SHA256SUMS says {hex}, content is {}): the file was changed; \
+                         rebuild the bundle",
+                        f.sha256
+                    )),
                     Some(_) => {}
                 }
             }
-            json = j;
+            for path in files.keys() {
+                if path != "SHA256SUMS" && path != "bundle.json" && !listed.contains(path) {
+                    problems.push(format!("{path}: not listed in SHA256SUMS (an extra file): remove it or rebuild"));
+                }
+            }
         }
     }
-    let present = present_images(files, problems);
+    let json = bundle_json(bundle, problems);
+    if let Some(json) = &json {
+        check_records(bundle, json, problems);
+    }
+    let present = present_images(bundle);
     // reference → where it is named (a manifest, or a chart's values path).
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let docs = manifest_docs(files, problems);
+    let docs = manifest_docs(bundle, problems);
     for (reference, at) in manifest_images(&docs) {
         wanted.entry(reference).or_default().insert(at);
     }
-    for (reference, at) in chart_images(files, &docs, &json, &present, &mut v) {
+    for (reference, at) in chart_images(bundle, &docs, json.as_ref(), &present, &mut v) {
         wanted.entry(reference).or_default().insert(at);
     }
     for (reference, at) in &wanted {
@@ -121,6 +81,111 @@ pub fn check(files: &BundleFiles) -> Verdict {
         }
     }
     v
+}
+
+/// bundle.json, read as the schema this tool writes; a problem when missing, unknown or malformed.
+fn bundle_json(bundle: &Bundle, problems: &mut Vec<String>) -> Option<BundleJson> {
+    let Some(bytes) = bundle.get("bundle.json") else {
+        if !bundle.files.contains_key("bundle.json") {
+            problems.push("bundle.json is missing: rebuild the bundle with `cargo xtask bundle`".into());
+        }
+        return None;
+    };
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("bundle.json is not valid JSON: {e}"));
+            return None;
+        }
+    };
+    if value["schema"].as_u64() != Some(u64::from(super::SCHEMA)) {
+        problems.push(format!(
+            "bundle.json: schema {} is not the one this tool reads ({}): verify it with the xtask that built it, \
+             or rebuild the bundle",
+            value["schema"],
+            super::SCHEMA
+        ));
+        return None;
+    }
+    match serde_json::from_value::<BundleJson>(value) {
+        Ok(j) => Some(j),
+        Err(e) => {
+            problems.push(format!("bundle.json does not describe a bundle: {e}; rebuild the bundle"));
+            None
+        }
+    }
+}
+
+/// Every file against its record, and every image archive's content against its source.
+fn check_records(bundle: &Bundle, json: &BundleJson, problems: &mut Vec<String>) {
+    let platform = format!("linux/{}", json.arch);
+    if json.profile.is_empty() {
+        problems.push("bundle.json: the profile is empty".into());
+    }
+    for (path, rec) in &json.files {
+        let Some(file) = bundle.files.get(path) else {
+            problems.push(format!("{path}: in bundle.json but missing from the bundle"));
+            continue;
+        };
+        if rec.sha256 != file.sha256 || rec.size != file.size {
+            problems.push(format!(
+                "{path}: bundle.json says {} ({} bytes), the file is {} ({} bytes)",
+                rec.sha256, rec.size, file.sha256, file.size
+            ));
+        }
+        let expected: Option<(BTreeMap<String, String>, &String)> = match &rec.source {
+            Source::Rendered => None,
+            Source::Chart { digest, .. } => {
+                if *digest != file.sha256 {
+                    problems
+                        .push(format!("{path}: bundle.json's chart digest {digest} is not the file's {}", file.sha256));
+                }
+                None
+            }
+            Source::Image { reference, index_digest, platform: p, .. } => {
+                Some(([(reference.clone(), index_digest.clone())].into(), p))
+            }
+            Source::Images { images, platform: p, .. } => Some((images.clone(), p)),
+        };
+        match (expected, &file.image) {
+            (None, Some(_)) => {
+                problems.push(format!("{path}: an image archive without an image record in bundle.json"))
+            }
+            (None, None) => {}
+            (Some(_), None) if !path.starts_with("images/") => {
+                problems.push(format!("{path}: bundle.json records images for a file outside images/"))
+            }
+            // Unreadable: the reading already said why.
+            (Some(_), None) => {}
+            (Some((images, p)), Some(content)) => {
+                if *p != platform {
+                    problems.push(format!(
+                        "{path}: bundle.json says platform {p} but the bundle's arch is {} ({platform})",
+                        json.arch
+                    ));
+                }
+                if content.images != images {
+                    problems.push(format!(
+                        "{path}: the archive's index.json names {:?} but bundle.json says {images:?} (image reference \
+                         and index digest must match); rebuild the bundle",
+                        content.images
+                    ));
+                }
+                for (name, platforms) in &content.platforms {
+                    if platforms.iter().ne([&platform]) {
+                        problems.push(format!(
+                            "{path}: {name} carries platform(s) {platforms:?}, not the bundle's {platform}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for path in bundle.files.keys() {
+        if path != "SHA256SUMS" && path != "bundle.json" && !json.files.contains_key(path) {
+            problems.push(format!("{path}: not recorded in bundle.json (an extra file): remove it or rebuild"));
+        }
+    }
 }
 
 /// A reference in the form image archives name images: the registry explicit
@@ -164,22 +229,21 @@ fn is_present(present: &BTreeMap<String, BTreeSet<String>>, reference: &str) -> 
 /// manifests pass (`spec.valuesContent`). Images the stack declared unused (recorded in
 /// bundle.json) become notes when absent; a declaration the chart does not match is a note too.
 fn chart_images(
-    files: &BundleFiles,
+    bundle: &Bundle,
     docs: &[(String, serde_json::Value)],
-    bundle_json: &serde_json::Value,
+    bundle_json: Option<&BundleJson>,
     present: &BTreeMap<String, BTreeSet<String>>,
     v: &mut Verdict,
 ) -> Vec<(String, String)> {
     let helm_charts = helm_charts(docs, &mut v.problems);
     let mut out = Vec::new();
-    for (path, tgz) in files.iter().filter(|(p, _)| p.starts_with("charts/") && p.ends_with(".tgz")) {
+    let charts = bundle.files.iter().filter(|(p, _)| p.starts_with("charts/") && p.ends_with(".tgz"));
+    for (path, tgz) in charts.filter_map(|(p, f)| Some((p, f.bytes.as_deref()?))) {
         let file_name = path.trim_start_matches("charts/");
-        let unused: BTreeMap<String, String> = bundle_json["files"][path.as_str()]["source"]["unused_images"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, why)| (k.clone(), why.as_str().unwrap_or_default().to_string()))
-            .collect();
+        let unused: BTreeMap<String, String> = match bundle_json.and_then(|j| j.files.get(path)).map(|r| &r.source) {
+            Some(Source::Chart { unused_images, .. }) => unused_images.clone(),
+            _ => BTreeMap::new(),
+        };
         let installs: Vec<&(String, serde_yaml_ng::Value)> =
             helm_charts.iter().filter(|(url, _)| url.rsplit('/').next() == Some(file_name)).map(|(_, hc)| hc).collect();
         let installs = if installs.is_empty() {
@@ -245,57 +309,22 @@ fn helm_charts(
     out
 }
 
-/// The images the bundle's archives carry (from their index.json): name → index digests.
-fn present_images(files: &BundleFiles, problems: &mut Vec<String>) -> BTreeMap<String, BTreeSet<String>> {
+/// The images the bundle's archives carry (from their own index.json): name → index digests.
+fn present_images(bundle: &Bundle) -> BTreeMap<String, BTreeSet<String>> {
     let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (path, bytes) in files.iter().filter(|(p, _)| p.starts_with("images/")) {
-        let tar = if path.ends_with(".tar.zst") {
-            match zstd::stream::decode_all(bytes.as_slice()) {
-                Ok(t) => t,
-                Err(e) => {
-                    problems.push(format!("{path}: not a valid zstd stream: {e}"));
-                    continue;
-                }
-            }
-        } else if path.ends_with(".tar") {
-            bytes.clone()
-        } else {
-            problems.push(format!("{path}: not an image archive (.tar or .tar.zst)"));
-            continue;
-        };
-        let mut archive = tar::Archive::new(tar.as_slice());
-        let index = archive.entries().ok().and_then(|mut es| {
-            es.find_map(|e| {
-                let mut e = e.ok()?;
-                (e.path().ok()?.to_str()? == "index.json").then(|| {
-                    let mut s = String::new();
-                    std::io::Read::read_to_string(&mut e, &mut s).ok().map(|_| s)
-                })?
-            })
-        });
-        let Some(index) = index.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) else {
-            problems.push(format!("{path}: no readable index.json"));
-            continue;
-        };
-        for m in index["manifests"].as_array().into_iter().flatten() {
-            match m["annotations"][ANNOTATION_CONTAINERD_NAME].as_str() {
-                Some(name) => {
-                    let digest = m["digest"].as_str().unwrap_or_default().to_string();
-                    names.entry(name.to_string()).or_default().insert(digest);
-                }
-                None => problems.push(format!(
-                    "{path}: an index entry has no {ANNOTATION_CONTAINERD_NAME} (it would import as nothing)"
-                )),
-            }
+    for content in bundle.files.values().filter_map(|f| f.image.as_ref()) {
+        for (name, digest) in &content.images {
+            names.entry(name.clone()).or_default().insert(digest.clone());
         }
     }
     names
 }
 
 /// Every YAML document of `manifests/`, with its file's path.
-fn manifest_docs(files: &BundleFiles, problems: &mut Vec<String>) -> Vec<(String, serde_json::Value)> {
+fn manifest_docs(bundle: &Bundle, problems: &mut Vec<String>) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
-    for (path, bytes) in files.iter().filter(|(p, _)| p.starts_with("manifests/")) {
+    let manifests = bundle.files.iter().filter(|(p, _)| p.starts_with("manifests/"));
+    for (path, bytes) in manifests.filter_map(|(p, f)| Some((p, f.bytes.as_deref()?))) {
         let text = String::from_utf8_lossy(bytes);
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             match <serde_json::Value as serde::Deserialize>::deserialize(doc) {
@@ -334,18 +363,23 @@ fn manifest_images(docs: &[(String, serde_json::Value)]) -> Vec<(String, String)
 /// Check a bundle offline: checksums, digests, and that every referenced image is present.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A bundle `.tar.gz`, or an unpacked `observability/` folder.
+    /// A bundle archive (tar, tar.gz or tar.zst, told by its bytes), or an unpacked `observability/` folder.
     pub path: Utf8PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let files = load(&args.path)?;
-    let Verdict { problems, notes } = check(&files);
+    let bundle = load(&args.path)?;
+    let Verdict { problems, notes } = check(&bundle);
     for n in &notes {
         crate::note!("  note: {n}");
     }
     if problems.is_empty() {
-        crate::note!("bundle verify: {}: {} files, all checksums and images OK", args.path, files.len());
+        crate::note!(
+            "bundle verify: {} ({}): {} files, all checksums, records and images OK",
+            args.path,
+            bundle.form,
+            bundle.files.len()
+        );
         return Ok(());
     }
     for p in &problems {
@@ -358,31 +392,8 @@ pub fn run(args: Args) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn tar(files: &[(&str, &[u8])], gzip: bool) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, path, *data).unwrap();
-        }
-        let bytes = b.into_inner().unwrap();
-        if !gzip {
-            return bytes;
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &bytes).unwrap();
-        gz.finish().unwrap()
-    }
-
-    /// An image archive holding only an index that names `images` (name, index digest).
-    fn image_archive(images: &[(&str, &str)]) -> Vec<u8> {
-        let manifests: Vec<_> = images
-            .iter()
-            .map(|(name, digest)| serde_json::json!({"digest": digest, "annotations": {ANNOTATION_CONTAINERD_NAME: name}}))
-            .collect();
-        tar(&[("index.json", serde_json::json!({ "manifests": manifests }).to_string().as_bytes())], false)
-    }
+    use crate::bundle::example::{Example, gzip, index_digest, tar};
+    use crate::stack::Arch;
 
     const CHART_YAML: &str = "apiVersion: v2\nname: demo\nversion: 1.0.0\nappVersion: v1\n";
     const VALUES: &str = "
@@ -391,9 +402,6 @@ sidecar:
   image: {repository: busybox, tag: '1.36'}
 thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
 ";
-    const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
     fn helm_chart(values: &str) -> Vec<u8> {
         let doc = serde_json::json!({
             "apiVersion": "helm.cattle.io/v1",
@@ -404,43 +412,26 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
         serde_yaml_ng::to_string(&doc).unwrap().into_bytes()
     }
 
-    /// A consistent bundle (sums and bundle.json) of `files`; the chart declares `unused`.
-    fn bundle(files: Vec<(&str, Vec<u8>)>, unused: &[(&str, &str)]) -> BundleFiles {
-        let mut out: BundleFiles = files.into_iter().map(|(p, b)| (p.to_string(), b)).collect();
-        let mut sums = String::new();
-        let mut records = serde_json::Map::new();
-        for (path, bytes) in &out {
-            sums.push_str(&format!("{}  {path}\n", sha256(bytes).trim_start_matches("sha256:")));
-            let mut source = serde_json::json!({"kind": "rendered"});
-            if path.starts_with("charts/") {
-                let unused: BTreeMap<_, _> = unused.iter().copied().collect();
-                source = serde_json::json!({"kind": "chart", "url": "https://x/demo-1.0.0.tgz", "digest": sha256(bytes), "unused_images": unused});
-            }
-            records.insert(
-                path.clone(),
-                serde_json::json!({"sha256": sha256(bytes), "size": bytes.len(), "source": source}),
-            );
+    /// A consistent bundle of `chart`, its HelmChart's values and the images `(path, name)`;
+    /// the chart declares `unused`.
+    fn bundle(chart: Vec<u8>, manifest: Option<&str>, images: &[(&str, &str)], unused: &[(&str, &str)]) -> Bundle {
+        let mut ex = Example::new(Arch::Amd64).chart("charts/demo-1.0.0.tgz", chart, unused);
+        if let Some(values) = manifest {
+            ex = ex.rendered("manifests/10-helmchart-demo.yaml", helm_chart(values));
         }
-        out.insert("SHA256SUMS".into(), sums.into_bytes());
-        out.insert("bundle.json".into(), serde_json::json!({ "files": records }).to_string().into_bytes());
-        out
+        for (path, name) in images {
+            ex = ex.image(path, name);
+        }
+        Bundle::from_memory(&ex.files()).unwrap()
     }
 
     fn demo_chart() -> Vec<u8> {
-        tar(&[("demo/Chart.yaml", CHART_YAML.as_bytes()), ("demo/values.yaml", VALUES.as_bytes())], true)
+        gzip(&tar(&[("demo/Chart.yaml", CHART_YAML.as_bytes()), ("demo/values.yaml", VALUES.as_bytes())]))
     }
 
     #[test]
     fn every_image_the_chart_values_name_must_be_in_the_bundle() {
-        let files = bundle(
-            vec![
-                ("charts/demo-1.0.0.tgz", demo_chart()),
-                ("manifests/10-helmchart-demo.yaml", helm_chart("image:\n  tag: v2\n")),
-                ("images/cloud/app.tar", image_archive(&[("quay.io/demo/app:v2", DIGEST_A)])),
-            ],
-            &[],
-        );
-        let v = check(&files);
+        let v = check(&bundle(demo_chart(), Some("image:\n  tag: v2\n"), &[APP_V2], &[]));
         assert_eq!(
             v.problems,
             [
@@ -452,11 +443,9 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
 
         // The chart's default tag (its appVersion) is not what the HelmChart deploys: v2 is.
         let files = bundle(
-            vec![
-                ("charts/demo-1.0.0.tgz", demo_chart()),
-                ("manifests/10-helmchart-demo.yaml", helm_chart("image:\n  tag: v2\n")),
-                ("images/cloud/app.tar", image_archive(&[("quay.io/demo/app:v1", DIGEST_A)])),
-            ],
+            demo_chart(),
+            Some("image:\n  tag: v2\n"),
+            &[("images/cloud/app.tar", "quay.io/demo/app:v1")],
             &[("sidecar.image", "x"), ("thanosImage", "y")],
         );
         assert_eq!(
@@ -465,16 +454,15 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
         );
     }
 
+    const APP_V2: (&str, &str) = ("images/cloud/app.tar", "quay.io/demo/app:v2");
+
     #[test]
     fn images_declared_unused_are_notes_and_stale_declarations_are_reported() {
         let files = bundle(
-            vec![
-                ("charts/demo-1.0.0.tgz", demo_chart()),
-                ("manifests/10-helmchart-demo.yaml", helm_chart("image:\n  tag: v2\n")),
-                // Docker Hub's short name, as an archive names it in full.
-                ("images/cloud/app.tar", image_archive(&[("quay.io/demo/app:v2", DIGEST_A)])),
-                ("images/cloud/busybox.tar", image_archive(&[("docker.io/library/busybox:1.36", DIGEST_B)])),
-            ],
+            demo_chart(),
+            Some("image:\n  tag: v2\n"),
+            // Docker Hub's short name, as an archive names it in full.
+            &[APP_V2, ("images/cloud/busybox.tar", "docker.io/library/busybox:1.36")],
             &[("thanosImage", "used only by ThanosRuler"), ("grafana.image", "gone")],
         );
         let v = check(&files);
@@ -491,23 +479,18 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
     #[test]
     fn a_digest_in_the_values_must_match_the_bundled_index_whatever_the_tag() {
         let case = |values: &str| {
-            let files = bundle(
-                vec![
-                    ("charts/demo-1.0.0.tgz", demo_chart()),
-                    ("manifests/10-helmchart-demo.yaml", helm_chart(values)),
-                    ("images/cloud/app.tar", image_archive(&[("quay.io/demo/app:v2", DIGEST_A)])),
-                ],
-                &[("sidecar.image", "x"), ("thanosImage", "y")],
-            );
-            check(&files).problems
+            check(&bundle(demo_chart(), Some(values), &[APP_V2], &[("sidecar.image", "x"), ("thanosImage", "y")]))
+                .problems
         };
-        assert_eq!(case(&format!("image: {{tag: v2, digest: '{DIGEST_A}'}}")), Vec::<String>::new());
+        let digest = index_digest(APP_V2.1, Arch::Amd64);
+        let other = index_digest(APP_V2.1, Arch::Arm64);
+        assert_eq!(case(&format!("image: {{tag: v2, digest: '{digest}'}}")), Vec::<String>::new());
         // The same index under another tag (charts that drop the tag when a digest is set).
-        assert_eq!(case(&format!("image: {{tag: v9, digest: '{DIGEST_A}'}}")), Vec::<String>::new());
+        assert_eq!(case(&format!("image: {{tag: v9, digest: '{digest}'}}")), Vec::<String>::new());
         assert_eq!(
-            case(&format!("image: {{tag: v2, digest: '{DIGEST_B}'}}")),
+            case(&format!("image: {{tag: v2, digest: '{other}'}}")),
             [format!(
-                "image quay.io/demo/app:v2@{DIGEST_B} is not in the bundle (named by charts/demo-1.0.0.tgz values image)"
+                "image quay.io/demo/app:v2@{other} is not in the bundle (named by charts/demo-1.0.0.tgz values image)"
             )]
         );
     }
@@ -515,10 +498,9 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
     #[test]
     fn a_chart_no_helmchart_installs_is_checked_with_its_defaults_and_noted() {
         let files = bundle(
-            vec![
-                ("charts/demo-1.0.0.tgz", demo_chart()),
-                ("images/cloud/app.tar", image_archive(&[("quay.io/demo/app:v1", DIGEST_A)])),
-            ],
+            demo_chart(),
+            None,
+            &[("images/cloud/app.tar", "quay.io/demo/app:v1")],
             &[("sidecar.image", "x"), ("thanosImage", "y")],
         );
         let v = check(&files);
@@ -528,14 +510,7 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
 
     #[test]
     fn a_broken_chart_or_values_content_is_a_problem_naming_the_file() {
-        let files = bundle(
-            vec![
-                ("charts/demo-1.0.0.tgz", b"not gzip".to_vec()),
-                ("manifests/10-helmchart-demo.yaml", helm_chart("image: [unclosed\n")),
-            ],
-            &[],
-        );
-        let v = check(&files);
+        let v = check(&bundle(b"not gzip".to_vec(), Some("image: [unclosed\n"), &[], &[]));
         assert!(
             v.problems
                 .iter()
@@ -543,14 +518,7 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
             "{:?}",
             v.problems
         );
-        let files = bundle(
-            vec![
-                ("charts/demo-1.0.0.tgz", b"not gzip".to_vec()),
-                ("manifests/10-helmchart-demo.yaml", helm_chart("image: {tag: v2}\n")),
-            ],
-            &[],
-        );
-        let v = check(&files);
+        let v = check(&bundle(b"not gzip".to_vec(), Some("image: {tag: v2}\n"), &[], &[]));
         assert!(
             v.problems
                 .iter()
@@ -569,7 +537,8 @@ thanosImage: {registry: quay.io, repository: thanos/thanos, tag: v0.39.0}
         assert_eq!(n("docker.io/grafana/grafana:13.2.0").0, "docker.io/grafana/grafana");
         assert_eq!(n("localhost/app").0, "localhost/app");
         assert_eq!(n("127.0.0.1:5000/a/b:t"), ("127.0.0.1:5000/a/b".into(), s("t"), None));
-        assert_eq!(n(&format!("quay.io/a/b@{DIGEST_A}")), ("quay.io/a/b".into(), None, s(DIGEST_A)));
-        assert_eq!(n(&format!("quay.io/a/b:v1@{DIGEST_A}")), ("quay.io/a/b".into(), s("v1"), s(DIGEST_A)));
+        let d = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert_eq!(n(&format!("quay.io/a/b@{d}")), ("quay.io/a/b".into(), None, s(d)));
+        assert_eq!(n(&format!("quay.io/a/b:v1@{d}")), ("quay.io/a/b".into(), s("v1"), s(d)));
     }
 }

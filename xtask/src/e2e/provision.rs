@@ -354,7 +354,7 @@ pub fn given_bundle(dir: &Utf8Path, profile: &str, arch: Arch) -> Result<Utf8Pat
     }
     let json: serde_json::Value = files
         .get("bundle.json")
-        .map(|b| serde_json::from_slice(b))
+        .map(serde_json::from_slice)
         .transpose()
         .with_context(|| format!("{dir}/bundle.json is not JSON"))?
         .with_context(|| format!("{dir} has no bundle.json"))?;
