@@ -150,6 +150,8 @@ pub fn load_policy(path: &Utf8Path) -> Result<Policy> {
 /// What the bundle of `cell` provides to scenarios, as the e2e decides "not run: <what> not in
 /// bundle" ([`crate::e2e::plan::Plan::provides`]): computed from the stack, not from a report.
 pub fn provides(stack: &Stack, cell: &Cell) -> Result<BTreeSet<String>> {
+    // The e2e's own plan, so the gate and the run cannot disagree; what it provides depends on
+    // the profile's components only, not on the edge count or the run id given here.
     let plan = crate::e2e::plan::plan(stack, &cell.profile, cell.arch, "gate", 2, Utf8PathBuf::new(), Vec::new())
         .with_context(|| format!("planning {cell} to know what its bundle provides"))?;
     Ok(plan.provides)
@@ -178,7 +180,9 @@ fn refused(dir: &Utf8Path, path: &Utf8Path, e: &anyhow::Error) -> String {
 }
 
 /// Why one report of a cell does not pass it: each required scenario that is missing, not run,
-/// failed or anything but passed, each other failed scenario, and budgets; empty if it passes.
+/// failed or anything but passed (by its verdict: a failed step fails it whatever it says), or
+/// passed with no step; each other failed scenario; budgets and any other run verdict than
+/// passed. Empty if it passes.
 fn report_problems(r: &Report, want: &[String]) -> Vec<String> {
     let failed_step = |s: &crate::e2e::report::ScenarioResult| {
         let step = s.steps.iter().find(|x| x.status == Status::Failed);
@@ -188,18 +192,27 @@ fn report_problems(r: &Report, want: &[String]) -> Vec<String> {
     for name in want {
         match r.scenarios.iter().find(|s| &s.name == name) {
             None => problems.push(format!("{name} missing (required, not in the report)")),
-            Some(s) if s.status == Status::Passed => {}
-            Some(s) if s.status == Status::Failed => problems.push(failed_step(s)),
-            // Not run, or any other outcome (interrupted): not a pass.
-            Some(s) => problems.push(format!("{name} {}", s.status.label())),
+            Some(s) => match s.verdict() {
+                // Every scenario file has at least one step (the loader refuses one without): a
+                // pass that shows none ran nothing.
+                Status::Passed if s.steps.is_empty() => problems.push(format!("{name} passed with no step run")),
+                Status::Passed => {}
+                Status::Failed => problems.push(failed_step(s)),
+                // Not run, or any other outcome (interrupted): not a pass.
+                other => problems.push(format!("{name} {}", other.label())),
+            },
         }
     }
-    for s in r.scenarios.iter().filter(|s| !want.contains(&s.name) && s.status == Status::Failed) {
+    for s in r.scenarios.iter().filter(|s| !want.contains(&s.name) && s.verdict() == Status::Failed) {
         problems.push(failed_step(s));
     }
     if problems.is_empty() && r.outcome() != Outcome::Passed {
         let c = r.counts();
-        problems.push(format!("{} budget(s) exceeded, {} not measured", c.budgets_exceeded, c.budgets_unmeasured));
+        problems.push(if c.budgets_exceeded + c.budgets_unmeasured > 0 {
+            format!("{} budget(s) exceeded, {} not measured", c.budgets_exceeded, c.budgets_unmeasured)
+        } else {
+            format!("the run's verdict is {:?}, not passed", r.outcome())
+        });
     }
     problems
 }

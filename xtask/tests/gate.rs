@@ -218,6 +218,27 @@ fn a_failed_required_cell_fails_the_gate() {
 }
 
 #[test]
+fn a_pass_is_only_as_good_as_its_steps() {
+    // A scenario marked passed with no step ran nothing.
+    check_fails(
+        |d| {
+            edit_json(&d.join(AMD64), |r| {
+                let s = r["scenarios"].as_array_mut().unwrap().iter_mut().find(|s| s["name"] == "restart").unwrap();
+                s["steps"] = serde_json::json!([]);
+            })
+        },
+        "required cells passed",
+        "required cell compose local amd64 failed: restart passed with no step run (cells/compose-local-amd64/report.json)",
+    );
+    // A scenario marked passed with a failed step is failed.
+    check_fails(
+        |d| edit_json(&d.join(AMD64), |r| r["scenarios"][0]["steps"][1]["status"] = "failed".into()),
+        "required cells passed",
+        "required cell compose local amd64 failed: metrics / edge metrics carry the node label",
+    );
+}
+
+#[test]
 fn a_required_cell_that_did_not_run_fails_the_gate() {
     check_fails(
         |d| {
