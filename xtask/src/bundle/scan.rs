@@ -23,6 +23,8 @@ use crate::oci::{ANNOTATION_CONTAINERD_NAME, Index, Manifest};
 pub const TOP: &str = "observability";
 /// The most a kept file (bundle.json, SHA256SUMS, a manifest, a chart) may hold.
 pub const SMALL_CAP: u64 = 64 << 20;
+/// The most all kept files of a bundle may hold together (a bundle's own are a few MiB).
+pub const KEPT_TOTAL: u64 = 64 << 20;
 /// The most a blob kept from an image archive (index, manifest, config) may hold.
 const BLOB_CAP: u64 = 4 << 20;
 /// The most all kept blobs of one image archive may hold together.
@@ -36,6 +38,8 @@ pub struct Bundle {
     pub files: BTreeMap<String, Scanned>,
     /// Problems found while reading (corrupt blobs, oversized files).
     pub problems: Vec<String>,
+    /// Bytes of kept files so far (at most [`KEPT_TOTAL`]).
+    kept: u64,
 }
 
 /// One file: its digest and size, its bytes when it is kept, what it holds when it is an image archive.
@@ -79,11 +83,20 @@ impl Bundle {
         if kept(rel) {
             if size > SMALL_CAP {
                 self.problems.push(format!(
-                    "{rel}: {size} bytes, more than the {SMALL_CAP} a bundle's {rel} may hold: refused; rebuild the bundle"
+                    "{rel}: {size} bytes, more than the {SMALL_CAP} a bundle's {rel} may hold: refused; rebuild the \
+                     bundle with `cargo xtask bundle`"
+                ));
+            } else if self.kept + size > KEPT_TOTAL {
+                self.problems.push(format!(
+                    "{rel}: kept files pass {KEPT_TOTAL} bytes together with its {size} (verify reads bundle.json, \
+                     SHA256SUMS, manifests/ and charts/ into memory; a bundle's are a few MiB): refused; rebuild the \
+                     bundle with `cargo xtask bundle`"
                 ));
             } else {
                 let mut v = Vec::with_capacity(size as usize);
-                h.read_to_end(&mut v).with_context(|| format!("reading {rel}"))?;
+                // Never more than its size said, even if a file grows while it is read (the rest is hashed below).
+                (&mut h).take(size).read_to_end(&mut v).with_context(|| format!("reading {rel}"))?;
+                self.kept += v.len() as u64;
                 bytes = Some(v);
             }
         } else if rel.starts_with("images/") {

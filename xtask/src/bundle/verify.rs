@@ -329,7 +329,14 @@ fn manifest_docs(bundle: &Bundle, problems: &mut Vec<String>) -> Vec<(String, se
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             match <serde_json::Value as serde::Deserialize>::deserialize(doc) {
                 Ok(v) => out.push((path.clone(), v)),
-                Err(e) => problems.push(format!("{path}: not valid YAML ({e}), so its images cannot be checked")),
+                Err(e) => {
+                    problems.push(format!(
+                        "{path}: not valid YAML ({e}), so its images cannot be checked; rebuild the bundle with \
+                         `cargo xtask bundle`"
+                    ));
+                    // The parser repeats its error for ever: the rest of the file is unreadable.
+                    break;
+                }
             }
         }
     }
