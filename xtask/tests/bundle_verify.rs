@@ -407,3 +407,28 @@ fn a_broken_manifest_and_too_many_kept_bytes_are_problems_in_bounded_memory() {
     assert!(!ok && stderr.contains("manifests/53-zeros.yaml: kept files pass"), "{stderr}");
     assert!(rss < 100 << 10, "verify kept {rss} KiB of manifests in memory");
 }
+
+/// An image archive's small layers, however many, do not crowd out the JSON blobs verify reads
+/// (it kept every blob up to 64 MiB in all, so a valid archive whose layers came first lost its
+/// index.json).
+#[test]
+fn image_archives_are_read_whatever_their_layers() {
+    let (_t, root) = tmp();
+    let dir = root.join("small-layers");
+    // 17 gzip-looking layers of 4 MiB: 68 MiB of blobs small enough to be kept, before the JSON.
+    let layers: Vec<Vec<u8>> = (0..17u8)
+        .map(|i| {
+            let mut l = vec![i; 4 << 20];
+            l[..2].copy_from_slice(&[0x1f, 0x8b]);
+            l
+        })
+        .collect();
+    Example::new(Arch::Amd64)
+        .rendered("manifests/20-app.yaml", MANIFEST)
+        .image_with_layers("images/cloud/app.tar", APP, &layers)
+        .write(&dir)
+        .unwrap();
+    let (ok, stderr, rss) = verify_bounded(&dir, Duration::from_secs(120));
+    assert!(ok, "{stderr}");
+    assert!(rss < 100 << 10, "{rss} KiB");
+}

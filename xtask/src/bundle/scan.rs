@@ -27,7 +27,7 @@ pub const SMALL_CAP: u64 = 64 << 20;
 pub const KEPT_TOTAL: u64 = 64 << 20;
 /// The most a blob kept from an image archive (index, manifest, config) may hold.
 const BLOB_CAP: u64 = 4 << 20;
-/// The most all kept blobs of one image archive may hold together.
+/// The most all JSON blobs of one image archive may hold together.
 const KEPT_CAP: u64 = 64 << 20;
 
 /// A bundle as read: its files (path relative to the top folder) and what reading found.
@@ -248,17 +248,27 @@ fn image_content(r: &mut dyn Read, rel: &str, problems: &mut Vec<String>) -> Opt
         if item.kind == Kind::Dir {
             return Ok(());
         }
-        let keep = item.size <= BLOB_CAP && kept + item.size <= KEPT_CAP;
         let mut h = Hashing::new(item.reader);
-        let data = if keep {
-            let mut v = Vec::with_capacity(item.size as usize);
-            h.read_to_end(&mut v)?;
-            kept += item.size;
-            Some(v)
-        } else {
-            std::io::copy(&mut h, &mut std::io::sink())?;
-            None
-        };
+        // Only JSON is kept (index.json, manifest.json, indexes, manifests, configs): layers,
+        // however small or many, are hashed and dropped, so they never crowd the JSON out.
+        let mut data = None;
+        if item.size <= BLOB_CAP {
+            let mut v = Vec::new();
+            (&mut h).take(64).read_to_end(&mut v)?;
+            if v.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'{' || *b == b'[') {
+                if kept + item.size > KEPT_CAP {
+                    bail!(
+                        "{rel}: its JSON blobs pass {KEPT_CAP} bytes together (at {:?}): refused; rebuild the bundle \
+                         with `cargo xtask bundle`",
+                        item.path
+                    );
+                }
+                (&mut h).take(item.size).read_to_end(&mut v)?;
+                kept += v.len() as u64;
+                data = Some(v);
+            }
+        }
+        std::io::copy(&mut h, &mut std::io::sink())?;
         let (digest, _) = h.finish();
         match item.path.as_str() {
             "index.json" => index = data,
