@@ -410,9 +410,9 @@ fn a_broken_manifest_and_too_many_kept_bytes_are_problems_in_bounded_memory() {
 
 /// An image archive's small layers, however many, do not crowd out the JSON blobs verify reads
 /// (it kept every blob up to 64 MiB in all, so a valid archive whose layers came first lost its
-/// index.json).
+/// index.json); and the form of each image archive is the one its name and record say.
 #[test]
-fn image_archives_are_read_whatever_their_layers() {
+fn image_archives_are_read_whatever_their_layers_and_must_be_the_form_they_say() {
     let (_t, root) = tmp();
     let dir = root.join("small-layers");
     // 17 gzip-looking layers of 4 MiB: 68 MiB of blobs small enough to be kept, before the JSON.
@@ -431,4 +431,26 @@ fn image_archives_are_read_whatever_their_layers() {
     let (ok, stderr, rss) = verify_bounded(&dir, Duration::from_secs(120));
     assert!(ok, "{stderr}");
     assert!(rss < 100 << 10, "{rss} KiB");
+
+    // A zstd archive under a .tar name and a `tar` record (k3s picks the decompressor by name).
+    let dir = root.join("zstd-as-tar");
+    let mut ex = sample();
+    let file = ex.files.get_mut("images/cloud/app.tar").unwrap();
+    file.0 = zstd(&file.0);
+    ex.write(&dir).unwrap();
+    let (ok, stderr) = verify(&dir);
+    assert!(
+        !ok && stderr
+            .contains("images/cloud/app.tar: a tar.zst archive, but its name and bundle.json (format tar) say tar"),
+        "{stderr}"
+    );
+    // A plain tar recorded as tar.zst.
+    let dir = root.join("tar-as-zstd");
+    sample().write(&dir).unwrap();
+    edit_json(&dir, |v| v["files"]["images/cloud/app.tar"]["source"]["format"] = "tar.zst".into());
+    let (ok, stderr) = verify(&dir);
+    assert!(
+        !ok && stderr.contains("images/cloud/app.tar: a tar archive, but bundle.json (format tar.zst)"),
+        "{stderr}"
+    );
 }
