@@ -288,13 +288,18 @@ fn bundle_json_is_checked_against_the_bundle() {
     }
 }
 
+/// The address space a verify under test may take: a runaway fails the test (the allocation
+/// fails), it does not take the machine's memory.
+const AS_LIMIT: &str = "--as=1073741824";
+
 /// Run verify, failing the test if it takes longer than `limit` (a hang); its peak RSS in KiB.
 fn verify_bounded(path: &Utf8Path, limit: Duration) -> (bool, String, u64) {
     let mut child = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kib=%M", env!("CARGO_BIN_EXE_xtask"), "bundle", "verify", path.as_str()])
+        .args(["-f", "maxrss_kib=%M", "prlimit", AS_LIMIT, "--"])
+        .args([env!("CARGO_BIN_EXE_xtask"), "bundle", "verify", path.as_str()])
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("/usr/bin/time (apt-get install time)");
+        .expect("/usr/bin/time and prlimit (apt-get install time util-linux)");
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
@@ -372,4 +377,80 @@ fn folders_with_specials_or_links_are_refused_and_big_files_stream() {
     let (ok, stderr, rss) = verify_bounded(&tar, Duration::from_secs(300));
     assert!(ok, "{stderr}");
     assert!(rss < 100 << 10, "verify of an archive with a 1 GiB file peaked at {rss} KiB");
+}
+
+/// A manifest that is not YAML is one problem naming it (verify once looped on the parser's
+/// error until memory ran out); the files verify keeps in memory (bundle.json, SHA256SUMS,
+/// manifests/, charts/) are capped together, not only one by one.
+#[test]
+fn a_broken_manifest_and_too_many_kept_bytes_are_problems_in_bounded_memory() {
+    let (_t, root) = tmp();
+    let limit = Duration::from_secs(60);
+    let dir = root.join("not-yaml");
+    sample().write(&dir).unwrap();
+    std::fs::write(dir.join("manifests/40-broken.yaml"), "a: [\n").unwrap();
+    record(&dir, "manifests/40-broken.yaml");
+    let (ok, stderr, rss) = verify_bounded(&dir, limit);
+    assert!(!ok && stderr.contains("manifests/40-broken.yaml: not valid YAML"), "{stderr}");
+    assert_eq!(stderr.matches("not valid YAML").count(), 1, "one problem per broken file:\n{stderr}");
+    assert!(rss < 100 << 10, "{rss} KiB");
+
+    // Five 30 MiB manifests (sparse zeros), each under the cap of one file, 150 MiB together.
+    let dir = root.join("many-kept");
+    sample().write(&dir).unwrap();
+    for i in 0..5 {
+        let rel = format!("manifests/5{i}-zeros.yaml");
+        std::fs::File::create(dir.join(&rel)).unwrap().set_len(30 << 20).unwrap();
+        record(&dir, &rel);
+    }
+    let (ok, stderr, rss) = verify_bounded(&dir, limit);
+    assert!(!ok && stderr.contains("manifests/53-zeros.yaml: kept files pass"), "{stderr}");
+    assert!(rss < 100 << 10, "verify kept {rss} KiB of manifests in memory");
+}
+
+/// An image archive's small layers, however many, do not crowd out the JSON blobs verify reads
+/// (it kept every blob up to 64 MiB in all, so a valid archive whose layers came first lost its
+/// index.json); and the form of each image archive is the one its name and record say.
+#[test]
+fn image_archives_are_read_whatever_their_layers_and_must_be_the_form_they_say() {
+    let (_t, root) = tmp();
+    let dir = root.join("small-layers");
+    // 17 gzip-looking layers of 4 MiB: 68 MiB of blobs small enough to be kept, before the JSON.
+    let layers: Vec<Vec<u8>> = (0..17u8)
+        .map(|i| {
+            let mut l = vec![i; 4 << 20];
+            l[..2].copy_from_slice(&[0x1f, 0x8b]);
+            l
+        })
+        .collect();
+    Example::new(Arch::Amd64)
+        .rendered("manifests/20-app.yaml", MANIFEST)
+        .image_with_layers("images/cloud/app.tar", APP, &layers)
+        .write(&dir)
+        .unwrap();
+    let (ok, stderr, rss) = verify_bounded(&dir, Duration::from_secs(120));
+    assert!(ok, "{stderr}");
+    assert!(rss < 100 << 10, "{rss} KiB");
+
+    // A zstd archive under a .tar name and a `tar` record (k3s picks the decompressor by name).
+    let dir = root.join("zstd-as-tar");
+    let mut ex = sample();
+    let file = ex.files.get_mut("images/cloud/app.tar").unwrap();
+    file.0 = zstd(&file.0);
+    ex.write(&dir).unwrap();
+    let (ok, stderr) = verify(&dir);
+    assert!(
+        !ok && stderr
+            .contains("images/cloud/app.tar: a tar.zst archive, but its name and bundle.json (format tar) say tar"),
+        "{stderr}"
+    );
+    // A plain tar recorded as tar.zst.
+    let dir = root.join("tar-as-zstd");
+    sample().write(&dir).unwrap();
+    edit_json(&dir, |v| v["files"]["images/cloud/app.tar"]["source"]["format"] = "tar.zst".into());
+    let (ok, stderr) = verify(&dir);
+    assert!(
+        !ok && stderr.contains("images/cloud/app.tar: a tar archive, but bundle.json (format tar.zst)"),
+        "{stderr}"
+    );
 }

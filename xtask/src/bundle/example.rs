@@ -29,22 +29,29 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().expect("gzip in memory")
 }
 
-/// One image's blobs for `arch`: (index digest, blobs by digest).
-fn image_blobs(name: &str, arch: Arch) -> (String, BTreeMap<String, Vec<u8>>) {
+/// One image's blobs for `arch`, its layers `layers` (one small layer when empty):
+/// (index digest, blobs by digest).
+fn image_blobs(name: &str, arch: Arch, layers: &[Vec<u8>]) -> (String, BTreeMap<String, Vec<u8>>) {
     let mut blobs = BTreeMap::new();
     let mut put = |bytes: Vec<u8>| {
         let d = sha256(&bytes);
         blobs.insert(d.clone(), bytes);
         d
     };
-    let layer = format!("layer of {name} for {arch}").into_bytes();
-    let (layer_size, layer) = (layer.len(), put(layer));
+    let default = [format!("layer of {name} for {arch}").into_bytes()];
+    let layers: Vec<serde_json::Value> = (if layers.is_empty() { &default[..] } else { layers })
+        .iter()
+        .map(|l| {
+            let digest = put(l.clone());
+            serde_json::json!({"mediaType": crate::oci::MEDIA_LAYER_GZIP, "digest": digest, "size": l.len()})
+        })
+        .collect();
     let config = serde_json::json!({"os": "linux", "architecture": arch.as_str()}).to_string().into_bytes();
     let (config_size, config) = (config.len(), put(config));
     let manifest = serde_json::json!({
         "schemaVersion": 2, "mediaType": crate::oci::MEDIA_MANIFEST,
         "config": {"mediaType": crate::oci::MEDIA_CONFIG, "digest": config, "size": config_size},
-        "layers": [{"mediaType": crate::oci::MEDIA_LAYER_GZIP, "digest": layer, "size": layer_size}],
+        "layers": layers,
     })
     .to_string()
     .into_bytes();
@@ -67,16 +74,22 @@ fn image_blobs(name: &str, arch: Arch) -> (String, BTreeMap<String, Vec<u8>>) {
 
 /// The index digest of `name`'s example image for `arch`.
 pub fn index_digest(name: &str, arch: Arch) -> String {
-    image_blobs(name, arch).0
+    image_blobs(name, arch, &[]).0
 }
 
 /// An image archive (plain tar) holding `names` for `arch`, as `image_tar` lays it out.
 pub fn image_archive(names: &[&str], arch: Arch) -> Vec<u8> {
+    image_archive_with(names, arch, &[])
+}
+
+/// An image archive of `names` whose manifests have the layers `layers` (see [`image_blobs`]),
+/// which come first in the archive (a tar's order is free; digest order can put them there too).
+fn image_archive_with(names: &[&str], arch: Arch, layers: &[Vec<u8>]) -> Vec<u8> {
     let mut blobs = BTreeMap::new();
     let mut top = Vec::new();
     let mut docker = Vec::new();
     for name in names {
-        let (index, b) = image_blobs(name, arch);
+        let (index, b) = image_blobs(name, arch, layers);
         let tag = name.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
         top.push(serde_json::json!({
             "mediaType": crate::oci::MEDIA_INDEX, "digest": index, "size": b[&index].len(),
@@ -89,10 +102,11 @@ pub fn image_archive(names: &[&str], arch: Arch) -> Vec<u8> {
         .to_string()
         .into_bytes();
     let docker = serde_json::to_vec(&docker).expect("JSON");
-    let paths: Vec<(String, &[u8])> = blobs
+    let mut paths: Vec<(String, &[u8])> = blobs
         .iter()
         .map(|(d, b)| (format!("blobs/sha256/{}", d.trim_start_matches("sha256:")), b.as_slice()))
         .collect();
+    paths.sort_by_key(|(_, b)| !layers.iter().any(|l| l.as_slice() == *b));
     let mut files: Vec<(&str, &[u8])> = paths.iter().map(|(p, b)| (p.as_str(), *b)).collect();
     files.push(("index.json", &index));
     files.push(("manifest.json", &docker));
@@ -137,6 +151,18 @@ impl Example {
             format: ImageFormat::Tar,
         };
         self.files.insert(path.into(), (image_archive(&[name], self.arch), source));
+        self
+    }
+
+    /// An image archive of one image with the layers `layers`, written before its JSON blobs.
+    pub fn image_with_layers(mut self, path: &str, name: &str, layers: &[Vec<u8>]) -> Example {
+        let source = Source::Image {
+            reference: name.into(),
+            index_digest: image_blobs(name, self.arch, layers).0,
+            platform: format!("linux/{}", self.arch),
+            format: ImageFormat::Tar,
+        };
+        self.files.insert(path.into(), (image_archive_with(&[name], self.arch, layers), source));
         self
     }
 

@@ -310,13 +310,12 @@ pub fn build(stack: &Stack, lock: Option<&ProfileLock>, opts: &Options) -> Resul
     let started = Instant::now();
     let name = opts.name();
     let dest = opts.out.join(&name);
-    // What killed builds left (into any output) goes first.
-    sweep(&preferred_staging_root());
-    sweep(&opts.out.join(".staging"));
-    let staging_root = staging_root(&opts.out)?;
     // Staging names carry the output directory's hash (builds into different outputs
     // never meet) and the pid (what a killed build left is swept by the next one).
     let key = format!("{name}.{}", &sha256(opts.out.as_str().as_bytes())[7..19]);
+    // What killed builds left (into any output) goes first.
+    clean_staging(&[preferred_staging_root(), opts.out.join(".staging")], &key, &dest);
+    let staging_root = staging_root(&opts.out)?;
     let staging = staging_root.join(format!("{key}.{}", std::process::id()));
     let previous = previous_records(&dest);
     let result = (|| {
@@ -567,6 +566,23 @@ fn swap_into_place(staging: &Utf8Path, dest: &Utf8Path, aside: &Utf8Path) -> Res
         std::fs::remove_dir_all(aside).with_context(|| format!("removing {aside}"))?;
     }
     Ok(())
+}
+
+/// Before a build into `dest` (staging names `<key>.…`): a previous bundle that a killed build had
+/// moved aside (`<key>.old.<pid>`) and not yet replaced goes back to `dest`; then what killed builds
+/// left in the staging `roots` goes.
+fn clean_staging(roots: &[Utf8PathBuf], key: &str, dest: &Utf8Path) {
+    for root in roots {
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            let Some(pid) = file.strip_prefix(&format!("{key}.old.")) else { continue };
+            let dead = pid.bytes().all(|b| b.is_ascii_digit()) && !std::path::Path::new("/proc").join(pid).exists();
+            if dead && std::fs::symlink_metadata(dest).is_err() && std::fs::rename(entry.path(), dest).is_ok() {
+                crate::note!("bundle: {dest} put back (a build was killed while replacing it)");
+            }
+        }
+        sweep(root);
+    }
 }
 
 /// Remove what killed builds left in a staging root (`<key>.<…>.<pid>` whose pid is gone),
@@ -860,4 +876,43 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         crate::note!("bundle: {path}: {size} bytes, {digest}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid no process has: pids stay below `pid_max`.
+    fn dead_pid() -> u32 {
+        std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max").trim().parse().expect("a number")
+    }
+
+    #[test]
+    fn a_build_killed_between_the_two_renames_of_the_swap_gets_its_previous_bundle_back() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(t.path()).unwrap();
+        let (staging, out) = (root.join("staging"), root.join("out"));
+        let dest = out.join("observability-local-amd64");
+        let key = "observability-local-amd64.0123456789ab";
+        let dead = dead_pid();
+        // Killed after `dest` went aside, before the staging folder took its place.
+        let aside = staging.join(format!("{key}.old.{dead}"));
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::write(aside.join("bundle.json"), "previous").unwrap();
+        std::fs::create_dir_all(staging.join(format!("{key}.{dead}"))).unwrap();
+        std::fs::write(staging.join(format!("{key}.tar.gz.{dead}")), "partial").unwrap();
+        // Another output's aside (its key differs) is only swept.
+        std::fs::create_dir_all(staging.join(format!("observability-local-arm64.ba9876543210.old.{dead}"))).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        clean_staging(&[staging.clone()], key, &dest);
+        assert_eq!(std::fs::read_to_string(dest.join("bundle.json")).unwrap(), "previous");
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "everything else of dead builds is swept");
+
+        // Killed after the new folder took its place: the aside is the old one, swept.
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::write(aside.join("bundle.json"), "older").unwrap();
+        clean_staging(&[staging.clone()], key, &dest);
+        assert_eq!(std::fs::read_to_string(dest.join("bundle.json")).unwrap(), "previous");
+        assert!(!aside.exists());
+    }
 }

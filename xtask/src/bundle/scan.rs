@@ -23,9 +23,11 @@ use crate::oci::{ANNOTATION_CONTAINERD_NAME, Index, Manifest};
 pub const TOP: &str = "observability";
 /// The most a kept file (bundle.json, SHA256SUMS, a manifest, a chart) may hold.
 pub const SMALL_CAP: u64 = 64 << 20;
+/// The most all kept files of a bundle may hold together (a bundle's own are a few MiB).
+pub const KEPT_TOTAL: u64 = 64 << 20;
 /// The most a blob kept from an image archive (index, manifest, config) may hold.
 const BLOB_CAP: u64 = 4 << 20;
-/// The most all kept blobs of one image archive may hold together.
+/// The most all JSON blobs of one image archive may hold together.
 const KEPT_CAP: u64 = 64 << 20;
 
 /// A bundle as read: its files (path relative to the top folder) and what reading found.
@@ -36,6 +38,8 @@ pub struct Bundle {
     pub files: BTreeMap<String, Scanned>,
     /// Problems found while reading (corrupt blobs, oversized files).
     pub problems: Vec<String>,
+    /// Bytes of kept files so far (at most [`KEPT_TOTAL`]).
+    kept: u64,
 }
 
 /// One file: its digest and size, its bytes when it is kept, what it holds when it is an image archive.
@@ -79,11 +83,20 @@ impl Bundle {
         if kept(rel) {
             if size > SMALL_CAP {
                 self.problems.push(format!(
-                    "{rel}: {size} bytes, more than the {SMALL_CAP} a bundle's {rel} may hold: refused; rebuild the bundle"
+                    "{rel}: {size} bytes, more than the {SMALL_CAP} a bundle's {rel} may hold: refused; rebuild the \
+                     bundle with `cargo xtask bundle`"
+                ));
+            } else if self.kept + size > KEPT_TOTAL {
+                self.problems.push(format!(
+                    "{rel}: kept files pass {KEPT_TOTAL} bytes together with its {size} (verify reads bundle.json, \
+                     SHA256SUMS, manifests/ and charts/ into memory; a bundle's are a few MiB): refused; rebuild the \
+                     bundle with `cargo xtask bundle`"
                 ));
             } else {
                 let mut v = Vec::with_capacity(size as usize);
-                h.read_to_end(&mut v).with_context(|| format!("reading {rel}"))?;
+                // Never more than its size said, even if a file grows while it is read (the rest is hashed below).
+                (&mut h).take(size).read_to_end(&mut v).with_context(|| format!("reading {rel}"))?;
+                self.kept += v.len() as u64;
                 bytes = Some(v);
             }
         } else if rel.starts_with("images/") {
@@ -235,17 +248,27 @@ fn image_content(r: &mut dyn Read, rel: &str, problems: &mut Vec<String>) -> Opt
         if item.kind == Kind::Dir {
             return Ok(());
         }
-        let keep = item.size <= BLOB_CAP && kept + item.size <= KEPT_CAP;
         let mut h = Hashing::new(item.reader);
-        let data = if keep {
-            let mut v = Vec::with_capacity(item.size as usize);
-            h.read_to_end(&mut v)?;
-            kept += item.size;
-            Some(v)
-        } else {
-            std::io::copy(&mut h, &mut std::io::sink())?;
-            None
-        };
+        // Only JSON is kept (index.json, manifest.json, indexes, manifests, configs): layers,
+        // however small or many, are hashed and dropped, so they never crowd the JSON out.
+        let mut data = None;
+        if item.size <= BLOB_CAP {
+            let mut v = Vec::new();
+            (&mut h).take(64).read_to_end(&mut v)?;
+            if v.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'{' || *b == b'[') {
+                if kept + item.size > KEPT_CAP {
+                    bail!(
+                        "{rel}: its JSON blobs pass {KEPT_CAP} bytes together (at {:?}): refused; rebuild the bundle \
+                         with `cargo xtask bundle`",
+                        item.path
+                    );
+                }
+                (&mut h).take(item.size).read_to_end(&mut v)?;
+                kept += v.len() as u64;
+                data = Some(v);
+            }
+        }
+        std::io::copy(&mut h, &mut std::io::sink())?;
         let (digest, _) = h.finish();
         match item.path.as_str() {
             "index.json" => index = data,

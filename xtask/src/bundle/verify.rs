@@ -11,7 +11,8 @@ use anyhow::{Result, bail};
 use camino::Utf8PathBuf;
 
 pub use super::scan::{Bundle, load};
-use super::{BundleJson, Source};
+use super::{BundleJson, ImageFormat, Source};
+use crate::archive::Form;
 
 /// What `bundle verify` found: problems fail it, notes are printed for the reader.
 #[derive(Debug, Default)]
@@ -133,7 +134,7 @@ fn check_records(bundle: &Bundle, json: &BundleJson, problems: &mut Vec<String>)
                 rec.sha256, rec.size, file.sha256, file.size
             ));
         }
-        let expected: Option<(BTreeMap<String, String>, &String)> = match &rec.source {
+        let expected: Option<(BTreeMap<String, String>, &String, ImageFormat)> = match &rec.source {
             Source::Rendered => None,
             Source::Chart { digest, .. } => {
                 if *digest != file.sha256 {
@@ -142,10 +143,10 @@ fn check_records(bundle: &Bundle, json: &BundleJson, problems: &mut Vec<String>)
                 }
                 None
             }
-            Source::Image { reference, index_digest, platform: p, .. } => {
-                Some(([(reference.clone(), index_digest.clone())].into(), p))
+            Source::Image { reference, index_digest, platform: p, format } => {
+                Some(([(reference.clone(), index_digest.clone())].into(), p, *format))
             }
-            Source::Images { images, platform: p, .. } => Some((images.clone(), p)),
+            Source::Images { images, platform: p, format } => Some((images.clone(), p, *format)),
         };
         match (expected, &file.image) {
             (None, Some(_)) => {
@@ -157,7 +158,8 @@ fn check_records(bundle: &Bundle, json: &BundleJson, problems: &mut Vec<String>)
             }
             // Unreadable: the reading already said why.
             (Some(_), None) => {}
-            (Some((images, p)), Some(content)) => {
+            (Some((images, p, format)), Some(content)) => {
+                check_form(path, content.form, format, problems);
                 if *p != platform {
                     problems.push(format!(
                         "{path}: bundle.json says platform {p} but the bundle's arch is {} ({platform})",
@@ -185,6 +187,39 @@ fn check_records(bundle: &Bundle, json: &BundleJson, problems: &mut Vec<String>)
         if path != "SHA256SUMS" && path != "bundle.json" && !json.files.contains_key(path) {
             problems.push(format!("{path}: not recorded in bundle.json (an extra file): remove it or rebuild"));
         }
+    }
+}
+
+/// An image archive's form (from its bytes) must be the one its name and its record say:
+/// k3s's auto-import and the install scripts choose how to read an archive by its name.
+fn check_form(path: &str, actual: Form, recorded: ImageFormat, problems: &mut Vec<String>) {
+    let recorded = match recorded {
+        ImageFormat::Tar => Form::Tar,
+        ImageFormat::TarZst => Form::TarZst,
+    };
+    let named = if path.ends_with(".tar.zst") {
+        Some(Form::TarZst)
+    } else if path.ends_with(".tar") {
+        Some(Form::Tar)
+    } else {
+        None
+    };
+    // Claimed form → who claims it.
+    let mut claims: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    if named != Some(actual) {
+        claims.entry(named.map_or("neither .tar nor .tar.zst", Form::as_str)).or_default().push("its name".into());
+    }
+    if recorded != actual {
+        claims.entry(recorded.as_str()).or_default().push(format!("bundle.json (format {})", recorded.as_str()));
+    }
+    for (claimed, who) in claims {
+        let verb = if who.len() > 1 { "say" } else { "says" };
+        problems.push(format!(
+            "{path}: a {} archive, but {} {verb} {claimed} (k3s reads an image archive by its name); rebuild the \
+             bundle with `cargo xtask bundle`",
+            actual.as_str(),
+            who.join(" and ")
+        ));
     }
 }
 
@@ -329,7 +364,14 @@ fn manifest_docs(bundle: &Bundle, problems: &mut Vec<String>) -> Vec<(String, se
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             match <serde_json::Value as serde::Deserialize>::deserialize(doc) {
                 Ok(v) => out.push((path.clone(), v)),
-                Err(e) => problems.push(format!("{path}: not valid YAML ({e}), so its images cannot be checked")),
+                Err(e) => {
+                    problems.push(format!(
+                        "{path}: not valid YAML ({e}), so its images cannot be checked; rebuild the bundle with \
+                         `cargo xtask bundle`"
+                    ));
+                    // The parser repeats its error for ever: the rest of the file is unreadable.
+                    break;
+                }
             }
         }
     }
