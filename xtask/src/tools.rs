@@ -54,7 +54,8 @@ impl Tool {
     }
 }
 
-fn find_on_path(binary: &str) -> Option<Utf8PathBuf> {
+/// An executable named `binary` on PATH.
+pub fn find_on_path(binary: &str) -> Option<Utf8PathBuf> {
     let path = std::env::var("PATH").ok()?;
     path.split(':').filter(|d| !d.is_empty()).map(|d| Utf8PathBuf::from(d).join(binary)).find(|p| is_executable(p))
 }

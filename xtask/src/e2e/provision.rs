@@ -53,19 +53,16 @@ impl Machine {
     pub fn probe(rt: &tokio::runtime::Runtime) -> Machine {
         let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
         let debian = Path::new("/etc/debian_version").exists();
-        let programs = PROGRAMS.iter().map(|(p, _)| *p).filter(|p| have(p)).map(String::from).collect();
-        let dpkg = |flag: &str| {
-            std::process::Command::new("dpkg")
-                .arg(flag)
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                .unwrap_or_default()
-        };
-        let dpkg_names = format!("{}\n{}", dpkg("--print-architecture"), dpkg("--print-foreign-architectures"));
-        let dpkg_arches =
-            Arch::ALL.into_iter().filter(|a| dpkg_names.lines().any(|l| l.trim() == a.as_str())).collect();
+        let programs = PROGRAMS
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| crate::tools::find_on_path(p).is_some())
+            .map(String::from)
+            .collect();
+        // dpkg's own arches, read the way the fixtures read them (no dpkg: none).
+        let dpkg_arches = crate::fixtures::deb::missing_arches(&Arch::ALL)
+            .map(|missing| Arch::ALL.into_iter().filter(|a| !missing.contains(a)).collect())
+            .unwrap_or_default();
         Machine {
             root,
             debian,
@@ -94,11 +91,6 @@ impl Machine {
 
 fn qemu_enabled() -> bool {
     std::fs::read_to_string(QEMU_AARCH64).is_ok_and(|s| s.starts_with("enabled"))
-}
-
-/// Whether a program is on PATH.
-fn have(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// What a run needs of the machine.
