@@ -38,7 +38,7 @@ fn closed_or_full_output_fails_without_panic() {
     let commands: [&[&str]; 4] = [
         &["matrix", "plan"],
         &["e2e", "--dry-run"],
-        &["bundle", "--dry-run", "--profile", "local", "--arch", "amd64"],
+        &["fixtures", "--dry-run"],
         &["--help"],
     ];
     for args in commands {
