@@ -11,6 +11,11 @@
 //!   `docker save | gzip` of the same images (what a Docker-based bundle ships).
 //!
 //! Each timing is the median of `--runs` runs; every figure is printed.
+//!
+//! `cargo xtask bench fixtures`: how long the local profile's Go programs take to build, per
+//! program and arch: cold (an empty Go build cache: every package compiled, modules already
+//! downloaded), warm (Go's cache warm, a new output folder: what a changed -X setting costs) and
+//! unchanged (equal inputs: the build is skipped), and how big each binary is.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,6 +40,21 @@ pub enum What {
     Bundle(BundleArgs),
     /// e2e run time by phase against the 3-minute target, edge resources and alert latencies.
     E2e(E2eArgs),
+    /// Go program build times per program and arch (cold, warm, unchanged) and binary sizes.
+    Fixtures(FixturesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FixturesArgs {
+    /// Programs to build (default: every one the local profile uses).
+    #[arg(long, value_delimiter = ',')]
+    pub program: Vec<String>,
+    /// Architectures (default: the matrix's).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub arch: Vec<Arch>,
+    /// Leave out the cold build (minutes per program on 2 cores).
+    #[arg(long)]
+    pub no_cold: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,7 +90,90 @@ pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::Bundle(a) => bundle(a),
         What::E2e(a) => e2e(a),
+        What::Fixtures(a) => fixtures(a),
     }
+}
+
+/// One program on one arch in `bench fixtures`.
+struct Row {
+    name: String,
+    arch: Arch,
+    cold: Option<f64>,
+    warm: f64,
+    unchanged: f64,
+    bytes: u64,
+}
+
+fn fixtures(args: FixturesArgs) -> Result<()> {
+    use crate::fixtures::go;
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    let mut names = args.program.clone();
+    if names.is_empty() {
+        names = crate::fixtures::programs(&crate::fixtures::plan(&stack)?);
+    }
+    let arches = if args.arch.is_empty() { stack.matrix.arch.clone() } else { args.arch.clone() };
+    let scratch = tempfile::tempdir().context("creating a scratch folder")?;
+    let scratch = Utf8PathBuf::from_path_buf(scratch.path().to_path_buf())
+        .map_err(|p| anyhow::anyhow!("{} is not UTF-8", p.display()))?;
+    let mut rows = Vec::new();
+    for name in &names {
+        let p = stack.program(name)?;
+        go::update_wrapper(name, p)?;
+        for &arch in &arches {
+            let timed = |out: &Utf8PathBuf, cache: Option<&camino::Utf8Path>| -> Result<(f64, go::BuiltProgram)> {
+                let t = Instant::now();
+                let b = go::build(name, p, arch, out, cache)?;
+                Ok((t.elapsed().as_secs_f64(), b))
+            };
+            let cold = if args.no_cold {
+                None
+            } else {
+                let cache = scratch.join(format!("gocache-{name}-{arch}"));
+                let (secs, _) = timed(&scratch.join(format!("cold-{name}-{arch}")), Some(&cache))?;
+                std::fs::remove_dir_all(&cache).with_context(|| format!("removing {cache}"))?;
+                Some(secs)
+            };
+            let out = scratch.join(format!("warm-{name}-{arch}"));
+            let (warm, built) = timed(&out, None)?;
+            let (unchanged, again) = timed(&out, None)?;
+            if again.compiled {
+                bail!("{name} ({arch}) was rebuilt with unchanged inputs");
+            }
+            let bytes: u64 = built
+                .record
+                .binaries
+                .keys()
+                .map(|b| std::fs::metadata(built.dir.join(b)).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            rows.push(Row { name: name.clone(), arch, cold, warm, unchanged, bytes });
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let toolchain = go::toolchain(&crate::paths::root())?;
+    writeln!(out, "Go programs, {toolchain}, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()))?;
+    writeln!(
+        out,
+        "{:<20} {:<6} {:>9} {:>9} {:>10} {:>10}",
+        "program", "arch", "cold s", "warm s", "unchanged", "binary MiB"
+    )?;
+    for Row { name, arch, cold, warm, unchanged, bytes } in &rows {
+        writeln!(
+            out,
+            "{name:<20} {arch:<6} {:>9} {warm:>9.1} {:>8.3} s {:>10.1}",
+            cold.map_or("-".to_string(), |c| format!("{c:.1}")),
+            unchanged,
+            *bytes as f64 / (1024.0 * 1024.0)
+        )?;
+    }
+    let total = |f: fn(&Row) -> f64| rows.iter().map(f).sum::<f64>();
+    writeln!(
+        out,
+        "{:<27} {:>9} {:>9.1}",
+        "all",
+        if args.no_cold { "-".to_string() } else { format!("{:.1}", total(|r| r.cold.unwrap_or(0.0))) },
+        total(|r| r.warm)
+    )?;
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

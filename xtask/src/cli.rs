@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Command {
     /// Render every config from stack.toml (write, --check against golden/, or --bless).
     Render(crate::render::Args),
-    /// Assemble the local profile's multi-arch images from Debian packages (OCI layouts).
+    /// Build the local profile's multi-arch images from Go modules and Debian packages (OCI layouts).
     Fixtures(crate::fixtures::Args),
     /// Resolve image tags and chart versions to digests (OCI distribution API) into stack.lock.
     Lock(crate::lock::Args),

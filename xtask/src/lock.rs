@@ -30,6 +30,24 @@ pub struct ProfileLock {
     pub images: BTreeMap<String, LockedImage>,
     /// `repo/name-version.tgz` → sha256 of the archive.
     pub charts: BTreeMap<String, LockedChart>,
+    /// Programs built from Go modules into the images (local profile): `<program>/linux/<arch>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub programs: BTreeMap<String, LockedProgram>,
+}
+
+/// What went into one program's build (CONVENTIONS §17).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedProgram {
+    pub module: String,
+    pub version: String,
+    /// `go env GOVERSION` of the build.
+    pub toolchain: String,
+    /// sha256 of the wrapper module's go.sum: every module that went in.
+    pub go_sum: String,
+    /// Digest of recipe, go.mod, go.sum, toolchain and arch: equal inputs, equal binaries.
+    pub inputs: String,
+    /// Binary name → sha256.
+    pub binaries: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,6 +40,16 @@ pub fn fixtures_dir() -> Utf8PathBuf {
     root().join("fixtures")
 }
 
+/// The committed wrapper modules of the programs built from Go modules (`fixtures/go/<program>/`).
+pub fn go_wrappers_dir() -> Utf8PathBuf {
+    fixtures_dir().join("go")
+}
+
+/// Where `cargo xtask fixtures` builds them: `target/fixtures/go/<program>/<arch>/`.
+pub fn go_build_dir() -> Utf8PathBuf {
+    target_dir().join("fixtures").join("go")
+}
+
 /// Declarative end-to-end scenarios.
 pub fn scenarios_dir() -> Utf8PathBuf {
     root().join("scenarios")

@@ -67,16 +67,40 @@ impl Report {
     }
 }
 
+/// A tool from Debian (on PATH) or built from its Go module.
+trait Runnable: Copy {
+    fn path(self) -> Result<Utf8PathBuf>;
+    fn binary(self) -> &'static str;
+}
+
+impl Runnable for Tool {
+    fn path(self) -> Result<Utf8PathBuf> {
+        self.find()
+    }
+    fn binary(self) -> &'static str {
+        self.binary
+    }
+}
+
+impl Runnable for tools::Built {
+    fn path(self) -> Result<Utf8PathBuf> {
+        self.find()
+    }
+    fn binary(self) -> &'static str {
+        self.binary
+    }
+}
+
 /// Run `tool args...`; Ok if it exits 0, else an error carrying its output.
-fn exec(sh: &Shell, tool: Tool, args: &[&str]) -> Result<()> {
-    let bin = tool.find()?;
+fn exec(sh: &Shell, tool: impl Runnable, args: &[&str]) -> Result<()> {
+    let bin = tool.path()?;
     let out = cmd!(sh, "{bin} {args...}").quiet().ignore_status().output().with_context(|| format!("running {bin}"))?;
     if out.status.success() {
         Ok(())
     } else {
         bail!(
             "{} {} exited with {}\n{}{}",
-            tool.binary,
+            tool.binary(),
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stdout),
@@ -204,7 +228,7 @@ fn write(path: &Utf8Path, v: &Value) -> Result<()> {
     std::fs::write(path, serde_yaml_ng::to_string(v)?).with_context(|| format!("writing {path}"))
 }
 
-const PROMTOOL_CONFIG: &str = "promtool check config --syntax-only, Kubernetes SD checked as file SD";
+const PROMTOOL_CONFIG: &str = "promtool check config --syntax-only";
 
 /// Check a bare list of scrape configs by wrapping it in a minimal configuration.
 fn scrape_list(sh: &Shell, scratch: &Utf8Path, tag: &str, list: Result<Value>) -> Result<()> {
@@ -215,32 +239,9 @@ fn scrape_list(sh: &Shell, scratch: &Utf8Path, tag: &str, list: Result<Value>) -
     check_prometheus_config(sh, scratch, tag, serde_json::json!({ "scrape_configs": list }))
 }
 
-/// `promtool check config --syntax-only` (the in-cluster token file exists only in the pod).
-///
-/// Debian's Prometheus is built without Kubernetes service discovery, so its promtool
-/// refuses `kubernetes_sd_configs`. Each such block is checked here against the roles
-/// Prometheus accepts, then swapped for an equivalent `file_sd_configs` so promtool still
-/// checks everything else of the job (relabeling, regexes, TLS, authorization, paths).
-fn check_prometheus_config(sh: &Shell, scratch: &Utf8Path, tag: &str, mut cfg: Value) -> Result<()> {
-    let jobs = cfg.get_mut("scrape_configs").and_then(Value::as_array_mut);
-    for job in jobs.into_iter().flatten() {
-        let name = job["job_name"].as_str().unwrap_or("?").to_string();
-        let Some(sd) = job.as_object_mut().and_then(|j| j.remove("kubernetes_sd_configs")) else { continue };
-        for entry in sd.as_array().into_iter().flatten() {
-            let role = entry["role"].as_str().unwrap_or("");
-            if !["node", "pod", "service", "endpoints", "endpointslice", "ingress"].contains(&role) {
-                bail!("job {name}: kubernetes_sd_configs role {role:?} is not a Kubernetes SD role");
-            }
-            for key in entry.as_object().into_iter().flatten().map(|(k, _)| k) {
-                if !["role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"]
-                    .contains(&key.as_str())
-                {
-                    bail!("job {name}: kubernetes_sd_configs has an unknown field {key:?}");
-                }
-            }
-        }
-        job["file_sd_configs"] = serde_json::json!([{ "files": ["k8s-sd-targets/*.json"] }]);
-    }
+/// `promtool check config --syntax-only` (the in-cluster token file exists only in the pod), by the
+/// promtool of the Prometheus the bundle ships: Kubernetes SD and all, unmodified.
+fn check_prometheus_config(sh: &Shell, scratch: &Utf8Path, tag: &str, cfg: Value) -> Result<()> {
     let path = scratch.join(format!("{tag}-prometheus.yml"));
     write(&path, &cfg)?;
     exec(sh, tools::PROMTOOL, &["check", "config", "--syntax-only", path.as_str()])

@@ -30,9 +30,11 @@ fn images() -> &'static Built {
     BUILT.get_or_init(|| {
         let stack = stack::load(&paths::stack_file()).unwrap();
         fixtures::require_arches(&[Arch::Amd64, Arch::Arm64]).unwrap_or_else(|e| panic!("{e:#}"));
-        let out = paths::target_dir().join("tmp/tests/bundle-fixtures");
-        let cache = paths::target_dir().join("fixtures").join("debs");
-        fixtures::build(&stack, &[Arch::Amd64, Arch::Arm64], &cache, &out).unwrap_or_else(|e| panic!("{e:#}"))
+        let dirs = fixtures::Dirs {
+            oci: paths::target_dir().join("tmp/tests/bundle-fixtures"),
+            ..fixtures::Dirs::default_under_target()
+        };
+        fixtures::build(&stack, &[Arch::Amd64, Arch::Arm64], &dirs).unwrap_or_else(|e| panic!("{e:#}"))
     })
 }
 
@@ -323,7 +325,7 @@ fn unpinned_images_are_refused_unless_allowed_and_then_marked() {
     let refused = site.xtask("022", &args);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
-    assert!(err.contains("unpinned") && err.contains("/kubeprepare-fixtures/prometheus:bookworm"), "{err}");
+    assert!(err.contains("unpinned") && err.contains("/kubeprepare-fixtures/prometheus:v3.14.0"), "{err}");
     assert!(err.contains("cargo xtask lock --profile local"), "the fix is named: {err}");
     assert!(!root.join("out/observability-local-amd64").exists(), "a refused build writes nothing");
 

@@ -1,10 +1,10 @@
-//! Fixture images from Debian packages: reproducible (same packages in, same
-//! digests out), valid OCI (skopeo reads them), and truly multi-arch (the arm64
-//! image's binaries are aarch64).
+//! Fixture images: programs from their Go modules and busybox from Debian, reproducible (same
+//! inputs, same digests), valid OCI (skopeo reads them), truly multi-arch (the arm64 image's
+//! binaries are aarch64), and rebuilt only where a recipe changed.
 
 use camino::Utf8PathBuf;
 use xtask::bundle::image_tar::{LayoutDir, image_tar};
-use xtask::fixtures;
+use xtask::fixtures::{self, go};
 use xtask::stack::{self, Arch};
 use xtask::{lock, paths, registry, tools};
 
@@ -50,11 +50,11 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
     if let Err(e) = fixtures::require_arches(&arches) {
         panic!("{e:#}");
     }
-    let cache = paths::target_dir().join("fixtures").join("debs");
     let (_a, out_a) = tmp();
     let (_b, out_b) = tmp();
-    let a = fixtures::build(&stack, &arches, &cache, &out_a).unwrap_or_else(|e| panic!("{e:#}"));
-    let b = fixtures::build(&stack, &arches, &cache, &out_b).unwrap_or_else(|e| panic!("{e:#}"));
+    let dirs = |oci| fixtures::Dirs { oci, ..fixtures::Dirs::default_under_target() };
+    let a = fixtures::build(&stack, &arches, &dirs(out_a)).unwrap_or_else(|e| panic!("{e:#}"));
+    let b = fixtures::build(&stack, &arches, &dirs(out_b)).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(a.packages, b.packages);
     assert_eq!(a.images.len(), fixtures::plan(&stack).unwrap().len());
     for (reference, img) in &a.images {
@@ -126,4 +126,69 @@ fn fixture_images_are_reproducible_multi_arch_and_readable_by_skopeo() {
         assert_eq!(l.digest, img.index_digest, "{reference}: registry digest differs from the built one");
         assert_eq!(l.platforms, img.platforms, "{reference}");
     }
+}
+
+/// Go builds are reproducible: the same program built again in an empty Go build cache (every
+/// package compiled anew) is the same bytes.
+#[test]
+fn a_go_program_built_again_from_nothing_is_the_same_bytes() {
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    let name = "blackbox-exporter";
+    let p = stack.program(name).unwrap();
+    go::update_wrapper(name, p).unwrap_or_else(|e| panic!("{e:#}"));
+    let first = go::build(name, p, Arch::Amd64, &paths::go_build_dir(), None).unwrap_or_else(|e| panic!("{e:#}"));
+    let (_o, out) = tmp();
+    let (_c, gocache) = tmp();
+    let again = go::build(name, p, Arch::Amd64, &out, Some(&gocache)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(again.compiled, "the second build must compile (its output folder was empty)");
+    assert_eq!(first.record, again.record, "{name} built twice differs");
+}
+
+/// The committed wrapper modules were resolved from the recipes stack.toml has now (a changed
+/// recipe rewrites them: committing that is part of the change).
+#[test]
+fn every_wrapper_module_is_the_one_its_recipe_writes() {
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    let planned = fixtures::plan(&stack).unwrap();
+    let names = fixtures::programs(&planned);
+    assert!(names.len() >= 5, "{names:?}");
+    for name in &names {
+        let p = stack.program(name).unwrap();
+        assert!(
+            go::wrapper_is_current(name, p),
+            "fixtures/go/{name} is stale: run `cargo xtask fixtures` and commit it"
+        );
+    }
+    // Every wrapper belongs to a program.
+    for e in std::fs::read_dir(paths::go_wrappers_dir()).unwrap() {
+        let dir = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(names.contains(&dir), "fixtures/go/{dir} belongs to no [programs] entry the local profile uses");
+    }
+}
+
+/// A changed recipe rebuilds its program and the images that carry it, and nothing else; an
+/// unchanged one is not rebuilt at all.
+#[test]
+fn a_changed_recipe_rebuilds_only_its_image() {
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    fixtures::require_arches(&[Arch::Amd64]).unwrap_or_else(|e| panic!("{e:#}"));
+    let (_g, go_dir) = tmp();
+    let (_o, oci) = tmp();
+    let dirs = fixtures::Dirs { go: go_dir, oci, ..fixtures::Dirs::default_under_target() };
+    let before = fixtures::build(&stack, &[Arch::Amd64], &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+    let same = fixtures::build(&stack, &[Arch::Amd64], &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(same.programs.values().all(|p| !p.compiled), "unchanged recipes were rebuilt");
+    assert_eq!(before.images, same.images);
+
+    let mut changed = stack.clone();
+    let name = "node-exporter";
+    let p = changed.programs.iter_mut().find(|(n, _)| n.as_str() == name).unwrap().1;
+    p.ldflags.insert("github.com/prometheus/common/version.BuildUser".into(), "someone-else".into());
+    let after = fixtures::build(&changed, &[Arch::Amd64], &dirs).unwrap_or_else(|e| panic!("{e:#}"));
+    let compiled: Vec<&String> = after.programs.iter().filter(|(_, p)| p.compiled).map(|(k, _)| k).collect();
+    assert_eq!(compiled, [&format!("{name}/linux/amd64")]);
+    let differ: Vec<&String> =
+        after.images.iter().filter(|(r, i)| before.images[*r].index_digest != i.index_digest).map(|(r, _)| r).collect();
+    assert_eq!(differ.len(), 1, "{differ:?}");
+    assert!(differ[0].contains("/node-exporter:"), "{differ:?}");
 }

@@ -6,13 +6,14 @@ use xtask::e2e::provision::{Machine, Need, Step, plan};
 use xtask::stack::Arch;
 
 /// A fresh Debian amd64 machine, as root: dpkg knows only its own arch, apt has no lists yet, no
-/// Docker, no qemu, none of the fixture tools.
+/// Docker, no qemu, none of the fixture tools; Go is installed (our machines come with it).
 fn bare() -> Machine {
     Machine {
         root: true,
         debian: true,
         host: Some(Arch::Amd64),
         dpkg_arches: [Arch::Amd64].into(),
+        programs: ["go".to_string()].into(),
         ..Machine::default()
     }
 }
@@ -21,7 +22,7 @@ fn bare() -> Machine {
 fn provisioned() -> Machine {
     Machine {
         docker_answers: true,
-        programs: ["dockerd", "qemu-aarch64-static", "update-binfmts", "skopeo", "docker-registry"]
+        programs: ["go", "dockerd", "qemu-aarch64-static", "update-binfmts", "skopeo", "docker-registry"]
             .map(String::from)
             .into(),
         dpkg_arches: Arch::ALL.into(),
@@ -117,6 +118,18 @@ fn a_machine_we_may_not_provision_is_told_what_to_run() {
         plan(&Machine { host: Some(Arch::Arm64), ..provisioned() }, &Need { arch: Arch::Amd64, fixtures_for: vec![] })
             .expect_err("no amd64 emulation");
     assert!(format!("{err:#}").contains("amd64 can only run on a amd64 host"), "{err:#}");
+}
+
+/// Go cannot come from apt (Debian's is too old): a machine without it is told where to get it, and
+/// only when fixtures are to be built.
+#[test]
+fn a_machine_without_go_is_told_where_to_get_it() {
+    let no_go = Machine { programs: Default::default(), ..provisioned() };
+    let err = plan(&no_go, &Need { arch: Arch::Amd64, fixtures_for: vec![Arch::Amd64] }).expect_err("no go");
+    assert!(format!("{err:#}").contains("https://go.dev/dl"), "{err:#}");
+    let with_docker =
+        Machine { programs: provisioned().programs.into_iter().filter(|p| p != "go").collect(), ..provisioned() };
+    assert_eq!(commands(&with_docker, &Need { arch: Arch::Amd64, fixtures_for: vec![] }), Vec::<String>::new());
 }
 
 fn provisioned_without_docker() -> Machine {

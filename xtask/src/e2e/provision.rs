@@ -44,6 +44,10 @@ const PROGRAMS: [(&str, &str); 5] = [
     (crate::registry::DOCKER_REGISTRY.binary, crate::registry::DOCKER_REGISTRY.package),
 ];
 
+/// The Go toolchain the local profile's programs are built with (no Debian release ships one new
+/// enough: it is installed from go.dev).
+pub const GO: &str = "go";
+
 const QEMU_AARCH64: &str = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
 const BINFMT_REGISTER: &str = "/proc/sys/fs/binfmt_misc/register";
 const APT_LISTS: &str = "/var/lib/apt/lists";
@@ -56,6 +60,7 @@ impl Machine {
         let programs = PROGRAMS
             .iter()
             .map(|(p, _)| *p)
+            .chain([GO])
             .filter(|p| crate::tools::find_on_path(p).is_some())
             .map(String::from)
             .collect();
@@ -166,6 +171,12 @@ pub fn plan(machine: &Machine, need: &Need) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
     let mut update = !packages.is_empty();
     if !need.fixtures_for.is_empty() {
+        if !machine.has(GO) {
+            bail!(
+                "the local profile's programs are built from their Go modules, and `go` is not on PATH: install \
+                 Go 1.26 or later from https://go.dev/dl (Debian's golang-go is too old), then run again"
+            );
+        }
         want(crate::tools::SKOPEO.binary, &mut packages);
         want(crate::registry::DOCKER_REGISTRY.binary, &mut packages);
         update |= !packages.is_empty();
@@ -263,7 +274,8 @@ fn start_dockerd(rt: &tokio::runtime::Runtime) -> Result<()> {
 
 /// What a run of `profile` on `arch` needs of this machine.
 pub fn need(stack: &Stack, profile: &str, arch: Arch) -> Result<Need> {
-    let fixtures_for = if profile == "local" && !stack.profile(profile)?.lock_file().exists() {
+    // A lock that cannot be checked (no Go to ask its version) is stale: the plan then says what is missing.
+    let fixtures_for = if profile == "local" && !crate::fixtures::lock_is_current(stack).unwrap_or(false) {
         stack.matrix.arch.clone()
     } else {
         Vec::new()
@@ -296,9 +308,10 @@ pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
 pub fn bundle(stack: &Stack, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
     let p = stack.profile(profile)?;
     let lock_file = p.lock_file();
-    if profile == "local" && !lock_file.exists() {
+    if profile == "local" && !crate::fixtures::lock_is_current(stack)? {
         crate::note!(
-            "e2e: no fixture images yet ({lock_file} is missing): assembling them (`cargo xtask fixtures --push`)"
+            "e2e: the fixture images are missing or stale ({lock_file} does not pin what stack.toml builds): \
+             building them (`cargo xtask fixtures --push`)"
         );
         crate::fixtures::run(crate::fixtures::Args { out: None, dry_run: false, push: true })?;
     }

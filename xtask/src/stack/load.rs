@@ -139,6 +139,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
     }
     check_e2e(&stack.e2e, report);
     check_matrix(stack, report);
+    check_programs(stack, report);
     if s.trace_max_traces == 0 {
         report("settings.trace_max_traces".into(), "must be greater than zero".into());
     }
@@ -263,6 +264,113 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     names.join(", ")
                 ),
             );
+        }
+    }
+}
+
+/// Go programs: well-formed recipes, named by the images that use them, and at the upstream
+/// profile's release unless `differs` says why not.
+fn check_programs(stack: &Stack, report: &mut dyn FnMut(String, String)) {
+    let semver = |v: &str| {
+        v.strip_prefix('v').is_some_and(|r| {
+            let core = r.split(['-', '+']).next().unwrap_or("");
+            core.split('.').count() == 3
+                && core.split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    for (name, p) in &stack.programs {
+        let at = format!("programs.{name}");
+        if p.module.is_empty() || p.module.contains(char::is_whitespace) || !p.module.contains('/') {
+            report(
+                format!("{at}.module"),
+                format!("{:?} is not a module path, e.g. \"github.com/prometheus/prometheus\"", p.module),
+            );
+        }
+        if !semver(&p.version) {
+            report(format!("{at}.version"), format!("{:?} is not a module version, e.g. \"v0.314.0\"", p.version));
+        }
+        if p.packages.is_empty() {
+            report(format!("{at}.packages"), "list the packages to build, e.g. [\"cmd/prometheus\"]".into());
+        }
+        for pkg in &p.packages {
+            let bad = pkg.starts_with('/')
+                || pkg.split('/').any(|s| s.is_empty() || s == "..")
+                || pkg.contains(char::is_whitespace);
+            if bad && pkg != "." {
+                report(
+                    format!("{at}.packages"),
+                    format!("{pkg:?} is not a package path inside the module, e.g. \"cmd/promtool\""),
+                );
+            }
+        }
+        for line in &p.replace {
+            let ok = line.split_once(" => ").is_some_and(|(old, new)| {
+                !old.trim().is_empty()
+                    && new.split_whitespace().count() == 2
+                    && semver(new.split_whitespace().nth(1).unwrap_or(""))
+            });
+            if !ok {
+                report(
+                    format!("{at}.replace"),
+                    format!(
+                        "{line:?} must read `old/module => new/module vX.Y.Z` (a published module, as upstream's go.mod has it)"
+                    ),
+                );
+            }
+        }
+        for (key, value) in &p.ldflags {
+            if key.contains(char::is_whitespace) || value.contains(['\'', '"']) || !key.contains('.') {
+                report(
+                    format!("{at}.ldflags.{key}"),
+                    "an -X setting is `\"import/path.Var\" = \"value\"`, with no quotes in the value".into(),
+                );
+            }
+        }
+        if p.differs.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            report(
+                format!("{at}.differs"),
+                "say why this release differs from the upstream profile's, or remove the field".into(),
+            );
+        }
+    }
+    let upstream_tag = |image: &str| {
+        stack
+            .profiles
+            .iter()
+            .filter(|(n, _)| n.as_str() != "local")
+            .flat_map(|(_, p)| p.enabled())
+            .flat_map(|c| &c.images)
+            .find(|i| i.name.as_str() == image)
+            .map(|i| i.reference.tag.clone())
+    };
+    for (pname, profile) in &stack.profiles {
+        for (i, c) in profile.components.iter().enumerate() {
+            for (j, img) in c.images.iter().enumerate() {
+                for (k, prog) in img.programs.iter().enumerate() {
+                    let field = format!("profiles.{pname}.components[{i}].images[{j}].programs[{k}]");
+                    let Some(p) = stack.programs.get(prog) else {
+                        report(field, format!("no [programs.{prog}] in the stack: define it, or remove the name"));
+                        continue;
+                    };
+                    let Some(tag) = upstream_tag(img.name.as_str()) else { continue };
+                    let same = tag.trim_start_matches('v') == p.release.trim_start_matches('v');
+                    let at = format!("programs.{prog}");
+                    match (same, &p.differs) {
+                        (false, None) => report(
+                            format!("{at}.release"),
+                            format!(
+                                "{} is not the upstream profile's {} ({tag}): build {tag}, or say why in `differs`",
+                                p.release, img.name
+                            ),
+                        ),
+                        (true, Some(_)) => report(
+                            format!("{at}.differs"),
+                            format!("{} is the upstream profile's release: remove `differs`", p.release),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
         }
     }
 }

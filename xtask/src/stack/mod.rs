@@ -28,7 +28,68 @@ pub struct Stack {
     /// Timing of the e2e compose tier; an absent table or field takes [`E2e::default`].
     #[serde(default)]
     pub e2e: E2e,
+    /// Programs built from Go modules by `cargo xtask fixtures` for the local profile's images.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub programs: BTreeMap<Name, GoProgram>,
     pub profiles: BTreeMap<Name, Profile>,
+}
+
+impl Stack {
+    /// The `[programs.<name>]` recipe.
+    pub fn program(&self, name: &str) -> anyhow::Result<&GoProgram> {
+        self.programs
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, p)| p)
+            .ok_or_else(|| anyhow::anyhow!("no [programs.{name}] in the stack file: define it, or remove the name"))
+    }
+}
+
+/// A program built from a published Go module (CONVENTIONS §17): what goes in is data, so the
+/// same recipe, module sums and toolchain give the same binary.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoProgram {
+    /// Module path, e.g. `github.com/prometheus/prometheus`.
+    pub module: String,
+    /// Module version (`v0.314.0`); may differ from the release's own number.
+    pub version: String,
+    /// The release this is, as the upstream image's tag says it (`v3.14.0`).
+    pub release: String,
+    /// Packages inside the module, one binary each, named by the package's last element.
+    pub packages: Vec<String>,
+    /// `-X` linker settings, e.g. the version the release stamps into `--version`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ldflags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Whether the program needs cgo (`CGO_ENABLED=1`); off by default, for static binaries.
+    #[serde(default)]
+    pub cgo: bool,
+    /// `replace` lines the upstream go.mod carries to published modules, as `old => new version`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace: Vec<String>,
+    /// Why this release is not the one the upstream profile ships, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differs: Option<String>,
+}
+
+impl GoProgram {
+    /// The binaries it builds, by package.
+    pub fn binaries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.packages.iter().map(|p| {
+            let from = if p == "." { self.module.as_str() } else { p.as_str() };
+            (p.as_str(), from.rsplit('/').next().unwrap_or(from))
+        })
+    }
+
+    /// Import path of a package of the module (`.` is the module root).
+    pub fn import_path(&self, package: &str) -> String {
+        match package {
+            "." | "" => self.module.clone(),
+            p => format!("{}/{p}", self.module),
+        }
+    }
 }
 
 /// Versions of the kubeprepare packages this stack is built for.
@@ -607,6 +668,10 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
     pub platforms: Vec<Platform>,
+    /// Local profile: the `[programs]` this image is built from (the first one's first binary is
+    /// its entrypoint). None: assembled from a Debian package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<Name>,
 }
 
 impl Image {
