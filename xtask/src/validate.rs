@@ -1,5 +1,5 @@
 //! Validate rendered files with the real tools that will read them
-//! (promtool, amtool, blackbox_exporter, shellcheck) and Kubernetes manifests
+//! (promtool, amtool, blackbox_exporter, jaeger, shellcheck) and Kubernetes manifests
 //! against their typed k8s-openapi objects. What cannot be checked here (no
 //! Alloy, Loki or Jaeger binary) is reported as "not run: <reason>", never as passed.
 
@@ -178,6 +178,12 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
             report.push(rel, "alloy fmt", Outcome::NotRun("Grafana Alloy cannot be installed on this machine (no registry); checked by unit tests and on GitHub Actions".into()));
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             report.push_result(rel, "YAML parse", yaml_file(dir, name).map(|_| ()));
+            if name == "values/jaeger.yaml" {
+                let v = yaml_file(dir, name)?;
+                let cfg = scratch.join("jaeger-userconfig.yaml");
+                write(&cfg, &v["userconfig"])?;
+                report.push_result(rel, "jaeger validate (userconfig)", jaeger_check(&sh, &cfg));
+            }
             if name == "values/loki.yaml" || name == "values/jaeger.yaml" {
                 report.push(
                     rel,
@@ -245,6 +251,12 @@ fn check_prometheus_config(sh: &Shell, scratch: &Utf8Path, tag: &str, cfg: Value
     let path = scratch.join(format!("{tag}-prometheus.yml"));
     write(&path, &cfg)?;
     exec(sh, tools::PROMTOOL, &["check", "config", "--syntax-only", path.as_str()])
+}
+
+/// `jaeger validate`: the configuration read and every component's settings checked, nothing started.
+fn jaeger_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
+    let flag = format!("--config={cfg}");
+    exec(sh, tools::JAEGER, &["validate", &flag])
 }
 
 fn blackbox_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {

@@ -365,10 +365,11 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     let policy = load_policy(&root().join("ci/gate.toml")).unwrap();
     let scenarios = xtask::e2e::scenario::load_dir(&root().join("scenarios"), &[]).unwrap();
     let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "compose-local-amd64").unwrap();
-    // The local profile has no Loki, Jaeger or Grafana: those scenarios are not required of it.
+    // The local profile has no Loki or Grafana (AGPL, never built here): those scenarios are not
+    // required of it; its Jaeger is, so traces is.
     assert_eq!(
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
-        ["metrics", "alerts", "link-probes", "restart", "quiet"]
+        ["metrics", "alerts", "link-probes", "restart", "traces", "quiet"]
     );
 }
 

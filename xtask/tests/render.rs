@@ -193,6 +193,7 @@ fn compose_renders_only_what_its_containers_read() {
     let common = [
         "alertmanager/alertmanager.yml",
         "blackbox/blackbox.yml",
+        "jaeger/config.yaml",
         "prometheus/prometheus.yml",
         "prometheus/rules/observability.rules.yml",
         "prometheus/rules/observability.test.yml",
@@ -203,7 +204,6 @@ fn compose_renders_only_what_its_containers_read() {
     upstream.extend(
         [
             "grafana/datasources/datasources.yaml",
-            "jaeger/config.yaml",
             "log-agent/edge-1/config.alloy",
             "log-agent/edge-2/config.alloy",
             "loki/config.yaml",
@@ -232,7 +232,10 @@ fn compose_prometheus_uses_static_targets_with_node_labels() {
             jobs.iter().find(|j| j["job_name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no job {name}"))
         };
         let names: Vec<&str> = jobs.iter().filter_map(|j| j["job_name"].as_str()).collect();
-        assert_eq!(names, ["prometheus", "alertmanager", "edge-node-exporter", "blackbox-exporter", "probe-edge"]);
+        assert_eq!(
+            names,
+            ["prometheus", "alertmanager", "edge-node-exporter", "blackbox-exporter", "probe-edge", "jaeger"]
+        );
         let edges = |j: &Value| -> Vec<(String, String)> {
             j["static_configs"]
                 .as_sequence()

@@ -61,6 +61,8 @@ fn validators_refuse_broken_files() {
         ("prometheus/prometheus.yml", "scrape_interval:", "scrape_interval: soon\n  x_interval:"),
         // Kubernetes SD reaches the pinned promtool unmodified: it alone knows the roles.
         ("prometheus/additional-scrape-configs.yml", "- role: node", "- role: nodes"),
+        // Jaeger reads its own settings: a misspelt one is refused.
+        ("values/jaeger.yaml", "max_traces:", "max_tracez:"),
         ("manifests/20-edge-node-exporter.yaml", "hostNetwork: true", "hostNetwork: true\n      hostNetwrok: true"),
         ("scripts/install-observability.sh", "set -euo pipefail", "set -euo pipefail\ncd $HOME"),
     ];

@@ -675,11 +675,12 @@ async fn execute(
     let mut results = Vec::new();
     for s in scenarios {
         if let Some(missing) = scenario::missing_requirement(s, &plan.provides) {
-            crate::note!("  not run: {}: {missing} not in bundle", s.name);
+            let reason = scenario::not_run_reason(&missing);
+            crate::note!("  not run: {}: {reason}", s.name);
             let result = report::ScenarioResult {
                 name: s.name.clone(),
                 file: s.display_file(),
-                status: report::Status::NotRun { reason: format!("{missing} not in bundle") },
+                status: report::Status::NotRun { reason },
                 duration_s: 0.0,
                 steps: Vec::new(),
                 logs: Vec::new(),

@@ -689,6 +689,21 @@ pub fn missing_requirement(s: &Scenario, provides: &BTreeSet<String>) -> Option<
     s.requires.iter().find(|r| !provides.contains(*r)).cloned()
 }
 
+/// Requirements no bundle built here can provide, and why: Grafana, Loki and Alloy are AGPL (or link
+/// AGPL code) and are never built on our machines.
+const AGPL: [(&str, &str); 3] = [("grafana", "Grafana"), ("loki", "Loki"), ("alloy", "Grafana Alloy")];
+
+/// What a scenario that does not run says: the requirement missing from the bundle, and for the
+/// AGPL components where they do run.
+pub fn not_run_reason(missing: &str) -> String {
+    match AGPL.iter().find(|(r, _)| *r == missing) {
+        Some((_, name)) => {
+            format!("{missing} not in bundle: {name} is AGPL and is not built here; runs on GitHub Actions")
+        }
+        None => format!("{missing} not in bundle"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

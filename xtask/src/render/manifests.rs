@@ -235,7 +235,8 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     if ctx.has(Kind::NodeExporter) {
         files.add_yaml("manifests/20-edge-node-exporter.yaml", &edge_node_exporter(ctx)?)?;
     }
-    if ctx.has(Kind::Jaeger) {
+    // Edge agents reach the charted Jaeger through this NodePort (one built here has no chart to deploy it).
+    if ctx.profile.component(Kind::Jaeger).is_some_and(|c| c.chart.is_some()) {
         files.add_yaml("manifests/30-jaeger-otlp-nodeport.yaml", &super::jaeger::otlp_node_port_service(ctx))?;
     }
     for c in ctx.profile.enabled() {

@@ -200,7 +200,9 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                 ),
                 _ => {}
             }
-            if c.kind.needs_chart() && c.chart.is_none() {
+            // Images built here run as plain containers (the compose tier): no chart deploys them.
+            let built_here = !c.images.is_empty() && c.images.iter().all(|i| !i.programs.is_empty());
+            if c.kind.needs_chart() && c.chart.is_none() && !built_here {
                 report(
                     format!("{at}.chart"),
                     format!("kind {} is deployed from a Helm chart: add `chart = {{ repo, name, version }}`", c.kind),
