@@ -33,7 +33,8 @@ fn every_rendered_file_passes_its_real_validator() {
             // Only what truly cannot run here may be "not run".
             for c in &report.checks {
                 if let Outcome::NotRun(why) = &c.outcome {
-                    assert!(why.contains("cannot be"), "{}: unexpected not-run: {why}", c.file);
+                    let allowed = why.contains("cannot be fetched") || why.contains("is AGPL and is not built here");
+                    assert!(allowed, "{}: unexpected not-run: {why}", c.file);
                 }
             }
             // Every file was looked at by something.
