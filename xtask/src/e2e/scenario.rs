@@ -762,53 +762,48 @@ steps:
         );
         check_err(&GOOD.replace("timeout: 45s", "timeout: 45"), "steps[1].timeout");
         check_err(&GOOD.replace("description: d\n", ""), "missing field `description`");
-        check_err(
-            &GOOD.replace("{stop_node: edge-1}", "{stop_node: edge-9}"),
-            "no edge node \"edge-9\"; the topology has edge-1, edge-2",
-        );
-        check_err(
-            &GOOD.replace("latency_from: stop", "latency_from: later"),
-            "latency_from: \"later\" is not the name of an earlier step",
-        );
-        check_err(&GOOD.replace("name: EdgeNodeUnreachable", "name: EdgeDown"), "no alert rule named \"EdgeDown\"");
-        check_err(
-            &GOOD.replace("collect_logs: [prometheus, edge-1]", "collect_logs: [grafana]"),
-            "no component or node \"grafana\"",
-        );
-        check_err(&GOOD.replace("name: fires", "name: stop"), "two steps are named \"stop\"");
-        check_err(
-            &GOOD.replace("name: fires", "name: finally"),
-            "steps[1] (finally).name: `finally` is the name of the scenario's own cleanup",
-        );
-        check_err(&format!("{GOOD}finally: [{{heal_link: edge-7}}]\n"), "finally[0]: no edge node \"edge-7\"");
-    }
-
-    #[test]
-    fn name_check_errors_carry_file_and_line() {
-        check_err(
-            &GOOD.replace("{stop_node: edge-1}", "{stop_node: edge-9}"),
-            "scenarios/x.yaml:7: steps[0] (stop).try[0]: no edge node \"edge-9\"",
-        );
-        check_err(
-            &GOOD.replace("latency_from: stop", "latency_from: later"),
-            "scenarios/x.yaml:11: steps[1] (fires).try[0].latency_from: \"later\" is not the name of an earlier step",
-        );
-        check_err(
-            &GOOD.replace("name: EdgeNodeUnreachable", "name: EdgeDown"),
-            "scenarios/x.yaml:11: steps[1] (fires).try[0]: no alert rule named",
-        );
-        check_err(
-            &GOOD.replace("collect_logs: [prometheus, edge-1]", "collect_logs: [grafana]"),
-            "scenarios/x.yaml:13: steps[1] (fires).catch[0]: no component or node \"grafana\"",
-        );
-        check_err(
-            &GOOD.replace("name: fires", "name: stop"),
-            "scenarios/x.yaml:8: steps[1] (stop).name: two steps are named",
-        );
-        check_err(
-            &format!("{GOOD}finally: [{{heal_link: edge-7}}]\n"),
-            "scenarios/x.yaml:15: finally[0]: no edge node \"edge-7\"",
-        );
+        // Errors of the name checks (after parsing) carry file and line too.
+        let edge7 = format!("{GOOD}finally: [{{heal_link: edge-7}}]\n");
+        let cases: [(String, &[&str]); 7] = [
+            (
+                GOOD.replace("{stop_node: edge-1}", "{stop_node: edge-9}"),
+                &[
+                    "no edge node \"edge-9\"; the topology has edge-1, edge-2",
+                    "scenarios/x.yaml:7: steps[0] (stop).try[0]: no edge node \"edge-9\"",
+                ],
+            ),
+            (
+                GOOD.replace("latency_from: stop", "latency_from: later"),
+                &[
+                    "scenarios/x.yaml:11: steps[1] (fires).try[0].latency_from: \"later\" is not the name of an earlier step",
+                ],
+            ),
+            (
+                GOOD.replace("name: EdgeNodeUnreachable", "name: EdgeDown"),
+                &[
+                    "no alert rule named \"EdgeDown\"",
+                    "scenarios/x.yaml:11: steps[1] (fires).try[0]: no alert rule named",
+                ],
+            ),
+            (
+                GOOD.replace("collect_logs: [prometheus, edge-1]", "collect_logs: [grafana]"),
+                &["scenarios/x.yaml:13: steps[1] (fires).catch[0]: no component or node \"grafana\""],
+            ),
+            (
+                GOOD.replace("name: fires", "name: stop"),
+                &["two steps are named \"stop\"", "scenarios/x.yaml:8: steps[1] (stop).name: two steps are named"],
+            ),
+            (
+                GOOD.replace("name: fires", "name: finally"),
+                &["steps[1] (finally).name: `finally` is the name of the scenario's own cleanup"],
+            ),
+            (edge7, &["scenarios/x.yaml:15: finally[0]: no edge node \"edge-7\""]),
+        ];
+        for (text, expects) in &cases {
+            for expect in *expects {
+                check_err(text, expect);
+            }
+        }
     }
 
     #[test]
