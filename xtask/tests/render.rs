@@ -343,7 +343,10 @@ fn compose_files_pass_their_real_validators() {
             }
             for c in &report.checks {
                 if let Outcome::NotRun(why) = &c.outcome {
-                    assert!(why.contains("cannot be"), "{profile}: {}: unexpected not-run: {why}", c.file);
+                    // Only what this machine may not run: AGPL programs and charts it cannot fetch;
+                    // a file with no validator at all fails here.
+                    let allowed = why.contains(" is AGPL and is not built here") || why.contains("cannot be fetched");
+                    assert!(allowed, "{profile}: {}: unexpected not-run: {why}", c.file);
                 }
             }
         });
