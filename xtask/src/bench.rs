@@ -68,6 +68,9 @@ pub struct E2eArgs {
     /// Runs (min, median and max of each figure are reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// How long each run idles before its scenarios: the edge components' idle figures.
+    #[arg(long, default_value = "30s")]
+    pub idle: crate::stack::Duration,
 }
 
 /// The compose tier's wall-time target for one run once the fixture images exist (issue 4).
@@ -211,6 +214,7 @@ fn e2e(args: E2eArgs) -> Result<()> {
         edges: 2,
         dry_run: false,
         keep: false,
+        idle: Some(args.idle),
         sweep: false,
     };
     let mut reports = Vec::new();
@@ -284,7 +288,7 @@ fn e2e(args: E2eArgs) -> Result<()> {
     writeln!(
         out,
         "edge      memory max / CPU p95, over nodes and runs{}",
-        if emulated { " (CPU under emulation: shown, not enforced)" } else { "" }
+        if emulated { " (under emulation: shown, not enforced)" } else { "" }
     )?;
     /// One edge component's figures over nodes and runs.
     #[derive(Default)]
@@ -294,30 +298,40 @@ fn e2e(args: E2eArgs) -> Result<()> {
         memory_budget: Option<u64>,
         cpu_budget: Option<u64>,
     }
-    let mut components: BTreeMap<String, Edge> = BTreeMap::new();
-    for (_, r) in &reports {
-        for series in &r.resources {
-            let sum = series.summary();
-            let e = components.entry(series.component.clone()).or_default();
-            e.memory_budget = series.budget_memory_bytes;
-            e.cpu_budget = series.budget_cpu_millicores;
-            e.memory_mib.extend(sum.memory_bytes.map(|m| m.max as f64 / (1024.0 * 1024.0)));
-            e.cpu_p95.extend(sum.cpu_millicores.map(|c| c.p95));
+    // Idle (the window each run idled before its scenarios), then the whole run.
+    let idle = format!("idle {}", args.idle);
+    for (when, window) in [(idle.as_str(), true), ("whole run", false)] {
+        let mut components: BTreeMap<String, Edge> = BTreeMap::new();
+        for (_, r) in &reports {
+            for series in &r.resources {
+                let series = match (window, r.idle_s) {
+                    (true, Some(w)) => series.window(w),
+                    (true, None) => continue,
+                    (false, _) => series.clone(),
+                };
+                let sum = series.summary();
+                let e = components.entry(series.component.clone()).or_default();
+                e.memory_budget = series.budget_memory_bytes;
+                e.cpu_budget = series.budget_cpu_millicores;
+                e.memory_mib.extend(sum.memory_bytes.map(|m| m.max as f64 / (1024.0 * 1024.0)));
+                e.cpu_p95.extend(sum.cpu_millicores.map(|c| c.p95));
+            }
         }
-    }
-    for (component, e) in &components {
-        if e.memory_mib.is_empty() {
-            writeln!(out, "          {component}: no samples")?;
-            continue;
+        writeln!(out, "          {when}:")?;
+        for (component, e) in &components {
+            if e.memory_mib.is_empty() {
+                writeln!(out, "            {component}: no samples")?;
+                continue;
+            }
+            writeln!(
+                out,
+                "            {component:<20}memory {}  (budget {}), CPU {}  (budget {})",
+                spread(&e.memory_mib, "MiB"),
+                e.memory_budget.map_or("none".to_string(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))),
+                if e.cpu_p95.is_empty() { "n/a".to_string() } else { spread(&e.cpu_p95, "m") },
+                e.cpu_budget.map_or("none".to_string(), |b| format!("{b} m")),
+            )?;
         }
-        writeln!(
-            out,
-            "          {component:<22}memory {}  (budget {}), CPU {}  (budget {})",
-            spread(&e.memory_mib, "MiB"),
-            e.memory_budget.map_or("none".to_string(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))),
-            if e.cpu_p95.is_empty() { "n/a".to_string() } else { spread(&e.cpu_p95, "m") },
-            e.cpu_budget.map_or("none".to_string(), |b| format!("{b} m")),
-        )?;
     }
     Ok(())
 }

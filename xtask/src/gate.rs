@@ -443,7 +443,9 @@ pub fn decide_with(stack: &Stack, policy: &Policy, scenarios: &[Scenario], dir: 
         }
         if within == 0 && reasons.is_empty() {
             reasons.push(
-                "no edge series was measured in any report of the subset: nothing to hold the budgets against".into(),
+                "no edge series was checked against its budget in any report of the subset (none measured natively; \
+                 emulated figures are not enforced): nothing holds the budgets"
+                    .into(),
             );
         }
         let ok = vec![format!("{within} edge series within their budgets")];

@@ -184,6 +184,7 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
             edges: 2,
             dry_run: false,
             keep: false,
+            idle: None,
             sweep: false,
         };
         let run_id = crate::e2e::run_id(cell.arch);

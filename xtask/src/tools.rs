@@ -26,6 +26,8 @@ pub const AMTOOL: Built = Built { program: "amtool", binary: "amtool" };
 pub const BLACKBOX: Built = Built { program: "blackbox-exporter", binary: "blackbox_exporter" };
 /// `jaeger validate` reads a Jaeger v2 configuration as Jaeger does, starting nothing.
 pub const JAEGER: Built = Built { program: "jaeger", binary: "jaeger" };
+/// `edge-agent validate` checks the OpenTelemetry edge agent's config with its own components.
+pub const EDGE_AGENT: Built = Built { program: "edge-agent", binary: "edge-agent" };
 
 impl Built {
     /// Its path, building it first if its inputs changed (seconds when Go's cache is warm).
@@ -92,7 +94,7 @@ fn is_executable(p: &camino::Utf8Path) -> bool {
 /// All validators that are missing, as one error listing one install command; the built ones are
 /// built now if needed.
 pub fn require_validators() -> Result<()> {
-    for tool in [PROMTOOL, AMTOOL, BLACKBOX, JAEGER] {
+    for tool in [PROMTOOL, AMTOOL, BLACKBOX, JAEGER, EDGE_AGENT] {
         tool.find()?;
     }
     let missing: Vec<Tool> = VALIDATORS.iter().copied().filter(|t| find_on_path(t.binary).is_none()).collect();

@@ -179,6 +179,12 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
             report.push(rel, "alloy fmt", Outcome::NotRun("Grafana Alloy is AGPL and is not built here; runs on GitHub Actions (its syntax is checked by unit tests)".into()));
         } else if name.ends_with(".yaml") || name.ends_with(".yml") {
             report.push_result(rel, "YAML parse", yaml_file(dir, name).map(|_| ()));
+            if name == crate::render::otelagent::CONFIG_FILE {
+                report.push_result(rel, "edge-agent validate", edge_agent_check(&sh, &path));
+            }
+            if name == "jaeger/config.yaml" {
+                report.push_result(rel, "jaeger validate", jaeger_check(&sh, &path));
+            }
             if name == "values/jaeger.yaml" {
                 let v = yaml_file(dir, name)?;
                 let cfg = scratch.join("jaeger-userconfig.yaml");
@@ -258,6 +264,15 @@ fn check_prometheus_config(sh: &Shell, scratch: &Utf8Path, tag: &str, cfg: Value
 fn jaeger_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
     let flag = format!("--config={cfg}");
     exec(sh, tools::JAEGER, &["validate", &flag])
+}
+
+/// The OpenTelemetry Collector's own check (`validate`: loads the config, resolves `${env:…}`
+/// and validates every component and pipeline, starting nothing), with a node's name set as the
+/// compose tier and the downward API set it.
+fn edge_agent_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
+    let _env = sh.push_env(crate::render::otelagent::NODE_NAME_ENV, "edge-1");
+    let flag = format!("--config={cfg}");
+    exec(sh, tools::EDGE_AGENT, &["validate", &flag])
 }
 
 fn blackbox_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {

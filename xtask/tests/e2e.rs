@@ -85,11 +85,11 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
                 .cloned()
                 .unwrap_or_else(|| panic!("no scenario {name}"))
         };
-        for name in ["metrics", "alerts", "link-probes", "restart", "quiet", "offline", "traces"] {
+        for name in ["metrics", "alerts", "link-probes", "restart", "quiet", "offline", "logs", "traces"] {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
         // Only what is AGPL (never built here) does not run, and it says so.
-        for name in ["logs", "grafana", "grafana-datasources"] {
+        for name in ["grafana", "grafana-datasources"] {
             assert_eq!(status(name)["status"], "not-run", "{name}");
             let reason = status(name)["reason"].as_str().unwrap().to_string();
             assert!(reason.ends_with("is AGPL and is not built here; runs on GitHub Actions"), "{name}: {reason}");
@@ -106,7 +106,7 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
             }
         }
         let resources = json["resources"].as_array().unwrap();
-        assert_eq!(resources.len(), 4, "2 nodes × (node exporter, probe)");
+        assert_eq!(resources.len(), 6, "2 nodes × (node exporter, edge agent, probe)");
         for r in resources {
             assert!(!r["samples"].as_array().unwrap().is_empty(), "every edge container sampled: {}", r["container"]);
             assert_eq!(r["emulated"], arch == "arm64");

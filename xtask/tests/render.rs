@@ -198,9 +198,9 @@ fn compose_renders_only_what_its_containers_read() {
         "prometheus/rules/observability.rules.yml",
         "prometheus/rules/observability.test.yml",
     ];
-    let local: BTreeSet<String> = common.iter().map(|s| s.to_string()).collect();
+    let local: BTreeSet<String> = common.iter().chain(&["log-agent/agent.yaml"]).map(|s| s.to_string()).collect();
     assert_eq!(rendered("local"), local);
-    let mut upstream = local.clone();
+    let mut upstream: BTreeSet<String> = common.iter().map(|s| s.to_string()).collect();
     upstream.extend(
         [
             "grafana/datasources/datasources.yaml",

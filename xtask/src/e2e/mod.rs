@@ -76,6 +76,10 @@ pub struct Args {
     /// Leave the containers running after the run (remove them later with `e2e --sweep`).
     #[arg(long)]
     pub keep: bool,
+    /// Before the scenarios, let the topology idle this long (e.g. `30s`) while the edge
+    /// components are sampled: their idle figures, apart from those under the scenarios.
+    #[arg(long, value_name = "DURATION")]
+    pub idle: Option<crate::stack::Duration>,
     /// Remove what earlier runs left (containers, networks, volumes labelled by the e2e) and stop.
     #[arg(long)]
     pub sweep: bool,
@@ -301,6 +305,7 @@ fn interrupted(why: &str, progress: &runner::Progress, scenarios: &[scenario::Sc
     Executed {
         scenarios: results,
         resources: Vec::new(),
+        idle_s: None,
         latencies: Vec::new(),
         notes: vec![format!(
             "the run was {why} {during}: finished scenarios keep their result, the rest did not start; \
@@ -334,6 +339,7 @@ fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<
             logs,
         }],
         resources: Vec::new(),
+        idle_s: None,
         latencies: Vec::new(),
         notes: vec![format!("the run stopped before its scenarios ended: {e:#}")],
     }
@@ -342,7 +348,7 @@ fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<
 /// Write the report of a run into `target/e2e/<run>/` (and the step summary on GitHub Actions).
 fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<report::Report> {
     let run_dir = crate::paths::target_dir().join("e2e").join(run.run_id);
-    let Executed { scenarios, resources, latencies, mut notes } = executed;
+    let Executed { scenarios, resources, idle_s, latencies, mut notes } = executed;
     // Claimed only when the engine's events were read and showed no pull.
     if scenarios.iter().any(|s| s.name == "offline" && s.status.is_passed()) {
         notes.insert(0, format!("engine images came only from the bundle: {}", run.bundle));
@@ -362,6 +368,7 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         bundle: run.bundle.clone(),
         scenarios,
         resources,
+        idle_s,
         latencies,
         notes,
         phases: run.provisioned.iter().cloned().chain(phases.0).collect(),
@@ -439,6 +446,7 @@ fn run_arch(
 
     let mut cancel = cancel.clone();
     let progress = runner::SharedProgress::default();
+    let idle = args.idle.map(|d| std::time::Duration::from_millis(d.as_millis()));
     let (result, phases, finished, logs) = rt.block_on(async {
         let mut work = tokio::spawn({
             let progress = progress.clone();
@@ -451,7 +459,8 @@ fn run_arch(
                 scenarios.to_vec(),
             );
             async move {
-                execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, emulated, started, &progress).await
+                let run = Execution { emulated, started, idle };
+                execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, run, &progress).await
             }
         });
         let mut finished = true;
@@ -533,6 +542,8 @@ async fn save_logs(engine: &Engine, plan: &plan::Plan, run_dir: &Utf8Path) -> Ve
 struct Executed {
     scenarios: Vec<report::ScenarioResult>,
     resources: Vec<report::ResourceSeries>,
+    /// When the topology idled (`--idle`), in seconds of the resource samples.
+    idle_s: Option<[f64; 2]>,
     latencies: Vec<report::Latency>,
     notes: Vec<String>,
 }
@@ -584,7 +595,15 @@ fn image_archives(bundle: &Utf8Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How one run executes: on emulated edges or not, when it started (the resource samples'
+/// zero), and how long it idles before the scenarios.
+#[derive(Clone, Copy)]
+struct Execution {
+    emulated: bool,
+    started: Instant,
+    idle: Option<std::time::Duration>,
+}
+
 async fn execute(
     stack: &Stack,
     profile_name: &str,
@@ -592,10 +611,10 @@ async fn execute(
     bundle: &Utf8Path,
     run_dir: &Utf8Path,
     scenarios: &[scenario::Scenario],
-    emulated: bool,
-    started: Instant,
+    run: Execution,
     progress: &runner::SharedProgress,
 ) -> Result<Executed> {
+    let Execution { emulated, started, idle } = run;
     let t = Instant::now();
     let engine = Engine::connect().await?;
     let swept = engine.sweep().await?;
@@ -671,6 +690,17 @@ async fn execute(
     runner.progress = progress.clone();
     runner.wait_ready(std::time::Duration::from_secs(120)).await?;
     phase_done(progress, "ready", t);
+    let idle_s = match idle {
+        Some(d) => {
+            let t = Instant::now();
+            crate::note!("e2e: idling {:.0}s (edge components sampled)", d.as_secs_f64());
+            let from = started.elapsed().as_secs_f64();
+            tokio::time::sleep(d).await;
+            phase_done(progress, "idle", t);
+            Some([from, started.elapsed().as_secs_f64()])
+        }
+        None => None,
+    };
     let t = Instant::now();
     let mut results = Vec::new();
     for s in scenarios {
@@ -724,7 +754,7 @@ async fn execute(
     });
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let resources = runner::series(plan, profile, &samples, emulated);
-    Ok(Executed { scenarios: results, resources, latencies: runner.latencies, notes: Vec::new() })
+    Ok(Executed { scenarios: results, resources, idle_s, latencies: runner.latencies, notes: Vec::new() })
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! The compose topology of one run, as plain data (printed by `--dry-run`, snapshot-tested).
 //!
 //! - `<run>-cloud`: an internal network (no route out) with the cloud components, each under
-//!   its DNS alias (`prometheus`, `alertmanager`, `grafana`, `blackbox-exporter`, `loki`,
-//!   `jaeger`), the names the compose flavour of the render uses; with Jaeger, a `cloud-client`
+//!   its DNS alias (`prometheus`, `alertmanager`, `grafana`, `blackbox-exporter`, `loki` or
+//!   `victoria-logs`, `jaeger`), the names the compose flavour of the render uses; with Jaeger, a `cloud-client`
 //!   that calls every edge workload with a W3C `traceparent` and reports its spans.
 //! - `<run>-edge-<i>`: one internal network per edge node. The node is a holder container
 //!   (the probe image sleeping) whose network namespace the node's components share, as pods
 //!   share a node's; it is also attached to the cloud network under its node name: that
 //!   attachment is the node's link, which the harness cuts and heals. A node runs the node
 //!   exporter, the workload (`fixtures/e2e/workload/`: CRI-format logs under
-//!   `/var/log/pods`, traced calls on :8080) and the log agent, which tails that folder (a
-//!   volume of the node's, as the kubelet's log folder is the node's).
+//!   `/var/log/pods`, traced calls on :8080) and the log agent (Alloy, or the OpenTelemetry
+//!   agent built here), which tails that folder (a volume of the node's, as the kubelet's log
+//!   folder is the node's).
 //! - The harness is the one party outside: it reaches containers at their addresses on
 //!   these bridges, and its alert receiver listens on the cloud bridge's host address.
 //!   No port is published.
@@ -72,7 +73,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A container by component and node; [`LOG_STORE`] names whichever log store runs.
     pub fn container(&self, component: &str, node: Option<&str>) -> Option<&Planned> {
+        let component = match component {
+            LOG_STORE => super::query::LogStore::of(&self.provides)?.component(),
+            c => c,
+        };
         self.containers.iter().find(|c| c.component == component && c.node.as_deref() == node)
     }
 
@@ -92,9 +98,17 @@ impl Plan {
 
     /// Names a scenario may restart or collect logs of: every component and node.
     pub fn component_names(&self) -> BTreeSet<String> {
-        self.containers.iter().map(|c| c.component.clone()).collect()
+        let mut names: BTreeSet<String> = self.containers.iter().map(|c| c.component.clone()).collect();
+        if self.provides.contains(LOG_STORE) {
+            names.insert(LOG_STORE.into());
+        }
+        names
     }
 }
+
+/// What scenarios call the log store, whichever it is (Loki, VictoriaLogs): a requirement, and a
+/// name `collect_logs` and `restart` take.
+pub const LOG_STORE: &str = "log-store";
 
 pub fn node_names(edges: usize) -> Vec<String> {
     (1..=edges).map(|i| format!("edge-{i}")).collect()
@@ -159,6 +173,9 @@ pub fn plan(
     let mut provides: BTreeSet<String> = profile.enabled().map(|c| c.kind.to_string()).collect();
     if profile.log_agent().is_some() {
         provides.insert("log-agent".into());
+    }
+    if profile.enabled().any(|c| matches!(c.kind, Kind::Loki | Kind::VictoriaLogs)) {
+        provides.insert(LOG_STORE.into());
     }
     let base = |name: &str, image: String, network: &str| ContainerSpec {
         name: format!("{run_id}-{name}"),
@@ -251,6 +268,19 @@ pub fn plan(
                 let port = crate::render::loki::HTTP_PORT;
                 add(crate::render::names::RELEASE_LOKI, &[port], Ready { port, path: "/ready" }, s);
             }
+            Kind::VictoriaLogs => {
+                use crate::render::otelagent::{VICTORIA_LOGS_DATA, VICTORIA_LOGS_HOST, VICTORIA_LOGS_PORT};
+                let mut s = base(VICTORIA_LOGS_HOST, image_of(c, "victoria-logs")?, &cloud_network);
+                s.cmd = vec![
+                    format!("-httpListenAddr=:{VICTORIA_LOGS_PORT}"),
+                    format!("-storageDataPath=/{VICTORIA_LOGS_DATA}"),
+                    // Rows become searchable within a second (default 5s).
+                    "-inmemoryDataFlushInterval=1s".into(),
+                ];
+                s.volumes.insert(volume(format!("{run_id}-victoria-logs-data")), format!("/{VICTORIA_LOGS_DATA}"));
+                let ready = Ready { port: VICTORIA_LOGS_PORT, path: "/health" };
+                add(VICTORIA_LOGS_HOST, &[VICTORIA_LOGS_PORT], ready, s);
+            }
             Kind::Jaeger => {
                 let mut s = base("jaeger", image_of(c, "jaeger")?, &cloud_network);
                 s.cmd = vec!["--config".into(), "/etc/jaeger/config.yaml".into()];
@@ -330,6 +360,23 @@ pub fn plan(
                     // Positions (what was read) survive a restart of the agent, as on a hostPath.
                     s.volumes.insert(volume(format!("{run_id}-{node}-alloy")), "/var/lib/alloy/data".into());
                     (ALLOY_PORT, Ready { port: ALLOY_PORT, path: "/-/ready" })
+                }
+                Kind::OtelAgent => {
+                    use crate::render::otelagent::{CONFIG_FILE, HEALTH_PORT, NODE_NAME_ENV};
+                    let (dir, file) = CONFIG_FILE.rsplit_once('/').unwrap_or(("", CONFIG_FILE));
+                    s.image = image_of(c, "otel-agent")?;
+                    s.cmd = vec![format!("--config=/etc/edge-agent/{file}")];
+                    s.env.insert(NODE_NAME_ENV.into(), node.clone());
+                    if let Some(b) = &c.budget {
+                        // The Go runtime collects garbage harder before the budget is reached.
+                        s.env.insert("GOMEMLIMIT".into(), format!("{}MiB", b.memory.bytes() / (1024 * 1024) * 9 / 10));
+                    }
+                    s.binds.insert(conf(dir), "/etc/edge-agent".into());
+                    s.volumes.insert(pods.clone(), "/var/log/pods".into());
+                    // Read offsets and the sending queue survive a restart, as on a hostPath.
+                    let state = crate::render::logagent::STATE_DIR;
+                    s.volumes.insert(volume(format!("{run_id}-{node}-agent")), state.into());
+                    (HEALTH_PORT, Ready { port: HEALTH_PORT, path: "/" })
                 }
                 // `Ctx::compose` refuses Promtail; nothing else runs on an edge node.
                 _ => continue,

@@ -1,6 +1,10 @@
-//! What the runner asks Loki and Jaeger, and how it reads their answers: pure functions from an
-//! answer's JSON to a [`Mismatch`] (or none), contract-tested against recorded answers in
-//! `fixtures/e2e/api/` (see its README for the upstream handlers they follow).
+//! What the runner asks the log stores (Loki, VictoriaLogs) and Jaeger, and how it reads their
+//! answers: pure functions from an answer to a [`Mismatch`] (or none), contract-tested against
+//! recorded answers in `fixtures/e2e/api/` (see its README for where each comes from).
+//!
+//! A scenario's `log` check is neutral: labels (`node`, `namespace`, `pod`, `container`) and a
+//! text. [`LogStore`] asks it in the store's own language: LogQL for Loki, LogsQL for
+//! VictoriaLogs, whose stream fields are the agent's OpenTelemetry resource attributes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
@@ -13,6 +17,137 @@ use super::scenario::labels_text;
 
 /// Lines shown in a mismatch, at most.
 const SHOWN: usize = 5;
+
+// ---- log stores ----
+
+/// The labels a `log` check may name, and what each store calls them: Loki's labels (the Alloy
+/// pipeline's) and VictoriaLogs' stream fields (the OpenTelemetry agent's resource attributes).
+pub const LOG_LABELS: [(&str, &str); 4] = crate::render::otelagent::RESOURCE_ATTRIBUTES;
+
+/// Where the topology keeps logs, and how it is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStore {
+    Loki,
+    VictoriaLogs,
+}
+
+impl LogStore {
+    /// The store a topology runs (by what its plan provides), if any.
+    pub fn of(provides: &BTreeSet<String>) -> Option<LogStore> {
+        if provides.contains(crate::render::names::RELEASE_LOKI) {
+            Some(LogStore::Loki)
+        } else if provides.contains(crate::render::otelagent::VICTORIA_LOGS_HOST) {
+            Some(LogStore::VictoriaLogs)
+        } else {
+            None
+        }
+    }
+
+    /// Its container alias.
+    pub fn component(self) -> &'static str {
+        match self {
+            LogStore::Loki => crate::render::names::RELEASE_LOKI,
+            LogStore::VictoriaLogs => crate::render::otelagent::VICTORIA_LOGS_HOST,
+        }
+    }
+
+    /// The query API's path.
+    pub fn path(self) -> &'static str {
+        match self {
+            LogStore::Loki => "/loki/api/v1/query_range",
+            LogStore::VictoriaLogs => "/select/logsql/query",
+        }
+    }
+
+    /// The store's name for a neutral label.
+    fn field(self, label: &str) -> Result<&'static str> {
+        let (neutral, otel) = LOG_LABELS
+            .iter()
+            .find(|(n, _)| *n == label)
+            .with_context(|| format!("a log check has no label {label:?}; it names {}", neutral_labels()))?;
+        Ok(match self {
+            LogStore::Loki => neutral,
+            LogStore::VictoriaLogs => otel,
+        })
+    }
+
+    /// The query for lines containing `text` with these labels: a LogQL stream selector and line
+    /// filter, or a LogsQL stream filter and phrase.
+    pub fn query(self, labels: &BTreeMap<String, String>, text: &str) -> Result<String> {
+        let mut matchers = Vec::new();
+        for (k, v) in labels {
+            matchers.push(format!("{}={}", self.field(k)?, quote(v)));
+        }
+        if matchers.is_empty() {
+            bail!("a log check names at least one label ({})", neutral_labels());
+        }
+        let selector = matchers.join(", ");
+        Ok(match self {
+            LogStore::Loki => format!("{{{selector}}} |= {}", quote(text)),
+            LogStore::VictoriaLogs => format!("{{{selector}}} {}", quote(text)),
+        })
+    }
+
+    /// The query's parameters from `since` to now, newest first, at most 100 lines.
+    pub fn params(self, query: &str, since: SystemTime, now: SystemTime) -> Result<Vec<(&'static str, String)>> {
+        match self {
+            LogStore::Loki => loki_params(query, since, now),
+            LogStore::VictoriaLogs => {
+                // Unix seconds; `end` is exclusive, so the second after now.
+                let s = |t: SystemTime| -> Result<u64> { Ok(t.duration_since(SystemTime::UNIX_EPOCH)?.as_secs()) };
+                Ok(vec![
+                    ("query", query.to_string()),
+                    ("start", s(since)?.to_string()),
+                    ("end", (s(now)? + 1).to_string()),
+                    ("limit", "100".into()),
+                ])
+            }
+        }
+    }
+
+    /// The answer's streams, labelled with the neutral names.
+    pub fn streams(self, body: &[u8]) -> Result<Vec<Stream>> {
+        match self {
+            LogStore::Loki => loki_streams(body),
+            LogStore::VictoriaLogs => victoria_logs_streams(body),
+        }
+    }
+}
+
+fn neutral_labels() -> String {
+    LOG_LABELS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// A double-quoted string as LogQL and LogsQL read one (Go's escapes for `\` and `"`).
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The rows of a LogsQL answer (`application/stream+json`: one JSON object per line, every value
+/// a string), grouped by `_stream`, with their stream fields under the neutral names.
+pub fn victoria_logs_streams(body: &[u8]) -> Result<Vec<Stream>> {
+    let text = std::str::from_utf8(body).context("VictoriaLogs' answer is not UTF-8")?;
+    let mut by_stream: BTreeMap<String, Stream> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let row: BTreeMap<String, String> = serde_json::from_str(line).with_context(|| {
+            format!("line {} of VictoriaLogs' answer is not a LogsQL row (an error page?): {}", i + 1, truncate(line))
+        })?;
+        let stream = row.get("_stream").cloned().unwrap_or_default();
+        let entry = by_stream.entry(stream).or_insert_with(|| {
+            let labels = LOG_LABELS
+                .iter()
+                .filter_map(|(neutral, otel)| row.get(*otel).map(|v| (neutral.to_string(), v.clone())))
+                .collect();
+            (labels, Vec::new())
+        });
+        entry.1.push(row.get("_msg").cloned().unwrap_or_default());
+    }
+    Ok(by_stream.into_values().collect())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
 
 // ---- Loki ----
 
@@ -68,7 +203,7 @@ pub fn loki_streams(body: &[u8]) -> Result<Vec<Stream>> {
 
 /// `None` when some stream carries every one of `labels` (others may be there too: Loki adds
 /// `service_name` and `detected_level`) and has a line.
-pub fn loki_match(query: &str, labels: &BTreeMap<String, String>, streams: &[Stream]) -> Option<Mismatch> {
+pub fn log_match(query: &str, labels: &BTreeMap<String, String>, streams: &[Stream]) -> Option<Mismatch> {
     let carries = |s: &BTreeMap<String, String>| labels.iter().all(|(k, v)| s.get(k) == Some(v));
     if streams.iter().any(|(s, lines)| carries(s) && !lines.is_empty()) {
         return None;
@@ -244,15 +379,66 @@ mod tests {
         assert_eq!(streams.len(), 2);
         assert_eq!(streams[0].1.len(), 2);
         let q = r#"{node="edge-1"} |= "edge workload tick""#;
-        assert!(loki_match(q, &labels(&[("node", "edge-1")]), &streams).is_none());
-        assert!(loki_match(q, &labels(&[("node", "edge-2"), ("container", "workload")]), &streams).is_none());
-        let m = loki_match(q, &labels(&[("node", "edge-3")]), &streams).unwrap();
+        assert!(log_match(q, &labels(&[("node", "edge-1")]), &streams).is_none());
+        assert!(log_match(q, &labels(&[("node", "edge-2"), ("container", "workload")]), &streams).is_none());
+        let m = log_match(q, &labels(&[("node", "edge-3")]), &streams).unwrap();
         assert_eq!(m.expected, r#"a line of {node="edge-1"} |= "edge workload tick" in a stream with {node="edge-3"}"#);
         assert!(m.actual.starts_with(r#"{cluster="kubeprepare", container="workload""#), "{}", m.actual);
         assert!(m.actual.contains("(2 lines)"), "{}", m.actual);
 
         let none = loki_streams(&fixture("loki-query-range-empty.json")).unwrap();
-        assert_eq!(loki_match(q, &labels(&[("node", "edge-1")]), &none).unwrap().actual, "no line matches the query");
+        assert_eq!(log_match(q, &labels(&[("node", "edge-1")]), &none).unwrap().actual, "no line matches the query");
+    }
+
+    #[test]
+    fn each_store_is_asked_in_its_own_language() {
+        let l =
+            labels(&[("node", "edge-1"), ("namespace", "e2e"), ("pod", "workload-edge-1"), ("container", "workload")]);
+        assert_eq!(
+            LogStore::Loki.query(&l, "edge workload tick").unwrap(),
+            r#"{container="workload", namespace="e2e", node="edge-1", pod="workload-edge-1"} |= "edge workload tick""#
+        );
+        assert_eq!(
+            LogStore::VictoriaLogs.query(&l, "edge workload tick").unwrap(),
+            r#"{k8s.container.name="workload", k8s.namespace.name="e2e", k8s.node.name="edge-1", k8s.pod.name="workload-edge-1"} "edge workload tick""#
+        );
+        // Quotes and backslashes in a text stay inside its string.
+        assert_eq!(
+            LogStore::VictoriaLogs.query(&labels(&[("node", "a")]), r#"say "hi" \ bye"#).unwrap(),
+            r#"{k8s.node.name="a"} "say \"hi\" \\ bye""#
+        );
+        let err = LogStore::Loki.query(&labels(&[("host", "a")]), "x").unwrap_err();
+        assert_eq!(err.to_string(), r#"a log check has no label "host"; it names node, namespace, pod, container"#);
+        assert!(LogStore::Loki.query(&BTreeMap::new(), "x").is_err());
+    }
+
+    /// Recorded from VictoriaLogs v1.52.1 fed by the edge agent (both built here) tailing two
+    /// pods' CRI logs, one agent per node: fixtures/e2e/api/README.md.
+    #[test]
+    fn victoria_logs_rows_become_streams_with_the_neutral_labels() {
+        let streams = victoria_logs_streams(&fixture("victoria-logs-query.jsonl")).unwrap();
+        assert_eq!(streams.len(), 2, "{streams:?}");
+        for (i, (l, lines)) in streams.iter().enumerate() {
+            let node = format!("edge-{}", i + 1);
+            let pod = format!("workload-{node}");
+            let want = labels(&[("node", &node), ("namespace", "e2e"), ("pod", &pod), ("container", "workload")]);
+            assert_eq!(l, &want);
+            assert_eq!(lines.len(), 3);
+            assert!(
+                lines.iter().all(|m| m.contains("edge workload tick") && m.contains(&format!("node={node}"))),
+                "{lines:?}"
+            );
+        }
+        let q = r#"{k8s.container.name="workload"} "edge workload tick""#;
+        let want = labels(&[("node", "edge-2"), ("pod", "workload-edge-2")]);
+        assert!(log_match(q, &want, &streams).is_none());
+        let m = log_match(q, &labels(&[("node", "edge-2"), ("pod", "workload-edge-1")]), &streams).unwrap();
+        assert!(m.actual.contains(r#"node="edge-1""#) && m.actual.contains("(3 lines)"), "{}", m.actual);
+
+        let none = victoria_logs_streams(&fixture("victoria-logs-query-empty.jsonl")).unwrap();
+        assert_eq!(log_match(q, &want, &none).unwrap().actual, "no line matches the query");
+        let err = victoria_logs_streams(b"{\"_msg\":\"a\"}\n<html>").unwrap_err();
+        assert!(format!("{err:#}").contains("line 2 of VictoriaLogs' answer is not a LogsQL row"), "{err:#}");
     }
 
     #[test]
@@ -266,12 +452,14 @@ mod tests {
     }
 
     #[test]
-    fn loki_and_jaeger_times_are_in_their_units() {
+    fn log_store_and_jaeger_times_are_in_their_units() {
         let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_120_748_123);
         let now = since + std::time::Duration::from_secs(60);
         let p = loki_params("{node=\"edge-1\"}", since, now).unwrap();
         assert_eq!(p[1], ("start", "1796120748123000000".into()));
         assert_eq!(p[2], ("end", "1796120808123000000".into()));
+        let p = LogStore::VictoriaLogs.params("x", since, now).unwrap();
+        assert_eq!((&p[1], &p[2]), (&("start", "1796120748".into()), &("end", "1796120809".into())));
         let p = jaeger_params("cloud-client", since, now).unwrap();
         assert_eq!(p[1], ("start", "1796120748123000".into()));
         assert_eq!(p[2], ("end", "1796120808123000".into()));

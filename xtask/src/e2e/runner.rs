@@ -81,7 +81,7 @@ pub struct Runner<'a> {
     pub latencies: Vec<Latency>,
     /// Step name → its mark (monotonic and wall clock), per scenario.
     marks: HashMap<String, (Instant, SystemTime)>,
-    /// When the runner was made: the start of every Loki and Jaeger query window.
+    /// When the runner was made: the start of every log store and Jaeger query window.
     since: SystemTime,
     /// Where each scenario's and step's start and end are recorded as they happen.
     pub progress: SharedProgress,
@@ -443,11 +443,14 @@ impl<'a> Runner<'a> {
                     actual: unexpected.join("\n"),
                 }))
             }
-            Action::Logql { query, labels } => {
-                let base = self.cloud_url(crate::render::names::RELEASE_LOKI).await?;
-                let params = query::loki_params(query, self.since, SystemTime::now())?;
-                let body = self.get(&format!("{base}/loki/api/v1/query_range"), &params).await?;
-                Ok(query::loki_match(query, labels, &query::loki_streams(&body)?))
+            Action::Log { labels, contains } => {
+                let store = query::LogStore::of(&self.plan.provides)
+                    .context("the topology runs no log store (loki or victoria-logs)")?;
+                let q = store.query(labels, contains)?;
+                let base = self.cloud_url(store.component()).await?;
+                let params = store.params(&q, self.since, SystemTime::now())?;
+                let body = self.get(&format!("{base}{}", store.path()), &params).await?;
+                Ok(query::log_match(&q, labels, &store.streams(&body)?))
             }
             Action::Trace { services } => {
                 let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;

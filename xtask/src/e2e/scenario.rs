@@ -26,7 +26,7 @@
 //! A scenario's own `finally` runs after its steps whatever happened, like a step's, so a
 //! fault is undone even when a check fails before the step that would undo it.
 //!
-//! Checks (`promql`, `alert`, `no_unexpected_alerts`, `logql`, `trace`) are polled until
+//! Checks (`promql`, `alert`, `no_unexpected_alerts`, `log`, `trace`) are polled until
 //! they hold or the step's timeout passes; actions (`stop_node`, `cut_link`, …) run once.
 //! A step's mark is the moment its `try` actions completed (a fault took effect, a check
 //! held): `latency_from`, `after` and `at` name earlier steps.
@@ -131,11 +131,12 @@ pub enum Action {
     NoUnexpectedAlerts {
         allowed: Vec<BTreeMap<String, String>>,
     },
-    /// A LogQL query with at least one line carrying these labels.
-    Logql {
-        query: String,
-        #[serde(default)]
+    /// A log line containing `contains` in a stream with these labels (`node`, `namespace`,
+    /// `pod`, `container`), asked of the topology's log store in its own language (LogQL for Loki,
+    /// LogsQL for VictoriaLogs).
+    Log {
         labels: BTreeMap<String, String>,
+        contains: String,
     },
     /// One trace with spans from all of these services (found by the first one).
     Trace {
@@ -229,7 +230,7 @@ impl Action {
                 | Action::Alert { .. }
                 | Action::Alertmanager { .. }
                 | Action::NoUnexpectedAlerts { .. }
-                | Action::Logql { .. }
+                | Action::Log { .. }
                 | Action::Trace { .. }
                 | Action::Http { .. }
         )
@@ -244,7 +245,7 @@ impl Action {
                 format!("alertmanager holds {name}{} {}", labels_text(labels), state.as_str())
             }
             Action::NoUnexpectedAlerts { .. } => "no unexpected alerts".into(),
-            Action::Logql { query, .. } => format!("logql {query}"),
+            Action::Log { labels, contains } => format!("log {contains:?} in {}", labels_text(labels)),
             Action::Trace { services } => format!("trace across {}", services.join(", ")),
             Action::Http { component, path, status, .. } => format!("http {component}{path} {status}"),
             Action::StopNode(n) => format!("stop node {n}"),
@@ -619,6 +620,23 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
                 format!("{at}.allowed: an empty label set allows every alert: name at least alertname"),
             ));
         }
+        Action::Log { labels, contains } => {
+            let known = |l: &String| super::query::LOG_LABELS.iter().any(|(n, _)| n == l);
+            for l in labels.keys().filter(|l| !known(l)) {
+                let names: Vec<&str> = super::query::LOG_LABELS.iter().map(|(n, _)| *n).collect();
+                problems
+                    .push((l.clone(), format!("{at}.labels: no label {l:?}; a log check names {}", names.join(", "))));
+            }
+            if labels.is_empty() {
+                problems.push((
+                    "labels".into(),
+                    format!("{at}.labels: name the node, namespace, pod or container the line comes from"),
+                ));
+            }
+            if contains.trim().is_empty() {
+                problems.push(("contains".into(), format!("{at}.contains: give the text the line must contain")));
+            }
+        }
         Action::Trace { services } if services.is_empty() => {
             problems.push(("services".into(), format!("{at}.services: name the services the trace must span")));
         }
@@ -764,7 +782,7 @@ steps:
         check_err(&GOOD.replace("description: d\n", ""), "missing field `description`");
         // Errors of the name checks (after parsing) carry file and line too.
         let edge7 = format!("{GOOD}finally: [{{heal_link: edge-7}}]\n");
-        let cases: [(String, &[&str]); 7] = [
+        let cases: [(String, &[&str]); 8] = [
             (
                 GOOD.replace("{stop_node: edge-1}", "{stop_node: edge-9}"),
                 &[
@@ -798,6 +816,13 @@ steps:
                 &["steps[1] (finally).name: `finally` is the name of the scenario's own cleanup"],
             ),
             (edge7, &["scenarios/x.yaml:15: finally[0]: no edge node \"edge-7\""]),
+            (
+                GOOD.replace("{stop_node: edge-1}", "{log: {labels: {host: edge-1}, contains: ' '}}"),
+                &[
+                    "scenarios/x.yaml:7: steps[0] (stop).try[0].labels: no label \"host\"; a log check names node, namespace, pod, container",
+                    "steps[0] (stop).try[0].contains: give the text the line must contain",
+                ],
+            ),
         ];
         for (text, expects) in &cases {
             for expect in *expects {

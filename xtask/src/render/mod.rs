@@ -21,6 +21,7 @@ pub mod logagent;
 pub mod loki;
 pub mod manifests;
 pub mod names;
+pub mod otelagent;
 pub mod output;
 pub mod prometheus;
 pub mod rules;
@@ -238,7 +239,7 @@ pub struct SelfJobs {
 ///
 /// The compose flavour renders only what its containers read: `prometheus/` (config, rules and
 /// their promtool tests), `alertmanager/`, `blackbox/`, `jaeger/`, `loki/`, `grafana/` and
-/// `log-agent/<edge>/`; no manifests, scripts, KubeEdge patches or chart values.
+/// `log-agent/` (Alloy's per edge, or the OpenTelemetry agent's); no manifests, scripts, KubeEdge patches or chart values.
 pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     let mut files = Files::new();
     prometheus::render(ctx, &mut files).context("rendering the Prometheus configuration")?;
@@ -247,6 +248,7 @@ pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     blackbox::render(ctx, &mut files).context("rendering the blackbox exporter configuration")?;
     if ctx.profile.log_agent().is_some() {
         logagent::render(ctx, &mut files).context("rendering the edge log agent")?;
+        otelagent::render(ctx, &mut files).context("rendering the OpenTelemetry edge agent")?;
     }
     if !ctx.is_kubernetes() {
         jaeger::render_compose(ctx, &mut files).context("rendering the Jaeger configuration")?;

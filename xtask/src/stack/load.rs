@@ -252,7 +252,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     report(format!("{at}.images"), format!("kind {} needs an image named {required:?}", c.kind));
                 }
             }
-            if c.enabled && matches!(c.kind, Kind::Alloy | Kind::Promtail) {
+            if c.enabled && matches!(c.kind, Kind::Alloy | Kind::Promtail | Kind::OtelAgent) {
                 log_agents.push((i, c.name.as_str()));
             }
         }
@@ -326,6 +326,37 @@ fn check_programs(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     format!("{at}.ldflags.{key}"),
                     "an -X setting is `\"import/path.Var\" = \"value\"`, with no quotes in the value".into(),
                 );
+            }
+        }
+        if let Some(c) = &p.collector {
+            if p.packages != ["."] {
+                report(
+                    format!("{at}.packages"),
+                    "a collector is one binary, the module the builder writes: packages = [\".\"]".into(),
+                );
+            }
+            if c.name.is_empty() || !c.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                report(
+                    format!("{at}.collector.name"),
+                    format!("{:?} is not a binary name, e.g. \"edge-agent\"", c.name),
+                );
+            }
+            for (class, lines) in c.classes() {
+                for line in lines {
+                    let mut parts = line.split_whitespace();
+                    let ok = matches!((parts.next(), parts.next(), parts.next()), (Some(m), Some(v), None) if m.contains('/') && semver(v));
+                    if !ok {
+                        report(
+                            format!("{at}.collector.{class}"),
+                            format!(
+                                "{line:?} must read `module/path vX.Y.Z`, e.g. \"go.opentelemetry.io/collector/receiver/otlpreceiver v0.165.0\""
+                            ),
+                        );
+                    }
+                }
+            }
+            if c.receivers.is_empty() || c.exporters.is_empty() {
+                report(format!("{at}.collector"), "a collector needs at least one receiver and one exporter".into());
             }
         }
         if p.differs.as_deref().is_some_and(|d| d.trim().is_empty()) {

@@ -72,22 +72,62 @@ pub struct GoProgram {
     /// Why this release is not the one the upstream profile ships, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub differs: Option<String>,
+    /// An OpenTelemetry Collector assembled by the collector builder: `module`/`version` name the
+    /// builder, which writes the program's sources and go.mod into the wrapper module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<Collector>,
+}
+
+/// The collector builder's manifest, as data: the binary's name and the published components
+/// (`gomod` lines, `module version`) of each class.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collector {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exporters: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+}
+
+impl Collector {
+    /// Each class of components with its `gomod` lines, as the builder's manifest names them.
+    pub fn classes(&self) -> [(&'static str, &[String]); 5] {
+        [
+            ("receivers", &self.receivers),
+            ("processors", &self.processors),
+            ("exporters", &self.exporters),
+            ("extensions", &self.extensions),
+            ("providers", &self.providers),
+        ]
+    }
 }
 
 impl GoProgram {
     /// The binaries it builds, by package.
     pub fn binaries(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.packages.iter().map(|p| {
-            let from = if p == "." { self.module.as_str() } else { p.as_str() };
-            (p.as_str(), from.rsplit('/').next().unwrap_or(from))
+        self.packages.iter().map(|p| match &self.collector {
+            Some(c) => (p.as_str(), c.name.as_str()),
+            None => {
+                let from = if p == "." { self.module.as_str() } else { p.as_str() };
+                (p.as_str(), from.rsplit('/').next().unwrap_or(from))
+            }
         })
     }
 
-    /// Import path of a package of the module (`.` is the module root).
+    /// Import path of a package of the module (`.` is the module root; for a collector, the
+    /// wrapper module the builder wrote).
     pub fn import_path(&self, package: &str) -> String {
-        match package {
-            "." | "" => self.module.clone(),
-            p => format!("{}/{p}", self.module),
+        match (package, &self.collector) {
+            (_, Some(_)) => ".".to_string(),
+            ("." | "", None) => self.module.clone(),
+            (p, None) => format!("{}/{p}", self.module),
         }
     }
 }
@@ -492,7 +532,7 @@ impl Profile {
 
     /// The enabled edge log agent (Alloy, or Promtail as the legacy option).
     pub fn log_agent(&self) -> Option<&Component> {
-        self.enabled().find(|c| matches!(c.kind, Kind::Alloy | Kind::Promtail))
+        self.enabled().find(|c| matches!(c.kind, Kind::Alloy | Kind::Promtail | Kind::OtelAgent))
     }
 
     pub fn edge_components(&self) -> impl Iterator<Item = &Component> {
@@ -547,12 +587,17 @@ pub enum Kind {
     Promtail,
     /// Jaeger v2 all-in-one.
     Jaeger,
+    /// VictoriaLogs, the log store built here (Loki is AGPL): OTLP in, LogsQL out.
+    VictoriaLogs,
+    /// The edge agent built here with the OpenTelemetry Collector builder: tails pod logs, keeps
+    /// a persistent queue while the link is down, pushes OTLP to the cloud.
+    OtelAgent,
     /// A small base image for probes and test workloads.
     Probe,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::PrometheusStack,
         Kind::Prometheus,
         Kind::Alertmanager,
@@ -562,6 +607,8 @@ impl Kind {
         Kind::Alloy,
         Kind::Promtail,
         Kind::Jaeger,
+        Kind::VictoriaLogs,
+        Kind::OtelAgent,
         Kind::Probe,
     ];
 
@@ -585,6 +632,8 @@ impl Kind {
             Kind::Alloy => &["alloy"],
             Kind::Promtail => &["promtail"],
             Kind::Jaeger => &["jaeger"],
+            Kind::VictoriaLogs => &["victoria-logs"],
+            Kind::OtelAgent => &["otel-agent"],
             Kind::Probe => &["probe"],
         }
     }
@@ -597,7 +646,7 @@ impl Kind {
     /// The roles this kind may take.
     pub fn allowed_roles(self) -> &'static [Role] {
         match self {
-            Kind::Alloy | Kind::Promtail | Kind::NodeExporter => &[Role::Edge],
+            Kind::Alloy | Kind::Promtail | Kind::OtelAgent | Kind::NodeExporter => &[Role::Edge],
             Kind::Probe => &[Role::Cloud, Role::Edge],
             _ => &[Role::Cloud],
         }

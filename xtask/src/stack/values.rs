@@ -79,6 +79,13 @@ impl Duration {
     }
 }
 
+impl std::str::FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Duration::try_from(s.to_string())
+    }
+}
+
 impl TryFrom<String> for Duration {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {

@@ -183,7 +183,7 @@ fn resources(h: &mut String, report: &Report) {
     }
     h.push_str(
         "<h2>Edge resources</h2>\n<p>Memory is checked on its maximum, CPU on its 95th percentile \
-         (nearest rank); CPU measured under emulation is shown but not enforced.</p>\n<table>\n\
+         (nearest rank); figures measured under emulation (qemu's own memory and CPU included) are shown but not enforced.</p>\n<table>\n\
          <tr><th>component</th><th>node</th><th>container</th><th>samples</th>\
          <th>memory p50 / p95 / max</th><th>memory budget</th><th>CPU p50 / p95 / max</th>\
          <th>CPU budget</th><th>budget</th></tr>\n",

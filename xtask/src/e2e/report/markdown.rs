@@ -134,7 +134,7 @@ fn resources(doc: &mut Doc, report: &Report) {
     doc.push("## Edge resources\n\n".into());
     doc.push(
         "Memory is checked on its maximum, CPU on its 95th percentile (nearest rank); \
-         CPU measured under emulation is shown but not enforced.\n\n"
+         figures measured under emulation (qemu's own memory and CPU included) are shown but not enforced.\n\n"
             .into(),
     );
     doc.push(

@@ -1,0 +1,263 @@
+//! The edge agent built here (`[programs.edge-agent]`: an OpenTelemetry Collector from published
+//! components): it tails the node's pod logs and pushes them over OTLP/HTTP to the log store.
+//!
+//! An edge is behind NAT and its link drops (SPEC.md, "The network an edge really has"): the
+//! agent pushes, and its sending queue lives in `file_storage` on the node's disk, so what it
+//! read while the link was down (or before it restarted) is sent once the store answers again.
+//! Read offsets are kept in the same storage, so a restart neither loses nor repeats lines.
+//!
+//! Pod log paths (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log`) give the
+//! `k8s.namespace.name`, `k8s.pod.name` and `k8s.container.name` resource attributes (the
+//! container parser's `add_metadata_from_filepath`); the node's name comes from the
+//! `K8S_NODE_NAME` environment variable, set by whoever runs the agent (the downward API's
+//! `spec.nodeName`, or the compose tier's plan). VictoriaLogs makes every resource attribute a
+//! stream field.
+//!
+//! Only the compose flavour is rendered: the local profile (the only one with this agent) runs on
+//! the compose tier; the Kubernetes flavour ships Alloy.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::logagent::{POD_LOGS, STATE_DIR};
+use super::{Ctx, Files};
+use crate::stack::Kind;
+
+/// The variable carrying the node's name.
+pub const NODE_NAME_ENV: &str = "K8S_NODE_NAME";
+/// The rendered file, relative to the compose config folder.
+pub const CONFIG_FILE: &str = "log-agent/agent.yaml";
+/// VictoriaLogs' HTTP API (ingestion and LogsQL).
+pub const VICTORIA_LOGS_PORT: u16 = 9428;
+/// The compose alias of the log store built here.
+pub const VICTORIA_LOGS_HOST: &str = "victoria-logs";
+/// Its data folder, relative to the image's root (`-storageDataPath`).
+pub const VICTORIA_LOGS_DATA: &str = "victoria-logs-data";
+/// The agent's health endpoint (`health_check`, `GET /`).
+pub const HEALTH_PORT: u16 = 13133;
+/// VictoriaLogs' OTLP base path: the exporter appends `/v1/logs`.
+pub const VICTORIA_LOGS_OTLP: &str = "/insert/opentelemetry";
+
+/// The resource attributes a log line carries, by the neutral label a scenario names.
+pub const RESOURCE_ATTRIBUTES: [(&str, &str); 4] = [
+    ("node", "k8s.node.name"),
+    ("namespace", "k8s.namespace.name"),
+    ("pod", "k8s.pod.name"),
+    ("container", "k8s.container.name"),
+];
+
+#[derive(Serialize)]
+struct Config {
+    extensions: Extensions,
+    receivers: Receivers,
+    processors: Processors,
+    exporters: Exporters,
+    service: Service,
+}
+
+#[derive(Serialize)]
+struct Extensions {
+    health_check: HealthCheck,
+    file_storage: FileStorage,
+}
+
+#[derive(Serialize)]
+struct HealthCheck {
+    endpoint: String,
+}
+
+#[derive(Serialize)]
+struct FileStorage {
+    directory: String,
+    create_directory: bool,
+}
+
+#[derive(Serialize)]
+struct Receivers {
+    file_log: FileLog,
+}
+
+#[derive(Serialize)]
+struct FileLog {
+    include: Vec<&'static str>,
+    /// A new file is read from its start: a pod's first lines are not lost to the agent starting late.
+    start_at: &'static str,
+    include_file_path: bool,
+    include_file_name: bool,
+    poll_interval: String,
+    storage: &'static str,
+    resource: BTreeMap<&'static str, String>,
+    operators: Vec<Operator>,
+}
+
+#[derive(Serialize)]
+struct Operator {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    /// CRI lines as containerd and the kubelet write them (RFC 3339 times); `crio` is CRI-O's layout.
+    format: &'static str,
+    add_metadata_from_filepath: bool,
+}
+
+#[derive(Serialize)]
+struct Processors {
+    memory_limiter: MemoryLimiter,
+    batch: Batch,
+}
+
+#[derive(Serialize)]
+struct MemoryLimiter {
+    check_interval: String,
+    limit_mib: u64,
+    spike_limit_mib: u64,
+}
+
+#[derive(Serialize)]
+struct Batch {
+    timeout: String,
+    send_batch_size: u32,
+}
+
+#[derive(Serialize)]
+struct Exporters {
+    otlp_http: OtlpHttp,
+}
+
+#[derive(Serialize)]
+struct OtlpHttp {
+    endpoint: String,
+    sending_queue: SendingQueue,
+    retry_on_failure: Retry,
+}
+
+#[derive(Serialize)]
+struct SendingQueue {
+    enabled: bool,
+    /// Persistent: survives the agent's restart and a link cut of any length, up to `queue_size` requests.
+    storage: &'static str,
+    queue_size: u32,
+    num_consumers: u32,
+}
+
+#[derive(Serialize)]
+struct Retry {
+    enabled: bool,
+    initial_interval: String,
+    max_interval: String,
+    /// 0: retry a queued request for as long as the link is down.
+    max_elapsed_time: String,
+}
+
+#[derive(Serialize)]
+struct Service {
+    extensions: Vec<&'static str>,
+    telemetry: Telemetry,
+    pipelines: BTreeMap<&'static str, Pipeline>,
+}
+
+#[derive(Serialize)]
+struct Telemetry {
+    metrics: Level,
+}
+
+#[derive(Serialize)]
+struct Level {
+    /// `none`: no self-metrics listener on the node (it would bind :8888).
+    level: &'static str,
+}
+
+#[derive(Serialize)]
+struct Pipeline {
+    receivers: Vec<&'static str>,
+    processors: Vec<&'static str>,
+    exporters: Vec<&'static str>,
+}
+
+const STORAGE: &str = "file_storage";
+
+/// The agent's memory limits from its budget: the limiter refuses data at 3/4 of it, and starts
+/// collecting garbage a spike (1/4 of the limit) earlier, leaving room for the runtime itself.
+fn memory_limits(budget_bytes: u64) -> (u64, u64) {
+    let limit = budget_bytes / (1024 * 1024) * 3 / 4;
+    (limit, limit / 4)
+}
+
+fn config(ctx: &Ctx<'_>) -> Result<Config> {
+    let Some(agent) = ctx.component(Kind::OtelAgent) else { bail!("profile {} has no otel-agent", ctx.profile_name) };
+    let Some(budget) = &agent.budget else {
+        bail!("component {} has no budget: an edge component needs one", agent.name)
+    };
+    let (limit_mib, spike_limit_mib) = memory_limits(budget.memory.bytes());
+    if !ctx.has(Kind::VictoriaLogs) {
+        bail!("profile {} has the OpenTelemetry edge agent but no victoria-logs to push to", ctx.profile_name);
+    }
+    let endpoint = format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}");
+    let pipeline = Pipeline {
+        receivers: vec!["file_log"],
+        processors: vec!["memory_limiter", "batch"],
+        exporters: vec!["otlp_http"],
+    };
+    Ok(Config {
+        extensions: Extensions {
+            health_check: HealthCheck { endpoint: format!("0.0.0.0:{HEALTH_PORT}") },
+            file_storage: FileStorage { directory: format!("{STATE_DIR}/otel"), create_directory: true },
+        },
+        receivers: Receivers {
+            file_log: FileLog {
+                include: vec![POD_LOGS],
+                start_at: "beginning",
+                include_file_path: true,
+                include_file_name: false,
+                poll_interval: "1s".into(),
+                storage: STORAGE,
+                resource: [("k8s.node.name", format!("${{env:{NODE_NAME_ENV}}}"))].into(),
+                operators: vec![Operator {
+                    type_: "container",
+                    format: "containerd",
+                    add_metadata_from_filepath: true,
+                }],
+            },
+        },
+        processors: Processors {
+            memory_limiter: MemoryLimiter { check_interval: "1s".into(), limit_mib, spike_limit_mib },
+            batch: Batch { timeout: "1s".into(), send_batch_size: 512 },
+        },
+        exporters: Exporters {
+            otlp_http: OtlpHttp {
+                endpoint,
+                sending_queue: SendingQueue { enabled: true, storage: STORAGE, queue_size: 5000, num_consumers: 1 },
+                retry_on_failure: Retry {
+                    enabled: true,
+                    initial_interval: "1s".into(),
+                    max_interval: "10s".into(),
+                    max_elapsed_time: "0s".into(),
+                },
+            },
+        },
+        service: Service {
+            extensions: vec!["health_check", STORAGE],
+            telemetry: Telemetry { metrics: Level { level: "none" } },
+            pipelines: [("logs", pipeline)].into(),
+        },
+    })
+}
+
+pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
+    if !ctx.has(Kind::OtelAgent) || ctx.is_kubernetes() {
+        return Ok(());
+    }
+    files.add_yaml(CONFIG_FILE, &config(ctx)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_leaves_a_quarter_of_the_budget_to_the_runtime() {
+        assert_eq!(memory_limits(64 * 1024 * 1024), (48, 12));
+        assert_eq!(memory_limits(128 * 1024 * 1024), (96, 24));
+    }
+}
