@@ -732,7 +732,7 @@ mod tests {
         assert_eq!(judge(&r("all")).0, Mark::Passed);
         let (mark, detail) = judge(&r("partly"));
         assert_eq!(mark, Mark::Partly);
-        assert!(detail.iter().any(|d| d.starts_with("not run: logs")), "{detail:?}");
+        assert!(detail.iter().any(|d| d.starts_with("not run: grafana")), "{detail:?}");
         assert_eq!(judge(&r("failed")).0, Mark::Failed);
     }
 }
