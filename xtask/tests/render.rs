@@ -320,7 +320,8 @@ fn compose_alertmanager_posts_to_the_harness_webhook_with_e2e_timing() {
 
 /// The real tools accept the compose files: `promtool check config --syntax-only`, `amtool
 /// check-config`, `promtool check rules` / `test rules` (the promtool cases still hold with the
-/// compose `for`), `blackbox_exporter --config.check`.
+/// compose `for`), `blackbox_exporter --config.check`, `jaeger validate` and the edge agent's
+/// `validate`.
 #[test]
 fn compose_files_pass_their_real_validators() {
     tools::require_validators().unwrap_or_else(|e| panic!("{e:#}"));
@@ -331,11 +332,17 @@ fn compose_files_pass_their_real_validators() {
             let report = validate::validate(files, &dir).unwrap();
             let failed: Vec<String> = report.failed().map(ToString::to_string).collect();
             assert!(failed.is_empty(), "{profile}:\n{}", failed.join("\n"));
+            // The edge agent built here checks its own config (local), as Jaeger does its own.
+            let agent = (profile == "local").then_some("log-agent/agent.yaml");
             for must in [
                 "prometheus/prometheus.yml",
                 "alertmanager/alertmanager.yml",
                 "prometheus/rules/observability.test.yml",
-            ] {
+                "jaeger/config.yaml",
+            ]
+            .into_iter()
+            .chain(agent)
+            {
                 assert!(
                     report.checks.iter().any(|c| c.file.as_str() == must && c.outcome == Outcome::Passed),
                     "{profile}: {must} was not checked"

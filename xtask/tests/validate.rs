@@ -67,7 +67,16 @@ fn validators_refuse_broken_files() {
         ("manifests/20-edge-node-exporter.yaml", "hostNetwork: true", "hostNetwork: true\n      hostNetwrok: true"),
         ("scripts/install-observability.sh", "set -euo pipefail", "set -euo pipefail\ncd $HOME"),
     ];
-    for (file, from, to) in cases {
+    // The edge agent reads its own config (compose flavour of the local profile): a container
+    // parser format it does not know is refused.
+    let topology = render::ComposeTopology::golden();
+    let agent = render::render(&Ctx::compose(&stack, "local", Arch::Amd64, &topology).unwrap()).unwrap();
+    refused(&good, &cases);
+    refused(&agent, &[("log-agent/agent.yaml", "format: containerd", "format: cri")]);
+}
+
+fn refused(good: &render::Files, cases: &[(&str, &str, &str)]) {
+    for &(file, from, to) in cases {
         let mut files = render::Files::new();
         for (rel, text) in good.iter() {
             let text = if rel.as_str() == file {
