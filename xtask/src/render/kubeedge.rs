@@ -117,8 +117,8 @@ pub fn edgecore_patch(ctx: &Ctx<'_>) -> EdgecorePatch {
         api_version: EDGECORE_API_VERSION,
         kind: EDGECORE_KIND,
         modules: EdgeModules {
-            // cloudcore's stream calls 127.0.0.1:10350 on the edge (KubeEdge's constants.ServerPort),
-            // and iptables-manager DNATs only 10350: a different port here breaks the edge scrapes.
+            // Through the tunnel, edgecore's stream calls edged at 127.0.0.1:10350 on the edge
+            // (KubeEdge's constants.ServerPort): a different port here breaks the edge scrapes.
             edged: Edged {
                 tailored_kubelet_config: TailoredKubeletConfig {
                     address: KUBELET_READONLY_ADDRESS.into(),

@@ -7,7 +7,9 @@
 //!
 //! Edge facts (SPEC.md): edge nodes carry `node-role.kubernetes.io/edge: ""`,
 //! so jobs keep on label *presence*; edge kubelets are reached only through the
-//! KubeEdge stream tunnel, at `<edge InternalIP>:10350` over https.
+//! KubeEdge stream tunnel, at the address Kubernetes SD gives each edge node
+//! (`<InternalIP>:<tunnel port>`, the port cloudcore negotiated and iptables-manager
+//! DNATs to its stream server; never edged's own 10350, which is local to the edge), over https.
 //!
 //! The compose flavour keeps the job names and labels (so rules and their `by (node)` are
 //! unchanged) and swaps discovery for static targets: `<edge>:9100` labelled `node="<edge>"`,
@@ -20,7 +22,6 @@ use super::names::*;
 use super::{ComposeTopology, Ctx, Files};
 use crate::stack::Kind;
 
-const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -62,8 +63,6 @@ pub struct ScrapeConfig {
     pub scrape_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_config: Option<TlsConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Authorization>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kubernetes_sd_configs: Vec<KubernetesSd>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -75,13 +74,6 @@ pub struct ScrapeConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct TlsConfig {
     pub insecure_skip_verify: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Authorization {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub credentials_file: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,15 +176,21 @@ fn edge_node_job(job: &str, port: u16) -> ScrapeConfig {
     }
 }
 
-/// The edge kubelet (edged) through the KubeEdge stream tunnel: https on 10350,
-/// which iptables-manager DNATs to cloudcore's stream port.
-fn edge_tunnel_job(ctx: &Ctx<'_>, job: &str, path: &str) -> ScrapeConfig {
+/// The edge kubelet (edged) through the KubeEdge stream tunnel, https, at the address Kubernetes SD
+/// already gives: cloudcore writes its tunnel port into each edge Node's
+/// `status.daemonEndpoints.kubeletEndpoint.Port`, and iptables-manager on the cloud node DNATs
+/// exactly that port to the stream server, which reaches edged's read-only port on the edge. The
+/// stream server checks no token (none is sent: it would only expose Prometheus' credentials) and
+/// requires no client certificate.
+fn edge_tunnel_job(job: &str, path: &str) -> ScrapeConfig {
     ScrapeConfig {
+        job_name: job.into(),
         scheme: Some("https"),
         metrics_path: Some(path.into()),
         tls_config: Some(TlsConfig { insecure_skip_verify: true }),
-        authorization: Some(Authorization { kind: "Bearer", credentials_file: SA_TOKEN }),
-        ..edge_node_job(job, ctx.settings().edge.kubelet_readonly)
+        kubernetes_sd_configs: vec![KubernetesSd { role: "node", namespaces: None }],
+        relabel_configs: vec![keep_edge_nodes(), Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE)],
+        ..Default::default()
     }
 }
 
@@ -252,8 +250,8 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
     }
     // Edge kubelet metrics through the stream tunnel: only on k3s + KubeEdge.
     if ctx.kps() {
-        jobs.push(edge_tunnel_job(ctx, JOB_EDGE_CADVISOR, "/metrics/cadvisor"));
-        jobs.push(edge_tunnel_job(ctx, JOB_EDGE_RESOURCE, "/metrics/resource"));
+        jobs.push(edge_tunnel_job(JOB_EDGE_CADVISOR, "/metrics/cadvisor"));
+        jobs.push(edge_tunnel_job(JOB_EDGE_RESOURCE, "/metrics/resource"));
         // cloudcore runs with hostNetwork: its monitor server listens on the host IP.
         jobs.push(ScrapeConfig {
             job_name: JOB_CLOUDCORE.into(),
@@ -400,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_jobs_use_https_on_the_readonly_port_with_both_paths() {
+    fn tunnel_jobs_use_https_at_the_tunnel_address_sd_gives_with_both_paths() {
         with_ctx("upstream", |ctx| {
             let jobs = scrape_configs(ctx, false);
             let paths: Vec<_> = jobs
@@ -408,14 +406,20 @@ mod tests {
                 .filter(|j| j.scheme == Some("https"))
                 .map(|j| {
                     assert!(j.tls_config.as_ref().is_some_and(|t| t.insecure_skip_verify));
-                    let addr =
-                        j.relabel_configs.iter().find(|r| r.target_label.as_deref() == Some("__address__")).unwrap();
-                    assert_eq!(addr.replacement.as_deref(), Some("$1:10350"));
+                    assert!(
+                        j.relabel_configs.iter().all(|r| r.target_label.as_deref() != Some("__address__")),
+                        "{}: the address is the node's kubelet endpoint, the tunnel port: {:?}",
+                        j.job_name,
+                        j.relabel_configs
+                    );
                     j.metrics_path.clone().unwrap()
                 })
                 .collect();
             assert_eq!(paths, ["/metrics/cadvisor", "/metrics/resource"]);
-            assert!(!serde_yaml_ng::to_string(&jobs).unwrap().contains(":10250"));
+            let yaml = serde_yaml_ng::to_string(&jobs).unwrap();
+            for port in [":10250", ":10350"] {
+                assert!(!yaml.contains(port), "{port} in {yaml}");
+            }
         });
     }
 

@@ -238,7 +238,8 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         });
     }
     if kps {
-        let up = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, 10350, node, v);
+        // Each edge's address is its tunnel port, the first of which cloudcore negotiates is 10351.
+        let up = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, 10351, node, v);
         rules.push(AlertRule {
             name: "CloudEdgeTunnelDown",
             // `max` of no series is no series: with no edge target at all this stays silent.
@@ -247,7 +248,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "The cloud-edge stream tunnel is down".into(),
-            description: format!("No edge kubelet can be scraped through the KubeEdge stream tunnel (port 10350 to cloudcore 10003) for {for_down}."),
+            description: format!("No edge kubelet can be scraped through the KubeEdge stream tunnel (each edge node's tunnel port, DNATed to cloudcore's stream port 10003) for {for_down}."),
             runbook: "Check cloudcore's cloudStream (ports 10003/10004) and iptables-manager; on edges, `modules.edgeStream.enable` must be true.".into(),
             cases: vec![
                 fires(vec![up("edge-1", "0x10"), up("edge-2", "0x10")], &[&[]]),
