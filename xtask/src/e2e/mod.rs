@@ -595,6 +595,15 @@ fn image_archives(bundle: &Utf8Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Start one planned container; a node's holder also gets its link to the cloud.
+async fn start_container(engine: &Engine, plan: &plan::Plan, c: &plan::Planned) -> Result<()> {
+    engine.run(&c.spec).await?;
+    if c.node.as_deref() == Some(c.component.as_str()) {
+        engine.connect_network(&plan.cloud_network, &c.spec.name, std::slice::from_ref(&c.component)).await?;
+    }
+    Ok(())
+}
+
 /// How one run executes: on emulated edges or not, when it started (the resource samples'
 /// zero), and how long it idles before the scenarios.
 #[derive(Clone, Copy)]
@@ -665,12 +674,13 @@ async fn execute(
     let models: BTreeMap<String, crate::render::rules::LatencyModel> =
         alerts.iter().filter_map(|a| crate::render::rules::alert_model(&ctx, a).map(|m| (a.clone(), m))).collect();
 
-    for c in &plan.containers {
-        engine.run(&c.spec).await?;
-        if c.node.as_deref() == Some(c.component.as_str()) {
-            // The node's link to the cloud.
-            engine.connect_network(&plan.cloud_network, &c.spec.name, std::slice::from_ref(&c.component)).await?;
-        }
+    // Prometheus last, once every other container answers: its first scrapes then find every
+    // target up, so no `*Down` alert (`absent(up == 1)` holds until a target's first successful
+    // scrape) fires from the order things started in.
+    let (scraper, rest): (Vec<&plan::Planned>, Vec<&plan::Planned>) =
+        plan.containers.iter().partition(|c| c.component == crate::render::names::JOB_PROMETHEUS);
+    for c in &rest {
+        start_container(&engine, plan, c).await?;
     }
     crate::note!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
     phase_done(progress, "start", t);
@@ -688,7 +698,11 @@ async fn execute(
     let t = Instant::now();
     let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;
     runner.progress = progress.clone();
-    runner.wait_ready(std::time::Duration::from_secs(120)).await?;
+    runner.wait_ready(&rest, std::time::Duration::from_secs(120)).await?;
+    for c in &scraper {
+        start_container(&engine, plan, c).await?;
+    }
+    runner.wait_ready(&scraper, std::time::Duration::from_secs(120)).await?;
     phase_done(progress, "ready", t);
     let idle_s = match idle {
         Some(d) => {

@@ -60,7 +60,8 @@ pub struct Plan {
     pub edges: BTreeMap<String, String>,
     pub volumes: Vec<String>,
     /// In start order: cloud components, then each node's holder and components, then the
-    /// cloud client (it calls the nodes).
+    /// cloud client (it calls the nodes); Prometheus alone starts last, once the others are
+    /// ready, so its first scrapes find every target up.
     pub containers: Vec<Planned>,
     /// Image archives of the bundle to load (relative to the bundle folder).
     pub archives: Vec<String>,

@@ -136,18 +136,18 @@ impl<'a> Runner<'a> {
         self.url_of(c, port).await
     }
 
-    /// Wait until every container with a readiness probe answers it, in start order. Fails at
-    /// once, with its log, when any container of the topology has exited.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+    /// Wait until each of `containers` with a readiness probe answers it, in order. Fails at
+    /// once, with its log, when any of them has exited.
+    pub async fn wait_ready(&self, containers: &[&Planned], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        for c in self.plan.containers.iter().filter(|c| c.ready.is_some()) {
+        for c in containers.iter().filter(|c| c.ready.is_some()) {
             let Some(ready) = &c.ready else { continue };
             let what = match &c.node {
                 Some(node) => format!("{} on {node}", c.component),
                 None => c.component.clone(),
             };
             loop {
-                for c in &self.plan.containers {
+                for c in containers {
                     self.engine.ensure_running(&c.spec.name).await?;
                 }
                 let last = match self.url_of(c, ready.port).await {

@@ -22,7 +22,6 @@ use super::names::*;
 use super::{ComposeTopology, Ctx, Files};
 use crate::stack::Kind;
 
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub global: Global,
