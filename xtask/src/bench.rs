@@ -318,6 +318,9 @@ fn e2e(args: E2eArgs) -> Result<()> {
             }
         }
         writeln!(out, "          {when}:")?;
+        if components.is_empty() {
+            writeln!(out, "            not measured: no run sampled this window")?;
+        }
         for (component, e) in &components {
             if e.memory_mib.is_empty() {
                 writeln!(out, "            {component}: no samples")?;

@@ -369,8 +369,8 @@ pub fn plan(
                     s.cmd = vec![format!("--config=/etc/edge-agent/{file}")];
                     s.env.insert(NODE_NAME_ENV.into(), node.clone());
                     if let Some(b) = &c.budget {
-                        // The Go runtime collects garbage harder before the budget is reached.
-                        s.env.insert("GOMEMLIMIT".into(), format!("{}MiB", b.memory.bytes() / (1024 * 1024) * 9 / 10));
+                        let limit = crate::render::otelagent::go_memory_limit(b.memory.bytes());
+                        s.env.insert("GOMEMLIMIT".into(), limit);
                     }
                     s.binds.insert(conf(dir), "/etc/edge-agent".into());
                     s.volumes.insert(pods.clone(), "/var/log/pods".into());

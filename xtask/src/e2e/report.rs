@@ -452,11 +452,9 @@ impl ResourceSeries {
         if self.emulated { format!("{} (emulated)", self.component) } else { self.component.clone() }
     }
 
-    /// The budget verdict with its reasons: what exceeded by how much, or why
-    /// nothing could be checked.
-    pub(crate) fn verdict(&self, summary: &ResourceSummary) -> Verdict {
-        let mut exceeded = Vec::new();
-        let mut remarks = Vec::new();
+    /// Each figure over its budget, in words (`memory max 70.0 MiB > budget 64.0 MiB`), whether
+    /// or not the budget is enforced.
+    pub(crate) fn over_budget(&self, summary: &ResourceSummary) -> Vec<String> {
         let mut over = Vec::new();
         if let Some((budget, m)) = self.budget_memory_bytes.zip(summary.memory_bytes).filter(|(b, m)| m.max > *b) {
             over.push(format!("memory max {} > budget {}", mib(m.max), mib(budget)));
@@ -466,6 +464,15 @@ impl ResourceSeries {
         {
             over.push(format!("CPU p95 {} > budget {budget} m", millicores(c.p95)));
         }
+        over
+    }
+
+    /// The budget verdict with its reasons: what exceeded by how much, or why
+    /// nothing could be checked.
+    pub(crate) fn verdict(&self, summary: &ResourceSummary) -> Verdict {
+        let mut exceeded = Vec::new();
+        let mut remarks = Vec::new();
+        let over = self.over_budget(summary);
         if summary.enforced {
             exceeded = over;
         } else if summary.samples > 0 && self.has_budget() {
@@ -624,17 +631,7 @@ impl Report {
                     series.component, series.container, series.node
                 ));
             } else if !summary.enforced {
-                let mut over = Vec::new();
-                if let (Some(false), Some(m), Some(budget)) =
-                    (summary.memory_within, summary.memory_bytes, series.budget_memory_bytes)
-                {
-                    over.push(format!("memory max {} > budget {}", mib(m.max), mib(budget)));
-                }
-                if let (Some(false), Some(cpu), Some(budget)) =
-                    (summary.cpu_within, summary.cpu_millicores, series.budget_cpu_millicores)
-                {
-                    over.push(format!("CPU p95 {} > budget {budget} m", millicores(cpu.p95)));
-                }
+                let over = series.over_budget(&summary);
                 if !over.is_empty() {
                     warnings.push(format!(
                         "{} ({}) on {}: {}, measured under emulation (not enforced)",

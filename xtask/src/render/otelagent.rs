@@ -184,6 +184,12 @@ fn memory_limits(budget_bytes: u64) -> (u64, u64) {
     (limit, limit / 4)
 }
 
+/// The Go runtime's soft limit for the agent (`GOMEMLIMIT`, whole MiB): 9/10 of its budget, so it
+/// collects garbage harder before the budget is reached.
+pub fn go_memory_limit(budget_bytes: u64) -> String {
+    format!("{}MiB", budget_bytes / (1024 * 1024) * 9 / 10)
+}
+
 fn config(ctx: &Ctx<'_>) -> Result<Config> {
     let Some(agent) = ctx.component(Kind::OtelAgent) else { bail!("profile {} has no otel-agent", ctx.profile_name) };
     let Some(budget) = &agent.budget else {
@@ -259,5 +265,7 @@ mod tests {
     fn the_limiter_leaves_a_quarter_of_the_budget_to_the_runtime() {
         assert_eq!(memory_limits(64 * 1024 * 1024), (48, 12));
         assert_eq!(memory_limits(128 * 1024 * 1024), (96, 24));
+        // The runtime's soft limit sits above the limiter's, below the budget.
+        assert_eq!(go_memory_limit(64 * 1024 * 1024), "57MiB");
     }
 }
