@@ -298,9 +298,9 @@ fn the_plan_of_each_profile_is_snapshot_tested() {
 
 /// The workload scripts for real, with the local bundle's busybox and the upstream plan's own
 /// container specs, on a network of the test's own: the edge workload writes its pod log in CRI
-/// format where the log agent tails it, and the cloud client's traced call yields one trace of a
-/// `cloud-client` CLIENT span and an `edge-workload` SERVER span, the edge span its child
-/// (the W3C traceparent crossed the call). Spans go to the harness' receiver instead of Jaeger.
+/// format where the log agent tails it, and its traced call to the cloud yields one trace of an
+/// `edge-workload` CLIENT span and a `cloud-api` SERVER span, the cloud span its child (the W3C
+/// traceparent crossed the call). Spans go to the harness' receiver instead of the agent and Jaeger.
 #[test]
 fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
     use xtask::e2e::engine::Engine;
@@ -325,10 +325,14 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
         let receiver = Receiver::start(engine.network_gateway(&network).await.unwrap()).await.unwrap();
         let otlp = receiver.url_of("/v1/traces");
         let mut edge = plan.container("edge-probe", Some("edge-1")).unwrap().spec.clone();
-        let mut client = plan.container("cloud-client", None).unwrap().spec.clone();
+        let mut cloud = plan.container("cloud-api", None).unwrap().spec.clone();
         assert_eq!(edge.env.get("OTLP_URL").map(String::as_str), Some("http://jaeger:4318/v1/traces"));
-        assert_eq!(client.env.get("NODES").map(String::as_str), Some("edge-1"));
-        for spec in [&mut edge, &mut client] {
+        assert_eq!(cloud.env.get("OTLP_URL").map(String::as_str), Some("http://jaeger:4318/v1/traces"));
+        assert_eq!(
+            edge.env.get("CLOUD_API_URL").map(String::as_str),
+            Some("http://cloud-api:8080/cgi-bin/work")
+        );
+        for spec in [&mut edge, &mut cloud] {
             spec.image = busybox.clone();
             spec.platform = "linux/amd64".into();
             spec.network = network.clone();
@@ -336,9 +340,10 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
         }
         edge.aliases = vec!["edge-1".into()];
         edge.volumes = [(pods.clone(), "/var/log/pods".to_string())].into();
-        client.env.insert("INTERVAL".into(), "1".into());
+        edge.env.insert("INTERVAL".into(), "1".into());
+        cloud.aliases = vec!["cloud-api".into()];
+        engine.run(&cloud).await.unwrap();
         engine.run(&edge).await.unwrap();
-        engine.run(&client).await.unwrap();
 
         // One linked pair of spans.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -352,11 +357,12 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
                 s["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"].clone()
             };
             let span = |s: &serde_json::Value| s["resourceSpans"][0]["scopeSpans"][0]["spans"][0].clone();
-            let pair = spans.iter().filter(|s| service(s) == "edge-workload").find_map(|e| {
+            // (caller, callee): the edge's CLIENT span and the cloud's SERVER span under it.
+            let pair = spans.iter().filter(|s| service(s) == "cloud-api").find_map(|e| {
                 let e = span(e);
                 spans
                     .iter()
-                    .filter(|c| service(c) == "cloud-client")
+                    .filter(|c| service(c) == "edge-workload")
                     .map(span)
                     .find(|c| c["traceId"] == e["traceId"] && e["parentSpanId"] == c["spanId"])
                     .map(|c| (c, e))
@@ -366,9 +372,9 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
             }
             assert!(
                 Instant::now() < deadline,
-                "no linked spans within 60 s; received: {spans:?}\nedge: {}\nclient: {}",
+                "no linked spans within 60 s; received: {spans:?}\nedge: {}\ncloud: {}",
                 engine.logs(&edge.name, 20).await.unwrap_or_default(),
-                engine.logs(&client.name, 20).await.unwrap_or_default()
+                engine.logs(&cloud.name, 20).await.unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
@@ -524,7 +530,7 @@ fn the_workload_scripts_pass_shellcheck() {
     let dir = root().join("fixtures/e2e/workload");
     let out = Command::new(shellcheck.as_str())
         .current_dir(&dir)
-        .args(["-S", "style", "-s", "sh", "-x", "lib.sh", "edge-workload.sh", "cloud-client.sh", "www/cgi-bin/work"])
+        .args(["-S", "style", "-s", "sh", "-x", "lib.sh", "edge-workload.sh", "cloud-api.sh", "www/cgi-bin/work"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

@@ -2,14 +2,15 @@
 //!
 //! - `<run>-cloud`: an internal network (no route out) with the cloud components, each under
 //!   its DNS alias (`prometheus`, `alertmanager`, `grafana`, `blackbox-exporter`, `loki` or
-//!   `victoria-logs`, `jaeger`), the names the compose flavour of the render uses; with Jaeger, a `cloud-client`
-//!   that calls every edge workload with a W3C `traceparent` and reports its spans.
+//!   `victoria-logs`, `jaeger`), the names the compose flavour of the render uses; with Jaeger,
+//!   `cloud-api`, which the edge workloads call with a W3C `traceparent` (edges call the cloud,
+//!   never the other way round) and which reports its spans.
 //! - `<run>-edge-<i>`: one internal network per edge node. The node is a holder container
 //!   (the probe image sleeping) whose network namespace the node's components share, as pods
 //!   share a node's; it is also attached to the cloud network under its node name: that
 //!   attachment is the node's link, which the harness cuts and heals. A node runs the node
 //!   exporter, the workload (`fixtures/e2e/workload/`: CRI-format logs under
-//!   `/var/log/pods`, traced calls on :8080) and the log agent (Alloy, or the OpenTelemetry
+//!   `/var/log/pods`, traced calls to `cloud-api`) and the log agent (Alloy, or the OpenTelemetry
 //!   agent built here), which tails that folder (a volume of the node's, as the kubelet's log
 //!   folder is the node's).
 //! - The harness is the one party outside: it reaches containers at their addresses on
@@ -59,8 +60,8 @@ pub struct Plan {
     /// Edge node name → its network.
     pub edges: BTreeMap<String, String>,
     pub volumes: Vec<String>,
-    /// In start order: cloud components, then each node's holder and components, then the
-    /// cloud client (it calls the nodes); Prometheus alone starts last, once the others are
+    /// In start order: cloud components, then each node's holder and components; Prometheus
+    /// alone starts last, once the others are
     /// ready, so its first scrapes find every target up.
     pub containers: Vec<Planned>,
     /// Image archives of the bundle to load (relative to the bundle folder).
@@ -131,6 +132,8 @@ const BLACKBOX_PORT: u16 = 9115;
 const JAEGER_HEALTH_PORT: u16 = 13133;
 const ALLOY_PORT: u16 = 12345;
 const WORKLOAD_PORT: u16 = 8080;
+/// The cloud service edge workloads call (traced), on the workload's port.
+pub const CLOUD_API: &str = "cloud-api";
 
 /// Grafana offline: no usage reports, update checks, news or plugin downloads; anonymous admin,
 /// as only the harness can reach it (internal network, nothing published).
@@ -201,6 +204,14 @@ pub fn plan(
     let jaeger_otlp =
         format!("http://{}:{}/v1/traces", crate::render::names::RELEASE_JAEGER, crate::render::jaeger::OTLP_HTTP_PORT);
 
+    // The node holder and the workload: the probe image (busybox); every profile's edge has one.
+    let Some(probe) = profile.enabled().find(|c| c.kind == Kind::Probe) else {
+        bail!(
+            "profile {profile_name} has no `probe` component: the compose tier uses its busybox image to hold each \
+             edge node's network and run the workloads; add one (kind = \"probe\", role = \"edge\")"
+        )
+    };
+    let probe_image = image_of(probe, "probe")?;
     for c in profile.enabled().filter(|c| c.role == Role::Cloud) {
         let mut add = |alias: &str, ports: &[u16], ready: Ready, mut spec: ContainerSpec| {
             spec.aliases = vec![alias.to_string()];
@@ -290,19 +301,18 @@ pub fn plan(
                 use crate::render::jaeger::{METRICS_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, QUERY_PORT};
                 let ports = [QUERY_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, JAEGER_HEALTH_PORT, METRICS_PORT];
                 add(crate::render::names::RELEASE_JAEGER, &ports, ready, s);
+                // What edge workloads call: its spans go straight to Jaeger, as a cloud service's do.
+                let mut s = base(CLOUD_API, probe_image.clone(), &cloud_network);
+                s.entrypoint = Some(vec!["/bin/busybox".into()]);
+                s.cmd = vec!["sh".into(), "/workload/cloud-api.sh".into()];
+                s.env = [("OTLP_URL".to_string(), jaeger_otlp.clone())].into();
+                s.binds.insert(workload.clone(), "/workload".into());
+                add(CLOUD_API, &[WORKLOAD_PORT], Ready { port: WORKLOAD_PORT, path: "/index.html" }, s);
             }
             _ => {}
         }
     }
 
-    // The node holder and the workload: the probe image (busybox); every profile's edge has one.
-    let Some(probe) = profile.enabled().find(|c| c.kind == Kind::Probe) else {
-        bail!(
-            "profile {profile_name} has no `probe` component: the compose tier uses its busybox image to hold each \
-             edge node's network and run the edge workload; add one (kind = \"probe\", role = \"edge\")"
-        )
-    };
-    let probe_image = image_of(probe, "probe")?;
     let nodes = node_names(edges);
     let mut edge_networks = BTreeMap::new();
     for node in &nodes {
@@ -338,7 +348,14 @@ pub fn plan(
                     s.cmd = vec!["sh".into(), "/workload/edge-workload.sh".into()];
                     s.env.insert("NODE".into(), node.clone());
                     if has(Kind::Jaeger) {
-                        s.env.insert("OTLP_URL".into(), jaeger_otlp.clone());
+                        // Spans go to the node's agent when it takes them (it buffers them while
+                        // the link is down), else straight to Jaeger.
+                        let otlp = match profile.log_agent().map(|a| a.kind) {
+                            Some(Kind::OtelAgent) => format!("http://{}/v1/traces", crate::render::otelagent::OTLP_LISTEN),
+                            _ => jaeger_otlp.clone(),
+                        };
+                        s.env.insert("OTLP_URL".into(), otlp);
+                        s.env.insert("CLOUD_API_URL".into(), format!("http://{CLOUD_API}:{WORKLOAD_PORT}/cgi-bin/work"));
                     }
                     // Writes the pod log folder as the kubelet does: as root.
                     s.user = Some("0:0".into());
@@ -391,22 +408,6 @@ pub fn plan(
                 spec: s,
             });
         }
-    }
-    if has(Kind::Jaeger) {
-        let mut s = base("cloud-client", probe_image, &cloud_network);
-        s.entrypoint = Some(vec!["/bin/busybox".into()]);
-        s.cmd = vec!["sh".into(), "/workload/cloud-client.sh".into()];
-        s.env = [("NODES".to_string(), nodes.join(" ")), ("OTLP_URL".into(), jaeger_otlp)].into();
-        s.binds.insert(workload, "/workload".into());
-        s.aliases = vec!["cloud-client".into()];
-        containers.push(Planned {
-            component: "cloud-client".into(),
-            role: Role::Cloud,
-            node: None,
-            ports: Vec::new(),
-            ready: None,
-            spec: s,
-        });
     }
     Ok(Plan {
         run_id: run_id.to_string(),

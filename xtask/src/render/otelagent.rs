@@ -1,5 +1,6 @@
 //! The edge agent built here (`[programs.edge-agent]`: an OpenTelemetry Collector from published
-//! components): it tails the node's pod logs and pushes them over OTLP/HTTP to the log store.
+//! components): it tails the node's pod logs and pushes them over OTLP/HTTP to the log store, and
+//! forwards the spans the node's workloads send it (OTLP/HTTP on 127.0.0.1) to Jaeger.
 //!
 //! An edge is behind NAT and its link drops (SPEC.md, "The network an edge really has"): the
 //! agent pushes, and its sending queue lives in `file_storage` on the node's disk, so what it
@@ -21,7 +22,9 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use super::jaeger::OTLP_HTTP_PORT;
 use super::logagent::{POD_LOGS, STATE_DIR};
+use super::names::RELEASE_JAEGER;
 use super::{Ctx, Files};
 use crate::stack::Kind;
 
@@ -39,6 +42,8 @@ pub const VICTORIA_LOGS_DATA: &str = "victoria-logs-data";
 pub const HEALTH_PORT: u16 = 13133;
 /// VictoriaLogs' OTLP base path: the exporter appends `/v1/logs`.
 pub const VICTORIA_LOGS_OTLP: &str = "/insert/opentelemetry";
+/// Where the node's workloads send spans: OTLP/HTTP on the node's loopback only.
+pub const OTLP_LISTEN: &str = "127.0.0.1:4318";
 
 /// The resource attributes a log line carries, by the neutral label a scenario names.
 pub const RESOURCE_ATTRIBUTES: [(&str, &str); 4] = [
@@ -77,6 +82,23 @@ struct FileStorage {
 #[derive(Serialize)]
 struct Receivers {
     file_log: FileLog,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp: Option<Otlp>,
+}
+
+#[derive(Serialize)]
+struct Otlp {
+    protocols: Protocols,
+}
+
+#[derive(Serialize)]
+struct Protocols {
+    http: Endpoint,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    endpoint: &'static str,
 }
 
 #[derive(Serialize)]
@@ -122,12 +144,16 @@ struct Batch {
 
 #[derive(Serialize)]
 struct Exporters {
-    otlp_http: OtlpHttp,
+    #[serde(rename = "otlp_http/logs")]
+    logs: OtlpHttp,
+    #[serde(rename = "otlp_http/traces", skip_serializing_if = "Option::is_none")]
+    traces: Option<OtlpHttp>,
 }
 
 #[derive(Serialize)]
 struct OtlpHttp {
     endpoint: String,
+    compression: &'static str,
     sending_queue: SendingQueue,
     retry_on_failure: Retry,
 }
@@ -199,12 +225,29 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     if !ctx.has(Kind::VictoriaLogs) {
         bail!("profile {} has the OpenTelemetry edge agent but no victoria-logs to push to", ctx.profile_name);
     }
-    let endpoint = format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}");
-    let pipeline = Pipeline {
-        receivers: vec!["file_log"],
+    let pipeline = |receiver, exporter| Pipeline {
+        receivers: vec![receiver],
         processors: vec!["memory_limiter", "batch"],
-        exporters: vec!["otlp_http"],
+        exporters: vec![exporter],
     };
+    // Each exporter has a queue of its own in the node's storage: a store that is down holds back
+    // only its own signal.
+    let exporter = |endpoint: String| OtlpHttp {
+        endpoint,
+        compression: "gzip",
+        sending_queue: SendingQueue { enabled: true, storage: STORAGE, queue_size: 5000, num_consumers: 1 },
+        retry_on_failure: Retry {
+            enabled: true,
+            initial_interval: "1s".into(),
+            max_interval: "10s".into(),
+            max_elapsed_time: "0s".into(),
+        },
+    };
+    let mut pipelines = BTreeMap::from([("logs", pipeline("file_log", "otlp_http/logs"))]);
+    let traces = ctx.has(Kind::Jaeger).then(|| {
+        pipelines.insert("traces", pipeline("otlp", "otlp_http/traces"));
+        exporter(format!("http://{RELEASE_JAEGER}:{OTLP_HTTP_PORT}"))
+    });
     Ok(Config {
         extensions: Extensions {
             health_check: HealthCheck { endpoint: format!("0.0.0.0:{HEALTH_PORT}") },
@@ -225,27 +268,20 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
                     add_metadata_from_filepath: true,
                 }],
             },
+            otlp: ctx.has(Kind::Jaeger).then_some(Otlp { protocols: Protocols { http: Endpoint { endpoint: OTLP_LISTEN } } }),
         },
         processors: Processors {
             memory_limiter: MemoryLimiter { check_interval: "1s".into(), limit_mib, spike_limit_mib },
             batch: Batch { timeout: "1s".into(), send_batch_size: 512 },
         },
         exporters: Exporters {
-            otlp_http: OtlpHttp {
-                endpoint,
-                sending_queue: SendingQueue { enabled: true, storage: STORAGE, queue_size: 5000, num_consumers: 1 },
-                retry_on_failure: Retry {
-                    enabled: true,
-                    initial_interval: "1s".into(),
-                    max_interval: "10s".into(),
-                    max_elapsed_time: "0s".into(),
-                },
-            },
+            logs: exporter(format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}")),
+            traces,
         },
         service: Service {
             extensions: vec!["health_check", STORAGE],
             telemetry: Telemetry { metrics: Level { level: "none" } },
-            pipelines: [("logs", pipeline)].into(),
+            pipelines,
         },
     })
 }
