@@ -133,6 +133,9 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
         } else if name == "prometheus/prometheus.yml" {
             let r = yaml_file(dir, name).and_then(|v| check_prometheus_config(&sh, &scratch, "prometheus", v));
             report.push_result(rel, PROMTOOL_CONFIG, r);
+        } else if name == crate::render::edgemetrics::CONFIG_FILE {
+            let check = ["check", "config", "--agent", "--syntax-only", p];
+            report.push_result(rel, "promtool check config --agent --syntax-only", exec(&sh, tools::PROMTOOL, &check));
         } else if name == "prometheus/additional-scrape-configs.yml" {
             let r = scrape_list(&sh, &scratch, "additional", yaml_file(dir, name));
             report.push_result(rel, PROMTOOL_CONFIG, r);

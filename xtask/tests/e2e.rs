@@ -85,7 +85,7 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
                 .cloned()
                 .unwrap_or_else(|| panic!("no scenario {name}"))
         };
-        for name in ["metrics", "alerts", "link-probes", "restart", "quiet", "offline", "logs", "traces"] {
+        for name in ["metrics", "alerts", "link-outage", "restart", "quiet", "offline", "logs", "traces"] {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
         // Only what is AGPL (never built here) does not run, and it says so.
@@ -328,10 +328,7 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
         let mut cloud = plan.container("cloud-api", None).unwrap().spec.clone();
         assert_eq!(edge.env.get("OTLP_URL").map(String::as_str), Some("http://jaeger:4318/v1/traces"));
         assert_eq!(cloud.env.get("OTLP_URL").map(String::as_str), Some("http://jaeger:4318/v1/traces"));
-        assert_eq!(
-            edge.env.get("CLOUD_API_URL").map(String::as_str),
-            Some("http://cloud-api:8080/cgi-bin/work")
-        );
+        assert_eq!(edge.env.get("CLOUD_API_URL").map(String::as_str), Some("http://cloud-api:8080/cgi-bin/work"));
         for spec in [&mut edge, &mut cloud] {
             spec.image = busybox.clone();
             spec.platform = "linux/amd64".into();
@@ -414,6 +411,83 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
             rest, "stdout F level=info msg=\"edge workload tick\" node=edge-1 seq=1",
             "CRI: stream, flag, content"
         );
+        engine.remove_run(&run).await.unwrap();
+    });
+    assert_eq!(leftovers(&run), "");
+}
+
+/// The compose tier's edges are behind NAT, as real edges are: on networks of the test's own, the
+/// cloud cannot open a connection to an edge while the edge's own connections to the cloud work;
+/// a cut stops the edge's traffic both ways, and a heal restores it.
+#[test]
+fn the_cloud_cannot_dial_an_edge_and_a_cut_stops_both_ways() {
+    use xtask::e2e::engine::{ContainerSpec, Engine};
+    use xtask::e2e::link::Link;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
+    let bundle = xtask::e2e::provision::bundle(&stack, "local", xtask::stack::Arch::Amd64).unwrap();
+    let run = format!("e2e-nat-test-{}", std::process::id());
+    let _cleanup = RemoveRun(run.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let engine = Engine::connect().await.unwrap();
+        let busybox = engine.load_archive(&bundle.join("images/edge/edge-probe.tar")).await.unwrap().remove(0);
+        let plan =
+            xtask::e2e::plan::plan(&stack, "local", xtask::stack::Arch::Amd64, &run, 1, "unused".into(), vec![]).unwrap();
+        let labels = plan.containers[0].spec.labels.clone();
+        let (cloud_net, edge_net) = (format!("{run}-cloud"), format!("{run}-edge"));
+        for n in [&cloud_net, &edge_net] {
+            engine.create_network(n, &labels).await.unwrap();
+        }
+        // Both serve a page on :8080.
+        let server = |name: &str, network: &str| ContainerSpec {
+            name: format!("{run}-{name}"),
+            image: busybox.clone(),
+            entrypoint: Some(vec!["/bin/busybox".into()]),
+            cmd: ["sh", "-c", "/bin/busybox mkdir -p /tmp/w && echo up >/tmp/w/index.html && exec /bin/busybox httpd -f -p 8080 -h /tmp/w"]
+                .map(String::from)
+                .to_vec(),
+            env: Default::default(),
+            user: None,
+            network: network.into(),
+            aliases: vec![name.into()],
+            binds: Default::default(),
+            volumes: Default::default(),
+            labels: labels.clone(),
+            platform: "linux/amd64".into(),
+        };
+        let (cloud, edge) = (server("cloud", &cloud_net), server("edge", &edge_net));
+        engine.run(&cloud).await.unwrap();
+        engine.run(&edge).await.unwrap();
+        engine.connect_network(&cloud_net, &edge.name, &["edge".into()]).await.unwrap();
+        let edge_ip = engine.address(&edge.name, &cloud_net).await.unwrap().expect("the edge is on the cloud network");
+        let link = Link::of(&engine, &edge.name, &cloud_net).await.unwrap();
+        let get = |from: &str, url: String| {
+            let engine = &engine;
+            let from = from.to_string();
+            async move {
+                let cmd = format!("/bin/busybox timeout 3 /bin/busybox wget -q -O- {url} && echo REACHED || echo FAILED");
+                let out = engine.exec(&from, &["/bin/busybox", "sh", "-c", &cmd]).await.unwrap();
+                out.contains("REACHED")
+            }
+        };
+        let to_edge = format!("http://{edge_ip}:8080/");
+        let to_cloud = "http://cloud:8080/".to_string();
+        // Before NAT both ways work (once both servers listen): the checks below can fail.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(get(&cloud.name, to_edge.clone()).await && get(&edge.name, to_cloud.clone()).await) {
+            assert!(Instant::now() < deadline, "the cloud and the edge do not reach each other before NAT");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        link.install().await.unwrap();
+        link.install().await.unwrap();
+        assert!(!get(&cloud.name, to_edge.clone()).await, "behind NAT the cloud must not reach the edge");
+        assert!(get(&edge.name, to_cloud.clone()).await, "the edge reaches the cloud");
+        link.cut().await.unwrap();
+        assert!(!get(&edge.name, to_cloud.clone()).await, "a cut link carries nothing from the edge");
+        link.heal().await.unwrap();
+        assert!(get(&edge.name, to_cloud).await, "the healed link carries the edge's traffic again");
+        assert!(!get(&cloud.name, to_edge).await, "and still none from the cloud");
         engine.remove_run(&run).await.unwrap();
     });
     assert_eq!(leftovers(&run), "");

@@ -382,7 +382,7 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     // of it; its log store (VictoriaLogs) and Jaeger are, so logs and traces are.
     assert_eq!(
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
-        ["metrics", "alerts", "link-probes", "restart", "logs", "traces", "quiet"]
+        ["metrics", "alerts", "link-outage", "restart", "logs", "traces", "quiet"]
     );
 }
 

@@ -198,7 +198,8 @@ fn compose_renders_only_what_its_containers_read() {
         "prometheus/rules/observability.rules.yml",
         "prometheus/rules/observability.test.yml",
     ];
-    let local: BTreeSet<String> = common.iter().chain(&["log-agent/agent.yaml"]).map(|s| s.to_string()).collect();
+    let local: BTreeSet<String> =
+        common.iter().chain(&["edge-metrics/prometheus.yml", "log-agent/agent.yaml"]).map(|s| s.to_string()).collect();
     assert_eq!(rendered("local"), local);
     let mut upstream: BTreeSet<String> = common.iter().map(|s| s.to_string()).collect();
     upstream.extend(
@@ -213,10 +214,11 @@ fn compose_renders_only_what_its_containers_read() {
     assert_eq!(rendered("upstream"), upstream);
 }
 
-/// Static targets by alias, with the labels the Kubernetes flavour relabels in, so the rules'
-/// `up{job=...}` and `by (node)` work unchanged; no Kubernetes discovery, no `.svc` name.
+/// Static targets by alias, no Kubernetes discovery, no `.svc` name; and no job dials an edge:
+/// edges are behind NAT, and their agents push (the remote-write receiver takes it, replays up to
+/// the buffer window old), each series labelled with its node.
 #[test]
-fn compose_prometheus_uses_static_targets_with_node_labels() {
+fn compose_prometheus_scrapes_the_cloud_only_and_edges_push() {
     compose("local", |ctx, files| {
         let text = files.get("prometheus/prometheus.yml").unwrap();
         assert!(!text.contains("kubernetes_sd_configs") && !text.contains(".svc"), "{text}");
@@ -228,33 +230,25 @@ fn compose_prometheus_uses_static_targets_with_node_labels() {
             ["alertmanager:9093"]
         );
         let jobs = cfg["scrape_configs"].as_sequence().unwrap();
-        let job = |name: &str| {
-            jobs.iter().find(|j| j["job_name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no job {name}"))
-        };
         let names: Vec<&str> = jobs.iter().filter_map(|j| j["job_name"].as_str()).collect();
-        assert_eq!(
-            names,
-            ["prometheus", "alertmanager", "edge-node-exporter", "blackbox-exporter", "probe-edge", "jaeger"]
-        );
-        let edges = |j: &Value| -> Vec<(String, String)> {
-            j["static_configs"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .map(|sc| (strings(&sc["targets"]).concat(), sc["labels"]["node"].as_str().unwrap_or("").to_string()))
-                .collect()
-        };
-        let want: Vec<(String, String)> =
-            ctx.compose_topology().unwrap().edges.iter().map(|e| (format!("{e}:9100"), e.clone())).collect();
-        assert_eq!(edges(job("edge-node-exporter")), want);
-        assert_eq!(edges(job("probe-edge")), want);
-        let probe = job("probe-edge");
-        assert_eq!(strings(&probe["params"]["module"]), ["tcp_connect"]);
-        let relabel = serde_yaml_ng::to_string(&probe["relabel_configs"]).unwrap();
-        assert!(relabel.contains("replacement: blackbox-exporter:9115"), "{relabel}");
-        assert!(relabel.contains("target_label: instance"), "{relabel}");
-        assert_eq!(strings(&job("blackbox-exporter")["static_configs"][0]["targets"]), ["blackbox-exporter:9115"]);
-        assert_eq!(strings(&job("alertmanager")["static_configs"][0]["targets"]), ["alertmanager:9093"]);
+        assert_eq!(names, ["prometheus", "alertmanager", "blackbox-exporter", "jaeger"]);
+        for edge in &ctx.compose_topology().unwrap().edges {
+            assert!(!text.contains(edge.as_str()), "a cloud job names edge {edge}: {text}");
+        }
+        let window = ctx.stack.e2e.buffer_window.to_string();
+        assert_eq!(cfg["storage"]["tsdb"]["out_of_order_time_window"].as_str(), Some(window.as_str()));
+        let agent = yaml(files, "edge-metrics/prometheus.yml");
+        assert_eq!(agent["global"]["external_labels"]["node"].as_str(), Some("${K8S_NODE_NAME}"));
+        let rw = &agent["remote_write"][0];
+        assert_eq!(rw["url"].as_str(), Some("http://prometheus:9090/api/v1/write"));
+        assert_eq!(rw["queue_config"]["sample_age_limit"].as_str(), Some(window.as_str()));
+        let targets: Vec<String> = agent["scrape_configs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|j| strings(&j["static_configs"][0]["targets"]))
+            .collect();
+        assert_eq!(targets, ["127.0.0.1:9095", "127.0.0.1:9100"]);
     });
 }
 
@@ -360,14 +354,15 @@ fn compose_files_pass_their_real_validators() {
     }
 }
 
-/// The bound is 2 × scrape + evaluation + `for` + group_wait: 14s for a node-down alert with the
-/// compose defaults (18s for the link probe, which waits two scrapes longer), well inside the run;
-/// the Kubernetes flavour's own timing gives minutes.
+/// The bound is detection + evaluation + `for` + group_wait: with the compose defaults 18s for a
+/// node that stops pushing (8s of silence), 14s for a scraped fault (two scrapes), well inside the
+/// run; the Kubernetes flavour's own timing gives minutes.
 #[test]
 fn alert_bounds_follow_the_flavours_timing() {
     compose("local", |ctx, _| {
-        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeUnreachable"), Some(Duration::from_secs(14)));
-        assert_eq!(render::rules::alert_bound(ctx, "LinkProbeFailing"), Some(Duration::from_secs(18)));
+        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeUnreachable"), Some(Duration::from_secs(18)));
+        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeExporterDown"), Some(Duration::from_secs(14)));
+        assert_eq!(render::rules::alert_bound(ctx, "LinkProbeFailing"), None, "no cloud-to-edge probe behind NAT");
         assert_eq!(render::rules::alert_bound(ctx, "Watchdog"), Some(Duration::from_secs(6)));
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeNotReady"), None, "a k3s-only alert in compose");
         // Every alert of the catalog has a bound.

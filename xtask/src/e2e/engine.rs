@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountTypeEnum, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
@@ -203,6 +203,33 @@ impl Engine {
         gw.parse().with_context(|| format!("network {name}: gateway {gw:?} is not an IP address"))
     }
 
+    /// The subnet of a network (CIDR), as its IPAM config gives it.
+    pub async fn network_subnet(&self, name: &str) -> Result<String> {
+        let n = self
+            .docker
+            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .with_context(|| format!("inspecting network {name}"))?;
+        n.ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.subnet))
+            .with_context(|| format!("network {name} has no subnet"))
+    }
+
+    /// The host PID of a running container's first process.
+    pub async fn pid(&self, name: &str) -> Result<u32> {
+        let c = self
+            .docker
+            .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {name}"))?;
+        c.state
+            .and_then(|s| s.pid)
+            .filter(|&p| p > 0)
+            .and_then(|p| u32::try_from(p).ok())
+            .with_context(|| format!("container {name} is not running"))
+    }
+
     pub async fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
         let req = bollard::models::VolumeCreateRequest {
             name: Some(name.to_string()),
@@ -344,14 +371,6 @@ impl Engine {
             .connect_network(network, req)
             .await
             .with_context(|| format!("connecting {container} to network {network}"))
-    }
-
-    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
-        let req = NetworkDisconnectRequest { container: container.to_string(), force: Some(true) };
-        self.docker
-            .disconnect_network(network, req)
-            .await
-            .with_context(|| format!("disconnecting {container} from network {network}"))
     }
 
     /// One stats sample of a running container: (memory working set in bytes, total CPU ns,

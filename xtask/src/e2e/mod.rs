@@ -17,6 +17,7 @@
 
 pub mod cancel;
 pub mod engine;
+pub mod link;
 pub mod plan;
 pub mod provision;
 pub mod query;
@@ -595,11 +596,12 @@ fn image_archives(bundle: &Utf8Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Start one planned container; a node's holder also gets its link to the cloud.
+/// Start one planned container; a node's holder also gets its link to the cloud, behind NAT.
 async fn start_container(engine: &Engine, plan: &plan::Plan, c: &plan::Planned) -> Result<()> {
     engine.run(&c.spec).await?;
     if c.node.as_deref() == Some(c.component.as_str()) {
         engine.connect_network(&plan.cloud_network, &c.spec.name, std::slice::from_ref(&c.component)).await?;
+        link::Link::of(engine, &c.spec.name, &plan.cloud_network).await?.install().await?;
     }
     Ok(())
 }

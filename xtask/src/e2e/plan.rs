@@ -8,7 +8,8 @@
 //! - `<run>-edge-<i>`: one internal network per edge node. The node is a holder container
 //!   (the probe image sleeping) whose network namespace the node's components share, as pods
 //!   share a node's; it is also attached to the cloud network under its node name: that
-//!   attachment is the node's link, which the harness cuts and heals. A node runs the node
+//!   attachment is the node's link, behind NAT (the cloud can open no connection to the node,
+//!   `link.rs`), which the harness cuts and heals. A node runs the node
 //!   exporter, the workload (`fixtures/e2e/workload/`: CRI-format logs under
 //!   `/var/log/pods`, traced calls to `cloud-api`) and the log agent (Alloy, or the OpenTelemetry
 //!   agent built here), which tails that folder (a volume of the node's, as the kubelet's log
@@ -237,6 +238,10 @@ pub fn plan(
                 // 4 resend delays sooner.
                 format!("--rules.alert.resend-delay={}", timing.evaluation_interval),
             ];
+            if has(Kind::PrometheusAgent) {
+                // Edges push (they are behind NAT): their agents remote-write here.
+                s.cmd.push("--web.enable-remote-write-receiver".into());
+            }
             s.binds.insert(conf("prometheus"), "/etc/prometheus".into());
             s.volumes.insert(volume(format!("{run_id}-prometheus-data")), "/prometheus".into());
             add("prometheus", &[PROMETHEUS_PORT], Ready { port: PROMETHEUS_PORT, path: "/-/ready" }, s);
@@ -351,17 +356,35 @@ pub fn plan(
                         // Spans go to the node's agent when it takes them (it buffers them while
                         // the link is down), else straight to Jaeger.
                         let otlp = match profile.log_agent().map(|a| a.kind) {
-                            Some(Kind::OtelAgent) => format!("http://{}/v1/traces", crate::render::otelagent::OTLP_LISTEN),
+                            Some(Kind::OtelAgent) => {
+                                format!("http://{}/v1/traces", crate::render::otelagent::OTLP_LISTEN)
+                            }
                             _ => jaeger_otlp.clone(),
                         };
                         s.env.insert("OTLP_URL".into(), otlp);
-                        s.env.insert("CLOUD_API_URL".into(), format!("http://{CLOUD_API}:{WORKLOAD_PORT}/cgi-bin/work"));
+                        s.env
+                            .insert("CLOUD_API_URL".into(), format!("http://{CLOUD_API}:{WORKLOAD_PORT}/cgi-bin/work"));
                     }
                     // Writes the pod log folder as the kubelet does: as root.
                     s.user = Some("0:0".into());
                     s.binds.insert(workload.clone(), "/workload".into());
                     s.volumes.insert(pods.clone(), "/var/log/pods".into());
                     (WORKLOAD_PORT, Ready { port: WORKLOAD_PORT, path: "/index.html" })
+                }
+                Kind::PrometheusAgent => {
+                    use crate::render::edgemetrics::{CONFIG_FILE, WAL_DIR, args};
+                    let (dir, file) = CONFIG_FILE.rsplit_once('/').unwrap_or(("", CONFIG_FILE));
+                    let port = stack.settings.edge.metrics_agent;
+                    s.image = image_of(c, "prometheus")?;
+                    s.cmd = args(timing.buffer_window, port, &format!("/etc/edge-metrics/{file}"));
+                    s.env.insert(crate::render::otelagent::NODE_NAME_ENV.into(), node.clone());
+                    if let Some(b) = &c.budget {
+                        s.env.insert("GOMEMLIMIT".into(), crate::render::otelagent::go_memory_limit(b.memory.bytes()));
+                    }
+                    s.binds.insert(conf(dir), "/etc/edge-metrics".into());
+                    // The WAL (the offline buffer) survives a restart, as on a hostPath.
+                    s.volumes.insert(volume(format!("{run_id}-{node}-metrics")), WAL_DIR.into());
+                    (port, Ready { port, path: "/-/ready" })
                 }
                 Kind::Alloy => {
                     s.image = image_of(c, "alloy")?;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
 use super::engine::Engine;
+use super::link::Link;
 use super::plan::{Plan, Planned};
 use super::query;
 use super::receiver::Receiver;
@@ -561,18 +562,19 @@ impl<'a> Runner<'a> {
                 }
             }
             Action::StartNode(node) => {
-                for c in p.node_containers(node) {
+                for (i, c) in p.node_containers(node).into_iter().enumerate() {
                     self.engine.start(&c.spec.name).await?;
+                    // The holder comes back with a new network namespace: NAT it again first.
+                    if i == 0 {
+                        Link::of(&self.engine, &c.spec.name, &p.cloud_network).await?.install().await?;
+                    }
                 }
             }
-            Action::CutLink(node) => self.engine.disconnect_network(&p.cloud_network, &p.holder_name(node)).await?,
+            Action::CutLink(node) => {
+                Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.cut().await?
+            }
             Action::HealLink(node) => {
-                let linked = self.engine.address(&p.holder_name(node), &p.cloud_network).await?.is_some();
-                if !linked {
-                    self.engine
-                        .connect_network(&p.cloud_network, &p.holder_name(node), std::slice::from_ref(node))
-                        .await?;
-                }
+                Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.heal().await?
             }
             Action::Restart(component) => {
                 let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;

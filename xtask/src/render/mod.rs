@@ -13,6 +13,7 @@
 pub mod alertmanager;
 pub mod alloy;
 pub mod blackbox;
+pub mod edgemetrics;
 pub mod grafana;
 pub mod jaeger;
 pub mod kps;
@@ -153,6 +154,12 @@ impl<'a> Ctx<'a> {
         self.profile.has(kind)
     }
 
+    /// Whether edges push their metrics (an edge metrics agent runs on each): then no cloud job
+    /// scrapes an edge, which is behind NAT, and the cloud's Prometheus takes remote writes.
+    pub fn edges_push(&self) -> bool {
+        self.has(Kind::PrometheusAgent)
+    }
+
     /// kube-prometheus-stack runs Prometheus on k3s + KubeEdge: its operator takes our scrape
     /// configs and rules, and kube-state-metrics, cloudcore and the stream tunnel exist.
     /// False in the compose flavour, even for a profile that has the chart (its images then run
@@ -238,7 +245,7 @@ pub struct SelfJobs {
 /// Render every file for one profile and arch, in the context's flavour. Pure: no I/O.
 ///
 /// The compose flavour renders only what its containers read: `prometheus/` (config, rules and
-/// their promtool tests), `alertmanager/`, `blackbox/`, `jaeger/`, `loki/`, `grafana/` and
+/// their promtool tests), `alertmanager/`, `blackbox/`, `edge-metrics/`, `jaeger/`, `loki/`, `grafana/` and
 /// `log-agent/` (Alloy's per edge, or the OpenTelemetry agent's); no manifests, scripts, KubeEdge patches or chart values.
 pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     let mut files = Files::new();
@@ -246,6 +253,7 @@ pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     rules::render(ctx, &mut files).context("rendering the alert rules")?;
     alertmanager::render(ctx, &mut files).context("rendering the Alertmanager configuration")?;
     blackbox::render(ctx, &mut files).context("rendering the blackbox exporter configuration")?;
+    edgemetrics::render(ctx, &mut files).context("rendering the edge metrics agent")?;
     if ctx.profile.log_agent().is_some() {
         logagent::render(ctx, &mut files).context("rendering the edge log agent")?;
         otelagent::render(ctx, &mut files).context("rendering the OpenTelemetry edge agent")?;

@@ -8,8 +8,10 @@ pub const JOB_EDGE_CADVISOR: &str = "kubeedge-edge-cadvisor";
 pub const JOB_EDGE_RESOURCE: &str = "kubeedge-edge-resource";
 /// cloudcore's monitor server.
 pub const JOB_CLOUDCORE: &str = "kubeedge-cloudcore";
-/// Node exporter on edge nodes.
+/// Node exporter on edge nodes (scraped by the node's metrics agent, pushed).
 pub const JOB_EDGE_NODE_EXPORTER: &str = "edge-node-exporter";
+/// The edge metrics agent's own metrics (its scrape of itself, pushed with the rest).
+pub const JOB_EDGE_METRICS: &str = "edge-metrics";
 /// Blackbox probes of cloudcore's ports (from the cloud).
 pub const JOB_PROBE_CLOUDCORE: &str = "probe-cloudcore";
 /// Blackbox probes of edge endpoints (from the cloud, across the cloud↔edge link).

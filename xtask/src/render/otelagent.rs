@@ -268,7 +268,9 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
                     add_metadata_from_filepath: true,
                 }],
             },
-            otlp: ctx.has(Kind::Jaeger).then_some(Otlp { protocols: Protocols { http: Endpoint { endpoint: OTLP_LISTEN } } }),
+            otlp: ctx
+                .has(Kind::Jaeger)
+                .then_some(Otlp { protocols: Protocols { http: Endpoint { endpoint: OTLP_LISTEN } } }),
         },
         processors: Processors {
             memory_limiter: MemoryLimiter { check_interval: "1s".into(), limit_mib, spike_limit_mib },

@@ -30,6 +30,20 @@ pub struct Config {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rule_files: Vec<String>,
     pub scrape_configs: Vec<ScrapeConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    pub tsdb: Tsdb,
+}
+
+/// Pushed samples replayed after a link cut are as old as the cut, older than the head the other
+/// edges' fresh samples moved on: accepted up to the edge buffer's window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tsdb {
+    pub out_of_order_time_window: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,7 +286,8 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             ..Default::default()
         });
     }
-    if ctx.has(Kind::NodeExporter) {
+    // Edges that push are scraped by their own agent: no cloud job dials them.
+    if ctx.has(Kind::NodeExporter) && !ctx.edges_push() {
         jobs.push(match ctx.compose_topology() {
             None => edge_node_job(JOB_EDGE_NODE_EXPORTER, s.edge.node_exporter),
             Some(t) => ScrapeConfig {
@@ -306,7 +321,7 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             .collect();
             jobs.push(probe);
         }
-        if ctx.has(Kind::NodeExporter) {
+        if ctx.has(Kind::NodeExporter) && !ctx.edges_push() {
             // The cloud→edge link: a TCP connect to each edge node's node exporter.
             let mut probe = probe_job(ctx, JOB_PROBE_EDGE, super::blackbox::MODULE_TCP);
             if let Some(t) = ctx.compose_topology() {
@@ -364,6 +379,9 @@ pub fn config(ctx: &Ctx<'_>) -> Config {
         alerting,
         rule_files: vec!["rules/observability.rules.yml".into()],
         scrape_configs: scrape_configs(ctx, true),
+        storage: ctx.edges_push().then(|| Storage {
+            tsdb: Tsdb { out_of_order_time_window: super::edgemetrics::buffer_window(ctx).to_string() },
+        }),
     }
 }
 

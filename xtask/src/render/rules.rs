@@ -79,6 +79,9 @@ pub struct AlertRule {
     pub expr: String,
     /// How long `expr` must hold before the alert fires.
     pub for_: Duration,
+    /// For an alert on pushed data that stopped arriving: how long no sample must have come before
+    /// `expr` holds (its [`Detection`]). `None`: a scrape sees the fault.
+    pub silence: Option<Duration>,
     pub severity: Severity,
     /// Labels the rule adds besides `severity` (e.g. `component`).
     pub labels: BTreeMap<String, String>,
@@ -171,6 +174,7 @@ fn job_down(ctx: &Ctx<'_>, name: &'static str, job: &str, what: &str, severity: 
         name,
         expr: format!("absent(up{{job=\"{job}\"}} == 1)"),
         for_: for_down,
+        silence: None,
         severity,
         labels: labels(&[("job", job)]),
         summary: format!("{what} is down"),
@@ -201,6 +205,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                    and on (node) kube_node_role{role=\"edge\"}"
                 .into(),
             for_: for_down,
+            silence: None,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is not Ready".into(),
@@ -220,12 +225,67 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             ],
         });
     }
-    if ctx.has(Kind::NodeExporter) {
+    if ctx.edges_push() {
+        // Edges are behind NAT and push: a node that is down, cut off or whose agent stopped is
+        // one that stopped pushing. The newest sample's age is taken over an hour of history (a
+        // subquery at the scrape interval), so the alert holds through an outage instead of
+        // resolving once the last sample leaves the 5m lookback; replayed samples after a heal
+        // only make the newest sample younger.
+        let threshold = Duration::from_millis(4 * ctx.scrape_interval().as_millis());
+        let step = ctx.scrape_interval();
+        let agent = |node: &str, v: &str| {
+            series(format!("up{{job=\"{JOB_EDGE_METRICS}\",instance=\"127.0.0.1:9095\",node=\"{node}\"}}"), v)
+        };
+        let exporter = |node: &str, v: &str| {
+            series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"127.0.0.1:9100\",node=\"{node}\"}}"), v)
+        };
+        rules.push(AlertRule {
+            name: "EdgeNodeUnreachable",
+            expr: format!(
+                "time() - max by (node) (max_over_time(timestamp(up{{job=\"{JOB_EDGE_METRICS}\"}})[1h:{step}])) > {}",
+                threshold.as_secs()
+            ),
+            for_: for_node,
+            silence: Some(threshold),
+            severity: Severity::Critical,
+            labels: BTreeMap::new(),
+            summary: "Edge node {{ $labels.node }} has stopped pushing metrics".into(),
+            description: format!(
+                "No sample from edge node {{{{ $labels.node }}}}'s metrics agent has arrived for over {threshold} \
+                 (held {for_node}): the node is down, its link is cut, or the agent stopped. It buffers while cut off \
+                 and sends the backlog after the heal."
+            ),
+            runbook: "Check the edge node is powered and its link to the cloud; then `systemctl status edgecore` and the edge-metrics pod's log.".into(),
+            cases: vec![
+                // edge-1 pushed for a minute, then nothing; edge-2 keeps pushing.
+                fires(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20")], &[&[("node", "edge-1")]]),
+                silent(vec![agent("edge-1", "1x20"), agent("edge-2", "1x20")]),
+            ],
+        });
+        if ctx.has(Kind::NodeExporter) {
+            rules.push(AlertRule {
+                name: "EdgeNodeExporterDown",
+                expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
+                for_: for_node,
+                silence: None,
+                severity: Severity::Warning,
+                labels: BTreeMap::new(),
+                summary: "Node exporter on edge node {{ $labels.node }} is down".into(),
+                description: format!("Edge node {{{{ $labels.node }}}} pushes, but its agent has not scraped node exporter for {for_node}."),
+                runbook: "Check the edge-node-exporter pod on that node.".into(),
+                cases: vec![
+                    fires(vec![exporter("edge-1", "0x10"), exporter("edge-2", "1x10")], &[&[("node", "edge-1")]]),
+                    silent(vec![exporter("edge-1", "1x10"), exporter("edge-2", "1x10")]),
+                ],
+            });
+        }
+    } else if ctx.has(Kind::NodeExporter) {
         let up = |node: &str, v: &str| node_up(JOB_EDGE_NODE_EXPORTER, 9100, node, v);
         rules.push(AlertRule {
             name: "EdgeNodeUnreachable",
             expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
             for_: for_node,
+            silence: None,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is unreachable from the cloud".into(),
@@ -245,6 +305,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             // `max` of no series is no series: with no edge target at all this stays silent.
             expr: format!("max(up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 0"),
             for_: for_down,
+            silence: None,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "The cloud-edge stream tunnel is down".into(),
@@ -282,6 +343,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                 name: "EdgeComponentMemoryOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (container_memory_working_set_bytes{{{sel}}}) > {mem}"),
                 for_: for_budget,
+                silence: None,
                 severity: Severity::Warning,
                 labels: component.clone(),
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more memory than its budget ({})", budget.memory),
@@ -300,6 +362,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                 name: "EdgeComponentCpuOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (rate(container_cpu_usage_seconds_total{{{sel}}}[5m])) > {cores}"),
                 for_: for_budget,
+                silence: None,
                 severity: Severity::Warning,
                 labels: component,
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more CPU than its budget ({})", budget.cpu),
@@ -312,7 +375,8 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             });
         }
     }
-    if ctx.has(Kind::BlackboxExporter) {
+    // Cloud→edge probes exist only where the cloud can dial an edge's address.
+    if ctx.has(Kind::BlackboxExporter) && !ctx.edges_push() {
         let probe = |v: &str| {
             series(format!("probe_success{{job=\"{JOB_PROBE_EDGE}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), v)
         };
@@ -329,6 +393,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             // A cut link also fails the node's scrape: the node-down alert must fire first, so
             // the inhibition holds this one back and a cut pages once.
             for_: for_inhibited,
+            silence: None,
             severity: Severity::Warning,
             labels: BTreeMap::new(),
             summary: "Link probe {{ $labels.job }} to {{ $labels.instance }} is failing".into(),
@@ -351,6 +416,8 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                 ]),
             ],
         });
+    }
+    if ctx.has(Kind::BlackboxExporter) {
         rules.push(job_down(
             ctx,
             "BlackboxExporterDown",
@@ -366,8 +433,13 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     let prom_labels: &[(&str, &str)] = &[("job", jobs.prometheus), ("instance", "p:9090")];
     rules.push(AlertRule {
         name: "PrometheusRuleEvaluationFailures",
-        expr: "sum by (job, instance) (increase(prometheus_rule_evaluation_failures_total[5m])) > 0".into(),
+        // The cloud's Prometheus only: edge agents push their own prometheus_* metrics too.
+        expr: format!(
+            "sum by (job, instance) (increase(prometheus_rule_evaluation_failures_total{{job=\"{}\"}}[5m])) > 0",
+            jobs.prometheus
+        ),
         for_: for_node,
+        silence: None,
         severity: Severity::Warning,
         labels: BTreeMap::new(),
         summary: "Prometheus fails to evaluate rules".into(),
@@ -383,8 +455,12 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     });
     rules.push(AlertRule {
         name: "PrometheusAlertmanagerNotConnected",
-        expr: "max by (job, instance) (prometheus_notifications_alertmanagers_discovered) < 1".into(),
+        expr: format!(
+            "max by (job, instance) (prometheus_notifications_alertmanagers_discovered{{job=\"{}\"}}) < 1",
+            jobs.prometheus
+        ),
         for_: for_down,
+        silence: None,
         severity: Severity::Critical,
         labels: BTreeMap::new(),
         summary: "Prometheus is not connected to any Alertmanager".into(),
@@ -429,6 +505,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         name: ALERT_WATCHDOG,
         expr: "vector(1)".into(),
         for_: Duration::from_secs(0),
+        silence: None,
         severity: Severity::None,
         labels: BTreeMap::new(),
         summary: "Watchdog: the alerting pipeline is alive".into(),
@@ -502,28 +579,48 @@ struct PrometheusRule {
 
 // ---- alert latency ----
 
+/// How the fault becomes the rule's condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    /// A scrape sees it: the next scrape starts up to one scrape interval later and can take up
+    /// to its timeout, which Prometheus caps at the scrape interval (a cut link hangs until then;
+    /// a vanished host fails at once).
+    Scrape { interval: std::time::Duration },
+    /// Silence: pushed samples stop arriving, and the condition holds once the newest one is
+    /// `threshold` old. The last sample before the fault was scraped up to `interval` before it.
+    Silence { threshold: std::time::Duration, interval: std::time::Duration },
+}
+
+impl Detection {
+    /// The longest and shortest time from the fault to the condition holding.
+    fn range(self) -> (std::time::Duration, std::time::Duration) {
+        match self {
+            Detection::Scrape { interval } => (2 * interval, std::time::Duration::ZERO),
+            Detection::Silence { threshold, interval } => (threshold, threshold.saturating_sub(interval)),
+        }
+    }
+}
+
 /// An alert rule's latency: its bound ([`LatencyModel::bound`]) is the latest the alert reaches the
-/// webhook after its condition starts to hold, in a context's flavour (the e2e compose tier
-/// measures against it):
+/// webhook after its fault, in a context's flavour (the e2e compose tier measures against it):
 ///
-/// `2 × scrape_interval + evaluation_interval + for (rounded up to whole evaluation intervals) + group_wait`
+/// `detection + evaluation_interval + for (rounded up to whole evaluation intervals) + group_wait`
 ///
-/// - the first scrape to see the fault starts up to one scrape interval later and can take up to its
-///   timeout, which Prometheus caps at the scrape interval (a cut link hangs until then; a vanished host
-///   fails at once);
-/// - the first evaluation to see that sample comes up to one evaluation interval later, and makes the
-///   alert pending;
+/// - detection ([`Detection`]): `2 × scrape_interval` for a fault a scrape sees, the silence
+///   threshold for pushed data that stops;
+/// - the first evaluation to see the condition comes up to one evaluation interval later, and makes
+///   the alert pending;
 /// - it fires at the first evaluation at least `for` later, and Prometheus sends it to Alertmanager at once;
 /// - Alertmanager holds a new group for its route's `group_wait`, then posts.
 ///
-/// With the compose defaults (2s, 2s, 6s, 2s) that is 14s. It holds for a *new* alert group (labels
-/// `alertname`, `node`, `component`); an alert joining a group that was notified in the last
-/// `group_interval` waits for that group's next flush instead. Resolution is not bounded by it.
+/// With the compose defaults (2s, 2s, 6s, 2s) a scraped fault's bound is 14s. It holds for a *new*
+/// alert group (labels `alertname`, `node`, `component`); an alert joining a group that was notified
+/// in the last `group_interval` waits for that group's next flush instead. Resolution is not bounded by it.
 ///
 /// The model keeps the terms, to give the bound and explain a measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencyModel {
-    pub scrape: std::time::Duration,
+    pub detection: Detection,
     pub evaluation: std::time::Duration,
     /// `for`, rounded up to whole evaluation intervals.
     pub hold: std::time::Duration,
@@ -531,22 +628,25 @@ pub struct LatencyModel {
 }
 
 impl LatencyModel {
-    /// The worst case: the next scrape a whole interval away and hanging to its timeout, the
-    /// next evaluation a whole interval after it.
+    /// The worst case: detection at its longest, the next evaluation a whole interval after it.
     pub fn bound(&self) -> std::time::Duration {
-        2 * self.scrape + self.evaluation + self.hold + self.group_wait
+        self.detection.range().0 + self.evaluation + self.hold + self.group_wait
     }
 
-    /// The best case: scrape and evaluation right after the fault; `for` and `group_wait` are
-    /// waited in full. An alert sooner than this was not caused by the fault.
+    /// The best case: detection at its shortest and an evaluation right after it; `for` and
+    /// `group_wait` are waited in full. An alert sooner than this was not caused by the fault.
     pub fn earliest(&self) -> std::time::Duration {
-        self.hold + self.group_wait
+        self.detection.range().1 + self.hold + self.group_wait
     }
 
     /// The worst case for a target that fails its scrape at once (connection refused, host gone):
-    /// no scrape timeout.
+    /// no scrape timeout. For silence, the bound itself.
     pub fn latest_without_timeout(&self) -> std::time::Duration {
-        self.scrape + self.evaluation + self.hold + self.group_wait
+        let detect = match self.detection {
+            Detection::Scrape { interval } => interval,
+            Detection::Silence { threshold, .. } => threshold,
+        };
+        detect + self.evaluation + self.hold + self.group_wait
     }
 
     /// Why `measured` differs from the bound, in terms of the model: `Some` for a figure more
@@ -571,15 +671,26 @@ impl LatencyModel {
                 s(measured - latest)
             )
         };
+        let (detect, why) = match self.detection {
+            Detection::Scrape { interval } => (
+                format!("{} to the next scrape + {} scrape timeout", s(interval), s(interval)),
+                "A stopped node or cut link refuses its scrape at once (no timeout), and the scrape and evaluation \
+                 phases are anywhere in their intervals",
+            ),
+            Detection::Silence { threshold, interval } => (
+                format!("{} of silence", s(threshold)),
+                if interval.is_zero() {
+                    ""
+                } else {
+                    "The last sample before the fault was scraped up to a scrape interval before it, and the evaluation phase is anywhere in its interval"
+                },
+            ),
+        };
         Some(format!(
-            "{:.0}% under the {} bound, which is the worst case: {} to the next scrape + {} scrape timeout + {} to \
-             the next evaluation + {} `for` + {} group_wait. A stopped node or cut link refuses its scrape at once \
-             (no timeout), and the scrape and evaluation phases are anywhere in their intervals, so the expected \
-             window is {}–{}; {place}",
+            "{:.0}% under the {} bound, which is the worst case: {detect} + {} to the next evaluation + {} `for` + \
+             {} group_wait. {why}, so the expected window is {}–{}; {place}",
             (bound - m) / bound * 100.0,
             s(self.bound()),
-            s(self.scrape),
-            s(self.scrape),
             s(self.evaluation),
             s(self.hold),
             s(self.group_wait),
@@ -593,8 +704,12 @@ impl LatencyModel {
 pub fn latency_model(ctx: &Ctx<'_>, rule: &AlertRule) -> LatencyModel {
     let ms = std::time::Duration::from_millis;
     let eval = ctx.evaluation_interval().as_millis().max(1);
+    let interval = ms(ctx.scrape_interval().as_millis());
     LatencyModel {
-        scrape: ms(ctx.scrape_interval().as_millis()),
+        detection: match rule.silence {
+            None => Detection::Scrape { interval },
+            Some(t) => Detection::Silence { threshold: ms(t.as_millis()), interval },
+        },
         evaluation: ms(eval),
         hold: ms(rule.for_.as_millis().div_ceil(eval) * eval),
         group_wait: ms(super::alertmanager::group_wait(ctx, rule.severity).as_millis()),
@@ -796,7 +911,12 @@ mod tests {
     #[test]
     fn latency_explanations_follow_the_model() {
         let ms = std::time::Duration::from_millis;
-        let m = LatencyModel { scrape: ms(2000), evaluation: ms(2000), hold: ms(6000), group_wait: ms(2000) };
+        let m = LatencyModel {
+            detection: Detection::Scrape { interval: ms(2000) },
+            evaluation: ms(2000),
+            hold: ms(6000),
+            group_wait: ms(2000),
+        };
         assert_eq!((m.bound(), m.earliest(), m.latest_without_timeout()), (ms(14000), ms(8000), ms(12000)));
         // Within 10% of the bound, sooner than possible, or over it: nothing the model explains.
         for measured in [13_000, 14_000, 7_900, 15_500] {
@@ -807,6 +927,12 @@ mod tests {
         assert!(inside.ends_with("the expected window is 8.0 s–12.0 s; 11.6 s lies in it"), "{inside}");
         let after = m.explain(ms(12_500), 0.1).unwrap();
         assert!(after.contains("12.5 s is 0.5 s after it: the time Prometheus, Alertmanager"), "{after}");
+        // Silence of pushed data: 8 s threshold, the last sample up to 2 s before the fault.
+        let m = LatencyModel { detection: Detection::Silence { threshold: ms(8000), interval: ms(2000) }, ..m };
+        assert_eq!((m.bound(), m.earliest(), m.latest_without_timeout()), (ms(18000), ms(14000), ms(18000)));
+        let inside = m.explain(ms(15_000), 0.1).unwrap();
+        assert!(inside.contains("8.0 s of silence + 2.0 s to the next evaluation"), "{inside}");
+        assert!(inside.ends_with("the expected window is 14.0 s–18.0 s; 15.0 s lies in it"), "{inside}");
     }
 
     #[test]

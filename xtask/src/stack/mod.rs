@@ -169,6 +169,20 @@ pub struct Settings {
     pub cloudcore: CloudcorePorts,
     #[serde(default)]
     pub edge: EdgePorts,
+    /// What each edge keeps while its link to the cloud is down.
+    pub edge_buffer: EdgeBuffer,
+}
+
+/// The edge agents' offline buffer (SPEC.md, "The network an edge really has"): while the link is
+/// down each agent keeps what it collects on the node's disk and, after a heal, sends it in order.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeBuffer {
+    /// How old data may be when it is sent: a sample older than this is dropped at sending (and
+    /// counted by the agent), so a cut shorter than the window loses nothing.
+    pub window: Duration,
+    /// The disk the buffers of one edge may take.
+    pub size: Memory,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -212,11 +226,13 @@ pub struct EdgePorts {
     /// reached from the cloud only through the stream tunnel.
     pub kubelet_readonly: u16,
     pub node_exporter: u16,
+    /// The edge metrics agent (Prometheus in agent mode): its own metrics and readiness.
+    pub metrics_agent: u16,
 }
 
 impl Default for EdgePorts {
     fn default() -> Self {
-        EdgePorts { kubelet_readonly: 10350, node_exporter: 9100 }
+        EdgePorts { kubelet_readonly: 10350, node_exporter: 9100, metrics_agent: 9095 }
     }
 }
 
@@ -244,6 +260,9 @@ pub struct E2e {
     /// The Watchdog route's `repeat_interval`: short, so the dead man's switch keeps arriving
     /// through a run and a scenario can see it still does after a restart.
     pub watchdog_repeat_interval: Duration,
+    /// The edge buffer's window (`settings.edge_buffer.window` in production): short, so a run can
+    /// cut a link for longer than it and see what the buffer policy drops.
+    pub buffer_window: Duration,
 }
 
 impl Default for E2e {
@@ -256,6 +275,7 @@ impl Default for E2e {
             group_interval: Duration::from_secs(5),
             repeat_interval: Duration::from_secs(3600),
             watchdog_repeat_interval: Duration::from_secs(10),
+            buffer_window: Duration::from_secs(120),
         }
     }
 }
@@ -592,12 +612,15 @@ pub enum Kind {
     /// The edge agent built here with the OpenTelemetry Collector builder: tails pod logs, keeps
     /// a persistent queue while the link is down, pushes OTLP to the cloud.
     OtelAgent,
+    /// Prometheus in agent mode on edge nodes: scrapes the node's exporters on 127.0.0.1 and
+    /// remote-writes to the cloud's Prometheus, buffering in its WAL while the link is down.
+    PrometheusAgent,
     /// A small base image for probes and test workloads.
     Probe,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::PrometheusStack,
         Kind::Prometheus,
         Kind::Alertmanager,
@@ -609,6 +632,7 @@ impl Kind {
         Kind::Jaeger,
         Kind::VictoriaLogs,
         Kind::OtelAgent,
+        Kind::PrometheusAgent,
         Kind::Probe,
     ];
 
@@ -634,6 +658,7 @@ impl Kind {
             Kind::Jaeger => &["jaeger"],
             Kind::VictoriaLogs => &["victoria-logs"],
             Kind::OtelAgent => &["otel-agent"],
+            Kind::PrometheusAgent => &["prometheus"],
             Kind::Probe => &["probe"],
         }
     }
@@ -646,7 +671,9 @@ impl Kind {
     /// The roles this kind may take.
     pub fn allowed_roles(self) -> &'static [Role] {
         match self {
-            Kind::Alloy | Kind::Promtail | Kind::OtelAgent | Kind::NodeExporter => &[Role::Edge],
+            Kind::Alloy | Kind::Promtail | Kind::OtelAgent | Kind::PrometheusAgent | Kind::NodeExporter => {
+                &[Role::Edge]
+            }
             Kind::Probe => &[Role::Cloud, Role::Edge],
             _ => &[Role::Cloud],
         }
