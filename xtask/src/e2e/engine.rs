@@ -190,30 +190,29 @@ impl Engine {
     /// The host-side address of a network's bridge (its gateway): how the harness reaches
     /// the containers, and where they reach the harness.
     pub async fn network_gateway(&self, name: &str) -> Result<std::net::IpAddr> {
-        let n = self
-            .docker
-            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
-            .await
-            .with_context(|| format!("inspecting network {name}"))?;
-        let gw = n
-            .ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+        let gw = self
+            .ipam(name)
+            .await?
+            .into_iter()
+            .find_map(|c| c.gateway)
             .with_context(|| format!("network {name} has no gateway address"))?;
         gw.parse().with_context(|| format!("network {name}: gateway {gw:?} is not an IP address"))
     }
 
     /// The subnet of a network (CIDR), as its IPAM config gives it.
     pub async fn network_subnet(&self, name: &str) -> Result<String> {
+        let subnet = self.ipam(name).await?.into_iter().find_map(|c| c.subnet);
+        subnet.with_context(|| format!("network {name} has no subnet"))
+    }
+
+    /// A network's IPAM configs.
+    async fn ipam(&self, name: &str) -> Result<Vec<bollard::models::IpamConfig>> {
         let n = self
             .docker
             .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
             .await
             .with_context(|| format!("inspecting network {name}"))?;
-        n.ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.subnet))
-            .with_context(|| format!("network {name} has no subnet"))
+        Ok(n.ipam.and_then(|i| i.config).unwrap_or_default())
     }
 
     /// The host PID of a running container's first process.

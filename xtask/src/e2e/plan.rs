@@ -378,9 +378,6 @@ pub fn plan(
                     s.image = image_of(c, "prometheus")?;
                     s.cmd = args(timing.buffer_window, port, &format!("/etc/edge-metrics/{file}"));
                     s.env.insert(crate::render::otelagent::NODE_NAME_ENV.into(), node.clone());
-                    if let Some(b) = &c.budget {
-                        s.env.insert("GOMEMLIMIT".into(), crate::render::otelagent::go_memory_limit(b.memory.bytes()));
-                    }
                     s.binds.insert(conf(dir), "/etc/edge-metrics".into());
                     // The WAL (the offline buffer) survives a restart, as on a hostPath.
                     s.volumes.insert(volume(format!("{run_id}-{node}-metrics")), WAL_DIR.into());
@@ -408,10 +405,6 @@ pub fn plan(
                     s.image = image_of(c, "otel-agent")?;
                     s.cmd = vec![format!("--config=/etc/edge-agent/{file}")];
                     s.env.insert(NODE_NAME_ENV.into(), node.clone());
-                    if let Some(b) = &c.budget {
-                        let limit = crate::render::otelagent::go_memory_limit(b.memory.bytes());
-                        s.env.insert("GOMEMLIMIT".into(), limit);
-                    }
                     s.binds.insert(conf(dir), "/etc/edge-agent".into());
                     s.volumes.insert(pods.clone(), "/var/log/pods".into());
                     // Read offsets and the sending queue survive a restart, as on a hostPath.
@@ -422,6 +415,10 @@ pub fn plan(
                 // `Ctx::compose` refuses Promtail; nothing else runs on an edge node.
                 _ => continue,
             };
+            // The Go agents collect garbage harder before their budget is reached.
+            if let (Kind::OtelAgent | Kind::PrometheusAgent, Some(b)) = (c.kind, &c.budget) {
+                s.env.insert("GOMEMLIMIT".into(), crate::render::otelagent::go_memory_limit(b.memory.bytes()));
+            }
             containers.push(Planned {
                 component: c.name.to_string(),
                 role: Role::Edge,
