@@ -65,6 +65,12 @@ pub fn buffer_window(ctx: &Ctx<'_>) -> Duration {
 
 /// The agent's command line: agent mode, its WAL kept for at least the buffer window, the node's
 /// name expanded into the external labels.
+/// The longest a sample waits on the edge for its batch to leave: a scrape interval, so pushed
+/// series are as fresh as scraped ones.
+pub fn send_deadline(ctx: &Ctx<'_>) -> Duration {
+    ctx.scrape_interval()
+}
+
 pub fn args(window: Duration, port: u16, config_path: &str) -> Vec<String> {
     let retention = window.max(MIN_RETENTION);
     vec![
@@ -108,8 +114,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             queue_config: QueueConfig {
                 sample_age_limit: buffer_window(ctx).to_string(),
                 max_backoff: "5s".into(),
-                // A batch leaves within a scrape interval: pushed series are as fresh as scraped ones.
-                batch_send_deadline: interval.to_string(),
+                batch_send_deadline: send_deadline(ctx).to_string(),
             },
         }],
     })

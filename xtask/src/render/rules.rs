@@ -587,8 +587,10 @@ pub enum Detection {
     /// a vanished host fails at once).
     Scrape { interval: std::time::Duration },
     /// Silence: pushed samples stop arriving, and the condition holds once the newest one is
-    /// `threshold` old. The last sample before the fault was scraped up to `interval` before it.
-    Silence { threshold: std::time::Duration, interval: std::time::Duration },
+    /// `threshold` old. The newest sample to arrive before the fault was scraped up to `lag`
+    /// before it: a scrape interval, plus the agent's send deadline for a sample still queued
+    /// on the edge when the link went (it arrives after the heal).
+    Silence { threshold: std::time::Duration, lag: std::time::Duration },
 }
 
 impl Detection {
@@ -596,7 +598,7 @@ impl Detection {
     fn range(self) -> (std::time::Duration, std::time::Duration) {
         match self {
             Detection::Scrape { interval } => (2 * interval, std::time::Duration::ZERO),
-            Detection::Silence { threshold, interval } => (threshold, threshold.saturating_sub(interval)),
+            Detection::Silence { threshold, lag } => (threshold, threshold.saturating_sub(lag)),
         }
     }
 }
@@ -677,12 +679,12 @@ impl LatencyModel {
                 "A stopped node or cut link refuses its scrape at once (no timeout), and the scrape and evaluation \
                  phases are anywhere in their intervals",
             ),
-            Detection::Silence { threshold, interval } => (
+            Detection::Silence { threshold, lag } => (
                 format!("{} of silence", s(threshold)),
-                if interval.is_zero() {
+                if lag.is_zero() {
                     ""
                 } else {
-                    "The last sample before the fault was scraped up to a scrape interval before it, and the evaluation phase is anywhere in its interval"
+                    "The newest sample to arrive before the fault was scraped up to a scrape interval and a send deadline before it, and the evaluation phase is anywhere in its interval"
                 },
             ),
         };
@@ -708,7 +710,10 @@ pub fn latency_model(ctx: &Ctx<'_>, rule: &AlertRule) -> LatencyModel {
     LatencyModel {
         detection: match rule.silence {
             None => Detection::Scrape { interval },
-            Some(t) => Detection::Silence { threshold: ms(t.as_millis()), interval },
+            Some(t) => Detection::Silence {
+                threshold: ms(t.as_millis()),
+                lag: interval + ms(super::edgemetrics::send_deadline(ctx).as_millis()),
+            },
         },
         evaluation: ms(eval),
         hold: ms(rule.for_.as_millis().div_ceil(eval) * eval),
@@ -927,12 +932,13 @@ mod tests {
         assert!(inside.ends_with("the expected window is 8.0 s–12.0 s; 11.6 s lies in it"), "{inside}");
         let after = m.explain(ms(12_500), 0.1).unwrap();
         assert!(after.contains("12.5 s is 0.5 s after it: the time Prometheus, Alertmanager"), "{after}");
-        // Silence of pushed data: 8 s threshold, the last sample up to 2 s before the fault.
-        let m = LatencyModel { detection: Detection::Silence { threshold: ms(8000), interval: ms(2000) }, ..m };
-        assert_eq!((m.bound(), m.earliest(), m.latest_without_timeout()), (ms(18000), ms(14000), ms(18000)));
-        let inside = m.explain(ms(15_000), 0.1).unwrap();
+        // Silence of pushed data: 8 s threshold; the newest sample to arrive was scraped up to
+        // 2 s + a 2 s send deadline before the fault.
+        let m = LatencyModel { detection: Detection::Silence { threshold: ms(8000), lag: ms(4000) }, ..m };
+        assert_eq!((m.bound(), m.earliest(), m.latest_without_timeout()), (ms(18000), ms(12000), ms(18000)));
+        let inside = m.explain(ms(13_700), 0.1).unwrap();
         assert!(inside.contains("8.0 s of silence + 2.0 s to the next evaluation"), "{inside}");
-        assert!(inside.ends_with("the expected window is 14.0 s–18.0 s; 15.0 s lies in it"), "{inside}");
+        assert!(inside.ends_with("the expected window is 12.0 s–18.0 s; 13.7 s lies in it"), "{inside}");
     }
 
     #[test]
