@@ -208,34 +208,17 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
     Ok(report)
 }
 
-/// Every `--set` line is `a.b.c=value`, and together they are exactly the edgecore patch.
+/// Every `--set` line is `a.b[0].c=value`, and together they are exactly the edgecore patch.
 fn check_join_args(text: &str, patch: &Value) -> Result<()> {
-    let mut from_args = serde_json::Map::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#')) {
-        let (key, value) = line.split_once('=').with_context(|| format!("line {}: no `=` in {line:?}", i + 1))?;
-        let parts: Vec<&str> = key.split('.').collect();
-        if parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric())) {
-            bail!("line {}: {key:?} is not a dotted field path", i + 1);
-        }
-        let value: Value = serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
-        let mut node = &mut from_args;
-        for p in &parts[..parts.len() - 1] {
-            node = node
-                .entry(p.to_string())
-                .or_insert_with(|| Value::Object(Default::default()))
-                .as_object_mut()
-                .with_context(|| format!("line {}: {key} sets a field below a value", i + 1))?;
-        }
-        node.insert(parts[parts.len() - 1].to_string(), value);
-    }
+    let from_args = crate::render::kubeedge::parse_set_args(text)?;
     // The patch names its config kind (apiVersion, kind); `--set` carries only the settings.
     let mut settings = patch.clone();
     if let Some(obj) = settings.as_object_mut() {
         obj.remove("apiVersion");
         obj.remove("kind");
     }
-    if Value::Object(from_args.clone()) != settings {
-        bail!("the --set lines describe {} but edgecore-patch.yaml is {}", Value::Object(from_args), patch);
+    if from_args != settings {
+        bail!("the --set lines describe {from_args} but edgecore-patch.yaml is {patch}");
     }
     Ok(())
 }

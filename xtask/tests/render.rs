@@ -267,7 +267,6 @@ fn compose_rules_take_the_e2e_for_and_interval() {
                 let e = &ctx.stack.e2e;
                 let want = match name {
                     "Watchdog" => None,
-                    "LinkProbeFailing" => Some(render::rules::inhibited_for(ctx, e.alert_for).to_string()),
                     _ => Some(e.alert_for.to_string()),
                 };
                 assert_eq!(r["for"].as_str().map(String::from), want, "{profile}: {name}");
@@ -362,7 +361,6 @@ fn alert_bounds_follow_the_flavours_timing() {
     compose("local", |ctx, _| {
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeUnreachable"), Some(Duration::from_secs(18)));
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeExporterDown"), Some(Duration::from_secs(14)));
-        assert_eq!(render::rules::alert_bound(ctx, "LinkProbeFailing"), None, "no cloud-to-edge probe behind NAT");
         assert_eq!(render::rules::alert_bound(ctx, "Watchdog"), Some(Duration::from_secs(6)));
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeNotReady"), None, "a k3s-only alert in compose");
         // Every alert of the catalog has a bound.

@@ -12,7 +12,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::names::{ALERT_WATCHDOG, LABEL_COMPONENT, LABEL_NODE};
+use super::names::{ALERT_WATCHDOG, ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET, LABEL_COMPONENT, LABEL_NODE};
 use super::rules::Severity;
 use super::{Ctx, Files};
 use crate::stack::Duration;
@@ -52,10 +52,13 @@ pub struct Receiver {
     pub webhook_configs: Vec<WebhookConfig>,
 }
 
-/// A webhook target.
+/// A webhook target: its URL, or a file holding it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookConfig {
-    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<String>,
     pub send_resolved: bool,
     /// 0 = send every alert of the group.
     pub max_alerts: u32,
@@ -72,8 +75,7 @@ pub struct InhibitRule {
 /// Alerts that mean "this edge node is gone".
 pub const NODE_DOWN_ALERTS: [&str; 2] = ["EdgeNodeNotReady", "EdgeNodeUnreachable"];
 /// Alerts about things on an edge node, pointless while the node itself is down.
-pub const NODE_SCOPED_ALERTS: [&str; 3] =
-    ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "LinkProbeFailing"];
+pub const NODE_SCOPED_ALERTS: [&str; 2] = ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget"];
 /// kube-prometheus-stack's default rules fire this (severity `none`) to mute `info` alerts; never delivered.
 pub const ALERT_INFO_INHIBITOR: &str = "InfoInhibitor";
 
@@ -112,11 +114,18 @@ fn intervals(ctx: &Ctx<'_>) -> [(Option<Duration>, Option<Duration>); 2] {
     }
 }
 
+/// Where the operator mounts the Secret the install writes the webhook URL into
+/// (`alertmanagerSpec.secrets`: `/etc/alertmanager/secrets/<name>/<key>`).
+pub fn webhook_url_file() -> String {
+    format!("/etc/alertmanager/secrets/{ALERT_WEBHOOK_SECRET}/{ALERT_WEBHOOK_KEY}")
+}
+
 fn webhook(ctx: &Ctx<'_>, name: &str) -> Receiver {
     Receiver {
         name: name.into(),
         webhook_configs: vec![WebhookConfig {
-            url: ctx.alert_webhook_url().to_string(),
+            url: ctx.alert_webhook_url().map(str::to_string),
+            url_file: ctx.alert_webhook_url().is_none().then(webhook_url_file),
             send_resolved: true,
             max_alerts: 0,
         }],
@@ -312,14 +321,22 @@ mod tests {
     #[test]
     fn inhibitions_name_alerts_of_the_catalog_that_carry_the_node_label() {
         let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
-        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).expect("upstream profile");
-        let rules = catalog(&ctx);
+        let topology = crate::render::ComposeTopology::golden();
+        // Every profile in both flavours: a name may exist in one only (EdgeNodeNotReady on
+        // Kubernetes), but every name must exist in some.
+        let mut rules = Vec::new();
+        for profile in stack.profiles.keys() {
+            rules.extend(catalog(&Ctx::new(&stack, profile.as_str(), Arch::Amd64).expect("profile")));
+            rules.extend(catalog(&Ctx::compose(&stack, profile.as_str(), Arch::Amd64, &topology).expect("profile")));
+        }
         for name in NODE_DOWN_ALERTS.iter().chain(&NODE_SCOPED_ALERTS) {
-            let r = rules.iter().find(|r| r.name == *name);
-            let r = r.unwrap_or_else(|| panic!("inhibition names {name}, which no rule defines"));
+            let defs: Vec<_> = rules.iter().filter(|r| r.name == *name).collect();
+            assert!(!defs.is_empty(), "inhibition names {name}, which no rule defines");
             // `equal: [node]` needs the node label on both sides; promtool cases pin the output labels.
-            let fires = r.cases.iter().flat_map(|c| &c.expect);
-            assert!(fires.clone().count() > 0 && fires.clone().all(|l| l.contains_key(LABEL_NODE)), "{name}");
+            for r in defs {
+                let fires = r.cases.iter().flat_map(|c| &c.expect);
+                assert!(fires.clone().count() > 0 && fires.clone().all(|l| l.contains_key(LABEL_NODE)), "{name}");
+            }
         }
     }
 

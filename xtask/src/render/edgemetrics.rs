@@ -65,6 +65,11 @@ pub fn buffer_window(ctx: &Ctx<'_>) -> Duration {
 
 /// The agent's command line: agent mode, its WAL kept for at least the buffer window, the node's
 /// name expanded into the external labels.
+/// The cloud Prometheus' remote-write URL in the compose flavour (its container alias).
+pub fn compose_remote_write_url(ctx: &Ctx<'_>) -> String {
+    format!("http://{}:9090{REMOTE_WRITE_PATH}", ctx.host("prometheus"))
+}
+
 /// The longest a sample waits on the edge for its batch to leave: a scrape interval, so pushed
 /// series are as fresh as scraped ones.
 pub fn send_deadline(ctx: &Ctx<'_>) -> Duration {
@@ -110,7 +115,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
         scrape_configs,
         remote_write: vec![RemoteWrite {
             name: "cloud",
-            url: format!("http://{}:9090{REMOTE_WRITE_PATH}", ctx.host("prometheus")),
+            url: compose_remote_write_url(ctx),
             queue_config: QueueConfig {
                 sample_age_limit: buffer_window(ctx).to_string(),
                 max_backoff: "5s".into(),

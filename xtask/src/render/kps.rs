@@ -68,6 +68,11 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             "resources": resources_burst("50m", "64Mi", "200m", "256Mi"),
         },
         "prometheus": {
+            "service": if ctx.edges_push() {
+                json!({ "type": "NodePort", "nodePort": s.node_ports.prometheus })
+            } else {
+                json!({})
+            },
             "prometheusSpec": {
                 "image": image(img("prometheus")?, DigestKey::Sha),
                 "scrapeInterval": s.scrape_interval.to_string(),
@@ -78,6 +83,16 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
                 "resources": resources_burst("200m", "512Mi", "1", "2Gi"),
                 "affinity": off_edge(),
                 "additionalScrapeConfigs": to_value(&super::prometheus::scrape_configs(ctx, false)),
+                // Edges are behind NAT and push: their agents remote-write through the NodePort
+                // below, and a healed edge's backlog is up to the buffer window old.
+                "enableRemoteWriteReceiver": ctx.edges_push(),
+                "tsdb": {
+                    "outOfOrderTimeWindow": if ctx.edges_push() {
+                        super::edgemetrics::buffer_window(ctx).to_string()
+                    } else {
+                        "0s".into()
+                    },
+                },
                 "ruleSelectorNilUsesHelmValues": false,
                 "serviceMonitorSelectorNilUsesHelmValues": false,
                 "podMonitorSelectorNilUsesHelmValues": false,
@@ -91,6 +106,8 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
                 "affinity": off_edge(),
                 "resources": resources_burst("20m", "64Mi", "200m", "256Mi"),
                 "storage": claim("1Gi".into()),
+                // The webhook URL the install was given (`--alert-webhook-url`).
+                "secrets": [super::names::ALERT_WEBHOOK_SECRET],
             }
         },
         "grafana": {

@@ -18,7 +18,7 @@
 //! cloudcore.config.kubeedge.io/v1alpha2` for what the Go types call v1alpha1, and the patch must
 //! not rewrite it.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::output::{Comment, with_header};
@@ -68,13 +68,26 @@ pub struct Edged {
     pub tailored_kubelet_config: TailoredKubeletConfig,
 }
 
-/// The read-only server of edged's tailored kubelet config (`/metrics/cadvisor`, `/metrics/resource`).
+/// The read-only server of edged's tailored kubelet config (`/metrics/cadvisor`, `/metrics/resource`),
+/// and the taints the node registers with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TailoredKubeletConfig {
     pub address: String,
     pub read_only_port: u16,
+    pub register_with_taints: Vec<Taint>,
 }
+
+/// A node taint (`k8s.io/api/core/v1.Taint`, no value).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Taint {
+    pub key: &'static str,
+    pub effect: &'static str,
+}
+
+/// Every edge node's taint: KubeEdge sets none, so without it any pod (k3s's `helm-install-*` Jobs,
+/// a chart's Deployment) can land on an edge and hang there. Only edge DaemonSets tolerate it.
+pub const EDGE_TAINT: Taint = Taint { key: super::names::EDGE_NODE_LABEL, effect: "NoSchedule" };
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Enable {
@@ -123,6 +136,7 @@ pub fn edgecore_patch(ctx: &Ctx<'_>) -> EdgecorePatch {
                 tailored_kubelet_config: TailoredKubeletConfig {
                     address: KUBELET_READONLY_ADDRESS.into(),
                     read_only_port: ctx.settings().edge.kubelet_readonly,
+                    register_with_taints: vec![EDGE_TAINT],
                 },
             },
             edge_stream: Enable { enable: true },
@@ -141,7 +155,8 @@ pub fn cloudcore_patch(ctx: &Ctx<'_>) -> CloudcorePatch {
 }
 
 /// The edgecore patch's `modules` as `key.path=value` lines for `keadm join --set`
-/// (apiVersion and kind are keadm's to write).
+/// (apiVersion and kind are keadm's to write); a list item is `key.path[i].field=value`, as
+/// keadm's setter reads it.
 pub fn edgecore_set_args(ctx: &Ctx<'_>) -> Vec<String> {
     let modules = serde_json::to_value(edgecore_patch(ctx).modules)
         .expect("a struct of strings, bools and integers always serializes");
@@ -157,9 +172,60 @@ fn flatten(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
                 flatten(v, format!("{prefix}.{k}"), out);
             }
         }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(v, format!("{prefix}[{i}]"), out);
+            }
+        }
         serde_json::Value::String(s) => out.push(format!("{prefix}={s}")),
         other => out.push(format!("{prefix}={other}")),
     }
+}
+
+/// Read `keadm join --set` lines back into the document they set (`key[i]` a list item, values
+/// read as YAML scalars where they parse); `#` lines and blank lines are skipped. The inverse of
+/// [`edgecore_set_args`], and what `validate` checks the join file with.
+pub fn parse_set_args(text: &str) -> Result<serde_json::Value> {
+    use serde_json::{Map, Value};
+    let mut root = Value::Object(Map::new());
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#')) {
+        let n = n + 1;
+        let (key, raw) = line.split_once('=').with_context(|| format!("line {n}: no `=` in {line:?}"))?;
+        let value: Value = serde_yaml_ng::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()));
+        let mut node = &mut root;
+        for part in key.split('.') {
+            let (name, index) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+                Some((name, i)) => (
+                    name,
+                    Some(
+                        i.parse::<usize>()
+                            .ok()
+                            .with_context(|| format!("line {n}: {key:?}: `[{i}]` is not a list index"))?,
+                    ),
+                ),
+                None => (part, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+                bail!("line {n}: {key:?} is not a dotted field path (`a.b[0].c`)");
+            }
+            let map = node.as_object_mut().with_context(|| format!("line {n}: {key} sets a field below a value"))?;
+            node = map
+                .entry(name)
+                .or_insert_with(|| if index.is_some() { Value::Array(Vec::new()) } else { Value::Object(Map::new()) });
+            if let Some(i) = index {
+                let list = node.as_array_mut().with_context(|| format!("line {n}: {key}: {name} is not a list"))?;
+                if i == list.len() {
+                    list.push(Value::Object(Map::new()));
+                }
+                node = list.get_mut(i).with_context(|| format!("line {n}: {key}: index {i} skips list items"))?;
+            }
+        }
+        if !node.as_object().is_some_and(Map::is_empty) {
+            bail!("line {n}: {key} is set twice");
+        }
+        *node = value;
+    }
+    Ok(root)
 }
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
@@ -177,31 +243,12 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Map, Value};
-
     use super::*;
     use crate::stack::Arch;
 
     fn check(profile: &str, f: impl Fn(&Ctx<'_>)) {
         let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
         f(&Ctx::new(&stack, profile, Arch::Amd64).expect("profile exists"));
-    }
-
-    /// Rebuild a document from `key.path=value` lines, reading values as JSON where they parse.
-    fn unflatten(lines: &[String]) -> Value {
-        let mut root = Map::new();
-        for line in lines {
-            let (path, raw) = line.split_once('=').expect("key=value");
-            let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()));
-            let mut keys: Vec<&str> = path.split('.').collect();
-            let last = keys.pop().expect("non-empty path");
-            let mut node = &mut root;
-            for k in keys {
-                node = node.entry(k).or_insert_with(|| Value::Object(Map::new())).as_object_mut().expect("object");
-            }
-            assert!(node.insert(last.into(), value).is_none(), "{path} set twice");
-        }
-        Value::Object(root)
     }
 
     #[test]
@@ -212,6 +259,8 @@ mod tests {
                 [
                     "modules.edged.tailoredKubeletConfig.address=127.0.0.1",
                     "modules.edged.tailoredKubeletConfig.readOnlyPort=10350",
+                    "modules.edged.tailoredKubeletConfig.registerWithTaints[0].key=node-role.kubernetes.io/edge",
+                    "modules.edged.tailoredKubeletConfig.registerWithTaints[0].effect=NoSchedule",
                     "modules.edgeStream.enable=true",
                     "modules.metaManager.metaServer.enable=true",
                     "modules.metaManager.metaServer.server=127.0.0.1:10550",
@@ -224,7 +273,7 @@ mod tests {
     fn flattening_round_trips() {
         for profile in ["upstream", "local"] {
             check(profile, |ctx| {
-                let back = unflatten(&edgecore_set_args(ctx));
+                let back = parse_set_args(&edgecore_set_args(ctx).join("\n")).unwrap();
                 let want = serde_json::json!({ "modules": serde_json::to_value(edgecore_patch(ctx).modules).unwrap() });
                 assert_eq!(back, want, "{profile}");
             });

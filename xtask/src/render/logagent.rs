@@ -7,15 +7,23 @@
 //! It tails `/var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log`, takes namespace,
 //! pod and container from the path, and keeps its read positions on a hostPath.
 //!
+//! Alloy also carries the edge's metrics (Promtail does not: a profile with it has no edge
+//! metrics push): it scrapes node exporter and itself on 127.0.0.1 and remote-writes to
+//! Prometheus's NodePort, with its WAL on the same hostPath as the read positions. Its WAL keeps
+//! the buffer window (`settings.edge_buffer.window`); a sample older than that when sent is dropped.
+//!
 //! The compose flavour writes one Alloy config per edge node, `log-agent/<edge>/config.alloy`,
-//! pushing to `http://loki:3100/loki/api/v1/push` with the node's name as a literal `node` label
-//! (no ConfigMap, no downward API). Promtail has no compose flavour (`Ctx::compose` refuses it).
+//! pushing to `http://loki:3100/loki/api/v1/push` and `http://prometheus:9090/api/v1/write` with
+//! the node's name as a literal `node` label (no ConfigMap, no downward API). Promtail has no
+//! compose flavour (`Ctx::compose` refuses it).
 
 use anyhow::{Result, bail};
 use serde_json::{Value as Json, json};
 
 use super::alloy::{Block, Value, print};
-use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, LABEL_NODE, RELEASE_LOKI};
+use super::names::{
+    ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE, RELEASE_LOKI,
+};
 use super::output::{Comment, with_header};
 use super::values::{DigestKey, image, on_edge, to_value};
 use super::{Ctx, Files};
@@ -35,31 +43,74 @@ fn push_path() -> &'static str {
     "/loki/api/v1/push"
 }
 
-/// The Alloy pipeline: discover files → tail → parse CRI → path labels → push to the cloud.
-pub fn alloy_config(ctx: &Ctx<'_>) -> String {
-    let port = ctx.settings().node_ports.loki;
-    let url = Value::Call(
+/// `http://$CLOUD_HOST_IP:<port><path>`, resolved by Alloy at start.
+fn cloud_url(port: u16, path: &str) -> Value {
+    Value::Call(
         "string.format".into(),
-        vec![
-            Value::str(format!("http://%s:%d{}", push_path())),
-            Value::env(ENV_CLOUD_HOST_IP),
-            Value::Int(port.into()),
-        ],
-    );
-    pipeline(url, Value::env(NODE_NAME_ENV))
+        vec![Value::str(format!("http://%s:%d{path}")), Value::env(ENV_CLOUD_HOST_IP), Value::Int(port.into())],
+    )
 }
 
-/// The compose flavour's Alloy config for edge node `node`: Loki by its container alias, the node's
-/// name as a literal label.
+/// The Alloy pipelines: pod logs (discover files → tail → parse CRI → path labels → push) and
+/// metrics (scrape on loopback → remote-write), both to the cloud's NodePorts.
+pub fn alloy_config(ctx: &Ctx<'_>) -> String {
+    let ports = &ctx.settings().node_ports;
+    pipeline(
+        ctx,
+        cloud_url(ports.loki, push_path()),
+        cloud_url(ports.prometheus, super::edgemetrics::REMOTE_WRITE_PATH),
+        Value::env(NODE_NAME_ENV),
+    )
+}
+
+/// The compose flavour's Alloy config for edge node `node`: Loki and Prometheus by their container
+/// aliases, the node's name as a literal label.
 pub fn alloy_config_compose(ctx: &Ctx<'_>, node: &str) -> String {
     let url = format!("http://{}:{}{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT, push_path());
-    pipeline(Value::str(url), Value::str(node))
+    pipeline(ctx, Value::str(url), Value::str(super::edgemetrics::compose_remote_write_url(ctx)), Value::str(node))
 }
 
-fn pipeline(url: Value, node: Value) -> String {
+/// Scrape `127.0.0.1:<port>` as `job` and forward to `to`.
+fn scrape(ctx: &Ctx<'_>, job: &str, port: u16, to: &Block) -> Block {
+    Block::new("prometheus.scrape", Some(&job.replace('-', "_")))
+        .attr("job_name", Value::str(job))
+        .attr(
+            "targets",
+            Value::List(vec![Value::Object(vec![("__address__".into(), Value::str(format!("127.0.0.1:{port}")))])]),
+        )
+        .attr("scrape_interval", Value::str(ctx.scrape_interval().to_string()))
+        .attr("forward_to", Value::List(vec![to.export("receiver")]))
+}
+
+/// The metrics half: Alloy's own metrics (its `up` is the edge's heartbeat, as the Prometheus
+/// agent's is) and node exporter's, remote-written with the node's name.
+fn metrics(ctx: &Ctx<'_>, url: Value, node: Value) -> Vec<Block> {
+    let window = super::edgemetrics::buffer_window(ctx).to_string();
+    let write = Block::new("prometheus.remote_write", Some("cloud"))
+        .attr("external_labels", Value::Object(vec![(LABEL_NODE.into(), node)]))
+        .block(
+            Block::new("endpoint", None).attr("url", url).block(
+                Block::new("queue_config", None)
+                    .attr("sample_age_limit", Value::str(&window))
+                    .attr("batch_send_deadline", Value::str(super::edgemetrics::send_deadline(ctx).to_string()))
+                    .attr("max_backoff", Value::str("5s")),
+            ),
+        )
+        // Samples stay in the WAL for the window while the link is down.
+        .block(Block::new("wal", None).attr("max_keepalive_time", Value::str(&window)));
+    let edge = &ctx.settings().edge;
+    let mut blocks = vec![scrape(ctx, JOB_EDGE_METRICS, edge.metrics_agent, &write)];
+    if ctx.has(Kind::NodeExporter) {
+        blocks.push(scrape(ctx, JOB_EDGE_NODE_EXPORTER, edge.node_exporter, &write));
+    }
+    blocks.push(write);
+    blocks
+}
+
+fn pipeline(ctx: &Ctx<'_>, url: Value, metrics_url: Value, node: Value) -> String {
     let write = Block::new("loki.write", Some("cloud")).block(Block::new("endpoint", None).attr("url", url)).attr(
         "external_labels",
-        Value::Object(vec![("cluster".into(), Value::str("kubeprepare")), (LABEL_NODE.into(), node)]),
+        Value::Object(vec![("cluster".into(), Value::str("kubeprepare")), (LABEL_NODE.into(), node.clone())]),
     );
     let labels: Vec<(String, Value)> =
         ["namespace", "pod", "container"].iter().map(|l| (l.to_string(), Value::str(""))).collect();
@@ -78,7 +129,9 @@ fn pipeline(url: Value, node: Value) -> String {
     let source = Block::new("loki.source.file", Some("pods"))
         .attr("targets", files.export("targets"))
         .attr("forward_to", Value::List(vec![process.export("receiver")]));
-    let body = print(&[files, source, process, write]);
+    let mut blocks = vec![files, source, process, write];
+    blocks.extend(metrics(ctx, metrics_url, node));
+    let body = print(&blocks);
     with_header(Comment::Slash, &body)
 }
 
@@ -116,6 +169,9 @@ pub fn values(ctx: &Ctx<'_>, c: &Component) -> Result<Json> {
                     "varlog": true,
                     "extra": [{ "name": "agent-state", "mountPath": STATE_DIR }],
                 },
+                // Its HTTP server (metrics, the chart's readiness probe), which it scrapes on loopback.
+                // It listens on every interface because the probe dials the host's address.
+                "listenPort": ctx.settings().edge.metrics_agent,
                 "extraEnv": env_common(),
                 "envFrom": env_from(),
                 "resources": resources,

@@ -154,10 +154,10 @@ impl<'a> Ctx<'a> {
         self.profile.has(kind)
     }
 
-    /// Whether edges push their metrics (an edge metrics agent runs on each): then no cloud job
-    /// scrapes an edge, which is behind NAT, and the cloud's Prometheus takes remote writes.
+    /// Whether edges push their metrics ([`crate::stack::Profile::edges_push`]): then no cloud
+    /// job scrapes an edge, which is behind NAT, and the cloud's Prometheus takes remote writes.
     pub fn edges_push(&self) -> bool {
-        self.has(Kind::PrometheusAgent)
+        self.profile.edges_push()
     }
 
     /// kube-prometheus-stack runs Prometheus on k3s + KubeEdge: its operator takes our scrape
@@ -189,11 +189,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Where Alertmanager posts: `settings.alert_webhook_url`, or the harness' webhook.
-    pub fn alert_webhook_url(&self) -> &'a str {
+    /// Where Alertmanager posts, known at render time only in the compose flavour (the harness'
+    /// webhook); on Kubernetes the install takes it (`--alert-webhook-url`) into a Secret.
+    pub fn alert_webhook_url(&self) -> Option<&'a str> {
         match self.target {
-            Target::Kubernetes => self.settings().alert_webhook_url.as_str(),
-            Target::Compose(t) => t.alert_webhook_url.as_str(),
+            Target::Kubernetes => None,
+            Target::Compose(t) => Some(t.alert_webhook_url.as_str()),
         }
     }
 

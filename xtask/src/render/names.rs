@@ -15,7 +15,6 @@ pub const JOB_EDGE_METRICS: &str = "edge-metrics";
 /// Blackbox probes of cloudcore's ports (from the cloud).
 pub const JOB_PROBE_CLOUDCORE: &str = "probe-cloudcore";
 /// Blackbox probes of edge endpoints (from the cloud, across the cloud↔edge link).
-pub const JOB_PROBE_EDGE: &str = "probe-edge";
 /// Self-monitoring jobs.
 pub const JOB_PROMETHEUS: &str = "prometheus";
 pub const JOB_ALERTMANAGER: &str = "alertmanager";
@@ -29,6 +28,10 @@ pub const LABEL_NODE: &str = "node";
 pub const LABEL_COMPONENT: &str = "component";
 
 /// KubeEdge marks edge nodes with this label, value "" (empty).
+/// The Secret (and its key) the cloud install writes `--alert-webhook-url` into; Alertmanager
+/// reads the URL from it, so no route targets a receiver that does not exist.
+pub const ALERT_WEBHOOK_SECRET: &str = "alert-webhook";
+pub const ALERT_WEBHOOK_KEY: &str = "url";
 pub const EDGE_NODE_LABEL: &str = "node-role.kubernetes.io/edge";
 /// The same label as Prometheus' Kubernetes SD exposes its presence.
 pub const EDGE_LABEL_PRESENT_META: &str = "__meta_kubernetes_node_labelpresent_node_role_kubernetes_io_edge";

@@ -19,7 +19,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::names::*;
-use super::{ComposeTopology, Ctx, Files};
+use super::{Ctx, Files};
 use crate::stack::Kind;
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,36 +157,9 @@ fn static_target(target: String) -> Vec<StaticConfig> {
     vec![StaticConfig { targets: vec![target], labels: Default::default() }]
 }
 
-/// One static target per edge node of the compose topology, `<edge>:<port>`, labelled with its name
-/// as `node`, as the Kubernetes jobs label theirs from `__meta_kubernetes_node_name`.
-fn edge_targets(topology: &ComposeTopology, port: u16) -> Vec<StaticConfig> {
-    topology
-        .edges
-        .iter()
-        .map(|edge| StaticConfig {
-            targets: vec![format!("{edge}:{port}")],
-            labels: [(LABEL_NODE.to_string(), edge.clone())].into_iter().collect(),
-        })
-        .collect()
-}
-
 /// Keep edge nodes only: KubeEdge's label has an EMPTY value, so match on presence.
 fn keep_edge_nodes() -> Relabel {
     Relabel::keep(EDGE_LABEL_PRESENT_META, "true")
-}
-
-/// A node-role job over edge nodes at `<InternalIP>:port`, with the node's name as `node`.
-fn edge_node_job(job: &str, port: u16) -> ScrapeConfig {
-    ScrapeConfig {
-        job_name: job.into(),
-        kubernetes_sd_configs: vec![KubernetesSd { role: "node", namespaces: None }],
-        relabel_configs: vec![
-            keep_edge_nodes(),
-            Relabel::rewrite("__meta_kubernetes_node_address_InternalIP", "(.+)", "__address__", &format!("$1:{port}")),
-            Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE),
-        ],
-        ..Default::default()
-    }
 }
 
 /// The edge kubelet (edged) through the KubeEdge stream tunnel, https, at the address Kubernetes SD
@@ -286,17 +259,6 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             ..Default::default()
         });
     }
-    // Edges that push are scraped by their own agent: no cloud job dials them.
-    if ctx.has(Kind::NodeExporter) && !ctx.edges_push() {
-        jobs.push(match ctx.compose_topology() {
-            None => edge_node_job(JOB_EDGE_NODE_EXPORTER, s.edge.node_exporter),
-            Some(t) => ScrapeConfig {
-                job_name: JOB_EDGE_NODE_EXPORTER.into(),
-                static_configs: edge_targets(t, s.edge.node_exporter),
-                ..Default::default()
-            },
-        });
-    }
     if ctx.has(Kind::BlackboxExporter) {
         jobs.push(ScrapeConfig {
             job_name: JOB_BLACKBOX.into(),
@@ -319,32 +281,6 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
                 labels: [("port_name".to_string(), name.to_string())].into_iter().collect(),
             })
             .collect();
-            jobs.push(probe);
-        }
-        if ctx.has(Kind::NodeExporter) && !ctx.edges_push() {
-            // The cloud→edge link: a TCP connect to each edge node's node exporter.
-            let mut probe = probe_job(ctx, JOB_PROBE_EDGE, super::blackbox::MODULE_TCP);
-            if let Some(t) = ctx.compose_topology() {
-                // Each target's `node` label survives probe_job's relabeling; `instance` is `<edge>:9100`.
-                probe.static_configs = edge_targets(t, s.edge.node_exporter);
-            } else {
-                probe.kubernetes_sd_configs = vec![KubernetesSd { role: "node", namespaces: None }];
-                probe.relabel_configs = [
-                    vec![
-                        keep_edge_nodes(),
-                        Relabel::rewrite(
-                            "__meta_kubernetes_node_address_InternalIP",
-                            "(.+)",
-                            "__param_target",
-                            &format!("$1:{}", s.edge.node_exporter),
-                        ),
-                        Relabel::copy("__param_target", "instance"),
-                        Relabel::copy("__meta_kubernetes_node_name", LABEL_NODE),
-                    ],
-                    vec![Relabel::set("__address__", &blackbox_address(ctx))],
-                ]
-                .concat();
-            }
             jobs.push(probe);
         }
     }

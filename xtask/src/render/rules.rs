@@ -148,14 +148,6 @@ const FOR_DOWN: Duration = Duration::from_secs(120);
 /// `for` of budget alerts: long enough to ride out a start-up spike.
 const FOR_BUDGET: Duration = Duration::from_secs(300);
 
-/// The `for` of an alert that a node-down alert of `for` `inhibitor` inhibits: that plus two
-/// scrape intervals. The inhibitor's first failing scrape can come one interval after the probe's
-/// and hang to its timeout (one more), so waiting that much longer makes the inhibitor fire first
-/// and Alertmanager hold the inhibited alert back: one page per incident.
-pub fn inhibited_for(ctx: &Ctx<'_>, inhibitor: Duration) -> Duration {
-    Duration::from_millis(inhibitor.as_millis() + 2 * ctx.scrape_interval().as_millis())
-}
-
 /// The `for` a rule gets in this flavour: its own, or in the compose flavour `[e2e] alert_for`
 /// for every rule that waits at all.
 fn hold(ctx: &Ctx<'_>, own: Duration) -> Duration {
@@ -189,7 +181,6 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     // kube-state-metrics, cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge.
     let kps = ctx.kps();
     let (for_node, for_down, for_budget) = (hold(ctx, FOR_NODE), hold(ctx, FOR_DOWN), hold(ctx, FOR_BUDGET));
-    let for_inhibited = inhibited_for(ctx, for_node);
     let mut rules = Vec::new();
     if kps {
         let ready = |node: &str, v: &str| {
@@ -279,23 +270,6 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                 ],
             });
         }
-    } else if ctx.has(Kind::NodeExporter) {
-        let up = |node: &str, v: &str| node_up(JOB_EDGE_NODE_EXPORTER, 9100, node, v);
-        rules.push(AlertRule {
-            name: "EdgeNodeUnreachable",
-            expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
-            for_: for_node,
-            silence: None,
-            severity: Severity::Critical,
-            labels: BTreeMap::new(),
-            summary: "Edge node {{ $labels.node }} is unreachable from the cloud".into(),
-            description: format!("Prometheus has not scraped node exporter on edge node {{{{ $labels.node }}}} for {for_node}: the node is down or its link is cut."),
-            runbook: "Check the edge node is powered and its network link; then `systemctl status edgecore` and the edge-node-exporter pod.".into(),
-            cases: vec![
-                fires(vec![up("edge-1", "0x10"), up("edge-2", "1x10")], &[&[("node", "edge-1")]]),
-                silent(vec![up("edge-1", "1x10"), up("edge-2", "1x10")]),
-            ],
-        });
     }
     if kps {
         // Each edge's address is its tunnel port, the first of which cloudcore negotiates is 10351.
@@ -375,45 +349,33 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             });
         }
     }
-    // Cloud→edge probes exist only where the cloud can dial an edge's address.
-    if ctx.has(Kind::BlackboxExporter) && !ctx.edges_push() {
-        let probe = |v: &str| {
-            series(format!("probe_success{{job=\"{JOB_PROBE_EDGE}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), v)
+    // Where edges push, the cloud probes only its own side of the link: cloudcore's ports
+    // through its Service (a tunnel or cloudhub that stops answering strands every edge).
+    if ctx.has(Kind::BlackboxExporter) && ctx.edges_push() && kps {
+        let probe = |port: &str, v: &str| {
+            series(
+                format!(
+                    "probe_success{{job=\"{JOB_PROBE_CLOUDCORE}\",instance=\"cloudcore.kubeedge.svc:10004\",port_name=\"{port}\"}}"
+                ),
+                v,
+            )
         };
         rules.push(AlertRule {
-            name: "LinkProbeFailing",
-            // Not while the node's exporter is down too: that is the node's page, and the probe
-            // (same endpoint) says nothing more. Then the probe alert neither doubles the page
-            // nor outlives it: after a heal the probe recovers well within its `for`, where an
-            // inhibition would lift as soon as the node's alert resolved.
-            expr: format!(
-                "max by (job, instance, node) (probe_success{{job=~\"{JOB_PROBE_CLOUDCORE}|{JOB_PROBE_EDGE}\"}}) == 0 \
-                 unless on (node) (max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0)"
-            ),
-            // A cut link also fails the node's scrape: the node-down alert must fire first, so
-            // the inhibition holds this one back and a cut pages once.
-            for_: for_inhibited,
+            name: "CloudcorePortDown",
+            expr: format!("max by (instance, port_name) (probe_success{{job=\"{JOB_PROBE_CLOUDCORE}\"}}) == 0"),
+            for_: for_node,
             silence: None,
-            severity: Severity::Warning,
+            severity: Severity::Critical,
             labels: BTreeMap::new(),
-            summary: "Link probe {{ $labels.job }} to {{ $labels.instance }} is failing".into(),
+            summary: "cloudcore's {{ $labels.port_name }} port ({{ $labels.instance }}) does not answer".into(),
             description: format!(
-                "The blackbox probe {{{{ $labels.job }}}} has not reached {{{{ $labels.instance }}}} for {for_inhibited}, while the node's own metrics still arrive."
+                "A TCP connect from the cloud to cloudcore's {{{{ $labels.port_name }}}} port has failed for {for_node}: \
+                 edges cannot connect, or their tunnel is down."
             ),
-            runbook:
-                "Check the network path between the cloud and that endpoint (routes, firewall, the edge node's link)."
-                    .into(),
+            runbook: "`kubectl -n kubeedge get pods,svc`; cloudcore's log; the cloudcore Service's endpoints.".into(),
             cases: vec![
-                fires(
-                    vec![probe("0x10")],
-                    &[&[("job", JOB_PROBE_EDGE), ("instance", "10.0.0.2:9100"), ("node", "edge-1")]],
-                ),
-                silent(vec![probe("1x10")]),
-                // The node is down: its own alert pages, not this one.
-                silent(vec![
-                    probe("0x10"),
-                    series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"10.0.0.2:9100\",node=\"edge-1\"}}"), "0x10"),
-                ]),
+                fires(vec![probe("tunnel", "0x10")], &[&[("instance", "cloudcore.kubeedge.svc:10004"), ("port_name", "tunnel")]]),
+                silent(vec![probe("tunnel", "1x10")]),
             ],
         });
     }

@@ -27,7 +27,7 @@ use super::kubeedge::{
     EDGECORE_CONFIG, JOIN_SET_FILE, PATCH_CLOUDCORE, PATCH_EDGECORE,
 };
 use super::manifests::K3S_STATIC_CHARTS_DIR;
-use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
+use super::names::{ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET, EDGE_NODE_LABEL, ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
 use super::output::{Comment, with_header};
 use super::{Ctx, Files};
 use crate::stack::Role;
@@ -251,14 +251,16 @@ require_files() {
 
 const CLOUD_START: &str = r##"usage() {
   cat <<'EOF'
-Usage: install-observability.sh [--cloud-ip IP] [--timeout SECONDS]
+Usage: install-observability.sh --alert-webhook-url URL [--cloud-ip IP] [--timeout SECONDS]
 
 Deploys the observability stack on this k3s server node, offline, from the bundle around this
 script. Safe to run again.
-  --cloud-ip IP      address edge agents push logs and traces to
-                     (default: the InternalIP of a control-plane node)
-  --timeout SECONDS  how long to wait for each chart and workload (default: 600)
-  -h, --help         show this help
+  --alert-webhook-url URL  where Alertmanager posts every alert (your paging bridge); required on
+                           the first run, kept (in a Secret) when a re-run omits it
+  --cloud-ip IP            address edge agents push metrics, logs and traces to
+                           (default: the InternalIP of a control-plane node)
+  --timeout SECONDS        how long to wait for each chart and workload (default: 600)
+  -h, --help               show this help
 EOF
 }
 
@@ -268,9 +270,15 @@ is_ip() {
 }
 
 CLOUD_IP=""
+WEBHOOK_URL=""
 TIMEOUT=600
 while (($#)); do
   case "$1" in
+    --alert-webhook-url)
+      [[ "${2:-}" =~ ^https?://[^[:space:]/]+ ]] || die "--alert-webhook-url needs an http:// or https:// URL"
+      WEBHOOK_URL="$2"
+      shift 2
+      ;;
     --cloud-ip)
       is_ip "${2:-}" || die "--cloud-ip needs an IP address"
       CLOUD_IP="$2"
@@ -322,6 +330,24 @@ for m in "${NAMESPACE_MANIFESTS[@]}"; do
 done
 kubectl -n "$NAMESPACE" create configmap "$ENDPOINTS_CONFIGMAP" --from-literal="$CLOUD_IP_KEY=$CLOUD_IP" \
   --dry-run=client -o yaml | apply -f -
+"##;
+
+// Before anything changes: a first install without a receiver stops here.
+const CLOUD_WEBHOOK_CHECK: &str = r##"if [[ -z "$WEBHOOK_URL" ]] && ! kubectl -n "$NAMESPACE" get secret "$WEBHOOK_SECRET" >/dev/null 2>&1; then
+  die "pass --alert-webhook-url URL: Alertmanager posts every alert there, and the bundle carries no receiver"
+fi
+"##;
+
+const CLOUD_WEBHOOK: &str = r##"# Alertmanager reads its receiver's URL from this Secret: no route posts to a receiver that is not there.
+if [[ -n "$WEBHOOK_URL" ]]; then
+  kubectl -n "$NAMESPACE" create secret generic "$WEBHOOK_SECRET" --from-literal="$WEBHOOK_KEY=$WEBHOOK_URL" \
+    --dry-run=client -o yaml | apply -f -
+fi
+"##;
+
+const CLOUD_TAINT: &str = r##"# KubeEdge sets no taint: edges joined before this install (registerWithTaints applies only at
+# registration) get it here, so only edge DaemonSets run on them.
+kubectl taint nodes -l "$EDGE_LABEL" "$EDGE_TAINT" --overwrite >/dev/null
 "##;
 
 const CLOUD_CLOUDCORE: &str = r##"# cloudcore serves /metrics on commonConfig.monitorServer.bindAddress (127.0.0.1 by default);
@@ -402,6 +428,11 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     var(&mut data, "FIELD_MANAGER", FIELD_MANAGER);
     var(&mut data, "ENDPOINTS_CONFIGMAP", ENDPOINTS_CONFIGMAP);
     var(&mut data, "CLOUD_IP_KEY", ENV_CLOUD_HOST_IP);
+    var(&mut data, "WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET);
+    var(&mut data, "WEBHOOK_KEY", ALERT_WEBHOOK_KEY);
+    var(&mut data, "EDGE_LABEL", EDGE_NODE_LABEL);
+    let taint = super::kubeedge::EDGE_TAINT;
+    var(&mut data, "EDGE_TAINT", &format!("{}:{}", taint.key, taint.effect));
     var(&mut data, "CLOUDCORE_NAMESPACE", CLOUDCORE_NAMESPACE);
     var(&mut data, "CLOUDCORE_CONFIGMAP", CLOUDCORE_CONFIGMAP);
     var(&mut data, "CLOUDCORE_KEY", CLOUDCORE_CONFIG_KEY);
@@ -421,7 +452,7 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
         ("HELM_JOBS", &plan.helm_jobs),
         ("LATE_MANIFESTS", &plan.late_manifests),
     ];
-    let mut require = String::from("\nrequire_files \"$CLOUDCORE_PATCH\"");
+    let mut require = String::from("require_files \"$CLOUDCORE_PATCH\"");
     for (name, items) in arrays {
         array(&mut data, name, items);
         if !items.is_empty() && name != "HELM_JOBS" && name != "IMAGES" {
@@ -429,16 +460,19 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
         }
     }
     require.push('\n');
-    data.push_str(&require);
     if !plan.charts.is_empty() {
         var(&mut data, "CHARTS_DIR", K3S_STATIC_CHARTS_DIR);
     }
 
-    let mut body = vec![CLOUD_START];
-    let steps: [(bool, &str); 8] = [
+    // Files are checked after the arguments are read: `--help` works from anywhere.
+    let mut body = vec![CLOUD_START, require.as_str()];
+    let steps: [(bool, &str); 11] = [
+        (ctx.kps(), CLOUD_WEBHOOK_CHECK),
         (!plan.images.is_empty(), CLOUD_IMAGES),
         (!plan.charts.is_empty(), CLOUD_CHARTS),
         (true, CLOUD_ENDPOINTS),
+        (ctx.kps(), CLOUD_WEBHOOK),
+        (true, CLOUD_TAINT),
         (true, CLOUD_CLOUDCORE),
         (!plan.manifests.is_empty(), CLOUD_MANIFESTS),
         (!plan.helm_jobs.is_empty(), CLOUD_HELM),
@@ -667,6 +701,33 @@ mod tests {
         ] {
             assert_eq!(builtin_group(api_version), builtin, "{api_version}");
         }
+    }
+
+    /// Run a rendered script alone in an empty folder (no bundle around it).
+    fn run_alone(text: &str, args: &[&str]) -> std::process::Output {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("script.sh");
+        std::fs::write(&path, text).unwrap();
+        std::process::Command::new("bash").arg(&path).args(args).output().unwrap()
+    }
+
+    #[test]
+    fn help_works_without_the_bundle_and_a_bad_argument_is_named() {
+        rendered("upstream", |_, files| {
+            for script in [CLOUD_SCRIPT, EDGE_SCRIPT] {
+                let help = run_alone(files.get(script).unwrap(), &["--help"]);
+                let out = String::from_utf8_lossy(&help.stdout);
+                assert!(help.status.success() && out.starts_with("Usage: "), "{script}: {help:?}");
+            }
+            let cloud = files.get(CLOUD_SCRIPT).unwrap();
+            assert!(cloud.contains("--alert-webhook-url URL"));
+            let bad = run_alone(cloud, &["--alert-webhook-url", "alert-receiver:8080"]);
+            let err = String::from_utf8_lossy(&bad.stderr);
+            assert!(
+                !bad.status.success() && err.contains("--alert-webhook-url needs an http:// or https:// URL"),
+                "{err}"
+            );
+        });
     }
 
     #[test]

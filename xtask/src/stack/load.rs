@@ -116,6 +116,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
     }
     let s = &stack.settings;
     for (field, port) in [
+        ("settings.node_ports.prometheus", s.node_ports.prometheus),
         ("settings.node_ports.loki", s.node_ports.loki),
         ("settings.node_ports.otlp_grpc", s.node_ports.otlp_grpc),
         ("settings.node_ports.otlp_http", s.node_ports.otlp_http),
@@ -124,7 +125,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             report(field.into(), format!("NodePort {port} is outside the Kubernetes NodePort range 30000-32767"));
         }
     }
-    let ports = [s.node_ports.loki, s.node_ports.otlp_grpc, s.node_ports.otlp_http];
+    let ports = [s.node_ports.prometheus, s.node_ports.loki, s.node_ports.otlp_grpc, s.node_ports.otlp_http];
     if ports.iter().collect::<BTreeSet<_>>().len() != ports.len() {
         report("settings.node_ports".into(), "NodePorts must differ from each other".into());
     }
@@ -254,6 +255,14 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             }
             if c.enabled && matches!(c.kind, Kind::Alloy | Kind::Promtail | Kind::OtelAgent) {
                 log_agents.push((i, c.name.as_str()));
+            }
+            if c.enabled && c.kind == Kind::NodeExporter && c.role == Role::Edge && !profile.edges_push() {
+                report(
+                    format!("{at}.kind"),
+                    "an edge node exporter needs an edge agent to push its metrics (edges are behind NAT: nothing in \
+                     the cloud can scrape them): add a `prometheus-agent` component, or enable `alloy`"
+                        .into(),
+                );
             }
         }
         if log_agents.len() > 1 {

@@ -161,8 +161,6 @@ pub struct Settings {
     pub log_storage: Memory,
     /// Cap of Jaeger's in-memory trace store.
     pub trace_max_traces: u32,
-    /// Where Alertmanager posts every alert (a webhook receiver); a parameter of the stack.
-    pub alert_webhook_url: Url,
     /// Cloud NodePorts edge nodes push to (edge nodes have no cluster DNS nor service network).
     pub node_ports: NodePorts,
     #[serde(default)]
@@ -171,6 +169,29 @@ pub struct Settings {
     pub edge: EdgePorts,
     /// What each edge keeps while its link to the cloud is down.
     pub edge_buffer: EdgeBuffer,
+    /// What each edge may send and receive over its link.
+    pub edge_link: EdgeLink,
+}
+
+/// One edge's traffic budget over its link to the cloud, both directions together, at steady
+/// state (a replay after an outage is the outage's backlog, bounded by the buffer).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeLink {
+    /// Bytes per minute at `settings.scrape_interval`. The e2e compose tier scrapes faster
+    /// (`[e2e] scrape_interval`) and checks the budget scaled by the same factor.
+    pub budget_per_minute: Memory,
+}
+
+impl Stack {
+    /// [`EdgeLink::budget_per_minute`] at the e2e compose tier's pace: scaled by
+    /// `settings.scrape_interval / e2e.scrape_interval` (the metrics, most of the traffic, scale
+    /// so; the workload's logs and spans come at the e2e's own pace and weigh little).
+    pub fn e2e_link_budget_per_minute(&self) -> u64 {
+        let factor =
+            self.settings.scrape_interval.as_millis() as f64 / self.e2e.scrape_interval.as_millis().max(1) as f64;
+        (self.settings.edge_link.budget_per_minute.bytes() as f64 * factor.max(1.0)) as u64
+    }
 }
 
 /// The edge agents' offline buffer (SPEC.md, "The network an edge really has"): while the link is
@@ -188,6 +209,8 @@ pub struct EdgeBuffer {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodePorts {
+    /// Prometheus (remote writes from edge metrics agents).
+    pub prometheus: u16,
     /// Loki gateway (log push from edge agents).
     pub loki: u16,
     /// Jaeger OTLP gRPC (4317 in the pod).
@@ -275,7 +298,7 @@ impl Default for E2e {
             group_interval: Duration::from_secs(5),
             repeat_interval: Duration::from_secs(3600),
             watchdog_repeat_interval: Duration::from_secs(10),
-            buffer_window: Duration::from_secs(120),
+            buffer_window: Duration::from_secs(60),
         }
     }
 }
@@ -548,6 +571,12 @@ impl Profile {
 
     pub fn has(&self, kind: Kind) -> bool {
         self.component(kind).is_some()
+    }
+
+    /// Whether edges push their metrics: a Prometheus agent, or Alloy, runs on each and
+    /// remote-writes to the cloud's Prometheus.
+    pub fn edges_push(&self) -> bool {
+        self.has(Kind::PrometheusAgent) || self.has(Kind::Alloy)
     }
 
     /// The enabled edge log agent (Alloy, or Promtail as the legacy option).
