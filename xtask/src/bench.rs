@@ -336,6 +336,34 @@ fn e2e(args: E2eArgs) -> Result<()> {
             )?;
         }
     }
+    writeln!(out, "link      per edge, over runs: steady state (budget, both directions) and replay after a fault")?;
+    let mut nodes: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Option<u64>)> = BTreeMap::new();
+    for (_, r) in &reports {
+        for link in &r.links {
+            let sum = link.summary();
+            let e = nodes.entry(link.node.clone()).or_default();
+            e.0.extend(sum.steady.map(|s| s.sent / 1024.0));
+            e.1.extend(sum.steady.map(|s| s.received / 1024.0));
+            e.2.extend(sum.replay.map(|s| s.sent / 1024.0));
+            e.3.extend(sum.replay.map(|s| s.received / 1024.0));
+            e.4 = link.budget_bytes_per_min;
+        }
+    }
+    if nodes.is_empty() {
+        writeln!(out, "          not measured: no run recorded its links")?;
+    }
+    let show = |v: &[f64]| if v.is_empty() { "n/a".to_string() } else { spread(v, "KiB/min") };
+    for (node, (sent, received, replay_sent, replay_received, budget)) in &nodes {
+        writeln!(
+            out,
+            "          {node:<20}sent {}, received {}  (budget {}); replay sent {}, received {}",
+            show(sent),
+            show(received),
+            budget.map_or("none".to_string(), |b| crate::e2e::report::per_min(b as f64)),
+            show(replay_sent),
+            show(replay_received),
+        )?;
+    }
     Ok(())
 }
 

@@ -66,7 +66,8 @@ pub struct Policy {
     /// The golden-check record says the snapshots were clean.
     #[serde(default = "yes")]
     pub golden_clean: bool,
-    /// No enforced edge budget was exceeded, or left unmeasured, in any cell's report.
+    /// No enforced edge budget (memory, CPU, link traffic) was exceeded, or left unmeasured, in
+    /// any cell's report.
     #[serde(default = "yes")]
     pub edge_budgets: bool,
 }
@@ -210,6 +211,8 @@ fn report_problems(r: &Report, want: &[String]) -> Vec<String> {
         let c = r.counts();
         problems.push(if c.budgets_exceeded + c.budgets_unmeasured > 0 {
             format!("{} budget(s) exceeded, {} not measured", c.budgets_exceeded, c.budgets_unmeasured)
+        } else if c.links_exceeded + c.links_unmeasured > 0 {
+            format!("{} link(s) over their budget, {} not measured", c.links_exceeded, c.links_unmeasured)
         } else {
             format!("the run's verdict is {:?}, not passed", r.outcome())
         });
@@ -407,7 +410,7 @@ pub fn decide_with(stack: &Stack, policy: &Policy, scenarios: &[Scenario], dir: 
     // Edge budgets met, in every report of the subset's cells.
     if policy.edge_budgets {
         let mut reasons = Vec::new();
-        let mut within = 0;
+        let (mut within, mut links_within) = (0, 0);
         let reports = found.reports.iter().filter(|(c, _)| cells.contains(c));
         for (cell, (path, r)) in reports.flat_map(|(c, rs)| rs.iter().map(move |pr| (c, pr))) {
             for series in &r.resources {
@@ -440,6 +443,20 @@ pub fn decide_with(stack: &Stack, policy: &Policy, scenarios: &[Scenario], dir: 
                     None => {}
                 }
             }
+            for link in &r.links {
+                let sum = link.summary();
+                match sum.within_budget {
+                    Some(true) => links_within += 1,
+                    Some(false) => reasons.push(format!(
+                        "{cell}: the link of {} is over its budget: {} ({path})",
+                        link.node,
+                        link.verdict(&sum).text
+                    )),
+                    None if link.budget_bytes_per_min.is_some() => reasons
+                        .push(format!("{cell}: the link of {} was not measured at steady state ({path})", link.node)),
+                    None => {}
+                }
+            }
         }
         if within == 0 && reasons.is_empty() {
             reasons.push(
@@ -448,7 +465,7 @@ pub fn decide_with(stack: &Stack, policy: &Policy, scenarios: &[Scenario], dir: 
                     .into(),
             );
         }
-        let ok = vec![format!("{within} edge series within their budgets")];
+        let ok = vec![format!("{within} edge series and {links_within} edge links within their budgets")];
         checks.push(Check {
             name: "edge budgets met".into(),
             passed: reasons.is_empty(),

@@ -85,7 +85,9 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
                 .cloned()
                 .unwrap_or_else(|| panic!("no scenario {name}"))
         };
-        for name in ["metrics", "alerts", "link-outage", "restart", "quiet", "offline", "logs", "traces"] {
+        for name in
+            ["metrics", "alerts", "link-outage", "buffer-window", "restart", "quiet", "offline", "logs", "traces"]
+        {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
         // Only what is AGPL (never built here) does not run, and it says so.
@@ -104,6 +106,24 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
             if measured < bound * 0.9 {
                 assert!(l["explanation"].as_str().is_some_and(|e| e.contains("expected window")), "{arch}: {l}");
             }
+        }
+        // Each edge's link was measured at steady state and while replaying the cut's backlog.
+        let links = json["links"].as_array().unwrap();
+        assert_eq!(links.len(), 2, "one link per edge: {links:?}");
+        for l in links {
+            assert!(l["samples"].as_array().unwrap().len() > 10, "link of {} sampled", l["node"]);
+            assert!(l["budget_bytes_per_min"].as_u64().is_some_and(|b| b > 0));
+        }
+        let cut = links.iter().find(|l| l["node"] == "edge-2").unwrap();
+        assert!(!cut["faults"].as_array().unwrap().is_empty(), "the cut of edge-2 is a fault window: {cut}");
+        // …and every format shows them.
+        for (file, heading) in [
+            ("summary.md", "## Edge links"),
+            ("report.html", "<h2>Edge links</h2>"),
+            ("junit.xml", "testcase name=\"link edge-2\""),
+        ] {
+            let text = std::fs::read_to_string(out.join(format!("cells/compose-local-{arch}/{file}"))).unwrap();
+            assert!(text.contains(heading), "{arch} {file} has no {heading}");
         }
         let resources = json["resources"].as_array().unwrap();
         assert_eq!(resources.len(), 6, "2 nodes × (node exporter, edge agent, probe)");

@@ -231,6 +231,25 @@ fn a_failed_required_cell_fails_the_gate() {
 }
 
 #[test]
+fn data_lost_across_a_cut_fails_the_gate() {
+    check_fails(
+        |d| {
+            edit_json(&d.join(AMD64), |r| {
+                let s = r["scenarios"].as_array_mut().unwrap().iter_mut().find(|s| s["name"] == "link-outage").unwrap();
+                s["status"] = "failed".into();
+                let step = &mut s["steps"][1];
+                step["status"] = "failed".into();
+                step["name"] = "no log line or span of the cut is lost".into();
+                step["expected"] = "every one of the 40 log lines written in the window".into();
+                step["actual"] = "3 of 40 missing: 17, 18, 19".into();
+            })
+        },
+        "required cells passed",
+        "required cell compose local amd64 failed: link-outage / no log line or span of the cut is lost",
+    );
+}
+
+#[test]
 fn a_pass_is_only_as_good_as_its_steps() {
     // A scenario marked passed with no step ran nothing.
     check_fails(
@@ -334,6 +353,32 @@ fn an_exceeded_budget_fails_the_gate() {
 }
 
 #[test]
+fn a_link_over_its_budget_fails_the_gate() {
+    check_fails_all(
+        |d| {
+            edit_json(&d.join(AMD64), |r| {
+                r["links"] = serde_json::json!([{
+                    "node": "edge-1",
+                    "budget_bytes_per_min": 1024,
+                    "faults": [],
+                    "samples": [
+                        { "t_s": 0.0, "sent_bytes": 0, "received_bytes": 0 },
+                        { "t_s": 60.0, "sent_bytes": 4096, "received_bytes": 1024 },
+                    ],
+                }]);
+            })
+        },
+        &[
+            (
+                "required cells passed",
+                "required cell compose local amd64 failed: 1 link(s) over their budget, 0 not measured",
+            ),
+            ("edge budgets met", "the link of edge-1 is over its budget: over: 5.0 KiB/min > budget 1.0 KiB/min"),
+        ],
+    );
+}
+
+#[test]
 fn budgets_with_nothing_measured_do_not_pass() {
     check_fails(
         |d| {
@@ -382,7 +427,7 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     // of it; its log store (VictoriaLogs) and Jaeger are, so logs and traces are.
     assert_eq!(
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
-        ["metrics", "alerts", "link-outage", "restart", "logs", "traces", "quiet"]
+        ["metrics", "alerts", "link-outage", "buffer-window", "restart", "logs", "traces", "quiet"]
     );
 }
 

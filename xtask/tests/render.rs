@@ -372,8 +372,8 @@ fn alert_bounds_follow_the_flavours_timing() {
     });
     let stack = project_stack();
     let k8s = Ctx::new(&stack, "local", Arch::Amd64).unwrap();
-    // 2 × 30s + 30s + 60s + 10s (critical group_wait).
-    assert_eq!(render::rules::alert_bound(&k8s, "EdgeNodeUnreachable"), Some(Duration::from_secs(160)));
+    // 4 × 30s of silence + 30s + 60s + 10s (critical group_wait).
+    assert_eq!(render::rules::alert_bound(&k8s, "EdgeNodeUnreachable"), Some(Duration::from_secs(220)));
 }
 
 /// A topology the compose tier cannot run is refused before anything renders.

@@ -6,7 +6,8 @@ use xtask::e2e::report;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use report::{
-    Latency, LatencyVerdict, Outcome, Phase, Report, ResourceSeries, SCHEMA, Sample, ScenarioResult, Status, StepResult,
+    Latency, LatencyVerdict, LinkSample, LinkSeries, Outcome, Phase, Report, ResourceSeries, SCHEMA, Sample,
+    ScenarioResult, Status, StepResult,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -65,6 +66,22 @@ fn latency(alert: &str, bound_s: f64, measured_s: Option<f64>, explanation: Opti
     }
 }
 
+/// An edge pushing 60 KiB/min (6 KiB/min of replies back) over 3 minutes, cut from 60 s to 90 s,
+/// replaying at three times that pace for 10 s after.
+fn link(node: &str) -> LinkSeries {
+    let mut samples = Vec::new();
+    let (mut sent, mut received) = (0u64, 0u64);
+    for t in (0..=180u64).step_by(2) {
+        if t > 0 && !(62..=90).contains(&t) {
+            let burst = if (92..=100).contains(&t) { 3 } else { 1 };
+            sent += 2048 * burst;
+            received += 204 * burst;
+        }
+        samples.push(LinkSample { t_s: t as f64, sent_bytes: sent, received_bytes: received });
+    }
+    LinkSeries { node: node.into(), budget_bytes_per_min: Some(256 * 1024), faults: vec![[60.0, 90.0]], samples }
+}
+
 fn base_report(run_id: &str) -> Report {
     Report {
         schema: SCHEMA,
@@ -81,6 +98,7 @@ fn base_report(run_id: &str) -> Report {
         bundle: "sha256:3f1c0de2a9b7c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d".into(),
         scenarios: vec![],
         resources: vec![],
+        links: vec![],
         idle_s: None,
         latencies: vec![],
         notes: vec![],
@@ -110,6 +128,7 @@ fn good_run() -> Report {
             series("alloy", "alloy", 12, 60, &[12.0, 18.5, 25.0, 14.0]),
             series("node-exporter", "node-exporter", 12, 14, &[2.0, 3.5, 4.0]),
         ],
+        links: vec![link("edge-1"), link("edge-2")],
         latencies: vec![
             latency("EdgeNodeDown", 150.0, Some(131.5), None),
             latency("EdgeTargetDown", 90.0, Some(104.0), Some("the fault lands just after a scrape")),

@@ -308,9 +308,10 @@ fn interrupted(why: &str, progress: &runner::Progress, scenarios: &[scenario::Sc
         resources: Vec::new(),
         idle_s: None,
         latencies: Vec::new(),
+        links: Vec::new(),
         notes: vec![format!(
             "the run was {why} {during}: finished scenarios keep their result, the rest did not start; \
-             resources and latencies were not collected"
+             resources, links and latencies were not collected"
         )],
     }
 }
@@ -342,6 +343,7 @@ fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<
         resources: Vec::new(),
         idle_s: None,
         latencies: Vec::new(),
+        links: Vec::new(),
         notes: vec![format!("the run stopped before its scenarios ended: {e:#}")],
     }
 }
@@ -349,7 +351,7 @@ fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<
 /// Write the report of a run into `target/e2e/<run>/` (and the step summary on GitHub Actions).
 fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<report::Report> {
     let run_dir = crate::paths::target_dir().join("e2e").join(run.run_id);
-    let Executed { scenarios, resources, idle_s, latencies, mut notes } = executed;
+    let Executed { scenarios, resources, idle_s, latencies, links, mut notes } = executed;
     // Claimed only when the engine's events were read and showed no pull.
     if scenarios.iter().any(|s| s.name == "offline" && s.status.is_passed()) {
         notes.insert(0, format!("engine images came only from the bundle: {}", run.bundle));
@@ -369,6 +371,7 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         bundle: run.bundle.clone(),
         scenarios,
         resources,
+        links,
         idle_s,
         latencies,
         notes,
@@ -546,6 +549,7 @@ struct Executed {
     /// When the topology idled (`--idle`), in seconds of the resource samples.
     idle_s: Option<[f64; 2]>,
     latencies: Vec<report::Latency>,
+    links: Vec<report::LinkSeries>,
     notes: Vec<String>,
 }
 
@@ -700,12 +704,32 @@ async fn execute(
     let t = Instant::now();
     let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;
     runner.progress = progress.clone();
+    runner.started = started;
     runner.wait_ready(&rest, std::time::Duration::from_secs(120)).await?;
     for c in &scraper {
         start_container(&engine, plan, c).await?;
     }
     runner.wait_ready(&scraper, std::time::Duration::from_secs(120)).await?;
     phase_done(progress, "ready", t);
+    // Links from here on: what an edge sends once the stack is up, not its first connections.
+    let link_samples = Arc::new(Mutex::new(BTreeMap::new()));
+    let (link_stop_tx, link_stop_rx) = tokio::sync::watch::channel(false);
+    let targets = plan
+        .edges
+        .keys()
+        .map(|node| runner::LinkTarget {
+            node: node.clone(),
+            holder: plan.holder_name(node),
+            cloud_network: plan.cloud_network.clone(),
+        })
+        .collect();
+    let link_sampler = AbortOnDrop(tokio::spawn(runner::sample_links(
+        engine.clone(),
+        targets,
+        started,
+        link_samples.clone(),
+        link_stop_rx,
+    )));
     let idle_s = match idle {
         Some(d) => {
             let t = Instant::now();
@@ -739,8 +763,23 @@ async fn execute(
     }
     phase_done(progress, "scenarios", t);
     let _ = stop_tx.send(true);
+    let _ = link_stop_tx.send(true);
     let mut sampler = sampler;
     let _ = (&mut sampler.0).await;
+    let mut link_sampler = link_sampler;
+    let _ = (&mut link_sampler.0).await;
+    let faults = runner.fault_windows(started.elapsed().as_secs_f64());
+    let link_samples = link_samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let links = plan
+        .edges
+        .keys()
+        .map(|node| report::LinkSeries {
+            node: node.clone(),
+            budget_bytes_per_min: Some(stack.e2e_link_budget_per_minute()),
+            faults: faults.get(node).cloned().unwrap_or_default(),
+            samples: link_samples.get(node).cloned().unwrap_or_default(),
+        })
+        .collect();
 
     // Offline: the engine's own record says no image was pulled while the run went on.
     let (status, message) = match engine.pulls_since(since).await {
@@ -770,7 +809,7 @@ async fn execute(
     });
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let resources = runner::series(plan, profile, &samples, emulated);
-    Ok(Executed { scenarios: results, resources, idle_s, latencies: runner.latencies, notes: Vec::new() })
+    Ok(Executed { scenarios: results, resources, idle_s, latencies: runner.latencies, links, notes: Vec::new() })
 }
 
 #[cfg(test)]

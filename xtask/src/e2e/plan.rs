@@ -95,6 +95,13 @@ impl Plan {
         self.containers.iter().filter(|c| c.role == Role::Edge && c.node.as_deref() != Some(&c.component)).collect()
     }
 
+    /// The edge workload's container on `node`.
+    pub fn workload(&self, node: &str) -> Option<&Planned> {
+        self.containers
+            .iter()
+            .find(|c| c.node.as_deref() == Some(node) && c.spec.cmd.iter().any(|a| a == EDGE_WORKLOAD))
+    }
+
     pub fn holder_name(&self, node: &str) -> String {
         format!("{}-{node}", self.run_id)
     }
@@ -131,8 +138,13 @@ const PROMETHEUS_PORT: u16 = 9090;
 const ALERTMANAGER_PORT: u16 = 9093;
 const BLACKBOX_PORT: u16 = 9115;
 const JAEGER_HEALTH_PORT: u16 = 13133;
-const ALLOY_PORT: u16 = 12345;
 const WORKLOAD_PORT: u16 = 8080;
+/// The edge workload's script, as its container runs it.
+const EDGE_WORKLOAD: &str = "/workload/edge-workload.sh";
+/// Where the edge workload records each span its agent took (`<unix seconds> <trace id>`), and
+/// the shell glob of its pod log: what a `kept` check reads on the node.
+pub const SPAN_RECORD: &str = "/tmp/spans.log";
+pub const WORKLOAD_POD_LOG: &str = "/var/log/pods/*/workload/0.log";
 /// The cloud service edge workloads call (traced), on the workload's port.
 pub const CLOUD_API: &str = "cloud-api";
 
@@ -238,7 +250,7 @@ pub fn plan(
                 // 4 resend delays sooner.
                 format!("--rules.alert.resend-delay={}", timing.evaluation_interval),
             ];
-            if has(Kind::PrometheusAgent) {
+            if profile.edges_push() {
                 // Edges push (they are behind NAT): their agents remote-write here.
                 s.cmd.push("--web.enable-remote-write-receiver".into());
             }
@@ -350,8 +362,9 @@ pub fn plan(
                 Kind::Probe => {
                     s.image = image_of(c, "probe")?;
                     s.entrypoint = Some(vec!["/bin/busybox".into()]);
-                    s.cmd = vec!["sh".into(), "/workload/edge-workload.sh".into()];
+                    s.cmd = vec!["sh".into(), EDGE_WORKLOAD.into()];
                     s.env.insert("NODE".into(), node.clone());
+                    s.env.insert("SPAN_RECORD".into(), SPAN_RECORD.into());
                     if has(Kind::Jaeger) {
                         // Spans go to the node's agent when it takes them (it buffers them while
                         // the link is down), else straight to Jaeger.
@@ -384,20 +397,22 @@ pub fn plan(
                     (port, Ready { port, path: "/-/ready" })
                 }
                 Kind::Alloy => {
+                    // Where it scrapes itself (`settings.edge.metrics_agent`), as on a node.
+                    let port = stack.settings.edge.metrics_agent;
                     s.image = image_of(c, "alloy")?;
                     s.cmd = vec![
                         "run".into(),
                         "/etc/alloy/config.alloy".into(),
                         "--storage.path=/var/lib/alloy/data".into(),
                         // The default listens on loopback only.
-                        format!("--server.http.listen-addr=0.0.0.0:{ALLOY_PORT}"),
+                        format!("--server.http.listen-addr=0.0.0.0:{port}"),
                         "--disable-reporting".into(),
                     ];
                     s.binds.insert(conf(&format!("log-agent/{node}")), "/etc/alloy".into());
                     s.volumes.insert(pods.clone(), "/var/log/pods".into());
                     // Positions (what was read) survive a restart of the agent, as on a hostPath.
                     s.volumes.insert(volume(format!("{run_id}-{node}-alloy")), "/var/lib/alloy/data".into());
-                    (ALLOY_PORT, Ready { port: ALLOY_PORT, path: "/-/ready" })
+                    (port, Ready { port, path: "/-/ready" })
                 }
                 Kind::OtelAgent => {
                     use crate::render::otelagent::{CONFIG_FILE, HEALTH_PORT, NODE_NAME_ENV};

@@ -88,10 +88,16 @@ impl LogStore {
         })
     }
 
-    /// The query's parameters from `since` to now, newest first, at most 100 lines.
-    pub fn params(self, query: &str, since: SystemTime, now: SystemTime) -> Result<Vec<(&'static str, String)>> {
+    /// The query's parameters from `since` to now, newest first, at most `limit` lines.
+    pub fn params(
+        self,
+        query: &str,
+        since: SystemTime,
+        now: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(&'static str, String)>> {
         match self {
-            LogStore::Loki => loki_params(query, since, now),
+            LogStore::Loki => loki_params(query, since, now, limit),
             LogStore::VictoriaLogs => {
                 // Unix seconds; `end` is exclusive, so the second after now.
                 let s = |t: SystemTime| -> Result<u64> { Ok(t.duration_since(SystemTime::UNIX_EPOCH)?.as_secs()) };
@@ -99,7 +105,7 @@ impl LogStore {
                     ("query", query.to_string()),
                     ("start", s(since)?.to_string()),
                     ("end", (s(now)? + 1).to_string()),
-                    ("limit", "100".into()),
+                    ("limit", limit.to_string()),
                 ])
             }
         }
@@ -153,13 +159,18 @@ fn truncate(s: &str) -> String {
 
 /// `GET /loki/api/v1/query_range` parameters: `query` from `since` to now, newest first.
 /// Loki reads integer times as nanoseconds; without `start` it looks back only an hour.
-pub fn loki_params(query: &str, since: SystemTime, now: SystemTime) -> Result<Vec<(&'static str, String)>> {
+pub fn loki_params(
+    query: &str,
+    since: SystemTime,
+    now: SystemTime,
+    limit: usize,
+) -> Result<Vec<(&'static str, String)>> {
     let ns = |t: SystemTime| -> Result<String> { Ok(t.duration_since(SystemTime::UNIX_EPOCH)?.as_nanos().to_string()) };
     Ok(vec![
         ("query", query.to_string()),
         ("start", ns(since)?),
         ("end", ns(now)?),
-        ("limit", "100".into()),
+        ("limit", limit.to_string()),
         ("direction", "backward".into()),
     ])
 }
@@ -222,6 +233,62 @@ pub fn log_match(query: &str, labels: &BTreeMap<String, String>, streams: &[Stre
         out.join("\n")
     };
     Some(Mismatch { expected: format!("a line of {query} in a stream with {}", labels_text(labels)), actual })
+}
+
+// ---- kept across a cut ----
+
+/// The `seq=` number of a workload log line.
+pub fn seq_of(line: &str) -> Option<u64> {
+    let rest = &line[line.find("seq=")? + 4..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().ok()
+}
+
+/// The sequence numbers of the CRI log lines (`<RFC 3339 time> stdout F <line>`) written from
+/// `from` to `to`, unix seconds, both included.
+pub fn written_lines(text: &str, from: i64, to: i64) -> BTreeSet<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let t = l.split_whitespace().next()?.parse::<jiff::Timestamp>().ok()?.as_second();
+            (from..=to).contains(&t).then(|| seq_of(l)).flatten()
+        })
+        .collect()
+}
+
+/// The trace ids of the span record (`<unix seconds> <trace id>`) from `from` to `to`.
+pub fn written_spans(text: &str, from: i64, to: i64) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let (t, id) = l.trim().split_once(' ')?;
+            (from..=to).contains(&t.parse().ok()?).then(|| id.to_string())
+        })
+        .collect()
+}
+
+/// `None` when every one of `written` was `found`. Nothing written is a mismatch: the check
+/// would hold for a workload that stopped.
+pub fn kept_match<T: Ord + std::fmt::Display>(
+    what: &str,
+    written: &BTreeSet<T>,
+    found: &BTreeSet<T>,
+) -> Option<Mismatch> {
+    let missing: Vec<String> = written.difference(found).map(ToString::to_string).collect();
+    if !written.is_empty() && missing.is_empty() {
+        return None;
+    }
+    let expected = format!("every one of the {} {what} written in the window", written.len());
+    let actual = if written.is_empty() {
+        format!("no {what} was written in the window: the workload did not run")
+    } else {
+        let shown: Vec<&str> = missing.iter().take(20).map(String::as_str).collect();
+        format!(
+            "{} of {} missing: {}{}",
+            missing.len(),
+            written.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() { ", …" } else { "" }
+        )
+    };
+    Some(Mismatch { expected, actual })
 }
 
 // ---- Jaeger ----
@@ -455,10 +522,10 @@ mod tests {
     fn log_store_and_jaeger_times_are_in_their_units() {
         let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_120_748_123);
         let now = since + std::time::Duration::from_secs(60);
-        let p = loki_params("{node=\"edge-1\"}", since, now).unwrap();
+        let p = loki_params("{node=\"edge-1\"}", since, now, 100).unwrap();
         assert_eq!(p[1], ("start", "1796120748123000000".into()));
         assert_eq!(p[2], ("end", "1796120808123000000".into()));
-        let p = LogStore::VictoriaLogs.params("x", since, now).unwrap();
+        let p = LogStore::VictoriaLogs.params("x", since, now, 100).unwrap();
         assert_eq!((&p[1], &p[2]), (&("start", "1796120748".into()), &("end", "1796120809".into())));
         let p = jaeger_params("cloud-client", since, now).unwrap();
         assert_eq!(p[1], ("start", "1796120748123000".into()));
@@ -495,5 +562,28 @@ mod tests {
             format!("{:#}", jaeger_traces(br#"{"data":null,"errors":[{"code":400,"msg":"bad"}]}"#).unwrap_err())
                 .contains("errors")
         );
+    }
+
+    #[test]
+    fn what_was_written_in_a_window_is_counted_and_every_gap_named() {
+        let log = "2026-12-03T10:00:00.000000000Z stdout F level=info msg=\"edge workload tick\" node=edge-2 seq=7\n\
+                   2026-12-03T10:00:01.000000000Z stdout F level=info msg=\"edge workload tick\" node=edge-2 seq=8\n\
+                   2026-12-03T10:00:02.000000000Z stdout F level=info msg=\"edge workload tick\" node=edge-2 seq=9\n\
+                   2026-12-03T10:00:03.000000000Z stdout F level=info msg=\"edge workload tick\" node=edge-2 seq=10\n";
+        let t0: i64 = "2026-12-03T10:00:01Z".parse::<jiff::Timestamp>().unwrap().as_second();
+        let written = written_lines(log, t0, t0 + 1);
+        assert_eq!(written, BTreeSet::from([8, 9]));
+        assert_eq!(seq_of("x seq=12 y"), Some(12));
+        assert!(kept_match("log lines", &written, &BTreeSet::from([7, 8, 9, 10])).is_none());
+        let m = kept_match("log lines", &written, &BTreeSet::from([8])).unwrap();
+        assert_eq!(
+            (m.expected.as_str(), m.actual.as_str()),
+            ("every one of the 2 log lines written in the window", "1 of 2 missing: 9")
+        );
+        assert!(
+            kept_match::<u64>("log lines", &BTreeSet::new(), &BTreeSet::new()).unwrap().actual.contains("did not run")
+        );
+        let spans = written_spans("100 aa\n101 bb\n103 cc\n", 101, 102);
+        assert_eq!(spans, BTreeSet::from(["bb".to_string()]));
     }
 }

@@ -56,7 +56,10 @@ use serde::{Deserialize, Serialize};
 
 mod html;
 mod junit;
+mod link;
 mod markdown;
+
+pub use link::{LinkSample, LinkSeries, LinkSummary, REPLAY_WINDOW_S, Rate, per_min};
 
 /// The version of `report.json`'s format; see the module doc for when to bump it.
 pub const SCHEMA: u32 = 1;
@@ -98,6 +101,9 @@ pub struct Report {
     pub scenarios: Vec<ScenarioResult>,
     /// Edge containers' memory and CPU over the run.
     pub resources: Vec<ResourceSeries>,
+    /// Each edge's link: bytes over its interface, steady and replaying, against its budget.
+    #[serde(default)]
+    pub links: Vec<LinkSeries>,
     /// When the topology idled before the scenarios (`e2e --idle`): from and to, in the
     /// resource samples' seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,6 +253,11 @@ pub struct Counts {
     pub budgets_unmeasured: usize,
     /// Latencies over their bound by more than the tolerance, unexplained.
     pub latency_warnings: usize,
+    /// Edge links within their traffic budget, over it, and with a budget but no steady-state
+    /// measurement (which fails the run, as an unmeasured resource budget does).
+    pub links_within: usize,
+    pub links_exceeded: usize,
+    pub links_unmeasured: usize,
 }
 
 /// p50, p95 and max of a series of values.
@@ -563,7 +574,12 @@ impl Report {
         }
         // A budget that could not be checked (no sample) fails too: the run did not measure what
         // it is for.
-        if counts.failed > 0 || counts.budgets_exceeded > 0 || counts.budgets_unmeasured > 0 {
+        if counts.failed > 0
+            || counts.budgets_exceeded > 0
+            || counts.budgets_unmeasured > 0
+            || counts.links_exceeded > 0
+            || counts.links_unmeasured > 0
+        {
             Outcome::Failed
         } else {
             Outcome::Passed
@@ -590,6 +606,14 @@ impl Report {
                         counts.budgets_unmeasured += 1;
                     }
                 }
+                None => {}
+            }
+        }
+        for link in &self.links {
+            match link.summary().within_budget {
+                Some(true) => counts.links_within += 1,
+                Some(false) => counts.links_exceeded += 1,
+                None if link.budget_bytes_per_min.is_some() => counts.links_unmeasured += 1,
                 None => {}
             }
         }
@@ -664,12 +688,21 @@ impl Counts {
         format!("{} passed, {} failed{interrupted}, {} not run", self.passed, self.failed, self.not_run)
     }
 
-    /// "budgets: 4 within, 1 exceeded, 0 not checked".
+    /// "budgets: 4 within, 1 exceeded, 0 not checked", then the links' when there are any:
+    /// "; links: 2 within, 0 exceeded, 0 not measured".
     pub fn budget_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "budgets: {} within, {} exceeded, {} not checked",
             self.budgets_within, self.budgets_exceeded, self.budgets_unchecked
-        )
+        );
+        if self.links_within + self.links_exceeded + self.links_unmeasured > 0 {
+            let _ = write!(
+                line,
+                "; links: {} within, {} exceeded, {} not measured",
+                self.links_within, self.links_exceeded, self.links_unmeasured
+            );
+        }
+        line
     }
 }
 

@@ -13,8 +13,8 @@ use super::link::Link;
 use super::plan::{Plan, Planned};
 use super::query;
 use super::receiver::Receiver;
-use super::report::{Latency, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
-use super::scenario::{Action, AlertState, Expect, Scenario, Step, labels_text};
+use super::report::{Latency, LinkSample, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
+use super::scenario::{Action, AlertState, Expect, Scenario, Signal, Step, labels_text};
 use crate::render::rules::LatencyModel;
 
 /// One alert of Alertmanager's `GET /api/v2/alerts`.
@@ -86,6 +86,11 @@ pub struct Runner<'a> {
     since: SystemTime,
     /// Where each scenario's and step's start and end are recorded as they happen.
     pub progress: SharedProgress,
+    /// The zero of the resource and link samples.
+    pub started: Instant,
+    /// Per node, when its link was down or it was off (`[from, to]`, in the samples' seconds);
+    /// one still open has no end yet.
+    pub link_faults: BTreeMap<String, Vec<(f64, Option<f64>)>>,
 }
 
 impl<'a> Runner<'a> {
@@ -108,6 +113,8 @@ impl<'a> Runner<'a> {
             marks: HashMap::new(),
             since: SystemTime::now(),
             progress: SharedProgress::default(),
+            started: Instant::now(),
+            link_faults: BTreeMap::new(),
         })
     }
 
@@ -432,7 +439,19 @@ impl<'a> Runner<'a> {
                     .iter()
                     .filter(|a| a.status == "firing")
                     .filter(|a| !allowed.iter().any(|m| m.iter().all(|(k, v)| a.labels.get(k) == Some(v))))
-                    .map(|a| labels_text(&a.labels))
+                    // When it began, in the run's seconds: a fault it follows, or the start.
+                    .map(|a| {
+                        let since = a.starts_at.and_then(|t| {
+                            let run_start = SystemTime::now().checked_sub(self.started.elapsed())?;
+                            t.duration_since(run_start).ok()
+                        });
+                        match since {
+                            Some(d) => {
+                                format!("{} since {:.1} s into the run", labels_text(&a.labels), d.as_secs_f64())
+                            }
+                            None => labels_text(&a.labels),
+                        }
+                    })
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect();
@@ -449,9 +468,64 @@ impl<'a> Runner<'a> {
                     .context("the topology runs no log store (loki or victoria-logs)")?;
                 let q = store.query(labels, contains)?;
                 let base = self.cloud_url(store.component()).await?;
-                let params = store.params(&q, self.since, SystemTime::now())?;
+                let params = store.params(&q, self.since, SystemTime::now(), 100)?;
                 let body = self.get(&format!("{base}{}", store.path()), &params).await?;
                 Ok(query::log_match(&q, labels, &store.streams(&body)?))
+            }
+            Action::Kept { node, signal, from, to } => {
+                let at = |step: &str| -> Result<i64> {
+                    let (_, wall) = self.marks.get(step).with_context(|| format!("no mark of step {step:?} yet"))?;
+                    Ok(wall.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64)
+                };
+                // Whole seconds either side: what is written in the boundary seconds counts too.
+                let (lo, hi) = (at(from)? - 1, at(to)? + 1);
+                let workload = &self.plan.workload(node).with_context(|| format!("no workload on {node}"))?.spec.name;
+                let read = |path: &str| format!("cat {path} 2>/dev/null || true");
+                match signal {
+                    Signal::Logs => {
+                        let text = self
+                            .engine
+                            .exec(workload, &["/bin/busybox", "sh", "-c", &read(super::plan::WORKLOAD_POD_LOG)])
+                            .await?;
+                        let written = query::written_lines(&text, lo, hi);
+                        let store = query::LogStore::of(&self.plan.provides)
+                            .context("the topology runs no log store (loki or victoria-logs)")?;
+                        let labels: BTreeMap<String, String> =
+                            [("node".to_string(), node.clone()), ("container".to_string(), "workload".to_string())]
+                                .into();
+                        let q = store.query(&labels, "seq=")?;
+                        let base = self.cloud_url(store.component()).await?;
+                        // Every line since the run began: a line a second, well under the limit.
+                        let params = store.params(&q, self.since, SystemTime::now(), 20_000)?;
+                        let body = self.get(&format!("{base}{}", store.path()), &params).await?;
+                        let found: std::collections::BTreeSet<u64> = store
+                            .streams(&body)?
+                            .iter()
+                            .flat_map(|(_, lines)| lines.iter().filter_map(|l| query::seq_of(l)))
+                            .collect();
+                        Ok(query::kept_match("log lines", &written, &found))
+                    }
+                    Signal::Spans => {
+                        let text = self
+                            .engine
+                            .exec(workload, &["/bin/busybox", "sh", "-c", &read(super::plan::SPAN_RECORD)])
+                            .await?;
+                        let written = query::written_spans(&text, lo, hi);
+                        let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
+                        let mut found = std::collections::BTreeSet::new();
+                        for id in &written {
+                            let url = format!("{base}/api/traces/{id}");
+                            let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+                            if resp.status().is_success() {
+                                let traces = query::jaeger_traces(&resp.bytes().await?)?;
+                                if traces.iter().any(|t| t.services.iter().any(|s| s == "edge-workload")) {
+                                    found.insert(id.clone());
+                                }
+                            }
+                        }
+                        Ok(query::kept_match("spans", &written, &found))
+                    }
+                }
             }
             Action::Trace { services } => {
                 let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
@@ -552,7 +626,40 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// A fault window on `node`'s link opens (`down`) or closes.
+    fn link_fault(&mut self, node: &str, down: bool) {
+        let t = self.started.elapsed().as_secs_f64();
+        let windows = self.link_faults.entry(node.to_string()).or_default();
+        match windows.last_mut() {
+            Some((_, end @ None)) if !down => *end = Some(t),
+            Some((_, None)) => {}
+            _ if down => windows.push((t, None)),
+            _ => {}
+        }
+    }
+
+    /// The fault windows of every node, one still open closed at `end`.
+    pub fn fault_windows(&self, end: f64) -> BTreeMap<String, Vec<[f64; 2]>> {
+        self.link_faults
+            .iter()
+            .map(|(node, w)| (node.clone(), w.iter().map(|(from, to)| [*from, to.unwrap_or(end)]).collect()))
+            .collect()
+    }
+
     async fn fault(&mut self, s: &Scenario, action: &Action, logs: &mut Vec<String>) -> Result<()> {
+        match action {
+            Action::StopNode(node) | Action::CutLink(node) => self.link_fault(node, true),
+            _ => {}
+        }
+        self.apply_fault(s, action, logs).await?;
+        match action {
+            Action::StartNode(node) | Action::HealLink(node) => self.link_fault(node, false),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn apply_fault(&mut self, s: &Scenario, action: &Action, logs: &mut Vec<String>) -> Result<()> {
         let p = self.plan;
         match action {
             // A node going down is a power loss: every container of the node killed at once.
@@ -683,6 +790,65 @@ pub async fn sample(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             // Stopped, or the run that owns the sender is gone.
+            changed = stop.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Where one edge's link is: its node, its holder container, and the cloud network.
+pub struct LinkTarget {
+    pub node: String,
+    pub holder: String,
+    pub cloud_network: String,
+}
+
+/// Read every edge's cloud-side interface counters every 2 s until `stop`. A node that is off
+/// (or restarting) is skipped; its interface is found again by its cloud address.
+pub async fn sample_links(
+    engine: Engine,
+    links: Vec<LinkTarget>,
+    started: Instant,
+    out: Arc<Mutex<BTreeMap<String, Vec<LinkSample>>>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // pid → interface, found once per namespace.
+    let mut interfaces: HashMap<u32, String> = HashMap::new();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let tick = Instant::now();
+        for l in &links {
+            let reading = async {
+                let link = Link::of(&engine, &l.holder, &l.cloud_network).await?;
+                let interface = match interfaces.get(&link.pid()) {
+                    Some(i) => i.clone(),
+                    None => {
+                        let address = engine
+                            .address(&l.holder, &l.cloud_network)
+                            .await?
+                            .context("the holder has no address on the cloud network")?;
+                        let i = link.interface(address).await?;
+                        interfaces.insert(link.pid(), i.clone());
+                        i
+                    }
+                };
+                link.counters(&interface)
+            };
+            if let Ok((sent, received)) = reading.await
+                && let Ok(mut m) = out.lock()
+            {
+                m.entry(l.node.clone()).or_default().push(LinkSample {
+                    t_s: started.elapsed().as_secs_f64(),
+                    sent_bytes: sent,
+                    received_bytes: received,
+                });
+            }
+        }
+        let wait = Duration::from_secs(2).saturating_sub(tick.elapsed());
+        let mut stop = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
             changed = stop.changed() => if changed.is_err() { return },
         }
     }

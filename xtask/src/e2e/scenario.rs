@@ -142,6 +142,16 @@ pub enum Action {
     Trace {
         services: Vec<String>,
     },
+    /// Nothing `node`'s workload wrote between the marks of steps `from` and `to` (a cut and
+    /// its heal) is lost: every log line (by its `seq=` number) is in the log store, or every
+    /// span it handed its agent (by trace id) is in Jaeger. What was written is read on the
+    /// node itself, outside every agent.
+    Kept {
+        node: String,
+        signal: Signal,
+        from: String,
+        to: String,
+    },
     /// An HTTP GET to a component's port answered with `status` (default 200) and, if given, a
     /// body containing `contains`.
     Http {
@@ -160,6 +170,14 @@ pub enum Action {
     Restart(String),
     /// Save these components' logs with the report.
     CollectLogs(Vec<String>),
+}
+
+/// What a [`Action::Kept`] check counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Logs,
+    Spans,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -232,6 +250,7 @@ impl Action {
                 | Action::NoUnexpectedAlerts { .. }
                 | Action::Log { .. }
                 | Action::Trace { .. }
+                | Action::Kept { .. }
                 | Action::Http { .. }
         )
     }
@@ -247,6 +266,13 @@ impl Action {
             Action::NoUnexpectedAlerts { .. } => "no unexpected alerts".into(),
             Action::Log { labels, contains } => format!("log {contains:?} in {}", labels_text(labels)),
             Action::Trace { services } => format!("trace across {}", services.join(", ")),
+            Action::Kept { node, signal, from, to } => {
+                let what = match signal {
+                    Signal::Logs => "log line",
+                    Signal::Spans => "span",
+                };
+                format!("every {what} of {node} from {from:?} to {to:?} kept")
+            }
             Action::Http { component, path, status, .. } => format!("http {component}{path} {status}"),
             Action::StopNode(n) => format!("stop node {n}"),
             Action::StartNode(n) => format!("start node {n}"),
@@ -637,13 +663,21 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
                 problems.push(("contains".into(), format!("{at}.contains: give the text the line must contain")));
             }
         }
+        Action::Kept { from, to, .. } => {
+            mark(&Some(from.clone()), "from", &mut problems);
+            mark(&Some(to.clone()), "to", &mut problems);
+        }
         Action::Trace { services } if services.is_empty() => {
             problems.push(("services".into(), format!("{at}.services: name the services the trace must span")));
         }
         _ => {}
     }
     match a {
-        Action::StopNode(n) | Action::StartNode(n) | Action::CutLink(n) | Action::HealLink(n)
+        Action::StopNode(n)
+        | Action::StartNode(n)
+        | Action::CutLink(n)
+        | Action::HealLink(n)
+        | Action::Kept { node: n, .. }
             if !names.nodes.contains(n) =>
         {
             problems

@@ -146,6 +146,29 @@ mod tests {
     use super::*;
     use crate::stack::Arch;
 
+    /// Every receiver posts to the URL the install wrote into the Secret Alertmanager mounts: no
+    /// route leads to a receiver that does not exist, and the cloud script requires the URL.
+    #[test]
+    fn every_receiver_reads_the_webhook_the_install_requires() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).unwrap();
+        let v = values(&ctx).unwrap();
+        let secret = super::super::names::ALERT_WEBHOOK_SECRET;
+        assert_eq!(v["alertmanager"]["alertmanagerSpec"]["secrets"], serde_json::json!([secret]));
+        let receivers = v["alertmanager"]["config"]["receivers"].as_array().unwrap();
+        let posting: Vec<_> =
+            receivers.iter().filter_map(|r| r.get("webhook_configs")).flat_map(|w| w.as_array().unwrap()).collect();
+        assert!(!posting.is_empty());
+        for w in posting {
+            assert_eq!(w.get("url"), None, "a URL known at render time: {w}");
+            assert_eq!(w["url_file"], super::super::alertmanager::webhook_url_file());
+            assert!(w["url_file"].as_str().unwrap().starts_with(&format!("/etc/alertmanager/secrets/{secret}/")));
+        }
+        let files = crate::render::render(&ctx).unwrap();
+        let script = files.get(super::super::scripts::CLOUD_SCRIPT).unwrap();
+        assert!(script.contains("pass --alert-webhook-url URL"), "the install refuses to run without it");
+    }
+
     #[test]
     fn control_plane_monitors_are_off_and_nothing_runs_on_edges() {
         let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();

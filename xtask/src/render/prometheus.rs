@@ -370,7 +370,8 @@ mod tests {
                 .collect();
             assert_eq!(paths, ["/metrics/cadvisor", "/metrics/resource"]);
             let yaml = serde_yaml_ng::to_string(&jobs).unwrap();
-            for port in [":10250", ":10350"] {
+            // No job dials an edge address: not the kubelet ports, not node exporter's (edges push).
+            for port in [":10250", ":10350", ":9100"] {
                 assert!(!yaml.contains(port), "{port} in {yaml}");
             }
         });

@@ -157,14 +157,17 @@ fn hold(ctx: &Ctx<'_>, own: Duration) -> Duration {
     }
 }
 
-/// `absent(up{job="<job>"} == 1)`: fires when no target of the job is up, or the job is gone.
+/// `absent(up{job="<job>"} == 1)`: fires when no target of the job is up, or the job is gone,
+/// once Prometheus scrapes anything: before its first scrapes (a few seconds after it starts,
+/// target discovery applies at most every 5 s) every `up` is absent, and that is no outage.
 /// `absent()` of a comparison carries no labels, so the rule adds `job` itself.
 fn job_down(ctx: &Ctx<'_>, name: &'static str, job: &str, what: &str, severity: Severity, hint: &str) -> AlertRule {
     let target = |v: &str| series(format!("up{{job=\"{job}\",instance=\"a:1\"}}"), v);
+    let other = series("up{job=\"other\",instance=\"b:1\"}", "1x10");
     let for_down = hold(ctx, FOR_DOWN);
     AlertRule {
         name,
-        expr: format!("absent(up{{job=\"{job}\"}} == 1)"),
+        expr: format!("absent(up{{job=\"{job}\"}} == 1) and on () count(up) > 0"),
         for_: for_down,
         silence: None,
         severity,
@@ -172,7 +175,14 @@ fn job_down(ctx: &Ctx<'_>, name: &'static str, job: &str, what: &str, severity: 
         summary: format!("{what} is down"),
         description: format!("No target of scrape job {job} ({what}) has been up for {for_down}."),
         runbook: hint.into(),
-        cases: vec![fires(vec![target("0x10")], &[&[]]), fires(vec![], &[&[]]), silent(vec![target("1x10")])],
+        cases: vec![
+            fires(vec![target("0x10")], &[&[]]),
+            // The job is gone while others are scraped.
+            fires(vec![other.clone()], &[&[]]),
+            silent(vec![target("1x10")]),
+            // Nothing scraped yet: Prometheus has just started.
+            silent(vec![]),
+        ],
     }
 }
 

@@ -338,6 +338,10 @@ const CLOUD_WEBHOOK_CHECK: &str = r##"if [[ -z "$WEBHOOK_URL" ]] && ! kubectl -n
 fi
 "##;
 
+// A profile with no Alertmanager on the cluster has no receiver to point anywhere.
+const CLOUD_NO_WEBHOOK: &str = r##"[[ -z "$WEBHOOK_URL" ]] || log "this profile deploys no Alertmanager on the cluster: --alert-webhook-url is not used"
+"##;
+
 const CLOUD_WEBHOOK: &str = r##"# Alertmanager reads its receiver's URL from this Secret: no route posts to a receiver that is not there.
 if [[ -n "$WEBHOOK_URL" ]]; then
   kubectl -n "$NAMESPACE" create secret generic "$WEBHOOK_SECRET" --from-literal="$WEBHOOK_KEY=$WEBHOOK_URL" \
@@ -428,8 +432,10 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     var(&mut data, "FIELD_MANAGER", FIELD_MANAGER);
     var(&mut data, "ENDPOINTS_CONFIGMAP", ENDPOINTS_CONFIGMAP);
     var(&mut data, "CLOUD_IP_KEY", ENV_CLOUD_HOST_IP);
-    var(&mut data, "WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET);
-    var(&mut data, "WEBHOOK_KEY", ALERT_WEBHOOK_KEY);
+    if ctx.kps() {
+        var(&mut data, "WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET);
+        var(&mut data, "WEBHOOK_KEY", ALERT_WEBHOOK_KEY);
+    }
     var(&mut data, "EDGE_LABEL", EDGE_NODE_LABEL);
     let taint = super::kubeedge::EDGE_TAINT;
     var(&mut data, "EDGE_TAINT", &format!("{}:{}", taint.key, taint.effect));
@@ -466,8 +472,9 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
 
     // Files are checked after the arguments are read: `--help` works from anywhere.
     let mut body = vec![CLOUD_START, require.as_str()];
-    let steps: [(bool, &str); 11] = [
+    let steps: [(bool, &str); 12] = [
         (ctx.kps(), CLOUD_WEBHOOK_CHECK),
+        (!ctx.kps(), CLOUD_NO_WEBHOOK),
         (!plan.images.is_empty(), CLOUD_IMAGES),
         (!plan.charts.is_empty(), CLOUD_CHARTS),
         (true, CLOUD_ENDPOINTS),

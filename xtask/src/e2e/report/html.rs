@@ -85,6 +85,7 @@ pub(super) fn render(report: &Report) -> String {
     scenarios(&mut h, report);
     failing_steps(&mut h, report);
     resources(&mut h, report);
+    links(&mut h, report);
     latencies(&mut h, report);
 
     if !report.notes.is_empty() {
@@ -246,6 +247,53 @@ fn series_plots(h: &mut String, series: &ResourceSeries) {
     ];
     for plot in &plots {
         let _ = writeln!(h, "<figure>\n<figcaption>{}</figcaption>\n{}</figure>", text(plot.title), line_plot(plot));
+    }
+}
+
+fn links(h: &mut String, report: &Report) {
+    if report.links.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<h2>Edge links</h2>\n<p>Bytes over each edge's interface on the cloud network, per minute: at steady state \
+         (against the budget, both directions) and replaying a buffer in the {:.0} s after a cut or restart.</p>\n<table>\n\
+         <tr><th>node</th><th>steady s</th><th>sent</th><th>received</th><th>replay sent</th><th>replay received</th>\
+         <th>budget</th><th>verdict</th></tr>",
+        super::REPLAY_WINDOW_S
+    );
+    for link in &report.links {
+        let summary = link.summary();
+        let verdict = link.verdict(&summary);
+        let [sent, received, replay_sent, replay_received, budget] = link.cells(&summary);
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{:.0}</td><td class=\"num\">{sent}</td><td class=\"num\">{received}</td>\
+             <td class=\"num\">{replay_sent}</td><td class=\"num\">{replay_received}</td><td class=\"num\">{budget}</td>\
+             <td class=\"{}\">{} {}</td></tr>",
+            text(&link.node),
+            summary.steady_s,
+            mark_class(&verdict.mark),
+            mark_icon(&verdict.mark),
+            text(&verdict.text),
+        );
+    }
+    h.push_str("</table>\n");
+    for link in &report.links {
+        let _ = writeln!(h, "<h3>link of {}</h3>", text(&link.node));
+        let points: Vec<(f64, f64)> = link.rates().into_iter().map(|(t, b)| (t, b / 1024.0)).collect();
+        if points.is_empty() {
+            h.push_str("<p class=\"warn\">No samples: nothing to plot, budget not checked.</p>\n");
+            continue;
+        }
+        let plot = Plot {
+            title: "traffic, both directions",
+            unit: "KiB/min",
+            points,
+            budget: link.budget_bytes_per_min.map(|b| b as f64 / 1024.0),
+            enforced: true,
+        };
+        let _ = writeln!(h, "<figure>\n<figcaption>{}</figcaption>\n{}</figure>", text(plot.title), line_plot(&plot));
     }
 }
 

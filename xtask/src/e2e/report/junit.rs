@@ -38,6 +38,9 @@ pub(super) fn render(report: &Report) -> Result<String> {
     }
     if !report.resources.is_empty() {
         junit.add_test_suite(resources_suite(report));
+        if !report.links.is_empty() {
+            junit.add_test_suite(links_suite(report));
+        }
     }
     if !report.latencies.is_empty() {
         junit.add_test_suite(latency_suite(report));
@@ -166,6 +169,29 @@ fn resources_suite(report: &Report) -> TestSuite {
             out.push_str(&format!("; {}", verdict.text));
         }
         case.set_system_out(out);
+        suite.add_test_case(case);
+    }
+    suite
+}
+
+fn links_suite(report: &Report) -> TestSuite {
+    let mut suite = TestSuite::new("links");
+    suite.add_properties(run_properties(report));
+    for link in &report.links {
+        let summary = link.summary();
+        let verdict = link.verdict(&summary);
+        let status = match verdict.mark {
+            Mark::Pass => TestCaseStatus::success(),
+            Mark::Fail => failure(&verdict.text, &verdict.text),
+            Mark::Warn | Mark::Neutral => skipped(&verdict.text),
+        };
+        let mut case = TestCase::new(link.name(), status);
+        case.set_classname("links");
+        let [sent, received, replay_sent, replay_received, budget] = link.cells(&summary);
+        case.set_system_out(format!(
+            "steady {:.0} s: sent {sent}, received {received}; replay: sent {replay_sent}, received {replay_received}; budget {budget}; {}",
+            summary.steady_s, verdict.text
+        ));
         suite.add_test_case(case);
     }
     suite

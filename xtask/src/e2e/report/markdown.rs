@@ -68,6 +68,7 @@ fn render_with_limit(report: &Report, limit: usize) -> String {
     scenarios(&mut doc, report);
     failing_steps(&mut doc, report);
     resources(&mut doc, report);
+    links(&mut doc, report);
     latencies(&mut doc, report);
 
     if !report.notes.is_empty() {
@@ -160,6 +161,36 @@ fn resources(doc: &mut Doc, report: &Report) {
             summary.samples,
             series.budget_memory_bytes.map_or_else(|| "—".to_string(), mib),
             series.budget_cpu_millicores.map_or_else(|| "—".to_string(), |c| millicores(c as f64)),
+            mark_icon(&verdict.mark),
+            inline(&verdict.text),
+        ));
+    }
+    doc.push("\n".into());
+}
+
+fn links(doc: &mut Doc, report: &Report) {
+    if report.links.is_empty() {
+        return;
+    }
+    doc.push("## Edge links\n\n".into());
+    doc.push(format!(
+        "Bytes over each edge's interface on the cloud network, per minute: at steady state (against the budget, both \
+         directions) and replaying a buffer in the {:.0} s after a cut or restart.\n\n",
+        super::REPLAY_WINDOW_S
+    ));
+    doc.push(
+        "| node | steady s | sent | received | replay sent | replay received | budget | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n"
+            .into(),
+    );
+    for link in &report.links {
+        let summary = link.summary();
+        let verdict = link.verdict(&summary);
+        let [sent, received, replay_sent, replay_received, budget] = link.cells(&summary);
+        doc.push(format!(
+            "| {} | {} | {sent} | {received} | {replay_sent} | {replay_received} | {budget} | {} {} |\n",
+            inline(&link.node),
+            num(summary.steady_s, 0),
             mark_icon(&verdict.mark),
             inline(&verdict.text),
         ));
