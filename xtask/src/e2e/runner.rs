@@ -785,13 +785,19 @@ pub async fn sample(
                 });
             }
         }
-        let wait = Duration::from_secs(1).saturating_sub(tick.elapsed());
-        let mut stop = stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            // Stopped, or the run that owns the sender is gone.
-            changed = stop.changed() => if changed.is_err() { return },
+        if !next_tick(tick, Duration::from_secs(1), &stop).await {
+            return;
         }
+    }
+}
+
+/// Wait out what is left of `period` since `tick`: `false` once stopped, or once the run that
+/// owns the sender is gone.
+async fn next_tick(tick: Instant, period: Duration, stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    let mut stop = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(period.saturating_sub(tick.elapsed())) => !*stop.borrow(),
+        changed = stop.changed() => changed.is_ok() && !*stop.borrow(),
     }
 }
 
@@ -845,11 +851,8 @@ pub async fn sample_links(
                 });
             }
         }
-        let wait = Duration::from_secs(2).saturating_sub(tick.elapsed());
-        let mut stop = stop.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            changed = stop.changed() => if changed.is_err() { return },
+        if !next_tick(tick, Duration::from_secs(2), &stop).await {
+            return;
         }
     }
 }

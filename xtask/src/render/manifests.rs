@@ -25,7 +25,10 @@ use super::{Ctx, Files};
 use crate::stack::{Component, Kind};
 
 /// Where k3s serves chart archives to its helm-controller.
-pub const K3S_STATIC_CHARTS_DIR: &str = "/var/lib/rancher/k3s/server/static/charts";
+/// k3s' default `--data-dir` (the cloud script takes another with `--k3s-data-dir`).
+pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
+/// Where, under the data dir, k3s serves charts to its helm-controller.
+pub const K3S_STATIC_CHARTS: &str = "server/static/charts";
 
 /// k3s' `helm.cattle.io/v1` HelmChart (the fields this stack uses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ use super::kubeedge::{
     CLOUDCORE_CONFIG_KEY, CLOUDCORE_CONFIGMAP, CLOUDCORE_DEPLOYMENT, CLOUDCORE_NAMESPACE, CLOUDCORE_POD_SELECTOR,
     EDGECORE_CONFIG, JOIN_SET_FILE, PATCH_CLOUDCORE, PATCH_EDGECORE,
 };
-use super::manifests::K3S_STATIC_CHARTS_DIR;
+use super::manifests::{K3S_DATA_DIR, K3S_STATIC_CHARTS};
 use super::names::{ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET, EDGE_NODE_LABEL, ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
 use super::output::{Comment, with_header};
 use super::{Ctx, Files};
@@ -259,6 +259,7 @@ script. Safe to run again.
                            the first run, kept (in a Secret) when a re-run omits it
   --cloud-ip IP            address edge agents push metrics, logs and traces to
                            (default: the InternalIP of a control-plane node)
+  --k3s-data-dir DIR       k3s' --data-dir (default: /var/lib/rancher/k3s)
   --timeout SECONDS        how long to wait for each chart and workload (default: 600)
   -h, --help               show this help
 EOF
@@ -284,6 +285,11 @@ while (($#)); do
       CLOUD_IP="$2"
       shift 2
       ;;
+    --k3s-data-dir)
+      [[ -n "${2:-}" ]] || die "--k3s-data-dir needs k3s' data directory"
+      K3S_DATA_DIR="$2"
+      shift 2
+      ;;
     --timeout)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || die "--timeout needs a number of seconds"
       TIMEOUT="$2"
@@ -299,6 +305,8 @@ done
 
 [[ "$(id -u)" -eq 0 ]] || die "run as root: k3s' containerd and static charts directory need it"
 command -v k3s >/dev/null || die "k3s is not installed here; install kubeprepare's cloud package first"
+[[ -d "$K3S_DATA_DIR/server" ]] ||
+  die "$K3S_DATA_DIR is not the data directory of a k3s server; pass --k3s-data-dir DIR (k3s' --data-dir)"
 kubectl() { k3s kubectl "$@"; }
 # Server-side apply: re-runs converge, and large objects (chart values) need no
 # last-applied annotation.
@@ -311,6 +319,7 @@ const CLOUD_IMAGES: &str = r##"import_images "$IMAGE_DIR" k3s ctr
 "##;
 
 const CLOUD_CHARTS: &str = r##"# k3s serves this directory to its helm-controller at https://%{KUBERNETES_API}%/static/charts/.
+CHARTS_DIR="$K3S_DATA_DIR/$K3S_STATIC_CHARTS"
 log "serving ${#CHARTS[@]} chart(s) from $CHARTS_DIR"
 install -d -m 0755 "$CHARTS_DIR"
 for chart in "${CHARTS[@]}"; do
@@ -359,7 +368,10 @@ const CLOUD_CLOUDCORE: &str = r##"# cloudcore serves /metrics on commonConfig.mo
 # structural (`kubectl patch --local`, see scripts.rs); cloudcore reads its config only at start.
 configure_cloudcore() {
   local host_ip bind
-  host_ip="$(kubectl -n "$CLOUDCORE_NAMESPACE" get pods -l "$CLOUDCORE_SELECTOR" -o jsonpath='{.items[*].status.hostIP}')"
+  # Not a pod being deleted (a restart's old one): its host may not be the new one's.
+  host_ip="$(kubectl -n "$CLOUDCORE_NAMESPACE" get pods -l "$CLOUDCORE_SELECTOR" \
+    -o go-template='{{range .items}}{{if not .metadata.deletionTimestamp}}{{.status.hostIP}} {{end}}{{end}}')"
+  host_ip="${host_ip% }"
   is_ip "$host_ip" || die "expected one running cloudcore pod (-l $CLOUDCORE_SELECTOR in $CLOUDCORE_NAMESPACE), found host IPs '$host_ip'"
   bind="$host_ip:$MONITOR_PORT"
   [[ "$host_ip" != *:* ]] || bind="[$host_ip]:$MONITOR_PORT"
@@ -376,10 +388,19 @@ configure_cloudcore() {
   kubectl -n "$CLOUDCORE_NAMESPACE" create configmap "$CLOUDCORE_CONFIGMAP" \
     --from-file="$CLOUDCORE_KEY=$WORK/after.yaml" --dry-run=client -o yaml | apply -f -
   # Delete the pod rather than `rollout restart`: on the host network a surge pod cannot
-  # schedule beside the old one on a single server.
-  kubectl -n "$CLOUDCORE_NAMESPACE" delete pods -l "$CLOUDCORE_SELECTOR" >/dev/null
-  kubectl -n "$CLOUDCORE_NAMESPACE" rollout status "deployment/$CLOUDCORE_DEPLOYMENT" --timeout="${TIMEOUT}s" >/dev/null ||
-    die "cloudcore is not ready after ${TIMEOUT}s: kubectl -n $CLOUDCORE_NAMESPACE logs deployment/$CLOUDCORE_DEPLOYMENT"
+  # schedule beside the old one on a single server. Then wait for the old pod to be gone and a
+  # new one to be Ready: `rollout status` right after the delete can still see the old one.
+  local old
+  mapfile -t old < <(kubectl -n "$CLOUDCORE_NAMESPACE" get pods -l "$CLOUDCORE_SELECTOR" -o name)
+  kubectl -n "$CLOUDCORE_NAMESPACE" delete pods -l "$CLOUDCORE_SELECTOR" --wait=false >/dev/null
+  local deadline=$((SECONDS + TIMEOUT))
+  ((${#old[@]} == 0)) || kubectl -n "$CLOUDCORE_NAMESPACE" wait --for=delete "${old[@]}" --timeout="${TIMEOUT}s" >/dev/null ||
+    die "the old cloudcore pod is still there after ${TIMEOUT}s: kubectl -n $CLOUDCORE_NAMESPACE get pods"
+  until [[ "$(kubectl -n "$CLOUDCORE_NAMESPACE" get pods -l "$CLOUDCORE_SELECTOR" -o go-template='{{range .items}}{{if not .metadata.deletionTimestamp}}{{range .status.conditions}}{{if and (eq .type "Ready") (eq .status "True")}}ready{{end}}{{end}}{{end}}{{end}}')" == ready ]]; do
+    ((SECONDS < deadline)) ||
+      die "cloudcore is not ready after ${TIMEOUT}s: kubectl -n $CLOUDCORE_NAMESPACE logs deployment/$CLOUDCORE_DEPLOYMENT"
+    sleep 2
+  done
 }
 
 found="$(kubectl -n "$CLOUDCORE_NAMESPACE" get configmap "$CLOUDCORE_CONFIGMAP" --ignore-not-found -o name)"
@@ -388,6 +409,15 @@ if [[ -n "$found" ]]; then
 else
   echo "warning: KubeEdge's cloudcore is not installed (no ConfigMap $CLOUDCORE_NAMESPACE/$CLOUDCORE_CONFIGMAP); its metrics stay off" >&2
 fi
+"##;
+
+// helm-controller reruns a chart's install job when its HelmChart changes; a completed job of an
+// earlier run would otherwise pass the wait for it before the new values are installed. Removing
+// it first makes helm-controller run the install again, values changed or not (an idempotent
+// upgrade).
+const CLOUD_HELM_RERUN: &str = r##"for job in "${HELM_JOBS[@]}"; do
+  kubectl -n "${job%%/*}" delete job "${job#*/}" --ignore-not-found >/dev/null
+done
 "##;
 
 const CLOUD_MANIFESTS: &str = r##"log "applying ${#MANIFESTS[@]} manifest(s)"
@@ -411,6 +441,15 @@ const CLOUD_LATE: &str = r##"kubectl wait --for=condition=established crd --all 
 log "applying ${#LATE_MANIFESTS[@]} manifest(s) that use the charts' CRDs"
 for m in "${LATE_MANIFESTS[@]}"; do
   apply -f "$BUNDLE_DIR/$m"
+done
+"##;
+
+// Prometheus and Alertmanager are StatefulSets the operator makes from the chart's resources, maybe
+// after the chart's job completed: wait for the operator to report them available first.
+const CLOUD_WAIT_OPERATOR: &str = r##"for kind in prometheuses alertmanagers; do
+  log "waiting for the operator's $kind"
+  kubectl -n "$NAMESPACE" wait --for=condition=Available "$kind.monitoring.coreos.com" --all --timeout="${TIMEOUT}s" >/dev/null ||
+    die "$kind are not available after ${TIMEOUT}s: kubectl -n $NAMESPACE describe $kind.monitoring.coreos.com"
 done
 "##;
 
@@ -466,13 +505,14 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
         }
     }
     require.push('\n');
+    var(&mut data, "K3S_DATA_DIR", K3S_DATA_DIR);
     if !plan.charts.is_empty() {
-        var(&mut data, "CHARTS_DIR", K3S_STATIC_CHARTS_DIR);
+        var(&mut data, "K3S_STATIC_CHARTS", K3S_STATIC_CHARTS);
     }
 
     // Files are checked after the arguments are read: `--help` works from anywhere.
     let mut body = vec![CLOUD_START, require.as_str()];
-    let steps: [(bool, &str); 12] = [
+    let steps: [(bool, &str); 14] = [
         (ctx.kps(), CLOUD_WEBHOOK_CHECK),
         (!ctx.kps(), CLOUD_NO_WEBHOOK),
         (!plan.images.is_empty(), CLOUD_IMAGES),
@@ -481,9 +521,11 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
         (ctx.kps(), CLOUD_WEBHOOK),
         (true, CLOUD_TAINT),
         (true, CLOUD_CLOUDCORE),
+        (!plan.helm_jobs.is_empty(), CLOUD_HELM_RERUN),
         (!plan.manifests.is_empty(), CLOUD_MANIFESTS),
         (!plan.helm_jobs.is_empty(), CLOUD_HELM),
         (!plan.late_manifests.is_empty(), CLOUD_LATE),
+        (ctx.kps(), CLOUD_WAIT_OPERATOR),
         (true, CLOUD_WAIT),
     ];
     body.extend(steps.iter().filter(|(on, _)| *on).map(|(_, text)| *text));
