@@ -32,7 +32,12 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         })
     };
     let grafana_datasources = super::grafana::additional_datasources(ctx);
-    let mut grafana_sidecar = json!({ "datasources": { "enabled": true }, "dashboards": { "enabled": true } });
+    let mut grafana_sidecar = json!({
+        "datasources": { "enabled": true },
+        "dashboards": { "enabled": true },
+        // Both sidecars (datasources, dashboards) take these.
+        "resources": resources_burst("10m", "64Mi", "100m", "128Mi"),
+    });
     if let Some(img) = ctx.component(Kind::PrometheusStack).and_then(|c| c.image("grafana-sidecar")) {
         grafana_sidecar["image"] = image(img, DigestKey::Sha);
     }
@@ -57,7 +62,11 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         "kubeEtcd": { "enabled": false },
         "prometheusOperator": {
             "image": image(img("prometheus-operator")?, DigestKey::Sha),
-            "prometheusConfigReloader": { "image": image(img("prometheus-config-reloader")?, DigestKey::Sha) },
+            // The chart's empty resources become `--config-reloader-*-limit=0`: no limit at all.
+            "prometheusConfigReloader": {
+                "image": image(img("prometheus-config-reloader")?, DigestKey::Sha),
+                "resources": resources_burst("10m", "25Mi", "100m", "64Mi"),
+            },
             "admissionWebhooks": { "enabled": false },
             "tls": { "enabled": false },
             "kubeletService": {
@@ -118,8 +127,11 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             // fsGroup already owns the volume; the chown init container would need a busybox image.
             "initChownData": { "enabled": false },
             // Offline: no update checks and no usage reporting.
+            // Grafana 12+ also installs and updates its preinstalled apps from grafana.com at every
+            // start unless told not to.
             "grafana.ini": {
                 "analytics": { "reporting_enabled": false, "check_for_updates": false, "check_for_plugin_updates": false },
+                "plugins": { "preinstall_disabled": true },
             },
             "persistence": { "enabled": true, "storageClassName": s.storage_class.as_str(), "size": "1Gi" },
             "additionalDataSources": grafana_datasources,
@@ -129,6 +141,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         "kube-state-metrics": {
             "image": image(img("kube-state-metrics")?, DigestKey::ShaPrefixed),
             "affinity": off_edge(),
+            "resources": resources_burst("10m", "64Mi", "200m", "256Mi"),
         },
         // kube-prometheus-stack's own node exporter covers cloud nodes; edge nodes run
         // the budgeted edge node exporter instead.
@@ -137,6 +150,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
             // tag; keep the tag we pinned.
             "image": node_exporter_image,
             "affinity": off_edge(),
+            "resources": resources_burst("10m", "32Mi", "200m", "64Mi"),
         },
     }))
 }
@@ -145,6 +159,28 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
 mod tests {
     use super::*;
     use crate::stack::Arch;
+
+    /// Every container of the chart that our values can size has a limit (the chart's defaults
+    /// leave these unlimited).
+    #[test]
+    fn every_container_we_size_has_limits() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let v = values(&Ctx::new(&stack, "upstream", Arch::Amd64).unwrap()).unwrap();
+        for path in [
+            "/prometheusOperator/resources",
+            "/prometheusOperator/prometheusConfigReloader/resources",
+            "/prometheus/prometheusSpec/resources",
+            "/alertmanager/alertmanagerSpec/resources",
+            "/grafana/resources",
+            "/grafana/sidecar/resources",
+            "/kube-state-metrics/resources",
+            "/prometheus-node-exporter/resources",
+        ] {
+            let r = v.pointer(path).unwrap_or_else(|| panic!("no {path}"));
+            assert!(r["limits"]["cpu"].is_string() && r["limits"]["memory"].is_string(), "{path}: {r}");
+        }
+        assert_eq!(v["grafana"]["grafana.ini"]["plugins"]["preinstall_disabled"], true);
+    }
 
     /// Every receiver posts to the URL the install wrote into the Secret Alertmanager mounts: no
     /// route leads to a receiver that does not exist, and the cloud script requires the URL.

@@ -69,6 +69,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
         // The chart adds an access-log exporter sidecar (another image) by default; nothing
         // scrapes it here, so it stays off rather than weighing on the bundle.
         "metrics": { "enabled": false },
+        "resources": resources_burst("10m", "16Mi", "100m", "64Mi"),
     });
     if let Some(img) = gateway_image {
         gateway["image"] = image(img, DigestKey::Digest);
