@@ -764,12 +764,19 @@ pub async fn sample(
             return;
         }
         let tick = Instant::now();
-        for (name, _, _) in &containers {
-            let Ok(Some(s)) = engine.stats_once(name).await else {
+        // All at once: one reading takes the engine about a second, so one by one each
+        // container would be read (and its CPU averaged) only every few seconds.
+        let engine = &engine;
+        let readings = futures_util::future::join_all(containers.iter().map(|(name, _, _)| async move {
+            let reading = engine.stats_once(name).await;
+            (name, reading, Instant::now())
+        }))
+        .await;
+        for (name, reading, now) in readings {
+            let Ok(Some(s)) = reading else {
                 previous.remove(name);
                 continue;
             };
-            let now = Instant::now();
             let cpu = match previous.insert(name.clone(), (now, s.cpu_total_ns)) {
                 Some((t, ns)) if s.cpu_total_ns >= ns => {
                     (s.cpu_total_ns - ns) as f64 / 1e6 / now.duration_since(t).as_secs_f64().max(1e-3)

@@ -55,6 +55,10 @@ struct QueueConfig {
     sample_age_limit: String,
     /// A heal is noticed within this (the default 5s; Prometheus' own default max is 5s too).
     max_backoff: String,
+    /// One sender: over one thin link more gain nothing, and while the link is down Prometheus
+    /// would reshard towards its default 50, each with its own buffers, and replay through all
+    /// of them at the heal (measured: 433m CPU and +20 MiB for seconds after a 90 s cut).
+    max_shards: u32,
     batch_send_deadline: String,
 }
 
@@ -65,6 +69,9 @@ pub fn buffer_window(ctx: &Ctx<'_>) -> Duration {
 
 /// The agent's command line: agent mode, its WAL kept for at least the buffer window, the node's
 /// name expanded into the external labels.
+/// Remote-write senders of an edge agent (see `QueueConfig::max_shards`).
+pub const MAX_SHARDS: u32 = 1;
+
 /// The cloud Prometheus' remote-write URL in the compose flavour (its container alias).
 pub fn compose_remote_write_url(ctx: &Ctx<'_>) -> String {
     format!("http://{}:9090{REMOTE_WRITE_PATH}", ctx.host("prometheus"))
@@ -119,6 +126,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             queue_config: QueueConfig {
                 sample_age_limit: buffer_window(ctx).to_string(),
                 max_backoff: "5s".into(),
+                max_shards: MAX_SHARDS,
                 batch_send_deadline: send_deadline(ctx).to_string(),
             },
         }],

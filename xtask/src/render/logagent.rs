@@ -93,7 +93,8 @@ fn metrics(ctx: &Ctx<'_>, url: Value, node: Value) -> Vec<Block> {
                 Block::new("queue_config", None)
                     .attr("sample_age_limit", Value::str(&window))
                     .attr("batch_send_deadline", Value::str(super::edgemetrics::send_deadline(ctx).to_string()))
-                    .attr("max_backoff", Value::str("5s")),
+                    .attr("max_backoff", Value::str("5s"))
+                    .attr("max_shards", Value::Int(super::edgemetrics::MAX_SHARDS.into())),
             ),
         )
         // Samples stay in the WAL for the window while the link is down.
