@@ -126,7 +126,7 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
             assert!(text.contains(heading), "{arch} {file} has no {heading}");
         }
         let resources = json["resources"].as_array().unwrap();
-        assert_eq!(resources.len(), 6, "2 nodes × (node exporter, edge agent, probe)");
+        assert_eq!(resources.len(), 8, "2 nodes × (node exporter, metrics agent, edge agent, probe)");
         for r in resources {
             assert!(!r["samples"].as_array().unwrap().is_empty(), "every edge container sampled: {}", r["container"]);
             assert_eq!(r["emulated"], arch == "arm64");
