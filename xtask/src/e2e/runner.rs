@@ -464,8 +464,7 @@ impl<'a> Runner<'a> {
                 }))
             }
             Action::Log { labels, contains } => {
-                let store = query::LogStore::of(&self.plan.provides)
-                    .context("the topology runs no log store (loki or victoria-logs)")?;
+                let store = self.log_store()?;
                 let q = store.query(labels, contains)?;
                 let base = self.cloud_url(store.component()).await?;
                 let params = store.params(&q, self.since, SystemTime::now(), 100)?;
@@ -480,16 +479,17 @@ impl<'a> Runner<'a> {
                 // Whole seconds either side: what is written in the boundary seconds counts too.
                 let (lo, hi) = (at(from)? - 1, at(to)? + 1);
                 let workload = &self.plan.workload(node).with_context(|| format!("no workload on {node}"))?.spec.name;
-                let read = |path: &str| format!("cat {path} 2>/dev/null || true");
+                // What the workload wrote, read on the node: its pod log, or its span record.
+                let path = match signal {
+                    Signal::Logs => super::plan::WORKLOAD_POD_LOG,
+                    Signal::Spans => super::plan::SPAN_RECORD,
+                };
+                let read = format!("cat {path} 2>/dev/null || true");
+                let text = self.engine.exec(workload, &["/bin/busybox", "sh", "-c", &read]).await?;
                 match signal {
                     Signal::Logs => {
-                        let text = self
-                            .engine
-                            .exec(workload, &["/bin/busybox", "sh", "-c", &read(super::plan::WORKLOAD_POD_LOG)])
-                            .await?;
                         let written = query::written_lines(&text, lo, hi);
-                        let store = query::LogStore::of(&self.plan.provides)
-                            .context("the topology runs no log store (loki or victoria-logs)")?;
+                        let store = self.log_store()?;
                         let labels: BTreeMap<String, String> =
                             [("node".to_string(), node.clone()), ("container".to_string(), "workload".to_string())]
                                 .into();
@@ -506,10 +506,6 @@ impl<'a> Runner<'a> {
                         Ok(query::kept_match("log lines", &written, &found))
                     }
                     Signal::Spans => {
-                        let text = self
-                            .engine
-                            .exec(workload, &["/bin/busybox", "sh", "-c", &read(super::plan::SPAN_RECORD)])
-                            .await?;
                         let written = query::written_spans(&text, lo, hi);
                         let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
                         let mut found = std::collections::BTreeSet::new();
@@ -624,6 +620,10 @@ impl<'a> Runner<'a> {
             Some("scalar") => vec![(BTreeMap::new(), value(&data["result"]))],
             other => bail!("unexpected result type {other:?}"),
         })
+    }
+
+    fn log_store(&self) -> Result<query::LogStore> {
+        query::LogStore::of(&self.plan.provides).context("the topology runs no log store (loki or victoria-logs)")
     }
 
     /// A fault window on `node`'s link opens (`down`) or closes.
