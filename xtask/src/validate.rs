@@ -155,6 +155,10 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
                 let r = prometheus_rule_groups(&sh, &scratch, text);
                 report.push_result(rel, "promtool check rules (PrometheusRule spec)", r);
             }
+            if name == crate::render::blackbox::SECRET_FILE {
+                let r = blackbox_secret_config(&sh, dir, &scratch);
+                report.push_result(rel, "blackbox_exporter --config.check (stringData), equal to blackbox.yml", r);
+            }
         } else if name == "values/kube-prometheus-stack.yaml" {
             let v = yaml_file(dir, name)?;
             let am = scratch.join("kps-alertmanager.yml");
@@ -171,10 +175,9 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
                 scrape_list(&sh, &scratch, "kps", scrape),
             );
         } else if name == "values/blackbox-exporter.yaml" {
-            let v = yaml_file(dir, name)?;
-            let cfg = scratch.join("blackbox-values.yml");
-            write(&cfg, &v["config"])?;
-            report.push_result(rel, "blackbox_exporter --config.check (config)", blackbox_check(&sh, &cfg));
+            // The chart reads its whole config from the Secret the values name (never its merged `config`).
+            let r = yaml_file(dir, name).and_then(|v| blackbox_values(dir, &v));
+            report.push_result(rel, "config from the rendered Secret (configExistingSecretName)", r);
         } else if name == "kubeedge/keadm-join-set.txt" {
             let r = yaml_file(dir, "kubeedge/edgecore-patch.yaml").and_then(|patch| check_join_args(text, &patch));
             report.push_result(rel, "keadm --set syntax, same settings as edgecore-patch.yaml", r);
@@ -261,6 +264,38 @@ fn edge_agent_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
     exec(sh, tools::EDGE_AGENT, &["validate", &flag])
 }
 
+/// The values take the config from the rendered Secret, never from the chart's `config` (which
+/// Helm merges into the chart's defaults, so the deployed modules would not be blackbox.yml's).
+fn blackbox_values(dir: &Utf8Path, values: &Value) -> Result<()> {
+    use crate::render::blackbox::SECRET_FILE;
+    if values.get("config").is_some() {
+        bail!("`config` is set: Helm merges it into the chart's defaults; the config belongs in {SECRET_FILE}");
+    }
+    let wanted = values["configExistingSecretName"].as_str().context("no configExistingSecretName")?;
+    let secret = yaml_file(dir, SECRET_FILE)?;
+    let name = secret["metadata"]["name"].as_str().unwrap_or_default();
+    if name != wanted {
+        bail!("configExistingSecretName is {wanted:?} but {SECRET_FILE} names {name:?}");
+    }
+    Ok(())
+}
+
+/// The Secret carries exactly blackbox.yml under the chart's key, and blackbox_exporter reads it.
+fn blackbox_secret_config(sh: &Shell, dir: &Utf8Path, scratch: &Utf8Path) -> Result<()> {
+    use crate::render::blackbox::{CHART_CONFIG_KEY, SECRET_FILE};
+    let secret = yaml_file(dir, SECRET_FILE)?;
+    let text = secret["stringData"][CHART_CONFIG_KEY]
+        .as_str()
+        .with_context(|| format!("no stringData.{CHART_CONFIG_KEY}"))?;
+    let file = std::fs::read_to_string(dir.join("blackbox/blackbox.yml")).context("reading blackbox/blackbox.yml")?;
+    if text != file {
+        bail!("stringData.{CHART_CONFIG_KEY} differs from blackbox/blackbox.yml");
+    }
+    let cfg = scratch.join("blackbox-secret.yml");
+    std::fs::write(&cfg, text).with_context(|| format!("writing {cfg}"))?;
+    blackbox_check(sh, &cfg)
+}
+
 fn blackbox_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
     let flag = format!("--config.file={cfg}");
     exec(sh, tools::BLACKBOX, &["--config.check", &flag])
@@ -332,6 +367,7 @@ pub fn check_manifests(text: &str) -> Result<()> {
         let round = match kind.as_str() {
             "v1/Namespace" => round_trip::<core::Namespace>(&value),
             "v1/ConfigMap" => round_trip::<core::ConfigMap>(&value),
+            "v1/Secret" => round_trip::<core::Secret>(&value),
             "v1/Service" => round_trip::<core::Service>(&value),
             "apps/v1/DaemonSet" => round_trip::<apps::DaemonSet>(&value),
             "apps/v1/Deployment" => round_trip::<apps::Deployment>(&value),

@@ -86,7 +86,7 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
                 .unwrap_or_else(|| panic!("no scenario {name}"))
         };
         for name in
-            ["metrics", "alerts", "link-outage", "buffer-window", "restart", "quiet", "offline", "logs", "traces"]
+            ["metrics", "alerts", "link-probe", "link-outage", "buffer-window", "restart", "quiet", "offline", "logs", "traces"]
         {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
@@ -98,7 +98,7 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
         }
         // Alert latencies were measured against their bounds; edge containers were sampled.
         let latencies = json["latencies"].as_array().unwrap();
-        assert_eq!(latencies.len(), 2, "node down and link cut: {latencies:?}");
+        assert_eq!(latencies.len(), 3, "node down, link cut, port blocked: {latencies:?}");
         for l in latencies {
             let (measured, bound, earliest) =
                 (l["measured_s"].as_f64().unwrap(), l["bound_s"].as_f64().unwrap(), l["earliest_s"].as_f64().unwrap());
@@ -126,7 +126,7 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
             assert!(text.contains(heading), "{arch} {file} has no {heading}");
         }
         let resources = json["resources"].as_array().unwrap();
-        assert_eq!(resources.len(), 8, "2 nodes × (node exporter, metrics agent, edge agent, probe)");
+        assert_eq!(resources.len(), 10, "2 nodes × (node exporter, metrics agent, link probe, edge agent, probe)");
         for r in resources {
             assert!(!r["samples"].as_array().unwrap().is_empty(), "every edge container sampled: {}", r["container"]);
             assert_eq!(r["emulated"], arch == "arm64");

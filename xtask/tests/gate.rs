@@ -427,7 +427,7 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     // of it; its log store (VictoriaLogs) and Jaeger are, so logs and traces are.
     assert_eq!(
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
-        ["metrics", "alerts", "link-outage", "buffer-window", "restart", "logs", "traces", "quiet"]
+        ["metrics", "alerts", "link-probe", "link-outage", "buffer-window", "restart", "logs", "traces", "quiet"]
     );
 }
 

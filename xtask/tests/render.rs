@@ -242,13 +242,22 @@ fn compose_prometheus_scrapes_the_cloud_only_and_edges_push() {
         let rw = &agent["remote_write"][0];
         assert_eq!(rw["url"].as_str(), Some("http://prometheus:9090/api/v1/write"));
         assert_eq!(rw["queue_config"]["sample_age_limit"].as_str(), Some(window.as_str()));
-        let targets: Vec<String> = agent["scrape_configs"]
+        // What the agent dials: a job's targets, or the exporter a probe job's relabeling sends them to.
+        let dialled: Vec<String> = agent["scrape_configs"]
             .as_sequence()
             .unwrap()
             .iter()
-            .flat_map(|j| strings(&j["static_configs"][0]["targets"]))
+            .flat_map(|j| {
+                let exporter = j["relabel_configs"].as_sequence().into_iter().flatten().find_map(|r| {
+                    (r["target_label"].as_str() == Some("__address__")).then(|| r["replacement"].as_str().unwrap().to_string())
+                });
+                match exporter {
+                    Some(address) => vec![address],
+                    None => j["static_configs"].as_sequence().unwrap().iter().flat_map(|s| strings(&s["targets"])).collect(),
+                }
+            })
             .collect();
-        assert_eq!(targets, ["127.0.0.1:9095", "127.0.0.1:9100"]);
+        assert_eq!(dialled, ["127.0.0.1:9095", "127.0.0.1:9100", "127.0.0.1:9115"]);
     });
 }
 
@@ -354,13 +363,14 @@ fn compose_files_pass_their_real_validators() {
 }
 
 /// The bound is detection + evaluation + `for` + group_wait: with the compose defaults 18s for a
-/// node that stops pushing (8s of silence), 14s for a scraped fault (two scrapes), well inside the
+/// node that stops pushing (8s of silence), 16s for a fault the edge pushes (two of its scrapes
+/// and the send deadline), well inside the
 /// run; the Kubernetes flavour's own timing gives minutes.
 #[test]
 fn alert_bounds_follow_the_flavours_timing() {
     compose("local", |ctx, _| {
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeUnreachable"), Some(Duration::from_secs(18)));
-        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeExporterDown"), Some(Duration::from_secs(14)));
+        assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeExporterDown"), Some(Duration::from_secs(16)));
         assert_eq!(render::rules::alert_bound(ctx, "Watchdog"), Some(Duration::from_secs(6)));
         assert_eq!(render::rules::alert_bound(ctx, "EdgeNodeNotReady"), None, "a k3s-only alert in compose");
         // Every alert of the catalog has a bound.

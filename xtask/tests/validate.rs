@@ -64,6 +64,10 @@ fn validators_refuse_broken_files() {
         ("prometheus/additional-scrape-configs.yml", "- role: node", "- role: nodes"),
         // Jaeger reads its own settings: a misspelt one is refused.
         ("values/jaeger.yaml", "max_traces:", "max_tracez:"),
+        // The chart reads blackbox.yml whole from the Secret: a `config` (merged by Helm) or a
+        // Secret that is not blackbox.yml is refused.
+        ("values/blackbox-exporter.yaml", "configExistingSecretName:", "config: {}\nconfigExistingSecretName:"),
+        ("manifests/05-blackbox-config.yaml", "prober: tcp", "prober: icmp"),
         ("manifests/20-edge-node-exporter.yaml", "hostNetwork: true", "hostNetwork: true\n      hostNetwrok: true"),
         ("scripts/install-observability.sh", "set -euo pipefail", "set -euo pipefail\ncd $HOME"),
     ];

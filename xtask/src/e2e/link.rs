@@ -54,6 +54,15 @@ impl Link {
         self.iptables(&["-A", CHAIN, "-d", s, "-j", "DROP"]).await
     }
 
+    /// New connections to `address` on `ports` refused at once (a TCP reset, as a firewall
+    /// rejecting them), the rest of the link untouched.
+    pub async fn block(&self, address: &str, ports: &[u16]) -> Result<()> {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let ports = ports.join(",");
+        let rule = ["-A", CHAIN, "-d", address, "-p", "tcp", "-m", "multiport", "--dports", &ports];
+        self.iptables(&[&rule[..], &["-j", "REJECT", "--reject-with", "tcp-reset"]].concat()).await
+    }
+
     pub async fn heal(&self) -> Result<()> {
         self.iptables(&["-F", CHAIN]).await
     }

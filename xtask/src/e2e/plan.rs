@@ -359,6 +359,16 @@ pub fn plan(
                     s.cmd = vec![format!("--web.listen-address=:{port}")];
                     (port, Ready { port, path: "/metrics" })
                 }
+                Kind::LinkProbe => {
+                    let port = stack.settings.edge.link_probe;
+                    s.image = image_of(c, "blackbox-exporter")?;
+                    s.cmd = vec![
+                        "--config.file=/etc/blackbox/blackbox.yml".into(),
+                        format!("--web.listen-address=:{port}"),
+                    ];
+                    s.binds.insert(conf("blackbox"), "/etc/blackbox".into());
+                    (port, Ready { port, path: "/metrics" })
+                }
                 Kind::Probe => {
                     s.image = image_of(c, "probe")?;
                     s.entrypoint = Some(vec!["/bin/busybox".into()]);

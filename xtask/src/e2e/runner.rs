@@ -683,6 +683,14 @@ impl<'a> Runner<'a> {
             Action::HealLink(node) => {
                 Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.heal().await?
             }
+            Action::Block { node, component } => {
+                let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
+                let address = self.engine.address(&c.spec.name, &p.cloud_network).await?.with_context(|| {
+                    format!("{component} has no address on {} to block", p.cloud_network)
+                })?;
+                let link = Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?;
+                link.block(&address.to_string(), &c.ports).await?
+            }
             Action::Restart(component) => {
                 let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
                 self.engine.restart(&c.spec.name).await?;

@@ -166,6 +166,12 @@ pub enum Action {
     StartNode(String),
     CutLink(String),
     HealLink(String),
+    /// The node's connections to one cloud component refused (a firewall on the way), the rest
+    /// of its link untouched; `heal_link` lifts it.
+    Block {
+        node: String,
+        component: String,
+    },
     /// Restart a cloud component's container (by component name).
     Restart(String),
     /// Save these components' logs with the report.
@@ -235,6 +241,7 @@ impl Action {
                 vec![n.as_str()]
             }
             Action::Http { component, .. } => vec![component.as_str()],
+            Action::Block { node, component } => vec![node.as_str(), component.as_str()],
             Action::CollectLogs(names) => names.iter().map(String::as_str).collect(),
             _ => Vec::new(),
         }
@@ -278,6 +285,7 @@ impl Action {
             Action::StartNode(n) => format!("start node {n}"),
             Action::CutLink(n) => format!("cut link {n}"),
             Action::HealLink(n) => format!("heal link {n}"),
+            Action::Block { node, component } => format!("block {node} from {component}"),
             Action::Restart(c) => format!("restart {c}"),
             Action::CollectLogs(c) => format!("collect logs of {}", c.join(", ")),
         }
@@ -678,6 +686,7 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         | Action::CutLink(n)
         | Action::HealLink(n)
         | Action::Kept { node: n, .. }
+        | Action::Block { node: n, .. }
             if !names.nodes.contains(n) =>
         {
             problems
@@ -685,6 +694,9 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         }
         Action::Restart(c) | Action::Http { component: c, .. } if !names.components.contains(c) => {
             problems.push((c.clone(), format!("{at}: no component {c:?} in this profile")));
+        }
+        Action::Block { component: c, .. } if !names.cloud.contains(c) => {
+            problems.push((c.clone(), format!("{at}: no cloud component {c:?} to block in this profile")));
         }
         Action::CollectLogs(cs) => {
             for c in cs.iter().filter(|c| !names.components.contains(*c) && !names.nodes.contains(c)) {

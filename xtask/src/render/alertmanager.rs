@@ -75,7 +75,12 @@ pub struct InhibitRule {
 /// Alerts that mean "this edge node is gone".
 pub const NODE_DOWN_ALERTS: [&str; 2] = ["EdgeNodeNotReady", "EdgeNodeUnreachable"];
 /// Alerts about things on an edge node, pointless while the node itself is down.
-pub const NODE_SCOPED_ALERTS: [&str; 2] = ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget"];
+/// (Alerts on pushed data need none: a node that is gone pushes nothing fresh.)
+pub const NODE_SCOPED_ALERTS: [&str; 3] = ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "EdgeTunnelDown"];
+/// Alerts that mean "cloudcore is gone for every edge" (k3s + KubeEdge).
+pub const CLOUDCORE_DOWN_ALERTS: [&str; 2] = ["CloudcoreDown", "CloudEdgeTunnelDown"];
+/// Every edge's symptoms of cloudcore being gone: page once, as cloudcore.
+pub const CLOUDCORE_SYMPTOMS: [&str; 3] = ["EdgeNodeNotReady", "EdgeTunnelDown", "EdgeCloudPortUnreachable"];
 /// kube-prometheus-stack's default rules fire this (severity `none`) to mute `info` alerts; never delivered.
 pub const ALERT_INFO_INHIBITOR: &str = "InfoInhibitor";
 
@@ -199,6 +204,11 @@ pub fn config(ctx: &Ctx<'_>) -> Config {
             },
         );
         receivers.push(Receiver { name: RECEIVER_NULL.into(), webhook_configs: vec![] });
+        inhibit_rules.push(InhibitRule {
+            source_matchers: vec![any_of(&CLOUDCORE_DOWN_ALERTS)],
+            target_matchers: vec![any_of(&CLOUDCORE_SYMPTOMS)],
+            equal: vec![],
+        });
         inhibit_rules.push(InhibitRule {
             source_matchers: vec![format!("alertname=\"{ALERT_INFO_INHIBITOR}\"")],
             target_matchers: vec!["severity=\"info\"".into()],
@@ -328,6 +338,9 @@ mod tests {
         for profile in stack.profiles.keys() {
             rules.extend(catalog(&Ctx::new(&stack, profile.as_str(), Arch::Amd64).expect("profile")));
             rules.extend(catalog(&Ctx::compose(&stack, profile.as_str(), Arch::Amd64, &topology).expect("profile")));
+        }
+        for name in CLOUDCORE_DOWN_ALERTS.iter().chain(&CLOUDCORE_SYMPTOMS) {
+            assert!(rules.iter().any(|r| r.name == *name), "inhibition names {name}, which no rule defines");
         }
         for name in NODE_DOWN_ALERTS.iter().chain(&NODE_SCOPED_ALERTS) {
             let defs: Vec<_> = rules.iter().filter(|r| r.name == *name).collect();

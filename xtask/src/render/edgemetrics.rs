@@ -20,9 +20,11 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::names::{JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE};
+use super::names::{
+    ENV_CLOUD_HOST_IP, JOB_EDGE_LINK_PROBE, JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE, LABEL_PORT_NAME,
+};
 use super::otelagent::NODE_NAME_ENV;
-use super::prometheus::{Global, ScrapeConfig, StaticConfig};
+use super::prometheus::{Global, ScrapeConfig, StaticConfig, probe_job};
 use super::{Ctx, Files};
 use crate::stack::{Duration, Kind};
 
@@ -67,8 +69,6 @@ pub fn buffer_window(ctx: &Ctx<'_>) -> Duration {
     if ctx.is_kubernetes() { ctx.settings().edge_buffer.window } else { ctx.stack.e2e.buffer_window }
 }
 
-/// The agent's command line: agent mode, its WAL kept for at least the buffer window, the node's
-/// name expanded into the external labels.
 /// Remote-write senders of an edge agent (see `QueueConfig::max_shards`).
 pub const MAX_SHARDS: u32 = 1;
 
@@ -83,6 +83,8 @@ pub fn send_deadline(ctx: &Ctx<'_>) -> Duration {
     ctx.scrape_interval()
 }
 
+/// The agent's command line: agent mode, its WAL kept for at least the buffer window, the node's
+/// name expanded into the external labels.
 pub fn args(window: Duration, port: u16, config_path: &str) -> Vec<String> {
     let retention = window.max(MIN_RETENTION);
     vec![
@@ -103,6 +105,19 @@ fn local(job: &str, port: u16) -> ScrapeConfig {
     }
 }
 
+/// The edge's probes of what it dials across the link, through its link probe on 127.0.0.1.
+fn link_probe_job(ctx: &Ctx<'_>, port: u16) -> ScrapeConfig {
+    let mut job = probe_job(JOB_EDGE_LINK_PROBE, super::blackbox::MODULE_TCP, format!("127.0.0.1:{port}"));
+    job.static_configs = super::blackbox::edge_link_targets(ctx)
+        .into_iter()
+        .map(|t| StaticConfig {
+            targets: vec![format!("{}:{}", t.host.unwrap_or_else(|| format!("${{{ENV_CLOUD_HOST_IP}}}")), t.port)],
+            labels: [(LABEL_PORT_NAME.to_string(), t.name.to_string())].into(),
+        })
+        .collect();
+    job
+}
+
 fn config(ctx: &Ctx<'_>) -> Result<Config> {
     if !ctx.has(Kind::Prometheus) && !ctx.has(Kind::PrometheusStack) {
         bail!("profile {} has an edge metrics agent but no Prometheus to remote-write to", ctx.profile_name);
@@ -111,6 +126,9 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     let mut scrape_configs = vec![local(JOB_EDGE_METRICS, edge.metrics_agent)];
     if ctx.has(Kind::NodeExporter) {
         scrape_configs.push(local(JOB_EDGE_NODE_EXPORTER, edge.node_exporter));
+    }
+    if ctx.has(Kind::LinkProbe) {
+        scrape_configs.push(link_probe_job(ctx, edge.link_probe));
     }
     let interval = ctx.scrape_interval();
     Ok(Config {
@@ -159,12 +177,17 @@ mod tests {
             .find_map(|a| a.strip_prefix("--storage.agent.retention.max-time=").map(String::from));
         assert_eq!(retention, Some(window.max(MIN_RETENTION).to_string()));
         // Every job is local to the node: nothing dials across the link but the push.
+        // (the link probe's targets are parameters of its local exporter).
         for job in &cfg.scrape_configs {
-            assert!(
-                job.static_configs.iter().flat_map(|s| &s.targets).all(|t| t.starts_with("127.0.0.1:")),
-                "{}",
-                job.job_name
-            );
+            let local = if job.job_name == JOB_EDGE_LINK_PROBE {
+                job.relabel_configs.iter().any(|r| {
+                    r.target_label.as_deref() == Some("__address__")
+                        && r.replacement.as_deref().is_some_and(|a| a.starts_with("127.0.0.1:"))
+                })
+            } else {
+                job.static_configs.iter().flat_map(|s| &s.targets).all(|t| t.starts_with("127.0.0.1:"))
+            };
+            assert!(local, "{}", job.job_name);
         }
     }
 }

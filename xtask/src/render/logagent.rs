@@ -22,7 +22,8 @@ use serde_json::{Value as Json, json};
 
 use super::alloy::{Block, Value, print};
 use super::names::{
-    ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE, RELEASE_LOKI,
+    ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, JOB_EDGE_LINK_PROBE, JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE,
+    LABEL_PORT_NAME, RELEASE_LOKI,
 };
 use super::output::{Comment, with_header};
 use super::values::{DigestKey, image, on_edge, to_value};
@@ -53,7 +54,7 @@ fn cloud_url(port: u16, path: &str) -> Value {
 
 /// The Alloy pipelines: pod logs (discover files → tail → parse CRI → path labels → push) and
 /// metrics (scrape on loopback → remote-write), both to the cloud's NodePorts.
-pub fn alloy_config(ctx: &Ctx<'_>) -> String {
+pub fn alloy_config(ctx: &Ctx<'_>) -> Result<String> {
     let ports = &ctx.settings().node_ports;
     pipeline(
         ctx,
@@ -65,7 +66,7 @@ pub fn alloy_config(ctx: &Ctx<'_>) -> String {
 
 /// The compose flavour's Alloy config for edge node `node`: Loki and Prometheus by their container
 /// aliases, the node's name as a literal label.
-pub fn alloy_config_compose(ctx: &Ctx<'_>, node: &str) -> String {
+pub fn alloy_config_compose(ctx: &Ctx<'_>, node: &str) -> Result<String> {
     let url = format!("http://{}:{}{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT, push_path());
     pipeline(ctx, Value::str(url), Value::str(super::edgemetrics::compose_remote_write_url(ctx)), Value::str(node))
 }
@@ -84,7 +85,7 @@ fn scrape(ctx: &Ctx<'_>, job: &str, port: u16, to: &Block) -> Block {
 
 /// The metrics half: Alloy's own metrics (its `up` is the edge's heartbeat, as the Prometheus
 /// agent's is) and node exporter's, remote-written with the node's name.
-fn metrics(ctx: &Ctx<'_>, url: Value, node: Value) -> Vec<Block> {
+fn metrics(ctx: &Ctx<'_>, url: Value, node: Value) -> Result<Vec<Block>> {
     let window = super::edgemetrics::buffer_window(ctx).to_string();
     let write = Block::new("prometheus.remote_write", Some("cloud"))
         .attr("external_labels", Value::Object(vec![(LABEL_NODE.into(), node)]))
@@ -104,11 +105,54 @@ fn metrics(ctx: &Ctx<'_>, url: Value, node: Value) -> Vec<Block> {
     if ctx.has(Kind::NodeExporter) {
         blocks.push(scrape(ctx, JOB_EDGE_NODE_EXPORTER, edge.node_exporter, &write));
     }
+    blocks.extend(link_probe(ctx, &write)?);
     blocks.push(write);
-    blocks
+    Ok(blocks)
 }
 
-fn pipeline(ctx: &Ctx<'_>, url: Value, metrics_url: Value, node: Value) -> String {
+/// The edge's probes of what it dials across the link ([`super::blackbox::edge_link_targets`]),
+/// by Alloy's embedded blackbox exporter with the cloud's modules; relabelled to the link-probe
+/// job, each target's `instance` and `port_name` (told by its port), and pushed with the rest.
+fn link_probe(ctx: &Ctx<'_>, to: &Block) -> Result<Vec<Block>> {
+    use super::blackbox::{MODULE_TCP, config, edge_link_targets};
+    let targets = edge_link_targets(ctx);
+    let rule = |pairs: Vec<(&str, Value)>| pairs.into_iter().fold(Block::new("rule", None), |b, (k, v)| b.attr(k, v));
+    let param = || Value::List(vec![Value::str("__param_target")]);
+    let mut exporter = Block::new("prometheus.exporter.blackbox", Some("link"))
+        .attr("config", Value::str(super::output::to_yaml(&config())?));
+    let mut relabel = Block::new("discovery.relabel", Some("link_probe"))
+        .block(rule(vec![("target_label", Value::str("job")), ("replacement", Value::str(JOB_EDGE_LINK_PROBE))]))
+        .block(rule(vec![("source_labels", param()), ("target_label", Value::str("instance"))]));
+    for t in &targets {
+        let address = match &t.host {
+            Some(host) => Value::str(format!("{host}:{}", t.port)),
+            None => Value::Call(
+                "string.format".into(),
+                vec![Value::str("%s:%d"), Value::env(ENV_CLOUD_HOST_IP), Value::Int(t.port.into())],
+            ),
+        };
+        exporter = exporter.block(
+            Block::new("target", None)
+                .attr("name", Value::str(t.name))
+                .attr("address", address)
+                .attr("module", Value::str(MODULE_TCP)),
+        );
+        relabel = relabel.block(rule(vec![
+            ("source_labels", param()),
+            ("regex", Value::str(format!(".*:{}", t.port))),
+            ("target_label", Value::str(LABEL_PORT_NAME)),
+            ("replacement", Value::str(t.name)),
+        ]));
+    }
+    let relabel = relabel.attr("targets", exporter.export("targets"));
+    let scrape = Block::new("prometheus.scrape", Some("link_probe"))
+        .attr("targets", relabel.export("output"))
+        .attr("scrape_interval", Value::str(ctx.scrape_interval().to_string()))
+        .attr("forward_to", Value::List(vec![to.export("receiver")]));
+    Ok(vec![exporter, relabel, scrape])
+}
+
+fn pipeline(ctx: &Ctx<'_>, url: Value, metrics_url: Value, node: Value) -> Result<String> {
     let write = Block::new("loki.write", Some("cloud")).block(Block::new("endpoint", None).attr("url", url)).attr(
         "external_labels",
         Value::Object(vec![("cluster".into(), Value::str("kubeprepare")), (LABEL_NODE.into(), node.clone())]),
@@ -131,9 +175,9 @@ fn pipeline(ctx: &Ctx<'_>, url: Value, metrics_url: Value, node: Value) -> Strin
         .attr("targets", files.export("targets"))
         .attr("forward_to", Value::List(vec![process.export("receiver")]));
     let mut blocks = vec![files, source, process, write];
-    blocks.extend(metrics(ctx, metrics_url, node));
+    blocks.extend(metrics(ctx, metrics_url, node)?);
     let body = print(&blocks);
-    with_header(Comment::Slash, &body)
+    Ok(with_header(Comment::Slash, &body))
 }
 
 fn env_common() -> Json {
@@ -162,7 +206,7 @@ pub fn values(ctx: &Ctx<'_>, c: &Component) -> Result<Json> {
             "configReloader": { "enabled": false },
             "crds": { "create": false },
             "alloy": {
-                "configMap": { "create": true, "content": alloy_config(ctx) },
+                "configMap": { "create": true, "content": alloy_config(ctx)? },
                 "storagePath": STATE_DIR,
                 // Offline: no usage reporting to the internet.
                 "enableReporting": false,
@@ -231,10 +275,10 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
         return Ok(());
     }
     match ctx.compose_topology() {
-        None => files.add("log-agent/config.alloy", alloy_config(ctx))?,
+        None => files.add("log-agent/config.alloy", alloy_config(ctx)?)?,
         Some(t) => {
             for edge in &t.edges {
-                files.add(format!("log-agent/{edge}/config.alloy"), alloy_config_compose(ctx, edge))?;
+                files.add(format!("log-agent/{edge}/config.alloy"), alloy_config_compose(ctx, edge)?)?;
             }
         }
     }

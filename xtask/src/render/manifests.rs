@@ -29,6 +29,8 @@ use crate::stack::{Component, Kind};
 pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
 /// Where, under the data dir, k3s serves charts to its helm-controller.
 pub const K3S_STATIC_CHARTS: &str = "server/static/charts";
+/// Where, under the data dir, k3s imports image archives from, pinned against the kubelet's image GC.
+pub const K3S_AUTO_IMPORT: &str = "agent/images";
 
 /// k3s' `helm.cattle.io/v1` HelmChart (the fields this stack uses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +239,9 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     files.add_yaml("manifests/01-storageclass.yaml", &storage_class(ctx))?;
     if ctx.has(Kind::NodeExporter) {
         files.add_yaml("manifests/20-edge-node-exporter.yaml", &edge_node_exporter(ctx)?)?;
+    }
+    if ctx.profile.component(Kind::BlackboxExporter).is_some_and(|c| c.chart.is_some()) {
+        files.add_yaml(super::blackbox::SECRET_FILE, &super::blackbox::config_secret(ctx)?)?;
     }
     // Edge agents reach the charted Jaeger through this NodePort (one built here has no chart to deploy it).
     if ctx.profile.component(Kind::Jaeger).is_some_and(|c| c.chart.is_some()) {

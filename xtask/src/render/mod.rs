@@ -160,6 +160,11 @@ impl<'a> Ctx<'a> {
         self.profile.edges_push()
     }
 
+    /// Whether each edge probes what it dials and pushes the results ([`crate::stack::Profile::probes_link`]).
+    pub fn probes_link(&self) -> bool {
+        self.profile.probes_link()
+    }
+
     /// kube-prometheus-stack runs Prometheus on k3s + KubeEdge: its operator takes our scrape
     /// configs and rules, and kube-state-metrics, cloudcore and the stream tunnel exist.
     /// False in the compose flavour, even for a profile that has the chart (its images then run

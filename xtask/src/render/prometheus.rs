@@ -180,9 +180,9 @@ fn edge_tunnel_job(job: &str, path: &str) -> ScrapeConfig {
     }
 }
 
-/// The blackbox exporter's address as scrape target, and the relabeling that turns
+/// The blackbox exporter at `exporter` as scrape target, and the relabeling that turns
 /// each configured target into a `?target=` parameter.
-fn probe_job(ctx: &Ctx<'_>, job: &str, module: &str) -> ScrapeConfig {
+pub fn probe_job(job: &str, module: &str, exporter: String) -> ScrapeConfig {
     let mut params = std::collections::BTreeMap::new();
     params.insert("module".to_string(), vec![module.to_string()]);
     ScrapeConfig {
@@ -192,7 +192,7 @@ fn probe_job(ctx: &Ctx<'_>, job: &str, module: &str) -> ScrapeConfig {
         relabel_configs: vec![
             Relabel::copy("__address__", "__param_target"),
             Relabel::copy("__param_target", "instance"),
-            Relabel::set("__address__", &blackbox_address(ctx)),
+            Relabel::set("__address__", &exporter),
         ],
         ..Default::default()
     }
@@ -268,7 +268,7 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
         if ctx.kps() {
             // cloudcore's ports, probed from inside the cloud through its Service.
             let c = &s.cloudcore;
-            let mut probe = probe_job(ctx, JOB_PROBE_CLOUDCORE, super::blackbox::MODULE_TCP);
+            let mut probe = probe_job(JOB_PROBE_CLOUDCORE, super::blackbox::MODULE_TCP, blackbox_address(ctx));
             probe.static_configs = [
                 (c.cloudhub, "cloudhub"),
                 (c.cloudhub_https, "cloudhub-https"),
@@ -278,7 +278,7 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             .iter()
             .map(|(port, name)| StaticConfig {
                 targets: vec![format!("cloudcore.kubeedge.svc:{port}")],
-                labels: [("port_name".to_string(), name.to_string())].into_iter().collect(),
+                labels: [(LABEL_PORT_NAME.to_string(), name.to_string())].into_iter().collect(),
             })
             .collect();
             jobs.push(probe);

@@ -70,6 +70,17 @@ impl Case {
     }
 }
 
+/// How an alert's fault reaches the samples its rule reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detect {
+    /// The cloud's Prometheus scrapes it.
+    Scrape,
+    /// An edge's agent scrapes it and pushes the sample, which waits up to the send deadline.
+    Pushed,
+    /// Pushed samples stop arriving: `expr` holds once no sample has come for this long.
+    Silence(Duration),
+}
+
 /// One alerting rule of the catalog, with the promtool cases that pin its behaviour.
 #[derive(Debug, Clone)]
 pub struct AlertRule {
@@ -79,9 +90,8 @@ pub struct AlertRule {
     pub expr: String,
     /// How long `expr` must hold before the alert fires.
     pub for_: Duration,
-    /// For an alert on pushed data that stopped arriving: how long no sample must have come before
-    /// `expr` holds (its [`Detection`]). `None`: a scrape sees the fault.
-    pub silence: Option<Duration>,
+    /// How its fault reaches the rule's input (its [`Detection`] in the latency model).
+    pub detect: Detect,
     pub severity: Severity,
     /// Labels the rule adds besides `severity` (e.g. `component`).
     pub labels: BTreeMap<String, String>,
@@ -169,7 +179,7 @@ fn job_down(ctx: &Ctx<'_>, name: &'static str, job: &str, what: &str, severity: 
         name,
         expr: format!("absent(up{{job=\"{job}\"}} == 1) and on () count(up) > 0"),
         for_: for_down,
-        silence: None,
+        detect: Detect::Scrape,
         severity,
         labels: labels(&[("job", job)]),
         summary: format!("{what} is down"),
@@ -206,7 +216,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                    and on (node) kube_node_role{role=\"edge\"}"
                 .into(),
             for_: for_down,
-            silence: None,
+            detect: Detect::Scrape,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "Edge node {{ $labels.node }} is not Ready".into(),
@@ -240,35 +250,131 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         let exporter = |node: &str, v: &str| {
             series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"127.0.0.1:9100\",node=\"{node}\"}}"), v)
         };
+        // The tunnel (on k3s + KubeEdge) is a second path to the node: a node that stopped pushing
+        // but answers through it is reachable, and its agent is what stopped.
+        let silent_for = format!(
+            "time() - max by (node) (max_over_time(timestamp(up{{job=\"{JOB_EDGE_METRICS}\"}})[1h:{step}])) > {}",
+            threshold.as_secs()
+        );
+        let tunnel_up = format!("max by (node) (up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 1");
+        let tunnel = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, 10351, node, v);
+        let mut unreachable_cases = vec![
+            // edge-1 pushed for a minute, then nothing; edge-2 keeps pushing.
+            fires(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20")], &[&[("node", "edge-1")]]),
+            silent(vec![agent("edge-1", "1x20"), agent("edge-2", "1x20")]),
+        ];
+        if kps {
+            // Silent, but its tunnel still answers: EdgeMetricsNotPushing's, not this alert's.
+            unreachable_cases.push(silent(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20"), tunnel("edge-1", "1x20")]));
+            unreachable_cases.push(fires(
+                vec![agent("edge-1", "1x1"), agent("edge-2", "1x20"), tunnel("edge-1", "1x1 0x20")],
+                &[&[("node", "edge-1")]],
+            ));
+        }
         rules.push(AlertRule {
             name: "EdgeNodeUnreachable",
-            expr: format!(
-                "time() - max by (node) (max_over_time(timestamp(up{{job=\"{JOB_EDGE_METRICS}\"}})[1h:{step}])) > {}",
-                threshold.as_secs()
-            ),
+            expr: if kps { format!("{silent_for} unless on (node) {tunnel_up}") } else { silent_for.clone() },
             for_: for_node,
-            silence: Some(threshold),
+            detect: Detect::Silence(threshold),
             severity: Severity::Critical,
             labels: BTreeMap::new(),
-            summary: "Edge node {{ $labels.node }} has stopped pushing metrics".into(),
+            summary: "Edge node {{ $labels.node }} cannot be reached".into(),
             description: format!(
                 "No sample from edge node {{{{ $labels.node }}}}'s metrics agent has arrived for over {threshold} \
-                 (held {for_node}): the node is down, its link is cut, or the agent stopped. It buffers while cut off \
-                 and sends the backlog after the heal."
+                 (held {for_node}){}: the node is down or its link is cut. Its agents buffer while cut off and send \
+                 the backlog after the heal.",
+                if kps { ", and its kubelet does not answer through the tunnel either" } else { "" }
             ),
             runbook: "Check the edge node is powered and its link to the cloud; then `systemctl status edgecore` and the edge-metrics pod's log.".into(),
-            cases: vec![
-                // edge-1 pushed for a minute, then nothing; edge-2 keeps pushing.
-                fires(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20")], &[&[("node", "edge-1")]]),
-                silent(vec![agent("edge-1", "1x20"), agent("edge-2", "1x20")]),
-            ],
+            cases: unreachable_cases,
         });
+        if kps {
+            rules.push(AlertRule {
+                name: "EdgeMetricsNotPushing",
+                expr: format!("{silent_for} and on (node) {tunnel_up}"),
+                for_: for_node,
+                detect: Detect::Silence(threshold),
+                severity: Severity::Warning,
+                labels: BTreeMap::new(),
+                summary: "Edge node {{ $labels.node }} is reachable but pushes no metrics".into(),
+                description: format!(
+                    "Edge node {{{{ $labels.node }}}} answers through the tunnel, but no sample from its metrics agent \
+                     has arrived for over {threshold} (held {for_node}): the agent stopped, or cannot reach Prometheus' NodePort."
+                ),
+                runbook: "The edge metrics agent's pod and log on that node; its link-probe results for port_name=\"prometheus\" once it pushes again.".into(),
+                cases: vec![
+                    fires(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20"), tunnel("edge-1", "1x20")], &[&[("node", "edge-1")]]),
+                    // Silent and its tunnel down too: unreachable, EdgeNodeUnreachable's.
+                    silent(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20"), tunnel("edge-1", "1x1 0x20")]),
+                    silent(vec![agent("edge-1", "1x20"), tunnel("edge-1", "1x20")]),
+                ],
+            });
+            // A node that pushes but whose tunnel fails: the tunnel itself (cloudcore's stream
+            // server, iptables-manager's DNAT, the edge's edgeStream). Held longer than the node
+            // alerts, so edgecore stopping (NotReady, which inhibits it) pages as itself.
+            let pushing = format!(
+                "time() - max by (node) (timestamp(up{{job=\"{JOB_EDGE_METRICS}\"}})) < {}",
+                threshold.as_secs()
+            );
+            rules.push(AlertRule {
+                name: "EdgeTunnelDown",
+                expr: format!("max by (node) (up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 0 and on (node) ({pushing})"),
+                for_: for_budget,
+                detect: Detect::Scrape,
+                severity: Severity::Warning,
+                labels: BTreeMap::new(),
+                summary: "The stream tunnel to edge node {{ $labels.node }} is down".into(),
+                description: format!(
+                    "Edge node {{{{ $labels.node }}}} pushes its metrics, but its kubelet has not answered through the \
+                     KubeEdge stream tunnel for {for_budget}: no kubelet metrics, logs or exec for it."
+                ),
+                runbook: "On the edge: `modules.edgeStream.enable` and edgecore's log; in the cloud: iptables-manager and cloudcore's cloudStream (10003/10004); the edge's link-probe result for port_name=\"tunnel\".".into(),
+                cases: vec![
+                    fires(vec![tunnel("edge-1", "0x20"), agent("edge-1", "1x20")], &[&[("node", "edge-1")]]),
+                    // Not pushing either: the node is unreachable, not its tunnel.
+                    silent(vec![tunnel("edge-1", "0x20"), agent("edge-1", "1x1")]),
+                    silent(vec![tunnel("edge-1", "1x20"), agent("edge-1", "1x20")]),
+                ],
+            });
+        }
+        if ctx.probes_link() {
+            // Only fresh results: after a heal the agent replays the cut's failed probes, older
+            // than `threshold`, and those must not page (the alert is about now).
+            let job = format!("job=\"{JOB_EDGE_LINK_PROBE}\"");
+            let probe = |port: &str, v: &str| {
+                series(format!("probe_success{{{job},instance=\"cloud:1\",node=\"edge-1\",port_name=\"{port}\"}}"), v)
+            };
+            rules.push(AlertRule {
+                name: "EdgeCloudPortUnreachable",
+                expr: format!(
+                    "min by (node, port_name) (probe_success{{{job}}}) == 0 and on (node, port_name) \
+                     (time() - max by (node, port_name) (timestamp(probe_success{{{job}}})) < {})",
+                    threshold.as_secs()
+                ),
+                for_: for_node,
+                detect: Detect::Pushed,
+                severity: Severity::Warning,
+                labels: BTreeMap::new(),
+                summary: "Edge node {{ $labels.node }} cannot reach the cloud's {{ $labels.port_name }} port".into(),
+                description: format!(
+                    "Edge node {{{{ $labels.node }}}} pushes, but its TCP connects to the cloud's {{{{ $labels.port_name }}}} \
+                     port have failed for {for_node}: a firewall or NAT rule on the way, or the service behind the port."
+                ),
+                runbook: "From the edge: `wget -qO- http://<cloud>:<port>` (or `nc -zv`); the site's firewall for that port; the cloud Service or NodePort behind it.".into(),
+                cases: vec![
+                    fires(vec![probe("tunnel", "0x20")], &[&[("node", "edge-1"), ("port_name", "tunnel")]]),
+                    silent(vec![probe("tunnel", "1x20")]),
+                    // Failures replayed after a heal: within Prometheus' lookback, but old.
+                    silent(vec![probe("tunnel", "0x3")]),
+                ],
+            });
+        }
         if ctx.has(Kind::NodeExporter) {
             rules.push(AlertRule {
                 name: "EdgeNodeExporterDown",
                 expr: format!("max by (node) (up{{job=\"{JOB_EDGE_NODE_EXPORTER}\"}}) == 0"),
                 for_: for_node,
-                silence: None,
+                detect: Detect::Pushed,
                 severity: Severity::Warning,
                 labels: BTreeMap::new(),
                 summary: "Node exporter on edge node {{ $labels.node }} is down".into(),
@@ -289,7 +395,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             // `max` of no series is no series: with no edge target at all this stays silent.
             expr: format!("max(up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 0"),
             for_: for_down,
-            silence: None,
+            detect: Detect::Scrape,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "The cloud-edge stream tunnel is down".into(),
@@ -327,7 +433,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                 name: "EdgeComponentMemoryOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (container_memory_working_set_bytes{{{sel}}}) > {mem}"),
                 for_: for_budget,
-                silence: None,
+                detect: Detect::Scrape,
                 severity: Severity::Warning,
                 labels: component.clone(),
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more memory than its budget ({})", budget.memory),
@@ -346,7 +452,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                 name: "EdgeComponentCpuOverBudget",
                 expr: format!("max by (node, namespace, pod, container) (rate(container_cpu_usage_seconds_total{{{sel}}}[5m])) > {cores}"),
                 for_: for_budget,
-                silence: None,
+                detect: Detect::Scrape,
                 severity: Severity::Warning,
                 labels: component,
                 summary: format!("{name} on {{{{ $labels.node }}}} uses more CPU than its budget ({})", budget.cpu),
@@ -374,7 +480,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             name: "CloudcorePortDown",
             expr: format!("max by (instance, port_name) (probe_success{{job=\"{JOB_PROBE_CLOUDCORE}\"}}) == 0"),
             for_: for_node,
-            silence: None,
+            detect: Detect::Scrape,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "cloudcore's {{ $labels.port_name }} port ({{ $labels.instance }}) does not answer".into(),
@@ -411,7 +517,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             jobs.prometheus
         ),
         for_: for_node,
-        silence: None,
+        detect: Detect::Scrape,
         severity: Severity::Warning,
         labels: BTreeMap::new(),
         summary: "Prometheus fails to evaluate rules".into(),
@@ -432,7 +538,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             jobs.prometheus
         ),
         for_: for_down,
-        silence: None,
+        detect: Detect::Scrape,
         severity: Severity::Critical,
         labels: BTreeMap::new(),
         summary: "Prometheus is not connected to any Alertmanager".into(),
@@ -477,7 +583,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         name: ALERT_WATCHDOG,
         expr: "vector(1)".into(),
         for_: Duration::from_secs(0),
-        silence: None,
+        detect: Detect::Scrape,
         severity: Severity::None,
         labels: BTreeMap::new(),
         summary: "Watchdog: the alerting pipeline is alive".into(),
@@ -558,6 +664,8 @@ pub enum Detection {
     /// to its timeout, which Prometheus caps at the scrape interval (a cut link hangs until then;
     /// a vanished host fails at once).
     Scrape { interval: std::time::Duration },
+    /// As a scrape, on the edge, and the sample then waits up to the agent's send deadline.
+    Pushed { interval: std::time::Duration, deadline: std::time::Duration },
     /// Silence: pushed samples stop arriving, and the condition holds once the newest one is
     /// `threshold` old. The newest sample to arrive before the fault was scraped up to `lag`
     /// before it: a scrape interval, plus the agent's send deadline for a sample still queued
@@ -570,6 +678,7 @@ impl Detection {
     fn range(self) -> (std::time::Duration, std::time::Duration) {
         match self {
             Detection::Scrape { interval } => (2 * interval, std::time::Duration::ZERO),
+            Detection::Pushed { interval, deadline } => (2 * interval + deadline, std::time::Duration::ZERO),
             Detection::Silence { threshold, lag } => (threshold, threshold.saturating_sub(lag)),
         }
     }
@@ -618,6 +727,7 @@ impl LatencyModel {
     pub fn latest_without_timeout(&self) -> std::time::Duration {
         let detect = match self.detection {
             Detection::Scrape { interval } => interval,
+            Detection::Pushed { interval, deadline } => interval + deadline,
             Detection::Silence { threshold, .. } => threshold,
         };
         detect + self.evaluation + self.hold + self.group_wait
@@ -651,6 +761,16 @@ impl LatencyModel {
                 "A stopped node or cut link refuses its scrape at once (no timeout), and the scrape and evaluation \
                  phases are anywhere in their intervals",
             ),
+            Detection::Pushed { interval, deadline } => (
+                format!(
+                    "{} to the edge's next scrape + {} scrape timeout + {} send deadline",
+                    s(interval),
+                    s(interval),
+                    s(deadline)
+                ),
+                "A refused connection fails the edge's probe at once (no timeout), a sample may leave at once, and \
+                 the scrape and evaluation phases are anywhere in their intervals",
+            ),
             Detection::Silence { threshold, lag } => (
                 format!("{} of silence", s(threshold)),
                 if lag.is_zero() {
@@ -679,13 +799,12 @@ pub fn latency_model(ctx: &Ctx<'_>, rule: &AlertRule) -> LatencyModel {
     let ms = std::time::Duration::from_millis;
     let eval = ctx.evaluation_interval().as_millis().max(1);
     let interval = ms(ctx.scrape_interval().as_millis());
+    let deadline = ms(super::edgemetrics::send_deadline(ctx).as_millis());
     LatencyModel {
-        detection: match rule.silence {
-            None => Detection::Scrape { interval },
-            Some(t) => Detection::Silence {
-                threshold: ms(t.as_millis()),
-                lag: interval + ms(super::edgemetrics::send_deadline(ctx).as_millis()),
-            },
+        detection: match rule.detect {
+            Detect::Scrape => Detection::Scrape { interval },
+            Detect::Pushed => Detection::Pushed { interval, deadline },
+            Detect::Silence(t) => Detection::Silence { threshold: ms(t.as_millis()), lag: interval + deadline },
         },
         evaluation: ms(eval),
         hold: ms(rule.for_.as_millis().div_ceil(eval) * eval),

@@ -26,7 +26,7 @@ use super::kubeedge::{
     CLOUDCORE_CONFIG_KEY, CLOUDCORE_CONFIGMAP, CLOUDCORE_DEPLOYMENT, CLOUDCORE_NAMESPACE, CLOUDCORE_POD_SELECTOR,
     EDGECORE_CONFIG, JOIN_SET_FILE, PATCH_CLOUDCORE, PATCH_EDGECORE,
 };
-use super::manifests::{K3S_DATA_DIR, K3S_STATIC_CHARTS};
+use super::manifests::{K3S_AUTO_IMPORT, K3S_DATA_DIR, K3S_STATIC_CHARTS};
 use super::names::{ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET, EDGE_NODE_LABEL, ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
 use super::output::{Comment, with_header};
 use super::{Ctx, Files};
@@ -56,6 +56,10 @@ fn image_names(ctx: &Ctx<'_>, role: Role) -> Vec<String> {
         .flat_map(|c| c.images.iter().map(|i| i.reference.to_string()))
         .collect()
 }
+
+/// Prefix of the archives the cloud script keeps in k3s' auto-import directory (not to clash with
+/// kubeprepare's own airgap images there).
+pub const AUTO_IMPORT_PREFIX: &str = "kubeprepare-observability-";
 
 /// Single-quote a value for bash.
 pub fn quote(s: &str) -> String {
@@ -233,6 +237,10 @@ import_images() {
     grep -qxF "$name" <<<"$listed" || missing+=("$name")
   done
   ((${#missing[@]} == 0)) || die "images missing after the import (is the bundle for this arch complete?): ${missing[*]}"
+  # Pinned: the kubelet's image garbage collection never removes them (offline they never come back).
+  for name in "${IMAGES[@]}"; do
+    "$@" images label "$name" io.cri-containerd.pinned=pinned >/dev/null
+  done
 }
 
 # Fails listing every missing file, not only the first.
@@ -252,9 +260,13 @@ require_files() {
 const CLOUD_START: &str = r##"usage() {
   cat <<'EOF'
 Usage: install-observability.sh --alert-webhook-url URL [--cloud-ip IP] [--timeout SECONDS]
+       install-observability.sh --images-only [--k3s-data-dir DIR]
 
 Deploys the observability stack on this k3s server node, offline, from the bundle around this
 script. Safe to run again.
+  --images-only            on another cloud node (a k3s agent): import and pin the cloud images
+                           only, and keep them in k3s' auto-import directory; cloud pods may run
+                           on any node that is not an edge
   --alert-webhook-url URL  where Alertmanager posts every alert (your paging bridge); required on
                            the first run, kept (in a Secret) when a re-run omits it
   --cloud-ip IP            address edge agents push metrics, logs and traces to
@@ -273,8 +285,13 @@ is_ip() {
 CLOUD_IP=""
 WEBHOOK_URL=""
 TIMEOUT=600
+IMAGES_ONLY=false
 while (($#)); do
   case "$1" in
+    --images-only)
+      IMAGES_ONLY=true
+      shift
+      ;;
     --alert-webhook-url)
       [[ "${2:-}" =~ ^https?://[^[:space:]/]+ ]] || die "--alert-webhook-url needs an http:// or https:// URL"
       WEBHOOK_URL="$2"
@@ -305,8 +322,13 @@ done
 
 [[ "$(id -u)" -eq 0 ]] || die "run as root: k3s' containerd and static charts directory need it"
 command -v k3s >/dev/null || die "k3s is not installed here; install kubeprepare's cloud package first"
-[[ -d "$K3S_DATA_DIR/server" ]] ||
-  die "$K3S_DATA_DIR is not the data directory of a k3s server; pass --k3s-data-dir DIR (k3s' --data-dir)"
+if [[ "$IMAGES_ONLY" == true ]]; then
+  [[ -d "$K3S_DATA_DIR/agent" ]] ||
+    die "$K3S_DATA_DIR is not the data directory of a k3s node; pass --k3s-data-dir DIR (k3s' --data-dir)"
+else
+  [[ -d "$K3S_DATA_DIR/server" ]] ||
+    die "$K3S_DATA_DIR is not the data directory of a k3s server; pass --k3s-data-dir DIR (k3s' --data-dir), or --images-only on an agent"
+fi
 kubectl() { k3s kubectl "$@"; }
 # Server-side apply: re-runs converge, and large objects (chart values) need no
 # last-applied annotation.
@@ -315,7 +337,33 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 "##;
 
+// k3s imports (and pins) every archive in its agent images directory when it starts and while it
+// runs, so the images come back on this node whatever happens to containerd's store.
 const CLOUD_IMAGES: &str = r##"import_images "$IMAGE_DIR" k3s ctr
+AUTO_IMPORT_DIR="$K3S_DATA_DIR/$K3S_AUTO_IMPORT"
+install -d -m 0755 "$AUTO_IMPORT_DIR"
+for archive in "$BUNDLE_DIR/$IMAGE_DIR"/*.tar "$BUNDLE_DIR/$IMAGE_DIR"/*.tar.zst; do
+  [[ -f "$archive" ]] && install -m 0644 "$archive" "$AUTO_IMPORT_DIR/$AUTO_IMPORT_PREFIX${archive##*/}"
+done
+"##;
+
+const CLOUD_IMAGES_ONLY: &str = r##"if [[ "$IMAGES_ONLY" == true ]]; then
+  log "the cloud images are imported and pinned on this node, and kept in $AUTO_IMPORT_DIR"
+  exit 0
+fi
+"##;
+
+const CLOUD_NO_IMAGES: &str = r##"[[ "$IMAGES_ONLY" == false ]] || {
+  log "this profile has no cloud images to import"
+  exit 0
+}
+"##;
+
+// Cloud pods may land on any node that is not an edge, and offline each needs the images there.
+const CLOUD_OTHER_NODES: &str = r##"mapfile -t cloud_nodes < <(kubectl get nodes -l "!$EDGE_LABEL" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+if ((${#cloud_nodes[@]} > 1)); then
+  echo "warning: cloud pods may run on any of ${cloud_nodes[*]}: run install-observability.sh --images-only on each node but this one" >&2
+fi
 "##;
 
 const CLOUD_CHARTS: &str = r##"# k3s serves this directory to its helm-controller at https://%{KUBERNETES_API}%/static/charts/.
@@ -342,7 +390,7 @@ kubectl -n "$NAMESPACE" create configmap "$ENDPOINTS_CONFIGMAP" --from-literal="
 "##;
 
 // Before anything changes: a first install without a receiver stops here.
-const CLOUD_WEBHOOK_CHECK: &str = r##"if [[ -z "$WEBHOOK_URL" ]] && ! kubectl -n "$NAMESPACE" get secret "$WEBHOOK_SECRET" >/dev/null 2>&1; then
+const CLOUD_WEBHOOK_CHECK: &str = r##"if [[ "$IMAGES_ONLY" == false && -z "$WEBHOOK_URL" ]] && ! kubectl -n "$NAMESPACE" get secret "$WEBHOOK_SECRET" >/dev/null 2>&1; then
   die "pass --alert-webhook-url URL: Alertmanager posts every alert there, and the bundle carries no receiver"
 fi
 "##;
@@ -509,17 +557,24 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     if !plan.charts.is_empty() {
         var(&mut data, "K3S_STATIC_CHARTS", K3S_STATIC_CHARTS);
     }
+    if !plan.images.is_empty() {
+        var(&mut data, "K3S_AUTO_IMPORT", K3S_AUTO_IMPORT);
+        var(&mut data, "AUTO_IMPORT_PREFIX", AUTO_IMPORT_PREFIX);
+    }
 
     // Files are checked after the arguments are read: `--help` works from anywhere.
     let mut body = vec![CLOUD_START, require.as_str()];
-    let steps: [(bool, &str); 14] = [
+    let steps: [(bool, &str); 17] = [
         (ctx.kps(), CLOUD_WEBHOOK_CHECK),
         (!ctx.kps(), CLOUD_NO_WEBHOOK),
         (!plan.images.is_empty(), CLOUD_IMAGES),
+        (!plan.images.is_empty(), CLOUD_IMAGES_ONLY),
+        (plan.images.is_empty(), CLOUD_NO_IMAGES),
         (!plan.charts.is_empty(), CLOUD_CHARTS),
         (true, CLOUD_ENDPOINTS),
         (ctx.kps(), CLOUD_WEBHOOK),
         (true, CLOUD_TAINT),
+        (!plan.images.is_empty(), CLOUD_OTHER_NODES),
         (true, CLOUD_CLOUDCORE),
         (!plan.helm_jobs.is_empty(), CLOUD_HELM_RERUN),
         (!plan.manifests.is_empty(), CLOUD_MANIFESTS),
@@ -530,9 +585,10 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     ];
     body.extend(steps.iter().filter(|(on, _)| *on).map(|(_, text)| *text));
     script(
-        "Deploys kubeprepare's observability stack on the k3s server node, offline: imports the cloud\n\
-         images, serves the charts to k3s' helm-controller, writes the endpoints edge agents push to,\n\
-         exposes cloudcore's metrics, applies the manifests in order and waits until ready.\n\
+        "Deploys kubeprepare's observability stack on the k3s server node, offline: imports and pins the\n\
+         cloud images (kept in k3s' auto-import directory), serves the charts to k3s' helm-controller,\n\
+         writes the endpoints edge agents push to, exposes cloudcore's metrics, applies the manifests\n\
+         in order and waits until ready.\n\
          Run as root by kubeprepare's `install.sh --with-observability`; safe to run again.",
         &data,
         &body,
@@ -544,7 +600,8 @@ const EDGE_BODY: &str = r##"usage() {
 Usage: install-observability-edge.sh [--print-join-args | --images-only]
 
 Prepares this KubeEdge edge node for the observability stack, offline, from the bundle around
-this script: imports the edge images into containerd (namespace k8s.io) and merges
+this script: imports the edge images into containerd (namespace k8s.io), pinned against the
+kubelet's image garbage collection, and merges
 kubeedge/edgecore-patch.yaml into edgecore's config, then restarts edgecore. Safe to run again.
   --print-join-args  print the `keadm join` flags that configure edgecore the same way at
                      join time, one per line, and exit (no root needed):
@@ -664,8 +721,8 @@ fn edge_script(ctx: &Ctx<'_>) -> String {
     }
     data.push_str(if images.is_empty() { ")\n" } else { "\n)\n" });
     script(
-        "Prepares a KubeEdge edge node for kubeprepare's observability stack, offline: imports the\n\
-         edge images into containerd (k8s.io) and turns on what edgecore needs (edgeStream, metaServer\n\
+        "Prepares a KubeEdge edge node for kubeprepare's observability stack, offline: imports and\n\
+         pins the edge images in containerd (k8s.io) and turns on what edgecore needs (edgeStream, metaServer\n\
          on loopback, the kubelet read-only port). Run as root; safe to run again.",
         &data,
         &[EDGE_BODY],

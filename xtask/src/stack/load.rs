@@ -256,6 +256,14 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
             if c.enabled && matches!(c.kind, Kind::Alloy | Kind::Promtail | Kind::OtelAgent) {
                 log_agents.push((i, c.name.as_str()));
             }
+            if c.enabled && c.kind == Kind::LinkProbe && !profile.has(Kind::PrometheusAgent) {
+                report(
+                    format!("{at}.kind"),
+                    "a link probe is scraped and pushed by the node's `prometheus-agent`, and this profile has none \
+                     (Alloy probes the link itself: remove this component with alloy)"
+                        .into(),
+                );
+            }
             if c.enabled && c.kind == Kind::NodeExporter && c.role == Role::Edge && !profile.edges_push() {
                 report(
                     format!("{at}.kind"),

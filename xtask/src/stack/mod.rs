@@ -251,11 +251,13 @@ pub struct EdgePorts {
     pub node_exporter: u16,
     /// The edge metrics agent (Prometheus in agent mode): its own metrics and readiness.
     pub metrics_agent: u16,
+    /// The link probe (blackbox exporter), on 127.0.0.1 for the metrics agent.
+    pub link_probe: u16,
 }
 
 impl Default for EdgePorts {
     fn default() -> Self {
-        EdgePorts { kubelet_readonly: 10350, node_exporter: 9100, metrics_agent: 9095 }
+        EdgePorts { kubelet_readonly: 10350, node_exporter: 9100, metrics_agent: 9095, link_probe: 9115 }
     }
 }
 
@@ -579,6 +581,12 @@ impl Profile {
         self.has(Kind::PrometheusAgent) || self.has(Kind::Alloy)
     }
 
+    /// Whether each edge probes its link from its own side and pushes the results: a link probe
+    /// scraped by the metrics agent, or Alloy's embedded prober.
+    pub fn probes_link(&self) -> bool {
+        self.has(Kind::LinkProbe) || self.has(Kind::Alloy)
+    }
+
     /// The enabled edge log agent (Alloy, or Promtail as the legacy option).
     pub fn log_agent(&self) -> Option<&Component> {
         self.enabled().find(|c| matches!(c.kind, Kind::Alloy | Kind::Promtail | Kind::OtelAgent))
@@ -644,12 +652,16 @@ pub enum Kind {
     /// Prometheus in agent mode on edge nodes: scrapes the node's exporters on 127.0.0.1 and
     /// remote-writes to the cloud's Prometheus, buffering in its WAL while the link is down.
     PrometheusAgent,
+    /// The blackbox exporter on edge nodes: probes, from the edge's side, the cloud ports the
+    /// edge needs (cloudhub, the tunnel, the NodePorts its agents push to); the node's metrics
+    /// agent scrapes it on 127.0.0.1 and pushes the results. (Alloy embeds the same prober.)
+    LinkProbe,
     /// A small base image for probes and test workloads.
     Probe,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::PrometheusStack,
         Kind::Prometheus,
         Kind::Alertmanager,
@@ -662,6 +674,7 @@ impl Kind {
         Kind::VictoriaLogs,
         Kind::OtelAgent,
         Kind::PrometheusAgent,
+        Kind::LinkProbe,
         Kind::Probe,
     ];
 
@@ -688,6 +701,7 @@ impl Kind {
             Kind::VictoriaLogs => &["victoria-logs"],
             Kind::OtelAgent => &["otel-agent"],
             Kind::PrometheusAgent => &["prometheus"],
+            Kind::LinkProbe => &["blackbox-exporter"],
             Kind::Probe => &["probe"],
         }
     }
@@ -700,7 +714,12 @@ impl Kind {
     /// The roles this kind may take.
     pub fn allowed_roles(self) -> &'static [Role] {
         match self {
-            Kind::Alloy | Kind::Promtail | Kind::OtelAgent | Kind::PrometheusAgent | Kind::NodeExporter => {
+            Kind::Alloy
+            | Kind::Promtail
+            | Kind::OtelAgent
+            | Kind::PrometheusAgent
+            | Kind::NodeExporter
+            | Kind::LinkProbe => {
                 &[Role::Edge]
             }
             Kind::Probe => &[Role::Cloud, Role::Edge],
