@@ -14,7 +14,7 @@ use super::plan::{Plan, Planned};
 use super::query;
 use super::receiver::Receiver;
 use super::report::{Latency, LinkSample, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
-use super::scenario::{Action, AlertState, Expect, Scenario, Signal, Step, labels_text};
+use super::scenario::{Action, AlertState, Expect, Over, Scenario, Signal, Step, labels_text};
 use crate::render::rules::LatencyModel;
 
 /// One alert of Alertmanager's `GET /api/v2/alerts`.
@@ -82,6 +82,8 @@ pub struct Runner<'a> {
     pub latencies: Vec<Latency>,
     /// Step name → its mark (monotonic and wall clock), per scenario.
     marks: HashMap<String, (Instant, SystemTime)>,
+    /// When the running scenario started.
+    scenario_since: SystemTime,
     /// When the runner was made: the start of every log store and Jaeger query window.
     since: SystemTime,
     /// Where each scenario's and step's start and end are recorded as they happen.
@@ -112,6 +114,7 @@ impl<'a> Runner<'a> {
             latencies: Vec::new(),
             marks: HashMap::new(),
             since: SystemTime::now(),
+            scenario_since: SystemTime::now(),
             progress: SharedProgress::default(),
             started: Instant::now(),
             link_faults: BTreeMap::new(),
@@ -181,6 +184,7 @@ impl<'a> Runner<'a> {
     pub async fn scenario(&mut self, s: &Scenario) -> ScenarioResult {
         let started = Instant::now();
         self.marks.clear();
+        self.scenario_since = SystemTime::now();
         update(&self.progress, |p| {
             p.running =
                 Some(Running { name: s.name.clone(), file: s.display_file(), started, steps: Vec::new(), step: None })
@@ -432,12 +436,18 @@ impl<'a> Runner<'a> {
                     },
                 }))
             }
-            Action::NoUnexpectedAlerts { allowed } => {
+            Action::NoUnexpectedAlerts { allowed, over } => {
+                let from = match over {
+                    Over::Scenario => self.scenario_since,
+                    Over::Run => self.since,
+                };
                 let unexpected: Vec<String> = self
                     .receiver
                     .alerts()
                     .iter()
                     .filter(|a| a.status == "firing")
+                    // Alertmanager stamps when an alert began; one without a stamp counts.
+                    .filter(|a| a.starts_at.is_none_or(|t| t >= from))
                     .filter(|a| !allowed.iter().any(|m| m.iter().all(|(k, v)| a.labels.get(k) == Some(v))))
                     // When it began, in the run's seconds: a fault it follows, or the start.
                     .map(|a| {

@@ -127,9 +127,12 @@ pub enum Action {
         labels: BTreeMap<String, String>,
         state: AmState,
     },
-    /// Every firing alert received so far matches one of these label sets.
+    /// Every firing alert that began during this scenario (or, `over: run`, during the whole run)
+    /// matches one of these label sets.
     NoUnexpectedAlerts {
         allowed: Vec<BTreeMap<String, String>>,
+        #[serde(default)]
+        over: Over,
     },
     /// A log line containing `contains` in a stream with these labels (`node`, `namespace`,
     /// `pod`, `container`), asked of the topology's log store in its own language (LogQL for Loki,
@@ -191,6 +194,17 @@ pub enum Signal {
 pub enum AlertState {
     Firing,
     Resolved,
+}
+
+/// The span of time a `no_unexpected_alerts` check looks back over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Over {
+    /// Alerts that began since the scenario started: another scenario's faults are its own.
+    #[default]
+    Scenario,
+    /// Alerts that began since the run started.
+    Run,
 }
 
 /// An alert's state in Alertmanager.
@@ -270,7 +284,8 @@ impl Action {
             Action::Alertmanager { name, labels, state } => {
                 format!("alertmanager holds {name}{} {}", labels_text(labels), state.as_str())
             }
-            Action::NoUnexpectedAlerts { .. } => "no unexpected alerts".into(),
+            Action::NoUnexpectedAlerts { over: Over::Scenario, .. } => "no unexpected alerts".into(),
+            Action::NoUnexpectedAlerts { over: Over::Run, .. } => "no unexpected alerts during the run".into(),
             Action::Log { labels, contains } => format!("log {contains:?} in {}", labels_text(labels)),
             Action::Trace { services } => format!("trace across {}", services.join(", ")),
             Action::Kept { node, signal, from, to } => {
@@ -648,7 +663,7 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
                 ));
             }
         }
-        Action::NoUnexpectedAlerts { allowed } if allowed.iter().any(BTreeMap::is_empty) => {
+        Action::NoUnexpectedAlerts { allowed, .. } if allowed.iter().any(BTreeMap::is_empty) => {
             problems.push((
                 "allowed".into(),
                 format!("{at}.allowed: an empty label set allows every alert: name at least alertname"),
