@@ -97,3 +97,57 @@ fn refused(good: &render::Files, cases: &[(&str, &str, &str)]) {
         assert!(failed.contains(&file.to_string()), "breaking {file} was not caught; failed: {failed:?}");
     }
 }
+
+/// The edge agent built here bounds its queues by bytes (`settings.edge_buffer.size`): with a
+/// store that refuses every connection and a queue smaller than what the node's pods write, it
+/// keeps the oldest and refuses the rest, and says so, instead of growing the node's disk.
+#[test]
+fn the_edge_agent_refuses_what_exceeds_its_queue_in_bytes() {
+    use render::{logagent, otelagent};
+    use std::io::Write;
+    let agent = tools::EDGE_AGENT.find().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut stack = stack::load(&paths::stack_file()).unwrap();
+    stack.settings.edge_buffer.size = "16Ki".to_string().try_into().unwrap();
+    let topology = render::ComposeTopology::golden();
+    let files = render::render(&Ctx::compose(&stack, "local", Arch::Amd64, &topology).unwrap()).unwrap();
+    let (_t, dir) = tmpdir();
+    // The rendered config, moved off the node's paths and pointed at a port nothing listens on.
+    let pods = dir.join("pods");
+    let config = files
+        .get(otelagent::CONFIG_FILE)
+        .unwrap()
+        .replace(logagent::POD_LOGS, &format!("{pods}/*/*/*.log"))
+        .replace(logagent::STATE_DIR, dir.join("state").as_str())
+        .replace(&format!("0.0.0.0:{}", otelagent::HEALTH_PORT), "127.0.0.1:0")
+        .replace(otelagent::OTLP_LISTEN, "127.0.0.1:0")
+        .replace(&format!("{}:{}", otelagent::VICTORIA_LOGS_HOST, otelagent::VICTORIA_LOGS_PORT), "127.0.0.1:1");
+    assert!(config.contains("sizer: bytes") && config.contains("queue_size: 12288"), "{config}");
+    let cfg = dir.join("agent.yaml");
+    std::fs::write(&cfg, &config).unwrap();
+    let container = pods.join("ns_pod_0000/workload");
+    std::fs::create_dir_all(&container).unwrap();
+    // ~300 KiB of log lines: twenty-five times the logs' queue.
+    let mut log = std::fs::File::create(container.join("0.log")).unwrap();
+    for seq in 0..3000 {
+        writeln!(log, "2026-12-03T12:00:00.000000000Z stdout F seq={seq} {}", "x".repeat(80)).unwrap();
+    }
+    drop(log);
+    let stderr = std::fs::File::create(dir.join("agent.log")).unwrap();
+    let mut child = std::process::Command::new(agent.as_str())
+        .arg(format!("--config={cfg}"))
+        .env(otelagent::NODE_NAME_ENV, "edge-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline && !text.contains("sending queue is full") {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        text = std::fs::read_to_string(dir.join("agent.log")).unwrap();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("sending queue is full"), "the agent never refused for a full queue:\n{text}");
+    assert!(text.contains("rejected_items"), "{text}");
+}

@@ -161,9 +161,12 @@ struct OtlpHttp {
 #[derive(Serialize)]
 struct SendingQueue {
     enabled: bool,
-    /// Persistent: survives the agent's restart and a link cut of any length, up to `queue_size` requests.
+    /// Persistent: survives the agent's restart and a link cut of any length, up to `queue_size`.
     storage: &'static str,
-    queue_size: u32,
+    /// `queue_size` counts bytes (of the requests, before compression): a bound on the disk a cut
+    /// may fill whatever the batch sizes, unlike a count of requests.
+    sizer: &'static str,
+    queue_size: u64,
     num_consumers: u32,
 }
 
@@ -216,6 +219,27 @@ pub fn go_memory_limit(budget_bytes: u64) -> String {
     format!("{}MiB", budget_bytes / (1024 * 1024) * 9 / 10)
 }
 
+/// How `settings.edge_buffer.size` is shared between the agent's two queues.
+#[derive(Debug, PartialEq, Eq)]
+struct QueueBytes {
+    logs: u64,
+    traces: u64,
+}
+
+/// The edge's buffer (`settings.edge_buffer.size`) is this agent's queues: the Prometheus agent's
+/// WAL, which has no size limit, is bounded by the window instead (stack.toml says so). Logs take
+/// three quarters (a node writes far more log bytes than its workloads send spans), traces the
+/// rest; with no traces, logs take it all. A full queue refuses what comes next, which the agent
+/// counts and logs ("sending queue is full"): the oldest data is kept, the newest dropped.
+fn queue_bytes(size: u64, traces: bool) -> QueueBytes {
+    if traces {
+        let logs = size / 4 * 3;
+        QueueBytes { logs, traces: size - logs }
+    } else {
+        QueueBytes { logs: size, traces: 0 }
+    }
+}
+
 fn config(ctx: &Ctx<'_>) -> Result<Config> {
     let Some(agent) = ctx.component(Kind::OtelAgent) else { bail!("profile {} has no otel-agent", ctx.profile_name) };
     let Some(budget) = &agent.budget else {
@@ -232,10 +256,11 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     };
     // Each exporter has a queue of its own in the node's storage: a store that is down holds back
     // only its own signal.
-    let exporter = |endpoint: String| OtlpHttp {
+    let queues = queue_bytes(ctx.settings().edge_buffer.size.bytes(), ctx.has(Kind::Jaeger));
+    let exporter = |endpoint: String, queue_size: u64| OtlpHttp {
         endpoint,
         compression: "gzip",
-        sending_queue: SendingQueue { enabled: true, storage: STORAGE, queue_size: 5000, num_consumers: 1 },
+        sending_queue: SendingQueue { enabled: true, storage: STORAGE, sizer: "bytes", queue_size, num_consumers: 1 },
         retry_on_failure: Retry {
             enabled: true,
             initial_interval: "1s".into(),
@@ -246,7 +271,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     let mut pipelines = BTreeMap::from([("logs", pipeline("file_log", "otlp_http/logs"))]);
     let traces = ctx.has(Kind::Jaeger).then(|| {
         pipelines.insert("traces", pipeline("otlp", "otlp_http/traces"));
-        exporter(format!("http://{RELEASE_JAEGER}:{OTLP_HTTP_PORT}"))
+        exporter(format!("http://{RELEASE_JAEGER}:{OTLP_HTTP_PORT}"), queues.traces)
     });
     Ok(Config {
         extensions: Extensions {
@@ -277,7 +302,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             batch: Batch { timeout: "1s".into(), send_batch_size: 512 },
         },
         exporters: Exporters {
-            logs: exporter(format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}")),
+            logs: exporter(format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}"), queues.logs),
             traces,
         },
         service: Service {
@@ -305,5 +330,16 @@ mod tests {
         assert_eq!(memory_limits(128 * 1024 * 1024), (96, 24));
         // The runtime's soft limit sits above the limiter's, below the budget.
         assert_eq!(go_memory_limit(64 * 1024 * 1024), "57MiB");
+    }
+
+    #[test]
+    fn the_queues_share_the_edge_buffer_and_never_exceed_it() {
+        let mib = 1024 * 1024;
+        assert_eq!(queue_bytes(256 * mib, true), QueueBytes { logs: 192 * mib, traces: 64 * mib });
+        assert_eq!(queue_bytes(256 * mib, false), QueueBytes { logs: 256 * mib, traces: 0 });
+        for size in [1, 3, 1023, 256 * mib + 1] {
+            let q = queue_bytes(size, true);
+            assert_eq!(q.logs + q.traces, size, "{size}");
+        }
     }
 }
