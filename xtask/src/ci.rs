@@ -122,6 +122,9 @@ fn upload(name: &str, path: &str) -> Value {
 
 /// One workflow, as data (serialized to YAML by [`render`]). Pure: the matrix and whether the
 /// upstream lock is committed decide it.
+/// The Helm release the bundle job renders the real charts with (k3s' helm controller is Helm 3).
+const HELM: &str = "helm-v3.19.0";
+
 pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<Value> {
     let cells = stack.subset(subset);
     if cells.is_empty() {
@@ -163,6 +166,27 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
     bundle_steps.push(run(
         "build the bundle twice and compare (reproducibility record)",
         "cargo xtask bundle repro --profile ${{ matrix.profile }} --arch ${{ matrix.arch }} --record evidence/observability-${{ matrix.profile }}-${{ matrix.arch }}.repro.json",
+    ));
+    // The real charts exist only where the internet is: render them as k3s would and check the objects.
+    bundle_steps.push(only_if(
+        run(
+            "helm, to render the real charts (checksum-verified)",
+            &format!(
+                "cd /tmp && curl -fsSLO https://get.helm.sh/{HELM}-linux-amd64.tar.gz && curl -fsSL https://get.helm.sh/{HELM}-linux-amd64.tar.gz.sha256sum | sha256sum -c && tar -xzf {HELM}-linux-amd64.tar.gz -C /usr/local/bin --strip-components=1 linux-amd64/helm"
+            ),
+        ),
+        "matrix.profile != 'local'",
+    ));
+    bundle_steps.push(only_if(
+        run(
+            "the real charts: helm lint --strict, helm template with the bundle's values, the objects checked",
+            "cargo xtask charts check --profile ${{ matrix.profile }} --arch ${{ matrix.arch }} --bundle target/bundle/observability-${{ matrix.profile }}-${{ matrix.arch }}",
+        ),
+        "matrix.profile != 'local'",
+    ));
+    bundle_steps.push(only_if(
+        upload("charts-${{ matrix.profile }}-${{ matrix.arch }}", "target/charts/"),
+        "always() && matrix.profile != 'local'",
     ));
     bundle_steps.push(upload(
         "bundle-${{ matrix.profile }}-${{ matrix.arch }}",

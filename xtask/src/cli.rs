@@ -28,6 +28,8 @@ pub enum Command {
     Bundle(crate::bundle::Args),
     /// Validate rendered configs with the real tools (promtool, amtool, blackbox_exporter, shellcheck).
     Validate(crate::validate::Args),
+    /// The real charts as k3s gets them (`helm template` with our values), checked against the stack.
+    Charts(crate::charts::Args),
     /// Measure the tool against the alternatives and print the figures (`bench bundle`).
     Bench(crate::bench::Args),
     /// Run the offline end-to-end scenarios against a bundle (compose tier; k3s tier later).
@@ -47,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Render(args) => crate::render::run(args),
         Command::Validate(args) => crate::validate::run(args),
+        Command::Charts(args) => crate::charts::run(args),
         Command::Fixtures(args) => crate::fixtures::run(args),
         Command::Lock(args) => crate::lock::run(args),
         Command::Bundle(args) => crate::bundle::run(args),

@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod bench;
 pub mod bundle;
 pub mod cache;
+pub mod charts;
 pub mod ci;
 pub mod cli;
 pub mod containerd;

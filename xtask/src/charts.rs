@@ -1,0 +1,508 @@
+//! `cargo xtask charts`: the real charts as the cluster receives them. Each pinned chart of a
+//! bundle is linted (`helm lint --strict`) and rendered (`helm template`, with the values the bundle
+//! ships) and the rendered objects are checked against the stack:
+//! - every image a pod (or an operator's Prometheus or Alertmanager) runs is one the bundle carries;
+//! - a cloud chart's pods never tolerate the edge taint (edges are tainted, so they stay off them)
+//!   and an edge chart's pods select edge nodes and tolerate it;
+//! - every container, init container and operator-managed sidecar has a CPU and a memory limit;
+//! - every Service our configs dial (`<name>.<namespace>.svc`) and every NodePort the edges push to
+//!   exists among the rendered objects.
+//!
+//! No chart can be fetched on our machines: the generated workflow's bundle job (it has internet)
+//! runs `charts check --bundle`, and the tests here run the same checks on crafted `helm template`
+//! output (`--rendered`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::render::manifests::release_name;
+use crate::render::names::EDGE_NODE_LABEL;
+use crate::render::{Ctx, Files};
+use crate::stack::{Arch, Role};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check the charts' rendered objects against the stack (images, placement, limits, Services).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[arg(long, default_value = "upstream")]
+    pub profile: String,
+    #[arg(long)]
+    pub arch: Arch,
+    /// A bundle folder: each chart in its charts/ is linted and rendered by `helm` (on PATH) with
+    /// the bundle's values/, and the output is kept in --out.
+    #[arg(long, value_name = "DIR", conflicts_with = "rendered", required_unless_present = "rendered")]
+    pub bundle: Option<Utf8PathBuf>,
+    /// A folder of `helm template` output already made: `<release>.yaml` for each chart.
+    #[arg(long, value_name = "DIR")]
+    pub rendered: Option<Utf8PathBuf>,
+    /// Where `--bundle` keeps each chart's `helm template` output.
+    #[arg(long, value_name = "DIR", default_value = "target/charts")]
+    pub out: Utf8PathBuf,
+}
+
+/// Services our configs dial that no chart of ours creates: the platform makes them.
+const PLATFORM_SERVICES: &[(&str, &str, &str)] =
+    &[("kubeedge", "cloudcore", "created by `keadm init` (kubeprepare's cloud install)")];
+
+/// Charts whose pods run on edge nodes, by release name, and what the stack expects of a render.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub namespace: String,
+    /// Release name → the role of its component.
+    pub releases: BTreeMap<String, Role>,
+    /// Normalised image reference → its digest, when locked.
+    pub images: BTreeMap<String, Option<String>>,
+    /// (namespace, name) → the rendered file that dials it.
+    pub dialled: BTreeMap<(String, String), String>,
+    /// (NodePort, what pushes to it).
+    pub node_ports: Vec<(u16, &'static str)>,
+    /// Services our own manifests create, (namespace, name), and the NodePorts they expose.
+    pub our_services: BTreeSet<(String, String)>,
+    pub our_node_ports: BTreeSet<u16>,
+}
+
+impl Expect {
+    pub fn new(ctx: &Ctx<'_>, files: &Files) -> Result<Expect> {
+        let namespace = ctx.namespace().to_string();
+        let releases = ctx
+            .profile
+            .enabled()
+            .filter(|c| c.chart.is_some())
+            .map(|c| (release_name(c).to_string(), c.role))
+            .collect();
+        let images = ctx
+            .profile
+            .enabled()
+            .flat_map(|c| &c.images)
+            .map(|i| (i.reference.to_string(), i.digest.as_ref().map(|d| d.as_str().to_string())))
+            .collect();
+        let mut dialled = BTreeMap::new();
+        let mut our_services = BTreeSet::new();
+        let mut our_node_ports = BTreeSet::new();
+        for (path, text) in files.iter() {
+            for svc in dialled_services(text) {
+                dialled.entry(svc).or_insert_with(|| path.to_string());
+            }
+            if path.as_str().starts_with("manifests/") {
+                for doc in documents(path.as_str(), text)? {
+                    if let Some((ns, name, ports)) = service(&doc, &namespace) {
+                        our_services.insert((ns, name));
+                        our_node_ports.extend(ports);
+                    }
+                }
+            }
+        }
+        let p = &ctx.settings().node_ports;
+        let mut node_ports =
+            vec![(p.otlp_grpc, "edge workloads' OTLP/gRPC"), (p.otlp_http, "edge workloads' OTLP/HTTP")];
+        if ctx.profile.edges_push() {
+            node_ports.push((p.prometheus, "the edge metrics agents' remote write"));
+        }
+        if ctx.profile.log_agent().is_some() {
+            node_ports.push((p.loki, "the edge log agents' push"));
+        }
+        Ok(Expect { namespace, releases, images, dialled, node_ports, our_services, our_node_ports })
+    }
+}
+
+/// Every `<name>.<namespace>.svc` in a text.
+fn dialled_services(text: &str) -> Vec<(String, String)> {
+    let label = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices(".svc") {
+        // `.svc` ends the name (`.svc:`, `.svc/`, `.svc.cluster.local`, end of a word).
+        if bytes.get(at + 4).is_some_and(|&b| label(b)) {
+            continue;
+        }
+        let start = text[..at].rfind(|c: char| !(label(c as u8) || c == '.')).map_or(0, |i| i + 1);
+        let host = &text[start..at];
+        let parts: Vec<&str> = host.split('.').collect();
+        if let [.., name, ns] = parts[..]
+            && !name.is_empty()
+            && !ns.is_empty()
+        {
+            found.push((ns.to_string(), name.to_string()));
+        }
+    }
+    found
+}
+
+/// The YAML documents of a multi-document text (empty documents left out), named by file and index.
+fn documents(file: &str, text: &str) -> Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let v = Value::deserialize(de).with_context(|| format!("{file}: document {} is not valid YAML", i + 1))?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
+}
+
+/// A Service's namespace, name and NodePorts.
+fn service(doc: &Value, namespace: &str) -> Option<(String, String, Vec<u16>)> {
+    if doc["kind"] != "Service" {
+        return None;
+    }
+    let name = doc["metadata"]["name"].as_str()?.to_string();
+    let ns = doc["metadata"]["namespace"].as_str().unwrap_or(namespace).to_string();
+    let ports = doc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()))
+        .collect();
+    Some((ns, name, ports))
+}
+
+/// One thing wrong with a chart's rendered objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The release (`<release>.yaml`) or `-` for what spans the whole render.
+    pub release: String,
+    /// `Kind/name`, with the container when it is one container's fault.
+    pub object: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.release, self.object, self.message)
+    }
+}
+
+/// A pod template (or an operator's pod-making resource) found in a rendered object.
+struct Pod<'a> {
+    object: String,
+    spec: &'a Value,
+    /// Prometheus and Alertmanager: the operator builds the pod from `spec`.
+    operator_made: bool,
+}
+
+fn pods(doc: &Value) -> Option<Pod<'_>> {
+    let kind = doc["kind"].as_str()?;
+    let object = format!("{kind}/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
+    let spec = match kind {
+        "Pod" => &doc["spec"],
+        "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" | "Job" => &doc["spec"]["template"]["spec"],
+        "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        "Prometheus" | "Alertmanager"
+            if doc["apiVersion"].as_str().is_some_and(|a| a.starts_with("monitoring.coreos.com/")) =>
+        {
+            return Some(Pod { object, spec: &doc["spec"], operator_made: true });
+        }
+        _ => return None,
+    };
+    Some(Pod { object, spec, operator_made: false })
+}
+
+/// `helm test` hooks are never run by k3s' helm controller.
+fn is_test_hook(doc: &Value) -> bool {
+    doc["metadata"]["annotations"]["helm.sh/hook"]
+        .as_str()
+        .is_some_and(|h| h.split(',').any(|h| h.trim().starts_with("test")))
+}
+
+/// `registry/repository:tag` with Docker Hub's implicit parts made explicit, and the digest apart.
+fn normalise_image(image: &str) -> (String, Option<String>) {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d.to_string())),
+        None => (image, None),
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let explicit = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let name = match (explicit, name.contains('/')) {
+        (true, _) => name.to_string(),
+        (false, true) => format!("docker.io/{name}"),
+        (false, false) => format!("docker.io/library/{name}"),
+    };
+    (name, digest)
+}
+
+/// Whether a pod's tolerations let it onto a node tainted with the edge taint.
+fn tolerates_edge(spec: &Value) -> bool {
+    spec["tolerations"].as_array().into_iter().flatten().any(|t| {
+        let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || e == "NoSchedule");
+        let op = t["operator"].as_str().unwrap_or("Equal");
+        match t["key"].as_str().filter(|k| !k.is_empty()) {
+            None => op == "Exists" && effect_ok,
+            Some(k) => {
+                k == EDGE_NODE_LABEL && effect_ok && (op == "Exists" || t["value"].as_str().unwrap_or("").is_empty())
+            }
+        }
+    })
+}
+
+/// Whether a pod may only be scheduled on edge nodes: a nodeSelector on the edge label, or a
+/// required node affinity each of whose terms asks for it.
+fn requires_edge(spec: &Value) -> bool {
+    if spec["nodeSelector"].get(EDGE_NODE_LABEL).is_some() {
+        return true;
+    }
+    let terms =
+        &spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+    terms.as_array().is_some_and(|terms| {
+        !terms.is_empty()
+            && terms.iter().all(|term| {
+                term["matchExpressions"].as_array().into_iter().flatten().any(|e| {
+                    e["key"] == EDGE_NODE_LABEL
+                        && (e["operator"] == "Exists"
+                            || (e["operator"] == "In"
+                                && e["values"].as_array().is_some_and(|v| v.iter().any(|v| v == ""))))
+                })
+            })
+    })
+}
+
+fn has_limits(resources: &Value) -> Vec<&'static str> {
+    ["cpu", "memory"].into_iter().filter(|r| resources["limits"][*r].is_null()).collect()
+}
+
+/// Check every release's rendered objects. `rendered` is (release, its `helm template` text).
+pub fn check(expect: &Expect, rendered: &[(String, String)]) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut services: BTreeSet<(String, String)> = expect.our_services.clone();
+    let mut node_ports: BTreeSet<u16> = expect.our_node_ports.clone();
+    let got: BTreeSet<&str> = rendered.iter().map(|(r, _)| r.as_str()).collect();
+    for release in expect.releases.keys() {
+        if !got.contains(release.as_str()) {
+            problems.push(Problem {
+                release: release.clone(),
+                object: "-".into(),
+                message: format!("no rendered output ({release}.yaml): every chart of the profile is checked"),
+            });
+        }
+    }
+    for (release, text) in rendered {
+        let Some(&role) = expect.releases.get(release) else {
+            bail!(
+                "{release}.yaml: no chart of the profile has the release {release:?} (releases: {})",
+                expect.releases.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        let mut p = |object: &str, message: String| {
+            problems.push(Problem { release: release.clone(), object: object.to_string(), message })
+        };
+        for doc in documents(&format!("{release}.yaml"), text)? {
+            if let Some((ns, name, ports)) = service(&doc, &expect.namespace) {
+                services.insert((ns, name));
+                node_ports.extend(ports);
+            }
+            if is_test_hook(&doc) {
+                continue;
+            }
+            if doc["kind"] == "Deployment" {
+                for arg in containers(&doc["spec"]["template"]["spec"])
+                    .flat_map(|(_, c)| c["args"].as_array().into_iter().flatten())
+                {
+                    if let Some(a) = arg
+                        .as_str()
+                        .filter(|a| a.starts_with("--config-reloader-") && a.contains("-limit=") && a.ends_with("=0"))
+                    {
+                        p(
+                            &format!("Deployment/{}", doc["metadata"]["name"].as_str().unwrap_or("?")),
+                            format!(
+                                "`{a}`: the config-reloader sidecar the operator adds to every Prometheus and Alertmanager runs without that limit; set prometheusOperator.prometheusConfigReloader.resources.limits"
+                            ),
+                        );
+                    }
+                }
+            }
+            let Some(pod) = pods(&doc) else { continue };
+            match (role, tolerates_edge(pod.spec), requires_edge(pod.spec)) {
+                (Role::Cloud, true, _) => p(
+                    &pod.object,
+                    format!(
+                        "a cloud pod tolerates the edge taint {EDGE_NODE_LABEL}:NoSchedule, so it can land on an edge node: drop the toleration (or narrow `operator: Exists` to a key)"
+                    ),
+                ),
+                (Role::Cloud, _, true) => p(&pod.object, "a cloud pod selects edge nodes".into()),
+                (Role::Edge, false, _) => p(
+                    &pod.object,
+                    format!(
+                        "an edge pod does not tolerate the edge taint {EDGE_NODE_LABEL}:NoSchedule: it never starts on an edge"
+                    ),
+                ),
+                (Role::Edge, _, false) => p(
+                    &pod.object,
+                    format!(
+                        "an edge pod may run on cloud nodes: select {EDGE_NODE_LABEL} (nodeSelector, or a required node affinity `Exists`)"
+                    ),
+                ),
+                _ => {}
+            }
+            let mut images = Vec::new();
+            if pod.operator_made {
+                match pod.spec["image"].as_str() {
+                    Some(i) => images.push((pod.object.clone(), i.to_string())),
+                    None => p(
+                        &pod.object,
+                        "no spec.image: the operator would run its built-in default, which no bundle pins".into(),
+                    ),
+                }
+                let missing = has_limits(&pod.spec["resources"]);
+                if !missing.is_empty() {
+                    p(&pod.object, format!("spec.resources.limits has no {}", missing.join(" or ")));
+                }
+            }
+            for (what, c) in containers(pod.spec) {
+                let name = c["name"].as_str().unwrap_or("?");
+                let at = format!("{} {what} {name}", pod.object);
+                match c["image"].as_str() {
+                    Some(i) => images.push((at.clone(), i.to_string())),
+                    None if !pod.operator_made => p(&at, "no image".into()),
+                    None => {} // a patch of a container the operator makes
+                }
+                let missing = has_limits(&c["resources"]);
+                // The operator fills its own containers' resources from spec.resources.
+                let operator_own = pod.operator_made
+                    && matches!(name, "prometheus" | "alertmanager" | "config-reloader" | "init-config-reloader");
+                if !missing.is_empty() && !operator_own {
+                    p(&at, format!("resources.limits has no {}", missing.join(" or ")));
+                }
+            }
+            for (at, image) in images {
+                let (name, digest) = normalise_image(&image);
+                match expect.images.get(&name) {
+                    None => p(
+                        &at,
+                        format!(
+                            "image {image} is not in the bundle: add it to the component's images in stack.toml, or change the values so the chart does not run it"
+                        ),
+                    ),
+                    Some(Some(pinned)) if digest.as_ref().is_some_and(|d| d != pinned) => {
+                        p(&at, format!("image {image} has another digest than the bundle's {pinned}"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for ((ns, name), file) in &expect.dialled {
+        let platform = PLATFORM_SERVICES.iter().any(|(n, s, _)| n == ns && s == name);
+        if !platform && !services.contains(&(ns.clone(), name.clone())) {
+            problems.push(Problem {
+                release: "-".into(),
+                object: format!("Service/{name}"),
+                message: format!("{file} dials {name}.{ns}.svc, which no rendered chart or manifest creates"),
+            });
+        }
+    }
+    for (port, who) in &expect.node_ports {
+        if !node_ports.contains(port) {
+            problems.push(Problem {
+                release: "-".into(),
+                object: format!("NodePort {port}"),
+                message: format!("{who} goes to NodePort {port} (stack.toml [settings.node_ports]), which no rendered Service exposes"),
+            });
+        }
+    }
+    Ok(problems)
+}
+
+/// A pod spec's containers and init containers, each with what it is.
+fn containers(spec: &Value) -> impl Iterator<Item = (&'static str, &Value)> {
+    let of = |key: &'static str, what: &'static str| spec[key].as_array().into_iter().flatten().map(move |c| (what, c));
+    of("initContainers", "init container").chain(of("containers", "container"))
+}
+
+/// The rendered outputs of a folder: every `<release>.yaml` in it.
+pub fn read_rendered(dir: &Utf8Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let entries =
+        dir.read_dir_utf8().with_context(|| format!("reading {dir}: expected one `<release>.yaml` per chart"))?;
+    for e in entries {
+        let e = e.with_context(|| format!("reading {dir}"))?;
+        let Some(release) = e.file_name().strip_suffix(".yaml") else { continue };
+        let text = std::fs::read_to_string(e.path()).with_context(|| format!("reading {}", e.path()))?;
+        out.push((release.to_string(), text));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `helm lint --strict` and `helm template` of each chart of the bundle with the bundle's values;
+/// the outputs are written to `out` (one `<release>.yaml` each).
+fn helm_render(ctx: &Ctx<'_>, bundle: &Utf8Path, out: &Utf8Path) -> Result<Vec<(String, String)>> {
+    let helm = crate::tools::find_on_path("helm").context(
+        "helm is not on PATH: install Helm 3 (https://helm.sh/docs/intro/install/); the generated workflow's bundle job does",
+    )?;
+    let mut rendered = Vec::new();
+    for c in ctx.profile.enabled() {
+        let Some(chart) = &c.chart else { continue };
+        let archive = bundle.join("charts").join(chart.archive_name());
+        let values = bundle.join(format!("values/{}.yaml", c.name));
+        for p in [&archive, &values] {
+            if !p.is_file() {
+                bail!("{p} is missing: is {bundle} a bundle of the {} profile for {}?", ctx.profile_name, ctx.arch);
+            }
+        }
+        let release = release_name(c);
+        let ns = ctx.namespace();
+        crate::outln!("charts: helm lint --strict {}", chart.archive_name())?;
+        duct::cmd!(helm.as_std_path(), "lint", "--strict", &archive, "--namespace", ns, "--values", &values)
+            .stdout_null()
+            .run()
+            .with_context(|| format!("helm lint --strict {archive} --values {values} failed"))?;
+        let text =
+            duct::cmd!(helm.as_std_path(), "template", release, &archive, "--namespace", ns, "--values", &values)
+                .stderr_to_stdout()
+                .unchecked()
+                .stdout_capture()
+                .run()
+                .with_context(|| format!("running helm template {release} {archive}"))?;
+        let stdout = String::from_utf8_lossy(&text.stdout).into_owned();
+        if !text.status.success() {
+            bail!("helm template {release} {archive} --values {values} failed:\n{stdout}");
+        }
+        crate::atomic::write(&out.join(format!("{release}.yaml")), stdout.as_bytes(), false)?;
+        rendered.push((release.to_string(), stdout));
+    }
+    Ok(rendered)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Command::Check(a) = args.command;
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    let ctx = Ctx::new(&stack, &a.profile, a.arch)?;
+    let files = crate::render::render(&ctx)?;
+    let expect = Expect::new(&ctx, &files)?;
+    let (rendered, from) = match (&a.bundle, &a.rendered) {
+        (Some(bundle), _) => {
+            let out = a.out.join(format!("{}-{}", a.profile, a.arch));
+            (helm_render(&ctx, bundle, &out)?, out)
+        }
+        (None, Some(dir)) => (read_rendered(dir)?, dir.clone()),
+        (None, None) => bail!("name --bundle DIR (helm renders its charts) or --rendered DIR (helm template output)"),
+    };
+    let problems = check(&expect, &rendered)?;
+    for p in &problems {
+        crate::outln!("FAILED {p}")?;
+    }
+    let objects = rendered.len();
+    if !problems.is_empty() {
+        bail!("{} problem(s) in the rendered charts of {objects} release(s) in {from}", problems.len());
+    }
+    crate::outln!(
+        "charts: {objects} release(s) in {from}: images in the bundle, cloud pods off edges and edge pods on them, a limit on every container, {} dialled Service(s) and {} NodePort(s) present",
+        expect.dialled.len(),
+        expect.node_ports.len()
+    )?;
+    Ok(())
+}
