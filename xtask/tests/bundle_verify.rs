@@ -201,6 +201,16 @@ fn archives_with_duplicates_links_or_stray_entries_are_refused() {
             "\"observability/pipe\" is a FIFO",
         ),
         (
+            "char-device",
+            archive_with(|b| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_size(0);
+                b.append_data(&mut h, "observability/null", std::io::empty()).unwrap();
+            }),
+            "\"observability/null\" is a character device",
+        ),
+        (
             "outside-the-top-folder",
             archive_with(|b| {
                 let mut h = tar::Header::new_ustar();
@@ -286,6 +296,20 @@ fn bundle_json_is_checked_against_the_bundle() {
         let (ok, stderr) = verify(&dir);
         assert!(!ok && stderr.contains(&needle), "{name}: missing {needle:?} in:\n{stderr}");
     }
+    // A bundle named as `bundle` names it says in bundle.json what it is: an edited profile or
+    // role does not verify (under another name, only the records above are compared).
+    let dir = root.join("observability-example-amd64");
+    sample().write(&dir).unwrap();
+    assert!(verify(&dir).0, "the untouched sample under its own name must verify");
+    for (field, value) in [("profile", serde_json::json!("upstream")), ("role", serde_json::json!("edge"))] {
+        edit_json(&dir, |v| v[field] = value.clone());
+        let (ok, stderr) = verify(&dir);
+        assert!(
+            !ok && stderr.contains("but the bundle is named observability-example-amd64"),
+            "an edited {field}: {stderr}"
+        );
+        edit_json(&dir, |v| v[field] = if field == "profile" { "example".into() } else { serde_json::Value::Null });
+    }
 }
 
 /// The address space a verify under test may take: a runaway fails the test (the allocation
@@ -340,6 +364,13 @@ fn folders_with_specials_or_links_are_refused_and_big_files_stream() {
     assert!(status.success());
     let (ok, stderr, _) = verify_bounded(&dir, limit);
     assert!(!ok && stderr.contains("scripts/pipe is a FIFO: refused"), "{stderr}");
+
+    // A Unix socket (opening it would fail or hang; it is refused from its metadata).
+    let dir = root.join("socket");
+    sample().write(&dir).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(dir.join("scripts/sock")).unwrap();
+    let (ok, stderr, _) = verify_bounded(&dir, limit);
+    assert!(!ok && stderr.contains("scripts/sock is a socket: refused"), "{stderr}");
 
     // A directory symlink looping back to the bundle.
     let dir = root.join("loop");

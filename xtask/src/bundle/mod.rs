@@ -915,4 +915,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dest.join("bundle.json")).unwrap(), "previous");
         assert!(!aside.exists());
     }
+
+    #[test]
+    fn a_staging_folder_in_the_output_goes_once_emptied_and_never_with_what_lives_there() {
+        let t = tempfile::tempdir().unwrap();
+        let out = Utf8Path::from_path(t.path()).unwrap().join("out");
+        let staging = out.join(".staging");
+        let dead = dead_pid();
+        std::fs::create_dir_all(staging.join(format!("observability-local-amd64.0123456789ab.{dead}"))).unwrap();
+        std::fs::write(staging.join(format!("observability-local-amd64.0123456789ab.tar.{dead}")), "partial").unwrap();
+        sweep(&staging);
+        assert!(!staging.exists(), "the emptied .staging of the output is removed");
+        // A live build's staging (this process) and a file that is not ours keep it.
+        let live = staging.join(format!("observability-local-amd64.0123456789ab.{}", std::process::id()));
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::write(staging.join("notes.txt"), "mine").unwrap();
+        sweep(&staging);
+        assert!(live.exists() && staging.join("notes.txt").exists());
+    }
 }

@@ -3,12 +3,13 @@
 //! every file against SHA256SUMS and bundle.json (both ways: nothing missing, nothing
 //! extra), bundle.json against the bundle (schema known; each image archive's own index
 //! digest, image names and platforms equal its record; every platform is the bundle's
-//! arch), and that every image a rendered manifest or chart names is present.
+//! arch; a bundle under the name `bundle` gives it is the profile, arch and role its bundle.json
+//! says), and that every image a rendered manifest or chart names is present.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 
 pub use super::scan::{Bundle, load};
 use super::{BundleJson, ImageFormat, Source};
@@ -409,9 +410,31 @@ pub struct Args {
     pub path: Utf8PathBuf,
 }
 
+/// A bundle `cargo xtask bundle` named (`observability-<profile>-<arch>[-<role>]`, as a folder or
+/// an archive) must be what its bundle.json says: an edited profile, arch or role is refused.
+pub fn name_problem(path: &Utf8Path, bundle: &Bundle) -> Option<String> {
+    let file = path.file_name()?;
+    let stem = [".tar.gz", ".tar.zst", ".tgz", ".tar"].iter().find_map(|ext| file.strip_suffix(ext)).unwrap_or(file);
+    if !stem.starts_with("observability-") {
+        return None;
+    }
+    let json: BundleJson = serde_json::from_slice(bundle.get("bundle.json")?).ok()?;
+    let role = json.role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
+    let said = format!("observability-{}-{}{role}", json.profile, json.arch);
+    (said != stem).then(|| {
+        format!(
+            "bundle.json says profile {:?}, arch {}{} ({said}) but the bundle is named {stem}: it was edited or renamed; rebuild it",
+            json.profile,
+            json.arch,
+            json.role.map(|r| format!(", role {}", r.as_str())).unwrap_or_default()
+        )
+    })
+}
+
 pub fn run(args: Args) -> Result<()> {
     let bundle = load(&args.path)?;
-    let Verdict { problems, notes } = check(&bundle);
+    let Verdict { mut problems, notes } = check(&bundle);
+    problems.extend(name_problem(&args.path, &bundle));
     for n in &notes {
         crate::note!("  note: {n}");
     }
