@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::bundle::verify::normalize;
 use crate::render::manifests::release_name;
 use crate::render::names::EDGE_NODE_LABEL;
 use crate::render::{Ctx, Files};
@@ -65,8 +66,8 @@ pub struct Expect {
     pub namespace: String,
     /// Release name → the role of its component.
     pub releases: BTreeMap<String, Role>,
-    /// Normalised image reference → its digest, when locked.
-    pub images: BTreeMap<String, Option<String>>,
+    /// The bundle's images: `registry/repository:tag` and the digest, when locked.
+    pub images: Vec<(String, Option<String>)>,
     /// (namespace, name) → the rendered file that dials it.
     pub dialled: BTreeMap<(String, String), String>,
     /// (NodePort, what pushes to it).
@@ -77,6 +78,21 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// Whether a reference a pod runs is one of the bundle's images: the same repository, and
+    /// the same digest when both have one, else the same tag.
+    fn bundles(&self, image: &str) -> bool {
+        let (repo, tag, digest) = normalize(image);
+        self.images.iter().any(|(reference, pinned)| {
+            let (r, t, _) = normalize(reference);
+            r == repo
+                && match (&digest, pinned) {
+                    (Some(d), Some(p)) => d == p,
+                    (Some(_), None) => tag.is_some() && t == tag,
+                    (None, _) => t == tag,
+                }
+        })
+    }
+
     pub fn new(ctx: &Ctx<'_>, files: &Files) -> Result<Expect> {
         let namespace = ctx.namespace().to_string();
         let releases = ctx
@@ -217,22 +233,6 @@ fn is_test_hook(doc: &Value) -> bool {
     doc["metadata"]["annotations"]["helm.sh/hook"]
         .as_str()
         .is_some_and(|h| h.split(',').any(|h| h.trim().starts_with("test")))
-}
-
-/// `registry/repository:tag` with Docker Hub's implicit parts made explicit, and the digest apart.
-fn normalise_image(image: &str) -> (String, Option<String>) {
-    let (name, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d.to_string())),
-        None => (image, None),
-    };
-    let first = name.split('/').next().unwrap_or("");
-    let explicit = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let name = match (explicit, name.contains('/')) {
-        (true, _) => name.to_string(),
-        (false, true) => format!("docker.io/{name}"),
-        (false, false) => format!("docker.io/library/{name}"),
-    };
-    (name, digest)
 }
 
 /// Whether a pod's tolerations let it onto a node tainted with the edge taint.
@@ -378,18 +378,13 @@ pub fn check(expect: &Expect, rendered: &[(String, String)]) -> Result<Vec<Probl
                 }
             }
             for (at, image) in images {
-                let (name, digest) = normalise_image(&image);
-                match expect.images.get(&name) {
-                    None => p(
+                if !expect.bundles(&image) {
+                    p(
                         &at,
                         format!(
                             "image {image} is not in the bundle: add it to the component's images in stack.toml, or change the values so the chart does not run it"
                         ),
-                    ),
-                    Some(Some(pinned)) if digest.as_ref().is_some_and(|d| d != pinned) => {
-                        p(&at, format!("image {image} has another digest than the bundle's {pinned}"))
-                    }
-                    _ => {}
+                    );
                 }
             }
         }
