@@ -146,7 +146,8 @@ fn dialled_services(text: &str) -> Vec<(String, String)> {
         if bytes.get(at + 4).is_some_and(|&b| label(b)) {
             continue;
         }
-        let start = text[..at].rfind(|c: char| !(label(c as u8) || c == '.')).map_or(0, |i| i + 1);
+        // Back to the first byte that is not in a host name (host names are ASCII).
+        let start = bytes[..at].iter().rposition(|&b| !(label(b) || b == b'.')).map_or(0, |i| i + 1);
         let host = &text[start..at];
         let parts: Vec<&str> = host.split('.').collect();
         if let [.., name, ns] = parts[..]
@@ -500,4 +501,20 @@ pub fn run(args: Args) -> Result<()> {
         expect.node_ports.len()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialled_services_are_read_from_any_text() {
+        let text = "url: http://loki.observability.svc:3100/x\n→jaeger.observability.svc.cluster.local\n\
+                    targets: [\"cloudcore.kubeedge.svc:10004\"] not.a.svcname x.svc";
+        assert_eq!(
+            dialled_services(text),
+            [("observability", "loki"), ("observability", "jaeger"), ("kubeedge", "cloudcore")]
+                .map(|(ns, n)| (ns.to_string(), n.to_string()))
+        );
+    }
 }
