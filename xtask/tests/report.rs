@@ -50,6 +50,8 @@ fn series(component: &str, container: &str, n: usize, memory_mib: u64, cpu: &[f6
                 t_s: i as f64 * 10.0,
                 memory_bytes: (memory_mib + i as u64) * MIB,
                 cpu_millicores: cpu[i % cpu.len()],
+                qemu_bytes: None,
+                guest_bytes: None,
             })
             .collect(),
     }
@@ -344,7 +346,7 @@ fn check_percentiles(values: &[u64], expect: Option<(u64, u64, u64)>) {
         samples: values
             .iter()
             .enumerate()
-            .map(|(i, &m)| Sample { t_s: i as f64, memory_bytes: m, cpu_millicores: m as f64 })
+            .map(|(i, &m)| Sample { t_s: i as f64, memory_bytes: m, cpu_millicores: m as f64, qemu_bytes: None, guest_bytes: None })
             .collect(),
         ..series("c", "c", 0, 0, &[0.0])
     };
@@ -470,6 +472,27 @@ fn emulated_budgets_are_shown_not_enforced() {
             "edge-agent (edge-agent) on edge-1: memory max 202.0 MiB > budget 128.0 MiB, measured under emulation (not enforced)"
         ]
     );
+    // With qemu's share read from the process: the guest's figure is told apart, against the budget.
+    let mut s = series("edge-agent", "edge-agent", 3, 200, &[10.0]);
+    s.emulated = true;
+    for (i, sample) in s.samples.iter_mut().enumerate() {
+        sample.qemu_bytes = Some((150 - i as u64) * MIB);
+        sample.guest_bytes = Some((50 + 2 * i as u64) * MIB);
+    }
+    let summary = s.summary();
+    assert_eq!(summary.guest_memory_bytes.map(|g| g.max), Some(54 * MIB));
+    assert_eq!(summary.qemu_memory_bytes.map(|q| q.max), Some(150 * MIB));
+    let md = report::to_markdown(&Report { resources: vec![s.clone()], ..base_report("emulated") });
+    assert!(
+        md.contains("guest process at most 54.0 MiB anonymous max, within its budget 128.0 MiB; qemu at least 150.0 MiB max"),
+        "{md}"
+    );
+    assert_eq!(s.summary().within_budget, None, "under emulation still not enforced");
+    for sample in &mut s.samples {
+        sample.guest_bytes = Some(130 * MIB);
+    }
+    let md = report::to_markdown(&Report { resources: vec![s], ..base_report("emulated") });
+    assert!(md.contains("over its budget 128.0 MiB (an upper bound)"), "{md}");
 }
 
 #[test]

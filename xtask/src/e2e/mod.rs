@@ -699,7 +699,7 @@ async fn execute(
         .map(|c| (c.spec.name.clone(), c.component.clone(), c.node.clone().unwrap_or_default()))
         .collect();
     let sampler =
-        AbortOnDrop(tokio::spawn(runner::sample(engine.clone(), measured, started, samples.clone(), stop_rx)));
+        AbortOnDrop(tokio::spawn(runner::sample(engine.clone(), measured, started, emulated, samples.clone(), stop_rx)));
 
     let t = Instant::now();
     let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;

@@ -34,7 +34,11 @@
 //!   local profile's edge: busybox 0.9 → 17 MiB, node exporter 7.7 → 41 MiB, the
 //!   OpenTelemetry agent 11 → 61 MiB). Emulated figures are shown and warned about when
 //!   over, not enforced; budgets are enforced natively (amd64 here, arm64 on arm64
-//!   runners). A series with no samples is reported as such and fails the run: it was
+//!   runners). Each emulated sample also tells the processes' memory apart from their smaps:
+//!   qemu's own (translation cache, heap, binary: a lower bound) and the guest program's
+//!   anonymous memory, what a limit cannot reclaim (the rest: an upper bound), which the
+//!   reports give against the budget, and qemu's apart.
+//!   CPU cannot be split: the guest's instructions are qemu's. A series with no samples is reported as such and fails the run: it was
 //!   not measured, so it is not within budget.
 //! - An alert latency measured more than 10% over its bound with no explanation
 //!   is a warning in every format, not a failure: a latency depends on scrape and
@@ -193,6 +197,13 @@ pub struct Sample {
     pub t_s: f64,
     pub memory_bytes: u64,
     pub cpu_millicores: f64,
+    /// Under qemu emulation, the container's processes' memory told apart (see
+    /// [`qemu_resident`](super::runner::qemu_resident)): qemu's own resident memory, at least,
+    /// and the guest program's anonymous memory, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_bytes: Option<u64>,
 }
 
 /// An alert's latency in a scenario: from the fault to the alert firing.
@@ -283,6 +294,10 @@ pub struct ResourceSummary {
     pub cpu_within: Option<bool>,
     /// `false` under emulation: the budgets do not count for the verdict.
     pub enforced: bool,
+    /// Under emulation, of the samples that read qemu's share: the guest process's resident
+    /// memory (an upper bound) and qemu's (a lower bound).
+    pub guest_memory_bytes: Option<Stats<u64>>,
+    pub qemu_memory_bytes: Option<Stats<u64>>,
     /// The enforced budgets together: `Some(true)` all declared and checked and
     /// met, `Some(false)` one exceeded, `None` nothing could be checked or one
     /// declared budget could not (never "within" for a series without samples).
@@ -398,6 +413,9 @@ impl ResourceSeries {
         let mut cpu: Vec<f64> = self.samples.iter().map(|s| s.cpu_millicores).filter(|c| c.is_finite()).collect();
         let memory_bytes = stats(&mut memory, Ord::cmp);
         let cpu_millicores = stats(&mut cpu, f64::total_cmp);
+        let split: Vec<(u64, u64)> = self.samples.iter().filter_map(|s| s.guest_bytes.zip(s.qemu_bytes)).collect();
+        let guest_memory_bytes = stats(&mut split.iter().map(|(g, _)| *g).collect::<Vec<_>>(), Ord::cmp);
+        let qemu_memory_bytes = stats(&mut split.iter().map(|(_, q)| *q).collect::<Vec<_>>(), Ord::cmp);
         let memory_within = self.budget_memory_bytes.zip(memory_bytes).map(|(budget, m)| m.max <= budget);
         let cpu_within = self.budget_cpu_millicores.zip(cpu_millicores).map(|(budget, c)| c.p95 <= budget as f64);
         let enforced = !self.emulated;
@@ -426,6 +444,8 @@ impl ResourceSeries {
             memory_within,
             cpu_within,
             enforced,
+            guest_memory_bytes,
+            qemu_memory_bytes,
             within_budget,
         }
     }
@@ -489,6 +509,18 @@ impl ResourceSeries {
         } else if summary.samples > 0 && self.has_budget() {
             let what = if over.is_empty() { String::new() } else { format!("{} ", over.join("; ")) };
             remarks.push(format!("{what}under emulation, not enforced"));
+        }
+        if let Some((g, q)) = summary.guest_memory_bytes.zip(summary.qemu_memory_bytes) {
+            let against = match self.budget_memory_bytes {
+                Some(b) if g.max <= b => format!(", within its budget {}", mib(b)),
+                Some(b) => format!(", over its budget {} (an upper bound)", mib(b)),
+                None => String::new(),
+            };
+            remarks.push(format!(
+                "guest process at most {} anonymous max{against}; qemu at least {} max (translation cache, heap, binary)",
+                mib(g.max),
+                mib(q.max)
+            ));
         }
         if summary.samples > 0 && self.budget_cpu_millicores.is_some() && summary.cpu_millicores.is_none() {
             remarks.push("no valid CPU sample".into());
