@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::bundle::verify::normalize;
+use crate::render::kubeedge::EDGE_TAINT;
 use crate::render::manifests::release_name;
 use crate::render::names::EDGE_NODE_LABEL;
 use crate::render::{Ctx, Files};
@@ -51,16 +52,17 @@ pub struct CheckArgs {
     /// A folder of `helm template` output already made: `<release>.yaml` for each chart.
     #[arg(long, value_name = "DIR")]
     pub rendered: Option<Utf8PathBuf>,
-    /// Where `--bundle` keeps each chart's `helm template` output.
-    #[arg(long, value_name = "DIR", default_value = "target/charts")]
-    pub out: Utf8PathBuf,
+    /// Where `--bundle` keeps each chart's `helm template` output (default: target/charts).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<Utf8PathBuf>,
 }
 
 /// Services our configs dial that no chart of ours creates: the platform makes them.
 const PLATFORM_SERVICES: &[(&str, &str, &str)] =
     &[("kubeedge", "cloudcore", "created by `keadm init` (kubeprepare's cloud install)")];
 
-/// Charts whose pods run on edge nodes, by release name, and what the stack expects of a render.
+/// What the stack expects of the rendered charts: each chart's role, the bundle's images, the
+/// Services our configs dial and the NodePorts the edges push to.
 #[derive(Debug, Clone)]
 pub struct Expect {
     pub namespace: String,
@@ -239,7 +241,7 @@ fn is_test_hook(doc: &Value) -> bool {
 /// Whether a pod's tolerations let it onto a node tainted with the edge taint.
 fn tolerates_edge(spec: &Value) -> bool {
     spec["tolerations"].as_array().into_iter().flatten().any(|t| {
-        let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || e == "NoSchedule");
+        let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || e == EDGE_TAINT.effect);
         let op = t["operator"].as_str().unwrap_or("Equal");
         match t["key"].as_str().filter(|k| !k.is_empty()) {
             None => op == "Exists" && effect_ok,
@@ -253,7 +255,8 @@ fn tolerates_edge(spec: &Value) -> bool {
 /// Whether a pod may only be scheduled on edge nodes: a nodeSelector on the edge label, or a
 /// required node affinity each of whose terms asks for it.
 fn requires_edge(spec: &Value) -> bool {
-    if spec["nodeSelector"].get(EDGE_NODE_LABEL).is_some() {
+    // KubeEdge labels edges with the value "": a selector on another value matches no node.
+    if spec["nodeSelector"][EDGE_NODE_LABEL] == "" {
         return true;
     }
     let terms =
@@ -308,21 +311,34 @@ pub fn check(expect: &Expect, rendered: &[(String, String)]) -> Result<Vec<Probl
             if is_test_hook(&doc) {
                 continue;
             }
+            // The operator adds a config-reloader to every Prometheus and Alertmanager it runs,
+            // with the image and limits its own arguments give.
+            let mut operator_images = Vec::new();
             if doc["kind"] == "Deployment" {
+                let object = format!("Deployment/{}", doc["metadata"]["name"].as_str().unwrap_or("?"));
                 for arg in containers(&doc["spec"]["template"]["spec"])
                     .flat_map(|(_, c)| c["args"].as_array().into_iter().flatten())
+                    .filter_map(Value::as_str)
                 {
-                    if let Some(a) = arg
-                        .as_str()
-                        .filter(|a| a.starts_with("--config-reloader-") && a.contains("-limit=") && a.ends_with("=0"))
-                    {
+                    if arg.starts_with("--config-reloader-") && arg.contains("-limit=") && arg.ends_with("=0") {
                         p(
-                            &format!("Deployment/{}", doc["metadata"]["name"].as_str().unwrap_or("?")),
+                            &object,
                             format!(
-                                "`{a}`: the config-reloader sidecar the operator adds to every Prometheus and Alertmanager runs without that limit; set prometheusOperator.prometheusConfigReloader.resources.limits"
+                                "`{arg}`: the config-reloader sidecar the operator adds to every Prometheus and Alertmanager runs without that limit; set prometheusOperator.prometheusConfigReloader.resources.limits"
                             ),
                         );
                     }
+                    if let Some(image) = arg.strip_prefix("--prometheus-config-reloader=") {
+                        operator_images.push((format!("{object} --prometheus-config-reloader"), image.to_string()));
+                    }
+                }
+            }
+            for (at, image) in operator_images {
+                if !expect.bundles(&image) {
+                    p(
+                        &at,
+                        format!("image {image} is not in the bundle: add it to the component's images in stack.toml"),
+                    );
                 }
             }
             let Some(pod) = pods(&doc) else { continue };
@@ -433,12 +449,30 @@ pub fn read_rendered(dir: &Utf8Path) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// `helm lint --strict` and `helm template` of each chart of the bundle with the bundle's values;
-/// the outputs are written to `out` (one `<release>.yaml` each).
+/// Run helm; its standard output, or an error with all it printed.
+fn helm(sh: &xshell::Shell, helm: &Utf8Path, args: &[&str]) -> Result<String> {
+    let out = xshell::cmd!(sh, "{helm} {args...}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("running {helm}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("helm {} exited with {}\n{stdout}{}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(stdout)
+}
+
+/// `helm lint --strict` and `helm template` of each chart of the bundle with the bundle's values,
+/// for the Kubernetes version of the pinned k3s; the outputs are written to `out` (one
+/// `<release>.yaml` each). helm's warnings (stderr) stay out of the rendered objects.
 fn helm_render(ctx: &Ctx<'_>, bundle: &Utf8Path, out: &Utf8Path) -> Result<Vec<(String, String)>> {
-    let helm = crate::tools::find_on_path("helm").context(
+    let bin = crate::tools::find_on_path("helm").context(
         "helm is not on PATH: install Helm 3 (https://helm.sh/docs/intro/install/); the generated workflow's bundle job does",
     )?;
+    let sh = xshell::Shell::new()?;
+    let kube_version = format!("v{}", ctx.stack.kubeprepare.k3s.as_str().trim_start_matches('v'));
+    let ns = ctx.namespace();
     let mut rendered = Vec::new();
     for c in ctx.profile.enabled() {
         let Some(chart) = &c.chart else { continue };
@@ -450,25 +484,20 @@ fn helm_render(ctx: &Ctx<'_>, bundle: &Utf8Path, out: &Utf8Path) -> Result<Vec<(
             }
         }
         let release = release_name(c);
-        let ns = ctx.namespace();
-        crate::outln!("charts: helm lint --strict {}", chart.archive_name())?;
-        duct::cmd!(helm.as_std_path(), "lint", "--strict", &archive, "--namespace", ns, "--values", &values)
-            .stdout_null()
-            .run()
-            .with_context(|| format!("helm lint --strict {archive} --values {values} failed"))?;
-        let text =
-            duct::cmd!(helm.as_std_path(), "template", release, &archive, "--namespace", ns, "--values", &values)
-                .stderr_to_stdout()
-                .unchecked()
-                .stdout_capture()
-                .run()
-                .with_context(|| format!("running helm template {release} {archive}"))?;
-        let stdout = String::from_utf8_lossy(&text.stdout).into_owned();
-        if !text.status.success() {
-            bail!("helm template {release} {archive} --values {values} failed:\n{stdout}");
-        }
-        crate::atomic::write(&out.join(format!("{release}.yaml")), stdout.as_bytes(), false)?;
-        rendered.push((release.to_string(), stdout));
+        let (archive, values) = (archive.as_str(), values.as_str());
+        crate::note!("charts: helm lint --strict and helm template {release} {}", chart.archive_name());
+        helm(
+            &sh,
+            &bin,
+            &["lint", "--strict", archive, "--namespace", ns, "--values", values, "--kube-version", &kube_version],
+        )?;
+        let text = helm(
+            &sh,
+            &bin,
+            &["template", release, archive, "--namespace", ns, "--values", values, "--kube-version", &kube_version],
+        )?;
+        crate::atomic::write(&out.join(format!("{release}.yaml")), text.as_bytes(), false)?;
+        rendered.push((release.to_string(), text));
     }
     Ok(rendered)
 }
@@ -481,7 +510,11 @@ pub fn run(args: Args) -> Result<()> {
     let expect = Expect::new(&ctx, &files)?;
     let (rendered, from) = match (&a.bundle, &a.rendered) {
         (Some(bundle), _) => {
-            let out = a.out.join(format!("{}-{}", a.profile, a.arch));
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| crate::paths::target_dir().join("charts"))
+                .join(format!("{}-{}", a.profile, a.arch));
             (helm_render(&ctx, bundle, &out)?, out)
         }
         (None, Some(dir)) => (read_rendered(dir)?, dir.clone()),

@@ -120,11 +120,11 @@ fn upload(name: &str, path: &str) -> Value {
     )
 }
 
-/// One workflow, as data (serialized to YAML by [`render`]). Pure: the matrix and whether the
-/// upstream lock is committed decide it.
 /// The Helm release the bundle job renders the real charts with (k3s' helm controller is Helm 3).
 const HELM: &str = "helm-v3.19.0";
 
+/// One workflow, as data (serialized to YAML by [`render`]). Pure: the matrix and whether the
+/// upstream lock is committed decide it.
 pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<Value> {
     let cells = stack.subset(subset);
     if cells.is_empty() {
@@ -170,7 +170,7 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
     // The real charts exist only where the internet is: render them as k3s would and check the objects.
     bundle_steps.push(only_if(
         run(
-            "helm, to render the real charts (checksum-verified)",
+            "helm, to render the real charts (the download checked against its published sha256)",
             &format!(
                 "cd /tmp && curl -fsSLO https://get.helm.sh/{HELM}-linux-amd64.tar.gz && curl -fsSL https://get.helm.sh/{HELM}-linux-amd64.tar.gz.sha256sum | sha256sum -c && tar -xzf {HELM}-linux-amd64.tar.gz -C /usr/local/bin --strip-components=1 linux-amd64/helm"
             ),
