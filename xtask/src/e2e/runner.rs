@@ -441,13 +441,9 @@ impl<'a> Runner<'a> {
                     Over::Scenario => self.scenario_since,
                     Over::Run => self.since,
                 };
-                let unexpected: Vec<String> = self
-                    .receiver
-                    .alerts()
-                    .iter()
-                    .filter(|a| a.status == "firing")
-                    // Alertmanager stamps when an alert began; one without a stamp counts.
-                    .filter(|a| a.starts_at.is_none_or(|t| t >= from))
+                let received = self.receiver.alerts();
+                let unexpected: Vec<String> = firing_since(&received, from)
+                    .into_iter()
                     .filter(|a| !allowed.iter().any(|m| m.iter().all(|(k, v)| a.labels.get(k) == Some(v))))
                     // When it began, in the run's seconds: a fault it follows, or the start.
                     .map(|a| {
@@ -835,6 +831,23 @@ fn qemu_in_container(pid: u32) -> Option<QemuSplit> {
     })
 }
 
+/// The alerts that fired since `from`: each firing notification of an alert that began then or
+/// later (one without a start stamp counts), and each alert still firing now (its latest
+/// notification says so), whenever it began: a fault an earlier scenario left unhealed counts.
+fn firing_since(received: &[super::receiver::Received], from: SystemTime) -> Vec<&super::receiver::Received> {
+    let mut latest: HashMap<&BTreeMap<String, String>, &super::receiver::Received> = HashMap::new();
+    for a in received {
+        if latest.get(&a.labels).is_none_or(|l| l.at <= a.at) {
+            latest.insert(&a.labels, a);
+        }
+    }
+    received
+        .iter()
+        .filter(|a| a.status == "firing")
+        .filter(|a| a.starts_at.is_none_or(|t| t >= from) || latest.get(&a.labels).is_some_and(|l| l.status == "firing"))
+        .collect()
+}
+
 /// Sample every measured container's memory and CPU about once a second until `stop`; under
 /// emulation, qemu's share of the memory too.
 pub async fn sample(
@@ -856,11 +869,16 @@ pub async fn sample(
         let engine = &engine;
         let readings = futures_util::future::join_all(containers.iter().map(|(name, _, _)| async move {
             let reading = engine.stats_once(name).await;
+            // The sample's time is the engine's reading; the smaps are read after it, off the runtime.
+            let at = Instant::now();
             let qemu = match emulated {
-                true => engine.pid(name).await.ok().and_then(qemu_in_container),
+                true => match engine.pid(name).await {
+                    Ok(pid) => tokio::task::spawn_blocking(move || qemu_in_container(pid)).await.ok().flatten(),
+                    Err(_) => None,
+                },
                 false => None,
             };
-            (name, reading, qemu, Instant::now())
+            (name, reading, qemu, at)
         }))
         .await;
         for (name, reading, qemu, now) in readings {
@@ -1007,6 +1025,33 @@ Anonymous:         18432 kB
 Rss:                2528 kB
 VmFlags: rd ex mr mw me
 ";
+
+    #[test]
+    fn alerts_of_a_scope_are_those_begun_in_it_and_those_still_firing() {
+        use super::super::receiver::Received;
+        use std::collections::BTreeSet;
+        let now = Instant::now();
+        let from = SystemTime::now();
+        let before = from - Duration::from_secs(60);
+        let after = from + Duration::from_secs(5);
+        let alert = |name: &str, status: &str, starts: SystemTime, at: u64| Received {
+            at: now + Duration::from_secs(at),
+            status: status.into(),
+            labels: [("alertname".to_string(), name.to_string())].into(),
+            starts_at: Some(starts),
+            ends_at: None,
+        };
+        let received = vec![
+            alert("EarlierAndResolved", "firing", before, 0),
+            alert("EarlierAndResolved", "resolved", before, 1),
+            alert("EarlierStillFiring", "firing", before, 0),
+            alert("Begun", "firing", after, 2),
+            alert("Begun", "resolved", after, 3),
+        ];
+        let names: BTreeSet<&str> =
+            firing_since(&received, from).iter().map(|a| a.labels["alertname"].as_str()).collect();
+        assert_eq!(names, BTreeSet::from(["EarlierStillFiring", "Begun"]));
+    }
 
     #[test]
     fn qemu_share_is_its_translation_cache_heap_and_binary() {

@@ -127,8 +127,8 @@ pub enum Action {
         labels: BTreeMap<String, String>,
         state: AmState,
     },
-    /// Every firing alert that began during this scenario (or, `over: run`, during the whole run)
-    /// matches one of these label sets.
+    /// Every alert that began during this scenario (or, `over: run`, during the whole run), and
+    /// every alert still firing, matches one of these label sets.
     NoUnexpectedAlerts {
         allowed: Vec<BTreeMap<String, String>>,
         #[serde(default)]
