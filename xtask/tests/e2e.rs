@@ -85,9 +85,18 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
                 .cloned()
                 .unwrap_or_else(|| panic!("no scenario {name}"))
         };
-        for name in
-            ["metrics", "alerts", "link-probe", "link-outage", "buffer-window", "restart", "quiet", "offline", "logs", "traces"]
-        {
+        for name in [
+            "metrics",
+            "alerts",
+            "link-probe",
+            "link-outage",
+            "buffer-window",
+            "restart",
+            "quiet",
+            "offline",
+            "logs",
+            "traces",
+        ] {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
         // Only what is AGPL (never built here) does not run, and it says so.

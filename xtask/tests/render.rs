@@ -249,11 +249,14 @@ fn compose_prometheus_scrapes_the_cloud_only_and_edges_push() {
             .iter()
             .flat_map(|j| {
                 let exporter = j["relabel_configs"].as_sequence().into_iter().flatten().find_map(|r| {
-                    (r["target_label"].as_str() == Some("__address__")).then(|| r["replacement"].as_str().unwrap().to_string())
+                    (r["target_label"].as_str() == Some("__address__"))
+                        .then(|| r["replacement"].as_str().unwrap().to_string())
                 });
                 match exporter {
                     Some(address) => vec![address],
-                    None => j["static_configs"].as_sequence().unwrap().iter().flat_map(|s| strings(&s["targets"])).collect(),
+                    None => {
+                        j["static_configs"].as_sequence().unwrap().iter().flat_map(|s| strings(&s["targets"])).collect()
+                    }
                 }
             })
             .collect();

@@ -346,7 +346,13 @@ fn check_percentiles(values: &[u64], expect: Option<(u64, u64, u64)>) {
         samples: values
             .iter()
             .enumerate()
-            .map(|(i, &m)| Sample { t_s: i as f64, memory_bytes: m, cpu_millicores: m as f64, qemu_bytes: None, guest_bytes: None })
+            .map(|(i, &m)| Sample {
+                t_s: i as f64,
+                memory_bytes: m,
+                cpu_millicores: m as f64,
+                qemu_bytes: None,
+                guest_bytes: None,
+            })
             .collect(),
         ..series("c", "c", 0, 0, &[0.0])
     };
@@ -484,7 +490,9 @@ fn emulated_budgets_are_shown_not_enforced() {
     assert_eq!(summary.qemu_memory_bytes.map(|q| q.max), Some(150 * MIB));
     let md = report::to_markdown(&Report { resources: vec![s.clone()], ..base_report("emulated") });
     assert!(
-        md.contains("guest process at most 54.0 MiB anonymous max, within its budget 128.0 MiB; qemu at least 150.0 MiB max"),
+        md.contains(
+            "guest process at most 54.0 MiB anonymous max, within its budget 128.0 MiB; qemu at least 150.0 MiB max"
+        ),
         "{md}"
     );
     assert_eq!(s.summary().within_budget, None, "under emulation still not enforced");

@@ -698,8 +698,14 @@ async fn execute(
         .iter()
         .map(|c| (c.spec.name.clone(), c.component.clone(), c.node.clone().unwrap_or_default()))
         .collect();
-    let sampler =
-        AbortOnDrop(tokio::spawn(runner::sample(engine.clone(), measured, started, emulated, samples.clone(), stop_rx)));
+    let sampler = AbortOnDrop(tokio::spawn(runner::sample(
+        engine.clone(),
+        measured,
+        started,
+        emulated,
+        samples.clone(),
+        stop_rx,
+    )));
 
     let t = Instant::now();
     let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;

@@ -691,9 +691,11 @@ impl<'a> Runner<'a> {
             }
             Action::Block { node, component } => {
                 let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
-                let address = self.engine.address(&c.spec.name, &p.cloud_network).await?.with_context(|| {
-                    format!("{component} has no address on {} to block", p.cloud_network)
-                })?;
+                let address = self
+                    .engine
+                    .address(&c.spec.name, &p.cloud_network)
+                    .await?
+                    .with_context(|| format!("{component} has no address on {} to block", p.cloud_network))?;
                 let link = Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?;
                 link.block(&address.to_string(), &c.ports).await?
             }
@@ -844,7 +846,9 @@ fn firing_since(received: &[super::receiver::Received], from: SystemTime) -> Vec
     received
         .iter()
         .filter(|a| a.status == "firing")
-        .filter(|a| a.starts_at.is_none_or(|t| t >= from) || latest.get(&a.labels).is_some_and(|l| l.status == "firing"))
+        .filter(|a| {
+            a.starts_at.is_none_or(|t| t >= from) || latest.get(&a.labels).is_some_and(|l| l.status == "firing")
+        })
         .collect()
 }
 

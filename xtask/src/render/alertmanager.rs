@@ -76,7 +76,8 @@ pub struct InhibitRule {
 pub const NODE_DOWN_ALERTS: [&str; 2] = ["EdgeNodeNotReady", "EdgeNodeUnreachable"];
 /// Alerts about things on an edge node, pointless while the node itself is down.
 /// (Alerts on pushed data need none: a node that is gone pushes nothing fresh.)
-pub const NODE_SCOPED_ALERTS: [&str; 3] = ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "EdgeTunnelDown"];
+pub const NODE_SCOPED_ALERTS: [&str; 3] =
+    ["EdgeComponentMemoryOverBudget", "EdgeComponentCpuOverBudget", "EdgeTunnelDown"];
 /// Alerts that mean "cloudcore is gone for every edge" (k3s + KubeEdge).
 pub const CLOUDCORE_DOWN_ALERTS: [&str; 2] = ["CloudcoreDown", "CloudEdgeTunnelDown"];
 /// Every edge's symptoms of cloudcore being gone: page once, as cloudcore.

@@ -97,7 +97,11 @@ pub fn edge_link_targets(ctx: &Ctx<'_>) -> Vec<LinkTarget> {
     let mut out = Vec::new();
     if ctx.is_kubernetes() {
         let (c, n) = (&ctx.settings().cloudcore, &ctx.settings().node_ports);
-        out.extend([on_cloud("cloudhub", c.cloudhub), on_cloud("cloudhub-https", c.cloudhub_https), on_cloud("tunnel", c.tunnel)]);
+        out.extend([
+            on_cloud("cloudhub", c.cloudhub),
+            on_cloud("cloudhub-https", c.cloudhub_https),
+            on_cloud("tunnel", c.tunnel),
+        ]);
         if ctx.edges_push() {
             out.push(on_cloud("prometheus", n.prometheus));
         }
@@ -183,8 +187,7 @@ mod tests {
         let ctx = Ctx::new(&stack, "upstream", Arch::Amd64).expect("profile exists");
         let files = crate::render::render(&ctx).expect("renders");
         let secret: Secret =
-            serde_yaml_ng::from_str(files.get(SECRET_FILE).expect("the Secret is rendered"))
-                .expect("a Secret");
+            serde_yaml_ng::from_str(files.get(SECRET_FILE).expect("the Secret is rendered")).expect("a Secret");
         let data = secret.string_data.expect("string data");
         assert_eq!(data.keys().collect::<Vec<_>>(), [CHART_CONFIG_KEY]);
         assert_eq!(data[CHART_CONFIG_KEY], files.get("blackbox/blackbox.yml").expect("blackbox.yml"));

@@ -302,7 +302,10 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             batch: Batch { timeout: "1s".into(), send_batch_size: 512 },
         },
         exporters: Exporters {
-            logs: exporter(format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}"), queues.logs),
+            logs: exporter(
+                format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}"),
+                queues.logs,
+            ),
             traces,
         },
         service: Service {

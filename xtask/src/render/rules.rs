@@ -265,7 +265,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         ];
         if kps {
             // Silent, but its tunnel still answers: EdgeMetricsNotPushing's, not this alert's.
-            unreachable_cases.push(silent(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20"), tunnel("edge-1", "1x20")]));
+            unreachable_cases.push(silent(vec![
+                agent("edge-1", "1x1"),
+                agent("edge-2", "1x20"),
+                tunnel("edge-1", "1x20"),
+            ]));
             unreachable_cases.push(fires(
                 vec![agent("edge-1", "1x1"), agent("edge-2", "1x20"), tunnel("edge-1", "1x1 0x20")],
                 &[&[("node", "edge-1")]],

@@ -719,9 +719,7 @@ impl Kind {
             | Kind::OtelAgent
             | Kind::PrometheusAgent
             | Kind::NodeExporter
-            | Kind::LinkProbe => {
-                &[Role::Edge]
-            }
+            | Kind::LinkProbe => &[Role::Edge],
             Kind::Probe => &[Role::Cloud, Role::Edge],
             _ => &[Role::Cloud],
         }
