@@ -508,6 +508,9 @@ pub fn run(args: Args) -> Result<()> {
     let ctx = Ctx::new(&stack, &a.profile, a.arch)?;
     let files = crate::render::render(&ctx)?;
     let expect = Expect::new(&ctx, &files)?;
+    if expect.releases.is_empty() {
+        bail!("profile {} deploys no chart: nothing to check (the upstream profile has the charts)", a.profile);
+    }
     let (rendered, from) = match (&a.bundle, &a.rendered) {
         (Some(bundle), _) => {
             let out = a

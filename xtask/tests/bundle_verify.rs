@@ -113,6 +113,14 @@ fn tmp() -> (tempfile::TempDir, Utf8PathBuf) {
     (t, root)
 }
 
+/// Append an empty entry of a special type (FIFO, device) at `path`.
+fn special(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, path: &str) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(0);
+    b.append_data(&mut h, path, std::io::empty()).unwrap();
+}
+
 /// The sample bundle as a tar under observability/, then `extra` entries appended.
 fn archive_with(extra: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -192,22 +200,12 @@ fn archives_with_duplicates_links_or_stray_entries_are_refused() {
         ),
         (
             "fifo",
-            archive_with(|b| {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Fifo);
-                h.set_size(0);
-                b.append_data(&mut h, "observability/pipe", std::io::empty()).unwrap();
-            }),
+            archive_with(|b| special(b, tar::EntryType::Fifo, "observability/pipe")),
             "\"observability/pipe\" is a FIFO",
         ),
         (
             "char-device",
-            archive_with(|b| {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Char);
-                h.set_size(0);
-                b.append_data(&mut h, "observability/null", std::io::empty()).unwrap();
-            }),
+            archive_with(|b| special(b, tar::EntryType::Char, "observability/null")),
             "\"observability/null\" is a character device",
         ),
         (

@@ -72,7 +72,7 @@ pub fn inventory(path: &Utf8Path) -> Result<Inventory> {
         }
         return Ok(inv);
     }
-    let archive = [".tar", ".tar.gz", ".tgz", ".tar.zst"].iter().any(|e| path.as_str().ends_with(e));
+    let archive = super::ARCHIVE_ENDINGS.iter().any(|e| path.as_str().ends_with(e));
     if path.is_file() && !archive {
         anyhow::bail!(
             "{path} is neither a bundle (a folder, or a .tar, .tar.gz or .tar.zst archive) nor a lock (*.lock)"

@@ -259,10 +259,18 @@ pub struct Options {
 impl Options {
     /// `observability-<profile>-<arch>[-<role>]`.
     pub fn name(&self) -> String {
-        let role = self.role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
-        format!("observability-{}-{}{role}", self.profile, self.arch)
+        bundle_name(&self.profile, self.arch, self.role)
     }
 }
+
+/// A bundle's name: `observability-<profile>-<arch>[-<role>]`.
+pub fn bundle_name(profile: &str, arch: Arch, role: Option<BundleRole>) -> String {
+    let role = role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
+    format!("observability-{profile}-{arch}{role}")
+}
+
+/// The endings of the archive files `bundle` writes and `bundle verify` reads.
+pub const ARCHIVE_ENDINGS: [&str; 4] = [".tar.gz", ".tar.zst", ".tgz", ".tar"];
 
 /// What a build produced.
 #[derive(Debug, Clone)]

@@ -414,13 +414,12 @@ pub struct Args {
 /// an archive) must be what its bundle.json says: an edited profile, arch or role is refused.
 pub fn name_problem(path: &Utf8Path, bundle: &Bundle) -> Option<String> {
     let file = path.file_name()?;
-    let stem = [".tar.gz", ".tar.zst", ".tgz", ".tar"].iter().find_map(|ext| file.strip_suffix(ext)).unwrap_or(file);
+    let stem = super::ARCHIVE_ENDINGS.iter().find_map(|ext| file.strip_suffix(ext)).unwrap_or(file);
     if !stem.starts_with("observability-") {
         return None;
     }
     let json: BundleJson = serde_json::from_slice(bundle.get("bundle.json")?).ok()?;
-    let role = json.role.map(|r| format!("-{}", r.as_str())).unwrap_or_default();
-    let said = format!("observability-{}-{}{role}", json.profile, json.arch);
+    let said = super::bundle_name(&json.profile, json.arch, json.role);
     (said != stem).then(|| {
         format!(
             "bundle.json says profile {:?}, arch {}{} ({said}) but the bundle is named {stem}: it was edited or renamed; rebuild it",
