@@ -14,7 +14,7 @@ use super::plan::{Plan, Planned};
 use super::query;
 use super::receiver::Receiver;
 use super::report::{Latency, LinkSample, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
-use super::scenario::{Action, AlertState, Expect, Over, Scenario, Signal, Step, labels_text};
+use super::scenario::{Action, AlertState, Check, Expect, Fault, Over, Scenario, Signal, Step, labels_text};
 use crate::render::rules::LatencyModel;
 
 /// One alert of Alertmanager's `GET /api/v2/alerts`.
@@ -320,15 +320,16 @@ impl<'a> Runner<'a> {
         logs: &mut Vec<String>,
     ) -> std::result::Result<(), (String, Option<Mismatch>)> {
         let plain = |e: anyhow::Error| (format!("{e:#}"), None);
-        if !action.is_check() {
-            return self.fault(s, action, logs).await.map_err(plain);
-        }
+        let check = match action {
+            Action::Fault(fault) => return self.fault(s, fault, logs).await.map_err(plain),
+            Action::Check(check) => check,
+        };
         // NoUnexpectedAlerts looks at the past: evaluate it once.
-        let once = matches!(action, Action::NoUnexpectedAlerts { .. });
+        let once = matches!(check, Check::NoUnexpectedAlerts { .. });
         let mut last: Option<Mismatch> = None;
         let mut last_err: Option<String> = None;
         loop {
-            match self.check(action).await {
+            match self.check(check).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(m)) => last = Some(m),
                 Err(e) => last_err = Some(format!("{e:#}")),
@@ -351,15 +352,15 @@ impl<'a> Runner<'a> {
     }
 
     /// `None` when the check holds.
-    async fn check(&mut self, action: &Action) -> Result<Option<Mismatch>> {
-        match action {
-            Action::Promql { query, expect, at } => {
+    async fn check(&mut self, check: &Check) -> Result<Option<Mismatch>> {
+        match check {
+            Check::Promql { query, expect, at } => {
                 let time = self.mark(at).map(|(_, wall)| wall);
                 let query = self.with_marks(query)?;
                 let series = self.promql(&query, time).await?;
                 Ok(compare(expect, &series))
             }
-            Action::Alert { name, labels, state, after, latency_from } => {
+            Check::Alert { name, labels, state, after, latency_from } => {
                 // Measuring from a fault means the alert must come after it.
                 let mark = self.mark(after).or_else(|| self.mark(latency_from));
                 let after = mark.map(|(t, _)| t);
@@ -416,7 +417,7 @@ impl<'a> Runner<'a> {
                     actual: if seen.is_empty() { format!("no {name} alert received") } else { seen.join("\n") },
                 }))
             }
-            Action::Alertmanager { name, labels, state } => {
+            Check::Alertmanager { name, labels, state } => {
                 let held = self.alertmanager_alerts().await?;
                 let matching: Vec<&(BTreeMap<String, String>, String)> = held
                     .iter()
@@ -436,7 +437,7 @@ impl<'a> Runner<'a> {
                     },
                 }))
             }
-            Action::NoUnexpectedAlerts { allowed, over } => {
+            Check::NoUnexpectedAlerts { allowed, over } => {
                 let from = match over {
                     Over::Scenario => self.scenario_since,
                     Over::Run => self.since,
@@ -469,7 +470,7 @@ impl<'a> Runner<'a> {
                     actual: unexpected.join("\n"),
                 }))
             }
-            Action::Log { labels, contains } => {
+            Check::Log { labels, contains } => {
                 let store = self.log_store()?;
                 let q = store.query(labels, contains)?;
                 let base = self.cloud_url(store.component()).await?;
@@ -477,7 +478,7 @@ impl<'a> Runner<'a> {
                 let body = self.get(&format!("{base}{}", store.path()), &params).await?;
                 Ok(query::log_match(&q, labels, &store.streams(&body)?))
             }
-            Action::Kept { node, signal, from, to } => {
+            Check::Kept { node, signal, from, to } => {
                 let at = |step: &str| -> Result<i64> {
                     let (_, wall) = self.marks.get(step).with_context(|| format!("no mark of step {step:?} yet"))?;
                     Ok(wall.duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64)
@@ -529,14 +530,14 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
-            Action::Trace { services } => {
+            Check::Trace { services } => {
                 let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
                 let first = services.first().context("a trace check names at least one service")?;
                 let params = query::jaeger_params(first, self.since, SystemTime::now())?;
                 let body = self.get(&format!("{base}/api/traces"), &params).await?;
                 Ok(query::trace_match(services, &query::jaeger_traces(&body)?))
             }
-            Action::Http { component, path, status, contains } => {
+            Check::Http { component, path, status, contains } => {
                 let url = format!("{}{path}", self.cloud_url(component).await?);
                 let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
                 let got = resp.status().as_u16();
@@ -550,7 +551,6 @@ impl<'a> Runner<'a> {
                     actual: format!("{got}: {}", body.chars().take(300).collect::<String>()),
                 }))
             }
-            _ => unreachable!("not a check"),
         }
     }
 
@@ -652,29 +652,29 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
-    async fn fault(&mut self, s: &Scenario, action: &Action, logs: &mut Vec<String>) -> Result<()> {
-        match action {
-            Action::StopNode(node) | Action::CutLink(node) => self.link_fault(node, true),
+    async fn fault(&mut self, s: &Scenario, fault: &Fault, logs: &mut Vec<String>) -> Result<()> {
+        match fault {
+            Fault::StopNode(node) | Fault::CutLink(node) => self.link_fault(node, true),
             _ => {}
         }
-        self.apply_fault(s, action, logs).await?;
-        match action {
-            Action::StartNode(node) | Action::HealLink(node) => self.link_fault(node, false),
+        self.apply_fault(s, fault, logs).await?;
+        match fault {
+            Fault::StartNode(node) | Fault::HealLink(node) => self.link_fault(node, false),
             _ => {}
         }
         Ok(())
     }
 
-    async fn apply_fault(&mut self, s: &Scenario, action: &Action, logs: &mut Vec<String>) -> Result<()> {
+    async fn apply_fault(&mut self, s: &Scenario, fault: &Fault, logs: &mut Vec<String>) -> Result<()> {
         let p = self.plan;
-        match action {
+        match fault {
             // A node going down is a power loss: every container of the node killed at once.
-            Action::StopNode(node) => {
+            Fault::StopNode(node) => {
                 for c in p.node_containers(node).iter().rev() {
                     self.engine.kill(&c.spec.name).await?;
                 }
             }
-            Action::StartNode(node) => {
+            Fault::StartNode(node) => {
                 for (i, c) in p.node_containers(node).into_iter().enumerate() {
                     self.engine.start(&c.spec.name).await?;
                     // The holder comes back with a new network namespace: NAT it again first.
@@ -683,13 +683,11 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
-            Action::CutLink(node) => {
-                Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.cut().await?
-            }
-            Action::HealLink(node) => {
+            Fault::CutLink(node) => Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.cut().await?,
+            Fault::HealLink(node) => {
                 Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.heal().await?
             }
-            Action::Block { node, component } => {
+            Fault::Block { node, component } => {
                 let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
                 let address = self
                     .engine
@@ -699,11 +697,11 @@ impl<'a> Runner<'a> {
                 let link = Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?;
                 link.block(&address.to_string(), &c.ports).await?
             }
-            Action::Restart(component) => {
+            Fault::Restart(component) => {
                 let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
                 self.engine.restart(&c.spec.name).await?;
             }
-            Action::CollectLogs(names) => {
+            Fault::CollectLogs(names) => {
                 let dir = self.run_dir.join("logs");
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
                 for name in names {
@@ -725,7 +723,6 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
-            _ => unreachable!("a check"),
         }
         Ok(())
     }

@@ -27,7 +27,8 @@
 //! fault is undone even when a check fails before the step that would undo it.
 //!
 //! Checks (`promql`, `alert`, `no_unexpected_alerts`, `log`, `trace`) are polled until
-//! they hold or the step's timeout passes; actions (`stop_node`, `cut_link`, …) run once.
+//! they hold or the step's timeout passes ([`Check`]); faults (`stop_node`, `cut_link`, …, and
+//! `collect_logs`) run once ([`Fault`]).
 //! A step's mark is the moment its `try` actions completed (a fault took effect, a check
 //! held): `latency_from`, `after` and `at` name earlier steps.
 
@@ -95,76 +96,62 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// One item of a step's `try`, `catch` or `finally` (or of a scenario's `finally`): a check,
+/// polled until it holds or the step's timeout passes, or a fault, run once. The file spells
+/// both alike (`- promql: …`, `- stop_node: edge-1`), and both are read (and written) as one
+/// enum of every name, so the format and its messages are those of a single list.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(from = "RawAction", into = "RawAction")]
 pub enum Action {
+    Check(Check),
+    Fault(Fault),
+}
+
+/// A check: polled until it holds or the step's timeout passes.
+#[derive(Debug, Clone)]
+pub enum Check {
     /// A PromQL instant query whose result must match `expect`.
     Promql {
         query: String,
         expect: Expect,
         /// Evaluate at the mark of that earlier step (proves data survived since). The query may
         /// also say `${mark:<step>}`: that step's mark in unix seconds.
-        #[serde(default)]
         at: Option<String>,
     },
     /// An alert the receiver got (after the mark of step `after`, if given) with these labels and state.
     Alert {
         name: String,
-        #[serde(default)]
         labels: BTreeMap<String, String>,
         state: AlertState,
-        #[serde(default)]
         after: Option<String>,
         /// Report the time from that step's mark to the alert against the alert's bound.
-        #[serde(default)]
         latency_from: Option<String>,
     },
     /// An alert as Alertmanager holds it (its v2 API), whether or not it was delivered:
     /// `suppressed` proves an inhibition (or silence) holds it back, `active` that it is not.
-    Alertmanager {
-        name: String,
-        #[serde(default)]
-        labels: BTreeMap<String, String>,
-        state: AmState,
-    },
+    Alertmanager { name: String, labels: BTreeMap<String, String>, state: AmState },
     /// Every alert that began during this scenario (or, `over: run`, during the whole run), and
     /// every alert still firing, matches one of these label sets.
-    NoUnexpectedAlerts {
-        allowed: Vec<BTreeMap<String, String>>,
-        #[serde(default)]
-        over: Over,
-    },
+    NoUnexpectedAlerts { allowed: Vec<BTreeMap<String, String>>, over: Over },
     /// A log line containing `contains` in a stream with these labels (`node`, `namespace`,
     /// `pod`, `container`), asked of the topology's log store in its own language (LogQL for Loki,
     /// LogsQL for VictoriaLogs).
-    Log {
-        labels: BTreeMap<String, String>,
-        contains: String,
-    },
+    Log { labels: BTreeMap<String, String>, contains: String },
     /// One trace with spans from all of these services (found by the first one).
-    Trace {
-        services: Vec<String>,
-    },
+    Trace { services: Vec<String> },
     /// Nothing `node`'s workload wrote between the marks of steps `from` and `to` (a cut and
     /// its heal) is lost: every log line (by its `seq=` number) is in the log store, or every
     /// span it handed its agent (by trace id) is in Jaeger. What was written is read on the
     /// node itself, outside every agent.
-    Kept {
-        node: String,
-        signal: Signal,
-        from: String,
-        to: String,
-    },
+    Kept { node: String, signal: Signal, from: String, to: String },
     /// An HTTP GET to a component's port answered with `status` (default 200) and, if given, a
     /// body containing `contains`.
-    Http {
-        component: String,
-        path: String,
-        #[serde(default = "ok_status")]
-        status: u16,
-        #[serde(default)]
-        contains: Option<String>,
-    },
+    Http { component: String, path: String, status: u16, contains: Option<String> },
+}
+
+/// A fault (or `collect_logs`): run once; its step's mark is when it took effect.
+#[derive(Debug, Clone)]
+pub enum Fault {
     StopNode(String),
     StartNode(String),
     CutLink(String),
@@ -181,7 +168,132 @@ pub enum Action {
     CollectLogs(Vec<String>),
 }
 
-/// What a [`Action::Kept`] check counts.
+/// An [`Action`] as a scenario file spells it: checks and faults in one enum, so an unknown
+/// name is refused with every expected one listed, and the format stays what it always was.
+#[derive(Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawAction {
+    Promql {
+        query: String,
+        expect: Expect,
+        #[serde(default)]
+        at: Option<String>,
+    },
+    Alert {
+        name: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        state: AlertState,
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        latency_from: Option<String>,
+    },
+    Alertmanager {
+        name: String,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        state: AmState,
+    },
+    NoUnexpectedAlerts {
+        allowed: Vec<BTreeMap<String, String>>,
+        #[serde(default)]
+        over: Over,
+    },
+    Log {
+        labels: BTreeMap<String, String>,
+        contains: String,
+    },
+    Trace {
+        services: Vec<String>,
+    },
+    Kept {
+        node: String,
+        signal: Signal,
+        from: String,
+        to: String,
+    },
+    Http {
+        component: String,
+        path: String,
+        #[serde(default = "ok_status")]
+        status: u16,
+        #[serde(default)]
+        contains: Option<String>,
+    },
+    StopNode(String),
+    StartNode(String),
+    CutLink(String),
+    HealLink(String),
+    Block {
+        node: String,
+        component: String,
+    },
+    Restart(String),
+    CollectLogs(Vec<String>),
+}
+
+impl From<RawAction> for Action {
+    fn from(a: RawAction) -> Action {
+        match a {
+            RawAction::Promql { query, expect, at } => Action::Check(Check::Promql { query, expect, at }),
+            RawAction::Alert { name, labels, state, after, latency_from } => {
+                Action::Check(Check::Alert { name, labels, state, after, latency_from })
+            }
+            RawAction::Alertmanager { name, labels, state } => {
+                Action::Check(Check::Alertmanager { name, labels, state })
+            }
+            RawAction::NoUnexpectedAlerts { allowed, over } => {
+                Action::Check(Check::NoUnexpectedAlerts { allowed, over })
+            }
+            RawAction::Log { labels, contains } => Action::Check(Check::Log { labels, contains }),
+            RawAction::Trace { services } => Action::Check(Check::Trace { services }),
+            RawAction::Kept { node, signal, from, to } => Action::Check(Check::Kept { node, signal, from, to }),
+            RawAction::Http { component, path, status, contains } => {
+                Action::Check(Check::Http { component, path, status, contains })
+            }
+            RawAction::StopNode(n) => Action::Fault(Fault::StopNode(n)),
+            RawAction::StartNode(n) => Action::Fault(Fault::StartNode(n)),
+            RawAction::CutLink(n) => Action::Fault(Fault::CutLink(n)),
+            RawAction::HealLink(n) => Action::Fault(Fault::HealLink(n)),
+            RawAction::Block { node, component } => Action::Fault(Fault::Block { node, component }),
+            RawAction::Restart(c) => Action::Fault(Fault::Restart(c)),
+            RawAction::CollectLogs(c) => Action::Fault(Fault::CollectLogs(c)),
+        }
+    }
+}
+
+impl From<Action> for RawAction {
+    fn from(a: Action) -> RawAction {
+        match a {
+            Action::Check(c) => match c {
+                Check::Promql { query, expect, at } => RawAction::Promql { query, expect, at },
+                Check::Alert { name, labels, state, after, latency_from } => {
+                    RawAction::Alert { name, labels, state, after, latency_from }
+                }
+                Check::Alertmanager { name, labels, state } => RawAction::Alertmanager { name, labels, state },
+                Check::NoUnexpectedAlerts { allowed, over } => RawAction::NoUnexpectedAlerts { allowed, over },
+                Check::Log { labels, contains } => RawAction::Log { labels, contains },
+                Check::Trace { services } => RawAction::Trace { services },
+                Check::Kept { node, signal, from, to } => RawAction::Kept { node, signal, from, to },
+                Check::Http { component, path, status, contains } => {
+                    RawAction::Http { component, path, status, contains }
+                }
+            },
+            Action::Fault(f) => match f {
+                Fault::StopNode(n) => RawAction::StopNode(n),
+                Fault::StartNode(n) => RawAction::StartNode(n),
+                Fault::CutLink(n) => RawAction::CutLink(n),
+                Fault::HealLink(n) => RawAction::HealLink(n),
+                Fault::Block { node, component } => RawAction::Block { node, component },
+                Fault::Restart(c) => RawAction::Restart(c),
+                Fault::CollectLogs(c) => RawAction::CollectLogs(c),
+            },
+        }
+    }
+}
+
+/// What a [`Check::Kept`] check counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Signal {
@@ -247,62 +359,63 @@ impl Action {
     /// container and file names.
     pub fn path_names(&self) -> Vec<&str> {
         match self {
-            Action::StopNode(n)
-            | Action::StartNode(n)
-            | Action::CutLink(n)
-            | Action::HealLink(n)
-            | Action::Restart(n) => {
+            Action::Fault(
+                Fault::StopNode(n) | Fault::StartNode(n) | Fault::CutLink(n) | Fault::HealLink(n) | Fault::Restart(n),
+            ) => {
                 vec![n.as_str()]
             }
-            Action::Http { component, .. } => vec![component.as_str()],
-            Action::Block { node, component } => vec![node.as_str(), component.as_str()],
-            Action::CollectLogs(names) => names.iter().map(String::as_str).collect(),
-            _ => Vec::new(),
+            Action::Check(Check::Http { component, .. }) => vec![component.as_str()],
+            Action::Fault(Fault::Block { node, component }) => vec![node.as_str(), component.as_str()],
+            Action::Fault(Fault::CollectLogs(names)) => names.iter().map(String::as_str).collect(),
+            Action::Check(_) => Vec::new(),
         }
     }
 
-    /// Whether it is a check, polled until it holds (else an action, run once).
-    pub fn is_check(&self) -> bool {
-        matches!(
-            self,
-            Action::Promql { .. }
-                | Action::Alert { .. }
-                | Action::Alertmanager { .. }
-                | Action::NoUnexpectedAlerts { .. }
-                | Action::Log { .. }
-                | Action::Trace { .. }
-                | Action::Kept { .. }
-                | Action::Http { .. }
-        )
-    }
-
-    /// One line for reports: `promql up == 1`, `stop_node edge-1`.
+    /// One line for reports: `promql up == 1`, `stop node edge-1`.
     pub fn describe(&self) -> String {
         match self {
-            Action::Promql { query, .. } => format!("promql {query}"),
-            Action::Alert { name, labels, state, .. } => format!("alert {name}{} {state:?}", labels_text(labels)),
-            Action::Alertmanager { name, labels, state } => {
+            Action::Check(c) => c.describe(),
+            Action::Fault(f) => f.describe(),
+        }
+    }
+}
+
+impl Check {
+    /// One line for reports: `promql up == 1`.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Promql { query, .. } => format!("promql {query}"),
+            Check::Alert { name, labels, state, .. } => format!("alert {name}{} {state:?}", labels_text(labels)),
+            Check::Alertmanager { name, labels, state } => {
                 format!("alertmanager holds {name}{} {}", labels_text(labels), state.as_str())
             }
-            Action::NoUnexpectedAlerts { over: Over::Scenario, .. } => "no unexpected alerts".into(),
-            Action::NoUnexpectedAlerts { over: Over::Run, .. } => "no unexpected alerts during the run".into(),
-            Action::Log { labels, contains } => format!("log {contains:?} in {}", labels_text(labels)),
-            Action::Trace { services } => format!("trace across {}", services.join(", ")),
-            Action::Kept { node, signal, from, to } => {
+            Check::NoUnexpectedAlerts { over: Over::Scenario, .. } => "no unexpected alerts".into(),
+            Check::NoUnexpectedAlerts { over: Over::Run, .. } => "no unexpected alerts during the run".into(),
+            Check::Log { labels, contains } => format!("log {contains:?} in {}", labels_text(labels)),
+            Check::Trace { services } => format!("trace across {}", services.join(", ")),
+            Check::Kept { node, signal, from, to } => {
                 let what = match signal {
                     Signal::Logs => "log line",
                     Signal::Spans => "span",
                 };
                 format!("every {what} of {node} from {from:?} to {to:?} kept")
             }
-            Action::Http { component, path, status, .. } => format!("http {component}{path} {status}"),
-            Action::StopNode(n) => format!("stop node {n}"),
-            Action::StartNode(n) => format!("start node {n}"),
-            Action::CutLink(n) => format!("cut link {n}"),
-            Action::HealLink(n) => format!("heal link {n}"),
-            Action::Block { node, component } => format!("block {node} from {component}"),
-            Action::Restart(c) => format!("restart {c}"),
-            Action::CollectLogs(c) => format!("collect logs of {}", c.join(", ")),
+            Check::Http { component, path, status, .. } => format!("http {component}{path} {status}"),
+        }
+    }
+}
+
+impl Fault {
+    /// One line for reports: `stop node edge-1`.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::StopNode(n) => format!("stop node {n}"),
+            Fault::StartNode(n) => format!("start node {n}"),
+            Fault::CutLink(n) => format!("cut link {n}"),
+            Fault::HealLink(n) => format!("heal link {n}"),
+            Fault::Block { node, component } => format!("block {node} from {component}"),
+            Fault::Restart(c) => format!("restart {c}"),
+            Fault::CollectLogs(c) => format!("collect logs of {}", c.join(", ")),
         }
     }
 }
@@ -450,7 +563,7 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Scenario> {
                 ));
             }
         }
-        if let Action::Promql { query, .. } = a {
+        if let Action::Check(Check::Promql { query, .. }) = a {
             if let Err(e) = check_promql(query) {
                 let line = s.lines.find(region, query.lines().next().unwrap_or(query));
                 problems.push((line, format!("{at}.query: not valid PromQL: {e}")));
@@ -645,11 +758,11 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         }
     };
     match a {
-        Action::Alert { after, latency_from, .. } => {
+        Action::Check(Check::Alert { after, latency_from, .. }) => {
             mark(after, "after", &mut problems);
             mark(latency_from, "latency_from", &mut problems);
         }
-        Action::Promql { at: when, query, expect } => {
+        Action::Check(Check::Promql { at: when, query, expect }) => {
             mark(when, "at", &mut problems);
             for m in mark_refs(query) {
                 mark(&Some(m.to_string()), "query", &mut problems);
@@ -663,13 +776,13 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
                 ));
             }
         }
-        Action::NoUnexpectedAlerts { allowed, .. } if allowed.iter().any(BTreeMap::is_empty) => {
+        Action::Check(Check::NoUnexpectedAlerts { allowed, .. }) if allowed.iter().any(BTreeMap::is_empty) => {
             problems.push((
                 "allowed".into(),
                 format!("{at}.allowed: an empty label set allows every alert: name at least alertname"),
             ));
         }
-        Action::Log { labels, contains } => {
+        Action::Check(Check::Log { labels, contains }) => {
             let known = |l: &String| super::query::LOG_LABELS.iter().any(|(n, _)| n == l);
             for l in labels.keys().filter(|l| !known(l)) {
                 let names: Vec<&str> = super::query::LOG_LABELS.iter().map(|(n, _)| *n).collect();
@@ -686,46 +799,51 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
                 problems.push(("contains".into(), format!("{at}.contains: give the text the line must contain")));
             }
         }
-        Action::Kept { from, to, .. } => {
+        Action::Check(Check::Kept { from, to, .. }) => {
             mark(&Some(from.clone()), "from", &mut problems);
             mark(&Some(to.clone()), "to", &mut problems);
         }
-        Action::Trace { services } if services.is_empty() => {
+        Action::Check(Check::Trace { services }) if services.is_empty() => {
             problems.push(("services".into(), format!("{at}.services: name the services the trace must span")));
         }
         _ => {}
     }
     match a {
-        Action::StopNode(n)
-        | Action::StartNode(n)
-        | Action::CutLink(n)
-        | Action::HealLink(n)
-        | Action::Kept { node: n, .. }
-        | Action::Block { node: n, .. }
+        Action::Fault(
+            Fault::StopNode(n)
+            | Fault::StartNode(n)
+            | Fault::CutLink(n)
+            | Fault::HealLink(n)
+            | Fault::Block { node: n, .. },
+        )
+        | Action::Check(Check::Kept { node: n, .. })
             if !names.nodes.contains(n) =>
         {
             problems
                 .push((n.clone(), format!("{at}: no edge node {n:?}; the topology has {}", names.nodes.join(", "))));
         }
-        Action::Restart(c) | Action::Http { component: c, .. } if !names.components.contains(c) => {
+        Action::Fault(Fault::Restart(c)) | Action::Check(Check::Http { component: c, .. })
+            if !names.components.contains(c) =>
+        {
             problems.push((c.clone(), format!("{at}: no component {c:?} in this profile")));
         }
-        Action::Block { component: c, .. } if !names.cloud.contains(c) => {
+        Action::Fault(Fault::Block { component: c, .. }) if !names.cloud.contains(c) => {
             problems.push((c.clone(), format!("{at}: no cloud component {c:?} to block in this profile")));
         }
-        Action::CollectLogs(cs) => {
+        Action::Fault(Fault::CollectLogs(cs)) => {
             for c in cs.iter().filter(|c| !names.components.contains(*c) && !names.nodes.contains(c)) {
                 problems.push((c.clone(), format!("{at}: no component or node {c:?}")));
             }
         }
-        Action::Alert { name, .. } | Action::Alertmanager { name, .. } if !names.alerts.contains(name) => problems
-            .push((
+        Action::Check(Check::Alert { name, .. } | Check::Alertmanager { name, .. }) if !names.alerts.contains(name) => {
+            problems.push((
                 name.clone(),
                 format!(
                     "{at}: no alert rule named {name:?}; the rendered rules have {}",
                     names.alerts.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
-            )),
+            ))
+        }
         _ => {}
     }
     problems
@@ -829,8 +947,28 @@ steps:
         assert_eq!(s.steps.len(), 2);
         assert_eq!(s.steps[0].timeout, Duration::from_secs(30));
         assert_eq!(s.steps[1].timeout, Duration::from_secs(45));
-        assert!(s.steps[1].try_[0].is_check() && !s.steps[0].try_[0].is_check());
+        assert!(matches!(s.steps[1].try_[0], Action::Check(Check::Alert { .. })));
+        assert!(matches!(&s.steps[0].try_[0], Action::Fault(Fault::StopNode(n)) if n == "edge-1"));
         assert_eq!(s.steps[1].try_[0].describe(), "alert EdgeNodeUnreachable{node=\"edge-1\"} Firing");
+    }
+
+    /// Checks and faults are one list in the file, read and written as it spells them.
+    #[test]
+    fn actions_are_written_as_the_file_spells_them() {
+        let s = check_text(GOOD).unwrap();
+        let text = serde_yaml_ng::to_string(&s).unwrap();
+        assert!(text.contains("- stop_node: edge-1\n"), "{text}");
+        assert!(text.contains("- alert:\n") && text.contains("latency_from: stop\n"), "{text}");
+        assert!(text.contains("- collect_logs:\n  ") && text.contains("- start_node: edge-1\n"), "{text}");
+        let again = parse(Utf8Path::new("scenarios/x.yaml"), &text).unwrap();
+        let described = |s: &Scenario| -> Vec<String> {
+            s.steps
+                .iter()
+                .flat_map(|st| st.try_.iter().chain(&st.catch).chain(&st.finally))
+                .map(Action::describe)
+                .collect()
+        };
+        assert_eq!(described(&again), described(&s));
     }
 
     #[test]
