@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
 use crate::bundle::{ArchiveFormat, BundleRole, ImageArchives, ImageFormat, Options, Source};
-use crate::stack::Arch;
+use crate::stack::{Arch, Backend};
 
 /// Measure the tool; print figures.
 #[derive(Debug, clap::Args)]
@@ -204,26 +204,21 @@ fn e2e(args: E2eArgs) -> Result<()> {
     let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let cancel = crate::e2e::cancel::Cancel::install(&rt)?;
-    let e2e_args = crate::e2e::Args {
-        backend: crate::e2e::Backend::Compose,
+    let cell = crate::stack::Cell {
+        backend: Backend::Compose,
         profile: args.profile.clone(),
-        arch: vec![arch],
-        scenarios: Vec::new(),
-        scenarios_dir: None,
-        bundle: None,
-        edges: 2,
-        dry_run: false,
-        keep: false,
-        idle: Some(args.idle),
-        sweep: false,
+        arch,
+        k3s: None,
+        kubeedge: None,
     };
+    let cfg = crate::e2e::RunConfig { idle: Some(args.idle), ..crate::e2e::RunConfig::of(cell) };
     let mut reports = Vec::new();
     for i in 1..=args.runs {
         let run_id = crate::e2e::run_id(arch);
         crate::note!("bench e2e: run {i} of {}", args.runs);
         let t = Instant::now();
         cancel.check()?;
-        let report = crate::e2e::run_once(&rt, &cancel, &stack, &e2e_args, arch, &run_id, &scenarios)?;
+        let report = crate::e2e::run_once(&rt, &cancel, &stack, &cfg, &run_id, &scenarios)?;
         let wall = t.elapsed().as_secs_f64();
         if report.outcome() != Outcome::Passed {
             bail!("run {i} failed, so its figures are not a benchmark: see target/e2e/{run_id}/summary.md");

@@ -97,11 +97,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Why this machine cannot run `cell`, or `None` when it can.
 pub fn not_runnable_here(stack: &Stack, cell: &Cell) -> Option<String> {
-    if !crate::e2e::tier_built(cell.backend) {
-        return Some(format!(
-            "the {} tier is not built yet (`cargo xtask e2e --backend {}` refuses)",
-            cell.backend, cell.backend
-        ));
+    if let Some(why) = crate::e2e::tier_missing(cell.backend) {
+        return Some(why.to_string());
     }
     if Arch::host() != Some(cell.arch) && !(cell.arch == Arch::Arm64 && Arch::host() == Some(Arch::Amd64)) {
         return Some(format!("{} cannot run on this {} machine", cell.arch, std::env::consts::ARCH));
@@ -174,22 +171,10 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
             continue;
         }
         crate::note!("matrix: {cell}: running");
-        let e2e_args = crate::e2e::Args {
-            backend: cell.backend,
-            profile: cell.profile.clone(),
-            arch: vec![cell.arch],
-            scenarios: Vec::new(),
-            scenarios_dir: None,
-            bundle: args.bundle.clone(),
-            edges: 2,
-            dry_run: false,
-            keep: false,
-            idle: None,
-            sweep: false,
-        };
+        let cfg = crate::e2e::RunConfig { bundle: args.bundle.clone(), ..crate::e2e::RunConfig::of(cell.clone()) };
         let run_id = crate::e2e::run_id(cell.arch);
         cancel.check()?;
-        match crate::e2e::run_once(&rt, &cancel, stack, &e2e_args, cell.arch, &run_id, &scenarios) {
+        match crate::e2e::run_once(&rt, &cancel, stack, &cfg, &run_id, &scenarios) {
             Ok(_) => {
                 let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
                 for f in crate::e2e::report::FILES {
@@ -295,18 +280,6 @@ pub struct Found {
     pub unreadable: Vec<String>,
 }
 
-/// The cell a report is for, from its axes.
-pub fn cell_of(r: &Report) -> Result<Cell> {
-    let backend = <Backend as clap::ValueEnum>::from_str(&r.backend, false)
-        .map_err(|e| anyhow::anyhow!("backend {:?}: {e}", r.backend))?;
-    let arch =
-        <Arch as clap::ValueEnum>::from_str(&r.arch, false).map_err(|e| anyhow::anyhow!("arch {:?}: {e}", r.arch))?;
-    let version = |v: &Option<String>| -> Result<Option<crate::stack::Version>> {
-        v.as_ref().map(|v| v.clone().try_into().map_err(|e: String| anyhow::anyhow!(e))).transpose()
-    };
-    Ok(Cell { backend, profile: r.profile.clone(), arch, k3s: version(&r.k3s)?, kubeedge: version(&r.kubeedge)? })
-}
-
 /// Every file under `dir` (at any depth) whose name `wanted` accepts, sorted.
 pub fn files_under(dir: &Utf8Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<Utf8PathBuf>> {
     let mut out = Vec::new();
@@ -339,9 +312,7 @@ pub fn find(dir: &Utf8Path) -> Result<Found> {
         // Errors name the file as found under `dir`.
         let unreadable = |e: anyhow::Error| format!("{e:#}").replace(path.as_str(), rel.as_str());
         if path.file_name() == Some(REPORT) {
-            match crate::evidence::read::<Report>(&path)
-                .and_then(|r| Ok((cell_of(&r).with_context(|| format!("{rel}"))?, r)))
-            {
+            match crate::evidence::read::<Report>(&path).map(|r| (r.cell(), r)) {
                 Ok((cell, r)) => found.reports.entry(cell).or_default().push((rel, r)),
                 Err(e) => found.unreadable.push(unreadable(e)),
             }

@@ -281,7 +281,13 @@ fn sigint_mid_scenario_removes_every_container_network_and_volume() {
 fn bad_flags_and_the_k3s_backend_fail_clearly() {
     let out = xtask().args(["e2e", "--backend", "k3s"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend k3s is not built yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--backend k3s: the k3s tier is not built yet"), "{err}");
+    assert!(err.contains("github.com/k3s-io/k3s@v1.34.2"), "the refused module is named: {err}");
+    // A k3s version with the compose tier is a mistake, named as such.
+    let out = xtask().args(["e2e", "--k3s", "v1.34.2+k3s1", "--dry-run"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--k3s is a k3s-tier version"));
     let out = xtask().args(["e2e", "--scenario", "nope", "--dry-run"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario named \"nope\""));

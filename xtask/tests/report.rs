@@ -9,6 +9,7 @@ use report::{
     Latency, LatencyVerdict, LinkSample, LinkSeries, Outcome, Phase, Report, ResourceSeries, SCHEMA, Sample,
     ScenarioResult, Status, StepResult,
 };
+use xtask::stack::{Arch, Backend};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -90,9 +91,9 @@ fn base_report(run_id: &str) -> Report {
         run_id: run_id.into(),
         started: "2026-05-09T10:00:00Z".into(),
         duration_s: 412.75,
-        backend: "compose".into(),
+        backend: Backend::Compose,
         profile: "local".into(),
-        arch: "amd64".into(),
+        arch: Arch::Amd64,
         k3s: None,
         kubeedge: None,
         emulated: false,
@@ -164,7 +165,7 @@ fn failed_run() -> Report {
     let mut alloy = series("alloy", "alloy", 8, 70, &[80.0, 240.0, 260.0, 90.0]);
     alloy.emulated = true;
     Report {
-        arch: "arm64".into(),
+        arch: Arch::Arm64,
         emulated: true,
         scenarios: vec![
             metrics,

@@ -33,14 +33,28 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::stack::{Arch, Stack};
+use crate::stack::{Arch, Cell, Stack, Version};
 use engine::Engine;
 
 pub use crate::stack::Backend;
 
 /// Whether the harness can run a backend's cells at all yet (the k3s tier is not built).
 pub fn tier_built(backend: Backend) -> bool {
-    backend == Backend::Compose
+    tier_missing(backend).is_none()
+}
+
+/// Why a backend's tier cannot run anywhere yet, or `None` when it can.
+pub fn tier_missing(backend: Backend) -> Option<&'static str> {
+    match backend {
+        Backend::Compose => None,
+        // Measured on our machines: both proxy lookups answer 403 "This module version is not
+        // available", and no registry is reachable for rancher/k3s or kubeedge/*.
+        Backend::K3s => Some(
+            "the k3s tier is not built yet; nor can its node images be built on our machines: the Go module \
+             proxy refuses github.com/k3s-io/k3s@v1.34.2 (v1.34.2+k3s1) and github.com/kubeedge/kubeedge@v1.22.0 \
+             (403, \"This module version is not available\"), and no registry is reachable for rancher/k3s or kubeedge/*",
+        ),
+    }
 }
 
 /// Run the offline end-to-end scenarios against a bundle (compose tier).
@@ -64,6 +78,12 @@ pub struct Args {
     /// Folder of scenario files (default: scenarios/).
     #[arg(long, value_name = "DIR")]
     pub scenarios_dir: Option<Utf8PathBuf>,
+    /// The k3s release of a `--backend k3s` run (default: `[kubeprepare].k3s` of stack.toml).
+    #[arg(long, value_name = "VERSION")]
+    pub k3s: Option<String>,
+    /// The KubeEdge release of a `--backend k3s` run (default: `[kubeprepare].kubeedge`).
+    #[arg(long, value_name = "VERSION")]
+    pub kubeedge: Option<String>,
     /// Number of simulated edge nodes.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub edges: u8,
@@ -86,12 +106,91 @@ pub struct Args {
     pub sweep: bool,
 }
 
+/// What one run is: the matrix cell it stands for, and how it runs. Made from a [`Cell`]
+/// (`matrix run`, `bench e2e`) or from the command line (`e2e`: one per `--arch`).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub cell: Cell,
+    /// Number of edge nodes.
+    pub edges: usize,
+    /// A bundle folder built elsewhere (verified first), instead of building one.
+    pub bundle: Option<Utf8PathBuf>,
+    /// Leave the containers running after the run.
+    pub keep: bool,
+    /// Idle this long before the scenarios, the edge components sampled.
+    pub idle: Option<crate::stack::Duration>,
+}
+
+impl RunConfig {
+    /// A cell as the matrix runs it: two edges, the bundle built here, nothing left behind.
+    pub fn of(cell: Cell) -> Self {
+        RunConfig { cell, edges: 2, bundle: None, keep: false, idle: None }
+    }
+}
+
+impl Args {
+    /// One run per architecture asked for, each a cell of the stack's matrix.
+    pub fn configs(&self, stack: &Stack) -> Result<Vec<RunConfig>> {
+        // An unknown profile is named before anything starts.
+        stack.profile(&self.profile)?;
+        let arches = if self.arch.is_empty() {
+            vec![Arch::host().context("this machine is neither amd64 nor arm64: pass --arch")?]
+        } else {
+            self.arch.clone()
+        };
+        if let Some(twice) = arches.iter().enumerate().find_map(|(i, a)| arches[..i].contains(a).then_some(a)) {
+            bail!(
+                "--arch {twice} is given twice: each arch is one run with its own run id and report; \
+                 name each arch once (e.g. --arch amd64,arm64)"
+            );
+        }
+        if self.bundle.is_some() && arches.len() != 1 {
+            bail!("--bundle is one arch's bundle: pass exactly one --arch with it");
+        }
+        let version = |flag: &str, given: &Option<String>, default: &Version| -> Result<Option<Version>> {
+            match (self.backend, given) {
+                (Backend::Compose, Some(_)) => {
+                    bail!(
+                        "--{flag} is a k3s-tier version: the compose tier runs no {flag}; drop it or pass --backend k3s"
+                    )
+                }
+                (Backend::Compose, None) => Ok(None),
+                (Backend::K3s, None) => Ok(Some(default.clone())),
+                (Backend::K3s, Some(v)) => {
+                    Version::try_from(v.clone()).map(Some).map_err(|e| anyhow::anyhow!("--{flag} {v}: {e}"))
+                }
+            }
+        };
+        let k3s = version("k3s", &self.k3s, &stack.kubeprepare.k3s)?;
+        let kubeedge = version("kubeedge", &self.kubeedge, &stack.kubeprepare.kubeedge)?;
+        arches
+            .into_iter()
+            .map(|arch| {
+                if !stack.matrix.arch.contains(&arch) {
+                    bail!("--arch {arch}: the stack's matrix has no {arch}");
+                }
+                let cell = Cell {
+                    backend: self.backend,
+                    profile: self.profile.clone(),
+                    arch,
+                    k3s: k3s.clone(),
+                    kubeedge: kubeedge.clone(),
+                };
+                Ok(RunConfig {
+                    cell,
+                    edges: self.edges.into(),
+                    bundle: self.bundle.clone(),
+                    keep: self.keep,
+                    idle: self.idle,
+                })
+            })
+            .collect()
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
-    if !tier_built(args.backend) {
-        bail!(
-            "--backend {} is not built yet: its tier comes with its own issue; use --backend compose (the default)",
-            args.backend
-        );
+    if let Some(why) = tier_missing(args.backend) {
+        bail!("--backend {}: {why}; use --backend compose (the default)", args.backend);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let cancel = cancel::Cancel::install(&rt)?;
@@ -102,50 +201,26 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let stack = crate::stack::load(&crate::paths::stack_file())?;
-    // An unknown profile is named before anything starts.
-    stack.profile(&args.profile)?;
-    let arches = if args.arch.is_empty() {
-        vec![Arch::host().context("this machine is neither amd64 nor arm64: pass --arch")?]
-    } else {
-        args.arch.clone()
-    };
-    if let Some(twice) = arches.iter().enumerate().find_map(|(i, a)| arches[..i].contains(a).then_some(a)) {
-        bail!(
-            "--arch {twice} is given twice: each arch is one run with its own run id and report; \
-             name each arch once (e.g. --arch amd64,arm64)"
-        );
-    }
-    if args.bundle.is_some() && arches.len() != 1 {
-        bail!("--bundle is one arch's bundle: pass exactly one --arch with it");
-    }
+    let configs = args.configs(&stack)?;
     let scenarios_dir = args.scenarios_dir.clone().unwrap_or_else(crate::paths::scenarios_dir);
     let scenarios = scenario::load_dir(&scenarios_dir, &args.scenarios)?;
     if scenarios.is_empty() {
         bail!("no scenario in {scenarios_dir}");
     }
     let mut failed = Vec::new();
-    for arch in arches {
-        if !stack.matrix.arch.contains(&arch) {
-            bail!("--arch {arch}: the stack's matrix has no {arch}");
-        }
+    for cfg in &configs {
+        let arch = cfg.cell.arch;
         let run_id = run_id(arch);
         if args.dry_run {
-            preflight(&stack, &args.profile, arch, args.edges.into(), &scenarios)?;
+            preflight(&stack, cfg, &scenarios)?;
             let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
-            let p = plan::plan(
-                &stack,
-                &args.profile,
-                arch,
-                &run_id,
-                args.edges.into(),
-                run_dir.join("config"),
-                Vec::new(),
-            )?;
+            let p =
+                plan::plan(&stack, &cfg.cell.profile, arch, &run_id, cfg.edges, run_dir.join("config"), Vec::new())?;
             crate::outln!("{}", serde_json::to_string_pretty(&p)?)?;
             continue;
         }
         cancel.check()?;
-        let report = run_once(&rt, &cancel, &stack, &args, arch, &run_id, &scenarios)?;
+        let report = run_once(&rt, &cancel, &stack, cfg, &run_id, &scenarios)?;
         let asked: Vec<&report::ScenarioResult> =
             report.scenarios.iter().filter(|s| args.scenarios.contains(&s.name)).collect();
         if report.outcome() == report::Outcome::Interrupted {
@@ -173,30 +248,29 @@ pub fn run_once(
     rt: &tokio::runtime::Runtime,
     cancel: &cancel::Cancel,
     stack: &Stack,
-    args: &Args,
-    arch: Arch,
+    cfg: &RunConfig,
     run_id: &str,
     scenarios: &[scenario::Scenario],
 ) -> Result<report::Report> {
     let t = Instant::now();
+    let (profile, arch) = (cfg.cell.profile.as_str(), cfg.cell.arch);
     let mut run = RunInfo {
         run_id,
-        args,
-        arch,
+        cfg,
         emulated: false,
         bundle: "(none: it could not be had)".into(),
         started: (jiff::Timestamp::now(), Instant::now()),
         provisioned: None,
     };
     // Scenarios first: a name the topology lacks is reported before anything is provisioned.
-    if let Err(e) = preflight(stack, &args.profile, arch, args.edges.into(), scenarios) {
+    if let Err(e) = preflight(stack, cfg, scenarios) {
         crate::note!("e2e: {e:#}");
         return finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default());
     }
-    run.emulated = provision::machine(rt, stack, &args.profile, arch)?;
-    let bundle = match &args.bundle {
-        Some(dir) => provision::given_bundle(dir, &args.profile, arch),
-        None => provision::bundle(stack, &args.profile, arch),
+    run.emulated = provision::machine(rt, stack, profile, arch)?;
+    let bundle = match &cfg.bundle {
+        Some(dir) => provision::given_bundle(dir, profile, arch),
+        None => provision::bundle(stack, profile, arch),
     };
     run.provisioned = Some(report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() });
     run.started = (jiff::Timestamp::now(), Instant::now());
@@ -222,8 +296,7 @@ pub fn run_once(
 /// What a report says about its run besides what the run found.
 struct RunInfo<'a> {
     run_id: &'a str,
-    args: &'a Args,
-    arch: Arch,
+    cfg: &'a RunConfig,
     emulated: bool,
     bundle: String,
     /// Wall clock and monotonic start.
@@ -361,11 +434,11 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         run_id: run.run_id.to_string(),
         started: run.started.0.to_string(),
         duration_s: run.started.1.elapsed().as_secs_f64(),
-        backend: run.args.backend.as_str().into(),
-        profile: run.args.profile.clone(),
-        arch: run.arch.to_string(),
-        k3s: None,
-        kubeedge: None,
+        backend: run.cfg.cell.backend,
+        profile: run.cfg.cell.profile.clone(),
+        arch: run.cfg.cell.arch,
+        k3s: run.cfg.cell.k3s.clone(),
+        kubeedge: run.cfg.cell.kubeedge.clone(),
         emulated: run.emulated,
         tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
         bundle: run.bundle.clone(),
@@ -390,8 +463,9 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
 
 /// Check the scenarios that will run against the topology and the rendered rules, before
 /// anything is started: every node, component, alert and step they name must exist. Pure.
-fn preflight(stack: &Stack, profile: &str, arch: Arch, edges: usize, scenarios: &[scenario::Scenario]) -> Result<()> {
-    let plan = plan::plan(stack, profile, arch, "preflight", edges, Utf8PathBuf::from("config"), Vec::new())?;
+fn preflight(stack: &Stack, cfg: &RunConfig, scenarios: &[scenario::Scenario]) -> Result<()> {
+    let (profile, arch) = (cfg.cell.profile.as_str(), cfg.cell.arch);
+    let plan = plan::plan(stack, profile, arch, "preflight", cfg.edges, Utf8PathBuf::from("config"), Vec::new())?;
     let topology = crate::render::ComposeTopology {
         edges: plan.edges.keys().cloned().collect(),
         alert_webhook_url: "http://127.0.0.1:1/alerts".parse()?,
@@ -430,18 +504,18 @@ fn run_arch(
     bundle: &Utf8Path,
     scenarios: &[scenario::Scenario],
 ) -> Result<report::Report> {
-    let RunInfo { run_id, args, arch, emulated, .. } = *run;
+    let RunInfo { run_id, cfg, emulated, .. } = *run;
+    let (profile, arch) = (cfg.cell.profile.as_str(), cfg.cell.arch);
     let run_dir = crate::paths::target_dir().join("e2e").join(run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {run_dir}"))?;
     let started = run.started.1;
     crate::note!(
         "e2e: run {run_id}: {} on {arch}{}, bundle {bundle}",
-        args.profile,
+        profile,
         if emulated { " (emulated)" } else { "" }
     );
-    let plan = image_archives(bundle).and_then(|archives| {
-        plan::plan(stack, &args.profile, arch, run_id, args.edges.into(), run_dir.join("config"), archives)
-    });
+    let plan = image_archives(bundle)
+        .and_then(|archives| plan::plan(stack, profile, arch, run_id, cfg.edges, run_dir.join("config"), archives));
     let plan = match plan {
         Ok(p) => p,
         Err(e) => return finish(run, setup_failed(&e, true, &started, Vec::new()), Phases::default()),
@@ -450,14 +524,14 @@ fn run_arch(
 
     let mut cancel = cancel.clone();
     let progress = runner::SharedProgress::default();
-    let idle = args.idle.map(|d| std::time::Duration::from_millis(d.as_millis()));
+    let idle = cfg.idle.map(|d| std::time::Duration::from_millis(d.as_millis()));
     let (result, phases, finished, logs) = rt.block_on(async {
         let mut work = tokio::spawn({
             let progress = progress.clone();
             let (stack, plan, args_profile, bundle, run_dir, scenarios) = (
                 stack.clone(),
                 plan.clone(),
-                args.profile.clone(),
+                profile.to_string(),
                 bundle.to_path_buf(),
                 run_dir.clone(),
                 scenarios.to_vec(),
@@ -504,7 +578,7 @@ fn run_arch(
                 }
             }
         }
-        if args.keep {
+        if cfg.keep {
             crate::note!("e2e: --keep: leaving the containers of {run_id}; remove them with `cargo xtask e2e --sweep` once this process is gone");
         } else {
             let cleanup = Instant::now();

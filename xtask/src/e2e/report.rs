@@ -58,6 +58,8 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
+use crate::stack::{Arch, Backend, Cell, Version};
+
 mod html;
 mod junit;
 mod link;
@@ -87,15 +89,15 @@ pub struct Report {
     pub started: String,
     pub duration_s: f64,
     /// `compose` or `k3s`.
-    pub backend: String,
+    pub backend: Backend,
     /// The stack profile (`local`, `upstream`).
     pub profile: String,
-    pub arch: String,
+    pub arch: Arch,
     /// The k3s backend's k3s and KubeEdge versions (the matrix cell's); `None` for compose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub k3s: Option<String>,
+    pub k3s: Option<Version>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubeedge: Option<String>,
+    pub kubeedge: Option<Version>,
     /// The edge ran under qemu emulation (arm64 on an amd64 host).
     pub emulated: bool,
     /// The tool's version (and commit) that ran.
@@ -708,7 +710,30 @@ impl Report {
     }
 
     fn arch_label(&self) -> String {
-        if self.emulated { format!("{} (emulated under qemu)", self.arch) } else { self.arch.clone() }
+        if self.emulated { format!("{} (emulated under qemu)", self.arch) } else { self.arch.to_string() }
+    }
+
+    /// The matrix cell this report is for, from its axes.
+    pub fn cell(&self) -> Cell {
+        Cell {
+            backend: self.backend,
+            profile: self.profile.clone(),
+            arch: self.arch,
+            k3s: self.k3s.clone(),
+            kubeedge: self.kubeedge.clone(),
+        }
+    }
+
+    /// The backend with the versions it ran: `compose`, or `k3s v1.34.2+k3s1, KubeEdge 1.22.0`.
+    pub fn backend_label(&self) -> String {
+        let mut label = self.backend.to_string();
+        if let Some(k3s) = &self.k3s {
+            label.push_str(&format!(" {k3s}"));
+        }
+        if let Some(kubeedge) = &self.kubeedge {
+            label.push_str(&format!(", KubeEdge {kubeedge}"));
+        }
+        label
     }
 }
 

@@ -63,7 +63,7 @@ pub(super) fn render(report: &Report) -> String {
         ("started", report.started.clone()),
         ("duration", seconds(report.duration_s)),
         ("phases", report.phases_line().unwrap_or_else(|| "not recorded".into())),
-        ("backend", report.backend.clone()),
+        ("backend", report.backend_label()),
         ("profile", report.profile.clone()),
         ("arch", report.arch_label()),
         ("tool", report.tool.clone()),

@@ -57,9 +57,9 @@ fn run_properties(report: &Report) -> Vec<Property> {
     vec![
         Property::new("run_id", report.run_id.as_str()),
         Property::new("started", report.started.as_str()),
-        Property::new("backend", report.backend.as_str()),
+        Property::new("backend", report.backend_label()),
         Property::new("profile", report.profile.as_str()),
-        Property::new("arch", report.arch.as_str()),
+        Property::new("arch", report.arch.to_string()),
         Property::new("emulated", report.emulated.to_string()),
         Property::new("tool", report.tool.as_str()),
         Property::new("bundle", report.bundle.as_str()),

@@ -46,7 +46,7 @@ fn render_with_limit(report: &Report, limit: usize) -> String {
         inline(&report.run_id),
         inline(&report.started),
         seconds(report.duration_s),
-        inline(&report.backend),
+        inline(&report.backend_label()),
         inline(&report.profile),
         inline(&report.arch_label()),
         inline(&report.tool),
