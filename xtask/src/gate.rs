@@ -149,12 +149,13 @@ pub fn load_policy(path: &Utf8Path) -> Result<Policy> {
 }
 
 /// What the bundle of `cell` provides to scenarios, as the e2e decides "not run: <what> not in
-/// bundle" ([`crate::e2e::plan::Plan::provides`]): computed from the stack, not from a report.
+/// bundle" ([`crate::e2e::compose::plan::Plan::provides`]): computed from the stack, not from a report.
 pub fn provides(stack: &Stack, cell: &Cell) -> Result<BTreeSet<String>> {
     // The e2e's own plan, so the gate and the run cannot disagree; what it provides depends on
     // the profile's components only, not on the edge count or the run id given here.
-    let plan = crate::e2e::plan::plan(stack, &cell.profile, cell.arch, "gate", 2, Utf8PathBuf::new(), Vec::new())
-        .with_context(|| format!("planning {cell} to know what its bundle provides"))?;
+    let plan =
+        crate::e2e::compose::plan::plan(stack, &cell.profile, cell.arch, "gate", 2, Utf8PathBuf::new(), Vec::new())
+            .with_context(|| format!("planning {cell} to know what its bundle provides"))?;
     Ok(plan.provides)
 }
 

@@ -310,7 +310,7 @@ fn bad_flags_and_the_k3s_backend_fail_clearly() {
 fn the_plan_of_each_profile_is_snapshot_tested() {
     let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
     for profile in ["local", "upstream"] {
-        let plan = xtask::e2e::plan::plan(
+        let plan = xtask::e2e::compose::plan::plan(
             &stack,
             profile,
             xtask::stack::Arch::Amd64,
@@ -349,9 +349,16 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
     rt.block_on(async {
         let engine = Engine::connect().await.unwrap();
         let busybox = engine.load_archive(&bundle.join("images/edge/edge-probe.tar")).await.unwrap().remove(0);
-        let plan =
-            xtask::e2e::plan::plan(&stack, "upstream", xtask::stack::Arch::Amd64, &run, 1, "unused".into(), vec![])
-                .unwrap();
+        let plan = xtask::e2e::compose::plan::plan(
+            &stack,
+            "upstream",
+            xtask::stack::Arch::Amd64,
+            &run,
+            1,
+            "unused".into(),
+            vec![],
+        )
+        .unwrap();
         let labels = plan.containers[0].spec.labels.clone();
         let network = format!("{run}-net");
         engine.create_network(&network, &labels).await.unwrap();
@@ -456,8 +463,8 @@ fn the_workload_writes_pod_logs_and_its_traced_call_crosses_the_link() {
 /// a cut stops the edge's traffic both ways, and a heal restores it.
 #[test]
 fn the_cloud_cannot_dial_an_edge_and_a_cut_stops_both_ways() {
+    use xtask::e2e::compose::link::Link;
     use xtask::e2e::engine::{ContainerSpec, Engine};
-    use xtask::e2e::link::Link;
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
     let bundle = xtask::e2e::provision::bundle(&stack, "local", xtask::stack::Arch::Amd64).unwrap();
@@ -468,7 +475,7 @@ fn the_cloud_cannot_dial_an_edge_and_a_cut_stops_both_ways() {
         let engine = Engine::connect().await.unwrap();
         let busybox = engine.load_archive(&bundle.join("images/edge/edge-probe.tar")).await.unwrap().remove(0);
         let plan =
-            xtask::e2e::plan::plan(&stack, "local", xtask::stack::Arch::Amd64, &run, 1, "unused".into(), vec![]).unwrap();
+            xtask::e2e::compose::plan::plan(&stack, "local", xtask::stack::Arch::Amd64, &run, 1, "unused".into(), vec![]).unwrap();
         let labels = plan.containers[0].spec.labels.clone();
         let (cloud_net, edge_net) = (format!("{run}-cloud"), format!("{run}-edge"));
         for n in [&cloud_net, &edge_net] {
@@ -545,7 +552,8 @@ impl Drop for RemoveRun {
 fn the_upstream_configs_point_at_what_the_plan_runs() {
     let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
     let arch = xtask::stack::Arch::Amd64;
-    let plan = xtask::e2e::plan::plan(&stack, "upstream", arch, "RUN", 2, "RUN/config".into(), vec![]).unwrap();
+    let plan =
+        xtask::e2e::compose::plan::plan(&stack, "upstream", arch, "RUN", 2, "RUN/config".into(), vec![]).unwrap();
     let topology = xtask::render::ComposeTopology {
         edges: plan.edges.keys().cloned().collect(),
         alert_webhook_url: "http://172.18.0.1:39000/alerts".parse().unwrap(),

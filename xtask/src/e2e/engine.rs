@@ -19,7 +19,6 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
-    StopContainerOptionsBuilder,
 };
 use camino::Utf8Path;
 use futures_util::StreamExt;
@@ -100,16 +99,6 @@ impl Engine {
             .with_context(|| format!("the Docker engine does not answer; {DOCKER_FIX}"))?;
         docker.ping().await.with_context(|| format!("the Docker engine does not answer a ping; {DOCKER_FIX}"))?;
         Ok(Engine { docker })
-    }
-
-    pub fn docker(&self) -> &Docker {
-        &self.docker
-    }
-
-    /// The engine's version string (for reports).
-    pub async fn version(&self) -> Result<String> {
-        let v = self.docker.version().await.context("asking the Docker engine its version")?;
-        Ok(v.version.unwrap_or_else(|| "unknown".into()))
     }
 
     /// `docker load` one image archive of the bundle (plain tar, or tar.zst decompressed
@@ -302,15 +291,6 @@ impl Engine {
         }
     }
 
-    /// Stop a container (SIGTERM, then SIGKILL after 5 s); stopping a stopped one is not an error.
-    pub async fn stop(&self, name: &str) -> Result<()> {
-        let options = StopContainerOptionsBuilder::default().t(5).build();
-        match self.docker.stop_container(name, Some(options)).await {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("stopping container {name}")),
-        }
-    }
-
     /// Kill a container at once (SIGKILL), as a power loss would; killing a stopped one is not an error.
     pub async fn kill(&self, name: &str) -> Result<()> {
         let options = bollard::query_parameters::KillContainerOptionsBuilder::default().signal("KILL").build();
@@ -465,32 +445,6 @@ impl Engine {
             bail!("the Docker engine is Docker Desktop's (in a VM): {why}");
         }
         Ok(())
-    }
-
-    /// Every resource with a run label: (kind, name) — what a test checks is empty.
-    pub async fn labelled(&self, run: &str) -> Result<Vec<String>> {
-        let filter = format!("{LABEL_RUN}={run}");
-        let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![filter.as_str()])]);
-        let mut out = Vec::new();
-        let cs = self
-            .docker
-            .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
-            .await
-            .context("listing containers")?;
-        out.extend(cs.into_iter().map(|c| format!("container {}", c.names.unwrap_or_default().join(","))));
-        let ns = self
-            .docker
-            .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
-            .await
-            .context("listing networks")?;
-        out.extend(ns.into_iter().map(|n| format!("network {}", n.name.unwrap_or_default())));
-        let vs = self
-            .docker
-            .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
-            .await
-            .context("listing volumes")?;
-        out.extend(vs.volumes.unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
-        Ok(out)
     }
 
     async fn remove_where(&self, select: impl Fn(&HashMap<String, String>) -> bool) -> Result<Removed> {

@@ -16,15 +16,15 @@
 //!    failure, panic, SIGINT and SIGTERM. A later run sweeps what a killed run left.
 
 pub mod cancel;
+pub mod compose;
 pub mod engine;
-pub mod link;
-pub mod plan;
 pub mod provision;
 pub mod query;
 pub mod receiver;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod tier;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,9 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::stack::{Arch, Cell, Stack, Version};
+use compose::{Compose, plan};
 use engine::Engine;
+use tier::Tier;
 
 pub use crate::stack::Backend;
 
@@ -574,7 +576,7 @@ fn run_arch(
             // What went wrong is in the containers' logs: save them before they are removed.
             if finished {
                 if let Ok(engine) = Engine::connect().await {
-                    logs = save_logs(&engine, &plan, &run_dir).await;
+                    logs = Compose::new(engine, plan.clone()).save_logs(&run_dir).await;
                 }
             }
         }
@@ -597,23 +599,6 @@ fn run_arch(
     // one as interrupted): CI, the matrix and the gate read the report, not the exit code alone.
     let executed = result.unwrap_or_else(|e| setup_failed(&e, finished, &started, logs));
     finish(run, executed, phases)
-}
-
-/// The log of every container of the plan (those that exist) into `logs/setup-<name>.log`;
-/// the files, relative to the run folder.
-async fn save_logs(engine: &Engine, plan: &plan::Plan, run_dir: &Utf8Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for c in &plan.containers {
-        let Ok(text) = engine.logs(&c.spec.name, 400).await else { continue };
-        let name = format!("setup-{}.log", c.spec.name.trim_start_matches(&format!("{}-", plan.run_id)));
-        let Ok(path) = scenario::join_safe(&run_dir.join("logs"), &name) else { continue };
-        if std::fs::create_dir_all(run_dir.join("logs")).is_ok()
-            && crate::atomic::write(&path, text.as_bytes(), false).is_ok()
-        {
-            out.push(format!("logs/{name}"));
-        }
-    }
-    out
 }
 
 /// What a run found, for its report.
@@ -674,16 +659,6 @@ fn image_archives(bundle: &Utf8Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Start one planned container; a node's holder also gets its link to the cloud, behind NAT.
-async fn start_container(engine: &Engine, plan: &plan::Plan, c: &plan::Planned) -> Result<()> {
-    engine.run(&c.spec).await?;
-    if c.node.as_deref() == Some(c.component.as_str()) {
-        engine.connect_network(&plan.cloud_network, &c.spec.name, std::slice::from_ref(&c.component)).await?;
-        link::Link::of(engine, &c.spec.name, &plan.cloud_network).await?.install().await?;
-    }
-    Ok(())
-}
-
 /// How one run executes: on emulated edges or not, when it started (the resource samples'
 /// zero), and how long it idles before the scenarios.
 #[derive(Clone, Copy)]
@@ -703,7 +678,6 @@ async fn execute(
     run: Execution,
     progress: &runner::SharedProgress,
 ) -> Result<Executed> {
-    let Execution { emulated, started, idle } = run;
     let t = Instant::now();
     let engine = Engine::connect().await?;
     let swept = engine.sweep().await?;
@@ -713,99 +687,54 @@ async fn execute(
     let since = jiff::Timestamp::now().as_second() - 1;
     let profile = stack.profile(profile_name)?;
 
-    // Images: only from the bundle.
-    let mut loaded = BTreeSet::new();
-    for a in &plan.archives {
-        loaded.extend(engine.load_archive(&bundle.join(a)).await?);
-    }
-    for c in &plan.containers {
-        if !loaded.contains(&engine::full_name(&c.spec.image)) {
-            bail!("image {} (for {}) is not in the bundle's archives; rebuild the bundle", c.spec.image, c.component);
-        }
-        match engine.image_platform(&c.spec.image).await? {
-            Some(p) if p == plan.platform => {}
-            other => bail!("image {} is {other:?} in the engine, expected {}", c.spec.image, plan.platform),
-        }
-    }
-    crate::note!("e2e: loaded {} images from {} archives", loaded.len(), plan.archives.len());
+    let tier = Compose::new(engine, plan.clone());
+    let images = tier.load_images(bundle).await?;
+    crate::note!("e2e: loaded {images} images from {} archives", plan.archives.len());
     phase_done(progress, "load images", t);
     let t = Instant::now();
-
-    let labels: BTreeMap<String, String> = plan.containers[0].spec.labels.clone();
-    engine.create_network(&plan.cloud_network, &labels).await?;
-    for net in plan.edges.values() {
-        engine.create_network(net, &labels).await?;
-    }
-    for v in &plan.volumes {
-        engine.create_volume(v, &labels).await?;
-    }
-    let gateway = engine.network_gateway(&plan.cloud_network).await?;
+    let gateway = tier.create_networks().await?;
     let receiver = receiver::Receiver::start(gateway).await?;
-
-    // Configs: the compose flavour of the render, for this topology.
-    let topology = crate::render::ComposeTopology {
-        edges: plan.edges.keys().cloned().collect(),
-        alert_webhook_url: receiver.url(),
-    };
-    let ctx = crate::render::Ctx::compose(stack, profile_name, plan.arch, &topology)?;
-    let files = crate::render::render(&ctx)?;
-    files.write_to(&plan.config_dir)?;
-    let alerts = alert_names(&ctx);
-    let models: BTreeMap<String, crate::render::rules::LatencyModel> =
-        alerts.iter().filter_map(|a| crate::render::rules::alert_model(&ctx, a).map(|m| (a.clone(), m))).collect();
-
-    // Prometheus last, once every other container answers: its first scrapes then find every
-    // target up, so no `*Down` alert (`absent(up == 1)` holds until a target's first successful
-    // scrape) fires from the order things started in.
-    let (scraper, rest): (Vec<&plan::Planned>, Vec<&plan::Planned>) =
-        plan.containers.iter().partition(|c| c.component == crate::render::names::JOB_PROMETHEUS);
-    for c in &rest {
-        start_container(&engine, plan, c).await?;
-    }
-    crate::note!("e2e: started {} containers on {} networks", plan.containers.len(), plan.edges.len() + 1);
+    let models = tier.configure(stack, profile_name, receiver.url())?;
+    tier.start().await?;
     phase_done(progress, "start", t);
+    let link_budget = stack.e2e_link_budget_per_minute();
+    scenarios_on(&tier, profile, link_budget, receiver, models, since, run_dir, scenarios, run, progress).await
+}
 
+/// Run the scenarios on a tier that has started: sample its edge components and links while
+/// they run, wait for it to be ready, idle if asked, then check it pulled nothing.
+#[allow(clippy::too_many_arguments)]
+async fn scenarios_on<T: Tier + Clone + 'static>(
+    tier: &T,
+    profile: &crate::stack::Profile,
+    link_budget: u64,
+    receiver: receiver::Receiver,
+    models: BTreeMap<String, crate::render::rules::LatencyModel>,
+    since: i64,
+    run_dir: &Utf8Path,
+    scenarios: &[scenario::Scenario],
+    run: Execution,
+    progress: &runner::SharedProgress,
+) -> Result<Executed> {
+    let Execution { emulated, started, idle } = run;
+    // Sampled from the start, so what the components take while starting counts too.
     let samples = Arc::new(Mutex::new(BTreeMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let measured: Vec<(String, String, String)> = plan
-        .measured()
-        .iter()
-        .map(|c| (c.spec.name.clone(), c.component.clone(), c.node.clone().unwrap_or_default()))
-        .collect();
-    let sampler = AbortOnDrop(tokio::spawn(runner::sample(
-        engine.clone(),
-        measured,
-        started,
-        emulated,
-        samples.clone(),
-        stop_rx,
-    )));
+    let sampler = AbortOnDrop(tokio::spawn(runner::sample(tier.clone(), started, emulated, samples.clone(), stop_rx)));
 
     let t = Instant::now();
-    let mut runner = runner::Runner::new(engine.clone(), plan, receiver, run_dir.to_path_buf(), models)?;
+    let mut runner = runner::Runner::new(tier, receiver, run_dir.to_path_buf(), models)?;
     runner.progress = progress.clone();
     runner.started = started;
-    runner.wait_ready(&rest, std::time::Duration::from_secs(120)).await?;
-    for c in &scraper {
-        start_container(&engine, plan, c).await?;
-    }
-    runner.wait_ready(&scraper, std::time::Duration::from_secs(120)).await?;
+    tier.ready().await?;
     phase_done(progress, "ready", t);
     // Links from here on: what an edge sends once the stack is up, not its first connections.
+    let nodes = tier.nodes();
     let link_samples = Arc::new(Mutex::new(BTreeMap::new()));
     let (link_stop_tx, link_stop_rx) = tokio::sync::watch::channel(false);
-    let targets = plan
-        .edges
-        .keys()
-        .map(|node| runner::LinkTarget {
-            node: node.clone(),
-            holder: plan.holder_name(node),
-            cloud_network: plan.cloud_network.clone(),
-        })
-        .collect();
     let link_sampler = AbortOnDrop(tokio::spawn(runner::sample_links(
-        engine.clone(),
-        targets,
+        tier.clone(),
+        nodes.clone(),
         started,
         link_samples.clone(),
         link_stop_rx,
@@ -824,7 +753,7 @@ async fn execute(
     let t = Instant::now();
     let mut results = Vec::new();
     for s in scenarios {
-        if let Some(missing) = scenario::missing_requirement(s, &plan.provides) {
+        if let Some(missing) = scenario::missing_requirement(s, tier.provides()) {
             let reason = scenario::not_run_reason(&missing);
             crate::note!("  not run: {}: {reason}", s.name);
             let result = report::ScenarioResult {
@@ -850,19 +779,19 @@ async fn execute(
     let _ = (&mut link_sampler.0).await;
     let faults = runner.fault_windows(started.elapsed().as_secs_f64());
     let link_samples = link_samples.lock().map(|s| s.clone()).unwrap_or_default();
-    let links = plan
-        .edges
-        .keys()
+    let budget = Some(link_budget);
+    let links = nodes
+        .iter()
         .map(|node| report::LinkSeries {
             node: node.clone(),
-            budget_bytes_per_min: Some(stack.e2e_link_budget_per_minute()),
+            budget_bytes_per_min: budget,
             faults: faults.get(node).cloned().unwrap_or_default(),
             samples: link_samples.get(node).cloned().unwrap_or_default(),
         })
         .collect();
 
-    // Offline: the engine's own record says no image was pulled while the run went on.
-    let (status, message) = match engine.pulls_since(since).await {
+    // Offline: the tier's own record says no image was pulled while the run went on.
+    let (status, message) = match tier.pulls_since(since).await {
         Ok(pulls) if pulls.is_empty() => (report::Status::Passed, None),
         Ok(pulls) => {
             (report::Status::Failed, Some(format!("the engine pulled {} (the e2e must never pull)", pulls.join(", "))))
@@ -888,7 +817,7 @@ async fn execute(
         logs: Vec::new(),
     });
     let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
-    let resources = runner::series(plan, profile, &samples, emulated);
+    let resources = runner::series(&tier.measured(), profile, &samples, emulated);
     Ok(Executed { scenarios: results, resources, idle_s, latencies: runner.latencies, links, notes: Vec::new() })
 }
 

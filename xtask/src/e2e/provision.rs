@@ -38,7 +38,7 @@ pub struct Machine {
 /// Programs [`plan`] looks for, each with the Debian package that ships it.
 const PROGRAMS: [(&str, &str); 7] = [
     ("dockerd", "docker.io"),
-    // Each edge's NAT and link: iptables in the node's network namespace (`e2e::link`).
+    // Each edge's NAT and link: iptables in the node's network namespace (`e2e::compose::link`).
     ("iptables", "iptables"),
     ("nsenter", "util-linux"),
     ("qemu-aarch64-static", "qemu-user-static"),

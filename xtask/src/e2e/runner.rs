@@ -8,13 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use camino::Utf8PathBuf;
 
-use super::engine::Engine;
-use super::link::Link;
-use super::plan::{Plan, Planned};
 use super::query;
 use super::receiver::Receiver;
 use super::report::{Latency, LinkSample, ResourceSeries, Sample, ScenarioResult, Status, StepResult};
 use super::scenario::{Action, AlertState, Check, Expect, Fault, Over, Scenario, Signal, Step, labels_text};
+use super::tier::{Measured, Tier};
 use crate::render::rules::LatencyModel;
 
 /// One alert of Alertmanager's `GET /api/v2/alerts`.
@@ -71,9 +69,8 @@ pub fn update(progress: &SharedProgress, f: impl FnOnce(&mut Progress)) {
     f(&mut p);
 }
 
-pub struct Runner<'a> {
-    pub engine: Engine,
-    pub plan: &'a Plan,
+pub struct Runner<'a, T: Tier> {
+    pub tier: &'a T,
     pub receiver: Receiver,
     pub http: reqwest::Client,
     pub run_dir: Utf8PathBuf,
@@ -95,18 +92,16 @@ pub struct Runner<'a> {
     pub link_faults: BTreeMap<String, Vec<(f64, Option<f64>)>>,
 }
 
-impl<'a> Runner<'a> {
+impl<'a, T: Tier> Runner<'a, T> {
     pub fn new(
-        engine: Engine,
-        plan: &'a Plan,
+        tier: &'a T,
         receiver: Receiver,
         run_dir: Utf8PathBuf,
         models: BTreeMap<String, LatencyModel>,
     ) -> Result<Self> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
         Ok(Runner {
-            engine,
-            plan,
+            tier,
             receiver,
             http,
             run_dir,
@@ -119,63 +114,6 @@ impl<'a> Runner<'a> {
             started: Instant::now(),
             link_faults: BTreeMap::new(),
         })
-    }
-
-    /// `http://<address>:<port>` of a container, as the harness reaches it: a cloud component
-    /// at its address on the cloud network, an edge one at its node's address on the node's
-    /// network (the node's containers share its network namespace).
-    async fn url_of(&self, c: &Planned, port: u16) -> Result<String> {
-        let (container, network) = match &c.node {
-            None => (c.spec.name.clone(), self.plan.cloud_network.clone()),
-            Some(node) => (
-                self.plan.holder_name(node),
-                self.plan.edges.get(node).cloned().with_context(|| format!("no network for node {node}"))?,
-            ),
-        };
-        let ip = self
-            .engine
-            .address(&container, &network)
-            .await?
-            .with_context(|| format!("{} has no address on {network} (is it running?)", c.component))?;
-        Ok(format!("http://{ip}:{port}"))
-    }
-
-    /// The base URL of a cloud component's HTTP port.
-    async fn cloud_url(&self, component: &str) -> Result<String> {
-        let c = self.plan.container(component, None).with_context(|| format!("no {component} in this topology"))?;
-        let port = *c.ports.first().with_context(|| format!("{component} has no HTTP port"))?;
-        self.url_of(c, port).await
-    }
-
-    /// Wait until each of `containers` with a readiness probe answers it, in order. Fails at
-    /// once, with its log, when any of them has exited.
-    pub async fn wait_ready(&self, containers: &[&Planned], timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        for c in containers.iter().filter(|c| c.ready.is_some()) {
-            let Some(ready) = &c.ready else { continue };
-            let what = match &c.node {
-                Some(node) => format!("{} on {node}", c.component),
-                None => c.component.clone(),
-            };
-            loop {
-                for c in containers {
-                    self.engine.ensure_running(&c.spec.name).await?;
-                }
-                let last = match self.url_of(c, ready.port).await {
-                    Ok(base) => match self.http.get(format!("{base}{}", ready.path)).send().await {
-                        Ok(r) if r.status().is_success() => break,
-                        Ok(r) => format!("{base}{} answered {}", ready.path, r.status()),
-                        Err(e) => format!("{base}{}: {e}", ready.path),
-                    },
-                    Err(e) => format!("{e:#}"),
-                };
-                if Instant::now() >= deadline {
-                    bail!("{what} was not ready within {timeout:?}: {last}");
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-        Ok(())
     }
 
     /// Run one scenario to its result. Steps after a failed step do not run; the scenario's
@@ -321,7 +259,8 @@ impl<'a> Runner<'a> {
     ) -> std::result::Result<(), (String, Option<Mismatch>)> {
         let plain = |e: anyhow::Error| (format!("{e:#}"), None);
         let check = match action {
-            Action::Fault(fault) => return self.fault(s, fault, logs).await.map_err(plain),
+            Action::Fault(fault) => return self.fault(fault).await.map_err(plain),
+            Action::CollectLogs(names) => return self.collect_logs(s, names, logs).await.map_err(plain),
             Action::Check(check) => check,
         };
         // NoUnexpectedAlerts looks at the past: evaluate it once.
@@ -473,7 +412,7 @@ impl<'a> Runner<'a> {
             Check::Log { labels, contains } => {
                 let store = self.log_store()?;
                 let q = store.query(labels, contains)?;
-                let base = self.cloud_url(store.component()).await?;
+                let base = self.tier.cloud_url(store.component()).await?;
                 let params = store.params(&q, self.since, SystemTime::now(), 100)?;
                 let body = self.get(&format!("{base}{}", store.path()), &params).await?;
                 Ok(query::log_match(&q, labels, &store.streams(&body)?))
@@ -485,14 +424,8 @@ impl<'a> Runner<'a> {
                 };
                 // Whole seconds either side: what is written in the boundary seconds counts too.
                 let (lo, hi) = (at(from)? - 1, at(to)? + 1);
-                let workload = &self.plan.workload(node).with_context(|| format!("no workload on {node}"))?.spec.name;
                 // What the workload wrote, read on the node: its pod log, or its span record.
-                let path = match signal {
-                    Signal::Logs => super::plan::WORKLOAD_POD_LOG,
-                    Signal::Spans => super::plan::SPAN_RECORD,
-                };
-                let read = format!("cat {path} 2>/dev/null || true");
-                let text = self.engine.exec(workload, &["/bin/busybox", "sh", "-c", &read]).await?;
+                let text = self.tier.written(node, *signal).await?;
                 match signal {
                     Signal::Logs => {
                         let written = query::written_lines(&text, lo, hi);
@@ -501,7 +434,7 @@ impl<'a> Runner<'a> {
                             [("node".to_string(), node.clone()), ("container".to_string(), "workload".to_string())]
                                 .into();
                         let q = store.query(&labels, "seq=")?;
-                        let base = self.cloud_url(store.component()).await?;
+                        let base = self.tier.cloud_url(store.component()).await?;
                         // Every line since the run began: a line a second, well under the limit.
                         let params = store.params(&q, self.since, SystemTime::now(), 20_000)?;
                         let body = self.get(&format!("{base}{}", store.path()), &params).await?;
@@ -514,7 +447,7 @@ impl<'a> Runner<'a> {
                     }
                     Signal::Spans => {
                         let written = query::written_spans(&text, lo, hi);
-                        let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
+                        let base = self.tier.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
                         let mut found = std::collections::BTreeSet::new();
                         for id in &written {
                             let url = format!("{base}/api/traces/{id}");
@@ -531,14 +464,14 @@ impl<'a> Runner<'a> {
                 }
             }
             Check::Trace { services } => {
-                let base = self.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
+                let base = self.tier.cloud_url(crate::render::names::RELEASE_JAEGER).await?;
                 let first = services.first().context("a trace check names at least one service")?;
                 let params = query::jaeger_params(first, self.since, SystemTime::now())?;
                 let body = self.get(&format!("{base}/api/traces"), &params).await?;
                 Ok(query::trace_match(services, &query::jaeger_traces(&body)?))
             }
             Check::Http { component, path, status, contains } => {
-                let url = format!("{}{path}", self.cloud_url(component).await?);
+                let url = format!("{}{path}", self.tier.cloud_url(component).await?);
                 let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
                 let got = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
@@ -556,7 +489,7 @@ impl<'a> Runner<'a> {
 
     /// Every alert Alertmanager holds: its labels and state (`active`, `suppressed`, `unprocessed`).
     async fn alertmanager_alerts(&self) -> Result<Vec<(BTreeMap<String, String>, String)>> {
-        let url = format!("{}/api/v2/alerts", self.cloud_url("alertmanager").await?);
+        let url = format!("{}/api/v2/alerts", self.tier.cloud_url("alertmanager").await?);
         let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         if !status.is_success() {
@@ -594,7 +527,7 @@ impl<'a> Runner<'a> {
 
     /// A PromQL instant query: each series' labels and value.
     async fn promql(&self, query: &str, at: Option<SystemTime>) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
-        let base = self.cloud_url("prometheus").await?;
+        let base = self.tier.cloud_url("prometheus").await?;
         let mut params = vec![("query", query.to_string())];
         if let Some(t) = at {
             params.push(("time", format!("{:.3}", t.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64())));
@@ -629,7 +562,7 @@ impl<'a> Runner<'a> {
     }
 
     fn log_store(&self) -> Result<query::LogStore> {
-        query::LogStore::of(&self.plan.provides).context("the topology runs no log store (loki or victoria-logs)")
+        query::LogStore::of(self.tier.provides()).context("the topology runs no log store (loki or victoria-logs)")
     }
 
     /// A fault window on `node`'s link opens (`down`) or closes.
@@ -652,12 +585,13 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
-    async fn fault(&mut self, s: &Scenario, fault: &Fault, logs: &mut Vec<String>) -> Result<()> {
+    /// Inject a fault, keeping the node's fault window (the link report's) as it opens or closes.
+    async fn fault(&mut self, fault: &Fault) -> Result<()> {
         match fault {
             Fault::StopNode(node) | Fault::CutLink(node) => self.link_fault(node, true),
             _ => {}
         }
-        self.apply_fault(s, fault, logs).await?;
+        self.tier.inject(fault).await?;
         match fault {
             Fault::StartNode(node) | Fault::HealLink(node) => self.link_fault(node, false),
             _ => {}
@@ -665,62 +599,19 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    async fn apply_fault(&mut self, s: &Scenario, fault: &Fault, logs: &mut Vec<String>) -> Result<()> {
-        let p = self.plan;
-        match fault {
-            // A node going down is a power loss: every container of the node killed at once.
-            Fault::StopNode(node) => {
-                for c in p.node_containers(node).iter().rev() {
-                    self.engine.kill(&c.spec.name).await?;
-                }
-            }
-            Fault::StartNode(node) => {
-                for (i, c) in p.node_containers(node).into_iter().enumerate() {
-                    self.engine.start(&c.spec.name).await?;
-                    // The holder comes back with a new network namespace: NAT it again first.
-                    if i == 0 {
-                        Link::of(&self.engine, &c.spec.name, &p.cloud_network).await?.install().await?;
-                    }
-                }
-            }
-            Fault::CutLink(node) => Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.cut().await?,
-            Fault::HealLink(node) => {
-                Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?.heal().await?
-            }
-            Fault::Block { node, component } => {
-                let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
-                let address = self
-                    .engine
-                    .address(&c.spec.name, &p.cloud_network)
-                    .await?
-                    .with_context(|| format!("{component} has no address on {} to block", p.cloud_network))?;
-                let link = Link::of(&self.engine, &p.holder_name(node), &p.cloud_network).await?;
-                link.block(&address.to_string(), &c.ports).await?
-            }
-            Fault::Restart(component) => {
-                let c = p.container(component, None).with_context(|| format!("no cloud component {component}"))?;
-                self.engine.restart(&c.spec.name).await?;
-            }
-            Fault::CollectLogs(names) => {
-                let dir = self.run_dir.join("logs");
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
-                for name in names {
-                    let containers: Vec<_> = match p.container(name, None) {
-                        Some(c) => vec![c],
-                        None => p.node_containers(name),
-                    };
-                    for c in containers {
-                        let text = self.engine.logs(&c.spec.name, 400).await.unwrap_or_else(|e| format!("{e:#}"));
-                        let name =
-                            format!("{}-{}.log", s.name, c.spec.name.trim_start_matches(&format!("{}-", p.run_id)));
-                        // The names were checked when the file loaded; this refuses anything else.
-                        let path = super::scenario::join_safe(&dir, &name)?;
-                        let file = format!("logs/{name}");
-                        crate::atomic::write(&path, text.as_bytes(), false)?;
-                        if !logs.contains(&file) {
-                            logs.push(file);
-                        }
-                    }
+    /// Save the logs of these components (or nodes) as `logs/<scenario>-<name>.log`.
+    async fn collect_logs(&self, s: &Scenario, names: &[String], logs: &mut Vec<String>) -> Result<()> {
+        let dir = self.run_dir.join("logs");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        for name in names {
+            for (short, text) in self.tier.logs(name, 400).await? {
+                let name = format!("{}-{short}.log", s.name);
+                // The names were checked when the file loaded; this refuses anything else.
+                let path = super::scenario::join_safe(&dir, &name)?;
+                let file = format!("logs/{name}");
+                crate::atomic::write(&path, text.as_bytes(), false)?;
+                if !logs.contains(&file) {
+                    logs.push(file);
                 }
             }
         }
@@ -804,7 +695,7 @@ pub struct QemuSplit {
 /// [`qemu_resident`] of every process in a container's memory cgroup (v1's memory controller or
 /// v2's unified tree), found from its init process (a host pid); the init process alone when
 /// neither can be read.
-fn qemu_in_container(pid: u32) -> Option<QemuSplit> {
+pub fn qemu_in_container(pid: u32) -> Option<QemuSplit> {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let procs = cgroup
         .lines()
@@ -849,16 +740,16 @@ fn firing_since(received: &[super::receiver::Received], from: SystemTime) -> Vec
         .collect()
 }
 
-/// Sample every measured container's memory and CPU about once a second until `stop`; under
+/// Sample every measured component's memory and CPU about once a second until `stop`; under
 /// emulation, qemu's share of the memory too.
-pub async fn sample(
-    engine: Engine,
-    containers: Vec<(String, String, String)>,
+pub async fn sample<T: Tier>(
+    tier: T,
     started: Instant,
     emulated: bool,
     out: Arc<Mutex<BTreeMap<String, Vec<Sample>>>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let measured = tier.measured();
     let mut previous: HashMap<String, (Instant, u64)> = HashMap::new();
     loop {
         if *stop.borrow() {
@@ -866,41 +757,30 @@ pub async fn sample(
         }
         let tick = Instant::now();
         // All at once: one reading takes the engine about a second, so one by one each
-        // container would be read (and its CPU averaged) only every few seconds.
-        let engine = &engine;
-        let readings = futures_util::future::join_all(containers.iter().map(|(name, _, _)| async move {
-            let reading = engine.stats_once(name).await;
-            // The sample's time is the engine's reading; the smaps are read after it, off the runtime.
-            let at = Instant::now();
-            let qemu = match emulated {
-                true => match engine.pid(name).await {
-                    Ok(pid) => tokio::task::spawn_blocking(move || qemu_in_container(pid)).await.ok().flatten(),
-                    Err(_) => None,
-                },
-                false => None,
-            };
-            (name, reading, qemu, at)
-        }))
-        .await;
-        for (name, reading, qemu, now) in readings {
-            let Ok(Some(s)) = reading else {
-                previous.remove(name);
+        // component would be read (and its CPU averaged) only every few seconds.
+        let tier = &tier;
+        let readings =
+            futures_util::future::join_all(measured.iter().map(|m| async move { (m, tier.read(m, emulated).await) }))
+                .await;
+        for (m, reading) in readings {
+            let Ok(Some(r)) = reading else {
+                previous.remove(&m.container);
                 continue;
             };
-            let cpu = match previous.insert(name.clone(), (now, s.cpu_total_ns)) {
-                Some((t, ns)) if s.cpu_total_ns >= ns => {
-                    (s.cpu_total_ns - ns) as f64 / 1e6 / now.duration_since(t).as_secs_f64().max(1e-3)
+            let cpu = match previous.insert(m.container.clone(), (r.at, r.cpu_total_ns)) {
+                Some((t, ns)) if r.cpu_total_ns >= ns => {
+                    (r.cpu_total_ns - ns) as f64 / 1e6 / r.at.duration_since(t).as_secs_f64().max(1e-3)
                 }
-                // The first reading of a (re)started container has no rate yet.
+                // The first reading of a (re)started component has no rate yet.
                 _ => continue,
             };
-            if let Ok(mut m) = out.lock() {
-                m.entry(name.clone()).or_default().push(Sample {
-                    t_s: now.duration_since(started).as_secs_f64(),
-                    memory_bytes: s.memory_bytes,
+            if let Ok(mut map) = out.lock() {
+                map.entry(m.container.clone()).or_default().push(Sample {
+                    t_s: r.at.duration_since(started).as_secs_f64(),
+                    memory_bytes: r.memory_bytes,
                     cpu_millicores: cpu,
-                    qemu_bytes: qemu.map(|q| q.qemu_bytes),
-                    guest_bytes: qemu.map(|q| q.guest_bytes),
+                    qemu_bytes: r.qemu.map(|q| q.qemu_bytes),
+                    guest_bytes: r.qemu.map(|q| q.guest_bytes),
                 });
             }
         }
@@ -920,50 +800,25 @@ async fn next_tick(tick: Instant, period: Duration, stop: &tokio::sync::watch::R
     }
 }
 
-/// Where one edge's link is: its node, its holder container, and the cloud network.
-pub struct LinkTarget {
-    pub node: String,
-    pub holder: String,
-    pub cloud_network: String,
-}
-
-/// Read every edge's cloud-side interface counters every 2 s until `stop`. A node that is off
-/// (or restarting) is skipped; its interface is found again by its cloud address.
-pub async fn sample_links(
-    engine: Engine,
-    links: Vec<LinkTarget>,
+/// Read every edge's link counters every 2 s until `stop`. A node that is off (or restarting)
+/// is skipped.
+pub async fn sample_links<T: Tier>(
+    tier: T,
+    nodes: Vec<String>,
     started: Instant,
     out: Arc<Mutex<BTreeMap<String, Vec<LinkSample>>>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    // pid → interface, found once per namespace.
-    let mut interfaces: HashMap<u32, String> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
         }
         let tick = Instant::now();
-        for l in &links {
-            let reading = async {
-                let link = Link::of(&engine, &l.holder, &l.cloud_network).await?;
-                let interface = match interfaces.get(&link.pid()) {
-                    Some(i) => i.clone(),
-                    None => {
-                        let address = engine
-                            .address(&l.holder, &l.cloud_network)
-                            .await?
-                            .context("the holder has no address on the cloud network")?;
-                        let i = link.interface(address).await?;
-                        interfaces.insert(link.pid(), i.clone());
-                        i
-                    }
-                };
-                link.counters(&interface)
-            };
-            if let Ok((sent, received)) = reading.await
+        for node in &nodes {
+            if let Ok((sent, received)) = tier.link_counters(node).await
                 && let Ok(mut m) = out.lock()
             {
-                m.entry(l.node.clone()).or_default().push(LinkSample {
+                m.entry(node.clone()).or_default().push(LinkSample {
                     t_s: started.elapsed().as_secs_f64(),
                     sent_bytes: sent,
                     received_bytes: received,
@@ -978,23 +833,23 @@ pub async fn sample_links(
 
 /// The sampled series as report entries, with each component's budget.
 pub fn series(
-    plan: &Plan,
+    measured: &[Measured],
     profile: &crate::stack::Profile,
     samples: &BTreeMap<String, Vec<Sample>>,
     emulated: bool,
 ) -> Vec<ResourceSeries> {
-    plan.measured()
-        .into_iter()
+    measured
+        .iter()
         .map(|c| {
             let budget = profile.enabled().find(|x| x.name.as_str() == c.component).and_then(|x| x.budget.as_ref());
             ResourceSeries {
                 component: c.component.clone(),
-                node: c.node.clone().unwrap_or_default(),
-                container: c.spec.name.clone(),
+                node: c.node.clone(),
+                container: c.container.clone(),
                 budget_memory_bytes: budget.map(|b| b.memory.bytes()),
                 budget_cpu_millicores: budget.map(|b| b.cpu.millis()),
                 emulated,
-                samples: samples.get(&c.spec.name).cloned().unwrap_or_default(),
+                samples: samples.get(&c.container).cloned().unwrap_or_default(),
             }
         })
         .collect()

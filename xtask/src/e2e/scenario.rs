@@ -105,6 +105,8 @@ fn default_timeout() -> Duration {
 pub enum Action {
     Check(Check),
     Fault(Fault),
+    /// Save these components' (or nodes') logs with the report.
+    CollectLogs(Vec<String>),
 }
 
 /// A check: polled until it holds or the step's timeout passes.
@@ -149,7 +151,7 @@ pub enum Check {
     Http { component: String, path: String, status: u16, contains: Option<String> },
 }
 
-/// A fault (or `collect_logs`): run once; its step's mark is when it took effect.
+/// A fault: run once; its step's mark is when it took effect.
 #[derive(Debug, Clone)]
 pub enum Fault {
     StopNode(String),
@@ -164,8 +166,6 @@ pub enum Fault {
     },
     /// Restart a cloud component's container (by component name).
     Restart(String),
-    /// Save these components' logs with the report.
-    CollectLogs(Vec<String>),
 }
 
 /// An [`Action`] as a scenario file spells it: checks and faults in one enum, so an unknown
@@ -258,7 +258,7 @@ impl From<RawAction> for Action {
             RawAction::HealLink(n) => Action::Fault(Fault::HealLink(n)),
             RawAction::Block { node, component } => Action::Fault(Fault::Block { node, component }),
             RawAction::Restart(c) => Action::Fault(Fault::Restart(c)),
-            RawAction::CollectLogs(c) => Action::Fault(Fault::CollectLogs(c)),
+            RawAction::CollectLogs(c) => Action::CollectLogs(c),
         }
     }
 }
@@ -287,8 +287,8 @@ impl From<Action> for RawAction {
                 Fault::HealLink(n) => RawAction::HealLink(n),
                 Fault::Block { node, component } => RawAction::Block { node, component },
                 Fault::Restart(c) => RawAction::Restart(c),
-                Fault::CollectLogs(c) => RawAction::CollectLogs(c),
             },
+            Action::CollectLogs(c) => RawAction::CollectLogs(c),
         }
     }
 }
@@ -366,7 +366,7 @@ impl Action {
             }
             Action::Check(Check::Http { component, .. }) => vec![component.as_str()],
             Action::Fault(Fault::Block { node, component }) => vec![node.as_str(), component.as_str()],
-            Action::Fault(Fault::CollectLogs(names)) => names.iter().map(String::as_str).collect(),
+            Action::CollectLogs(names) => names.iter().map(String::as_str).collect(),
             Action::Check(_) => Vec::new(),
         }
     }
@@ -376,6 +376,7 @@ impl Action {
         match self {
             Action::Check(c) => c.describe(),
             Action::Fault(f) => f.describe(),
+            Action::CollectLogs(c) => format!("collect logs of {}", c.join(", ")),
         }
     }
 }
@@ -415,7 +416,6 @@ impl Fault {
             Fault::HealLink(n) => format!("heal link {n}"),
             Fault::Block { node, component } => format!("block {node} from {component}"),
             Fault::Restart(c) => format!("restart {c}"),
-            Fault::CollectLogs(c) => format!("collect logs of {}", c.join(", ")),
         }
     }
 }
@@ -830,7 +830,7 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         Action::Fault(Fault::Block { component: c, .. }) if !names.cloud.contains(c) => {
             problems.push((c.clone(), format!("{at}: no cloud component {c:?} to block in this profile")));
         }
-        Action::Fault(Fault::CollectLogs(cs)) => {
+        Action::CollectLogs(cs) => {
             for c in cs.iter().filter(|c| !names.components.contains(*c) && !names.nodes.contains(c)) {
                 problems.push((c.clone(), format!("{at}: no component or node {c:?}")));
             }
@@ -880,7 +880,7 @@ pub fn load_dir(dir: &Utf8Path, only: &[String]) -> Result<Vec<Scenario>> {
     Ok(out)
 }
 
-/// The first requirement the topology does not provide ([`super::plan::Plan::provides`]), if
+/// The first requirement the topology does not provide ([`super::compose::plan::Plan::provides`]), if
 /// any: the scenario then does not run, and says so.
 pub fn missing_requirement(s: &Scenario, provides: &BTreeSet<String>) -> Option<String> {
     s.requires.iter().find(|r| !provides.contains(*r)).cloned()

@@ -1,5 +1,5 @@
 //! Each edge's link to the cloud: the byte counters of its interface on the cloud network, read
-//! outside every agent (see `e2e::link`), reduced to traffic per minute at steady state and while
+//! outside every agent (see `e2e::compose::link`), reduced to traffic per minute at steady state and while
 //! the edge replays its buffer after a fault, against the per-edge budget.
 //!
 //! A fault window (`[from, to]`: a cut to its heal, a node stopped to started) and the

@@ -13,7 +13,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::engine::Engine;
+use crate::e2e::engine::Engine;
 
 /// The chain a cut fills and a heal empties.
 const CHAIN: &str = "kubeprepare-link";

@@ -24,7 +24,7 @@ use anyhow::{Result, bail};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use super::engine::{ContainerSpec, LABEL_PID, LABEL_PIDNS, LABEL_RUN};
+use crate::e2e::engine::{ContainerSpec, LABEL_PID, LABEL_PIDNS, LABEL_RUN};
 use crate::stack::{Arch, Component, Kind, Role, Stack};
 
 /// How the harness knows a container is ready: an HTTP GET answered with a 2xx.
@@ -79,7 +79,7 @@ impl Plan {
     /// A container by component and node; [`LOG_STORE`] names whichever log store runs.
     pub fn container(&self, component: &str, node: Option<&str>) -> Option<&Planned> {
         let component = match component {
-            LOG_STORE => super::query::LogStore::of(&self.provides)?.component(),
+            LOG_STORE => crate::e2e::query::LogStore::of(&self.provides)?.component(),
             c => c,
         };
         self.containers.iter().find(|c| c.component == component && c.node.as_deref() == node)
@@ -181,7 +181,7 @@ pub fn plan(
     let labels: BTreeMap<String, String> = [
         (LABEL_RUN.to_string(), run_id.to_string()),
         (LABEL_PID.to_string(), std::process::id().to_string()),
-        (LABEL_PIDNS.to_string(), super::engine::pid_namespace()),
+        (LABEL_PIDNS.to_string(), crate::e2e::engine::pid_namespace()),
     ]
     .into();
     let workload = crate::paths::workload_dir().to_string();
