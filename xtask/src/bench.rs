@@ -59,6 +59,9 @@ pub struct FixturesArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct E2eArgs {
+    /// Cluster backend.
+    #[arg(long, value_enum, default_value = "compose")]
+    pub backend: Backend,
     /// Profile whose bundle is run.
     #[arg(long, default_value = "local")]
     pub profile: String,
@@ -199,18 +202,16 @@ fn e2e(args: E2eArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if let Some(why) = crate::e2e::tier_missing(args.backend) {
+        bail!("--backend {}: {why}, so it has no figures; use --backend compose (the default)", args.backend);
+    }
     let arch = args.arch.or_else(Arch::host).context("cannot tell this machine's arch: pass --arch")?;
     let stack = crate::stack::load(&crate::paths::stack_file())?;
     let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[])?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let cancel = crate::e2e::cancel::Cancel::install(&rt)?;
-    let cell = crate::stack::Cell {
-        backend: Backend::Compose,
-        profile: args.profile.clone(),
-        arch,
-        k3s: None,
-        kubeedge: None,
-    };
+    let cell =
+        crate::stack::Cell { backend: args.backend, profile: args.profile.clone(), arch, k3s: None, kubeedge: None };
     let cfg = crate::e2e::RunConfig { idle: Some(args.idle), ..crate::e2e::RunConfig::of(cell) };
     let mut reports = Vec::new();
     for i in 1..=args.runs {

@@ -523,6 +523,12 @@ impl ResourceSeries {
                 mib(g.max),
                 mib(q.max)
             ));
+        } else if self.emulated && summary.samples > 0 {
+            remarks.push(
+                "qemu's share and the guest's could not be told apart (no process' smaps could be read): \
+                 the figures include qemu"
+                    .into(),
+            );
         }
         if summary.samples > 0 && self.budget_cpu_millicores.is_some() && summary.cpu_millicores.is_none() {
             remarks.push("no valid CPU sample".into());
