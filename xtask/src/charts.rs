@@ -20,7 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::bundle::verify::normalize;
+use crate::bundle::verify::carries;
 use crate::render::kubeedge::EDGE_TAINT;
 use crate::render::manifests::release_name;
 use crate::render::names::EDGE_NODE_LABEL;
@@ -68,8 +68,8 @@ pub struct Expect {
     pub namespace: String,
     /// Release name → the role of its component.
     pub releases: BTreeMap<String, Role>,
-    /// The bundle's images: `registry/repository:tag` and the digest, when locked.
-    pub images: Vec<(String, Option<String>)>,
+    /// The bundle's images: `registry/repository:tag` and its digest, when locked.
+    pub images: BTreeMap<String, BTreeSet<String>>,
     /// (namespace, name) → the rendered file that dials it.
     pub dialled: BTreeMap<(String, String), String>,
     /// (NodePort, what pushes to it).
@@ -80,19 +80,9 @@ pub struct Expect {
 }
 
 impl Expect {
-    /// Whether a reference a pod runs is one of the bundle's images: the same repository, and
-    /// the same digest when both have one, else the same tag.
+    /// Whether a reference a pod runs is one of the bundle's images ([`carries`]).
     fn bundles(&self, image: &str) -> bool {
-        let (repo, tag, digest) = normalize(image);
-        self.images.iter().any(|(reference, pinned)| {
-            let (r, t, _) = normalize(reference);
-            r == repo
-                && match (&digest, pinned) {
-                    (Some(d), Some(p)) => d == p,
-                    (Some(_), None) => tag.is_some() && t == tag,
-                    (None, _) => t == tag,
-                }
-        })
+        carries(&self.images, image)
     }
 
     pub fn new(ctx: &Ctx<'_>, files: &Files) -> Result<Expect> {
@@ -107,7 +97,7 @@ impl Expect {
             .profile
             .enabled()
             .flat_map(|c| &c.images)
-            .map(|i| (i.reference.to_string(), i.digest.as_ref().map(|d| d.as_str().to_string())))
+            .map(|i| (i.reference.to_string(), i.digest.iter().map(|d| d.as_str().to_string()).collect()))
             .collect();
         let mut dialled = BTreeMap::new();
         let mut our_services = BTreeSet::new();

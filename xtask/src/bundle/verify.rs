@@ -77,7 +77,7 @@ pub fn check(bundle: &Bundle) -> Verdict {
         wanted.entry(reference).or_default().insert(at);
     }
     for (reference, at) in &wanted {
-        if !is_present(&present, reference) {
+        if !carries(&present, reference) {
             let at: Vec<&str> = at.iter().map(String::as_str).collect();
             v.problems.push(format!("image {reference} is not in the bundle (named by {})", at.join(", ")));
         }
@@ -247,15 +247,18 @@ pub fn normalize(reference: &str) -> (String, Option<String>, Option<String>) {
     (repo, tag, digest)
 }
 
-/// Whether the bundle carries `reference`: by repository and digest when it has a digest
-/// (some charts drop the tag then), else by repository and tag.
-fn is_present(present: &BTreeMap<String, BTreeSet<String>>, reference: &str) -> bool {
+/// Whether one of `images` (each a reference and the digests it is known by) is `reference`:
+/// the same repository, and then the same digest when the reference has one (some charts drop the
+/// tag then), else the same tag. An image known by no digest (an unpinned stack) matches a
+/// reference with a digest by its tag. The one rule `bundle verify` and `charts check` use.
+pub fn carries<'a>(images: impl IntoIterator<Item = (&'a String, &'a BTreeSet<String>)>, reference: &str) -> bool {
     let (repo, tag, digest) = normalize(reference);
-    present.iter().any(|(name, digests)| {
+    images.into_iter().any(|(name, digests)| {
         let (r, t, _) = normalize(name);
         r == repo
             && match &digest {
-                Some(d) => digests.contains(d),
+                Some(d) if !digests.is_empty() => digests.contains(d),
+                Some(_) => tag.is_some() && t == tag,
                 None => t == tag,
             }
     })
@@ -302,7 +305,7 @@ fn chart_images(
             for image in images {
                 seen_paths.insert(image.values_path.clone());
                 match unused.get(&image.values_path) {
-                    Some(why) if !is_present(present, &image.reference) => v.notes.push(format!(
+                    Some(why) if !carries(present, &image.reference) => v.notes.push(format!(
                         "{path}: {} = {} is not bundled, declared unused: {why}",
                         image.values_path, image.reference
                     )),
