@@ -1,6 +1,7 @@
 //! `cargo xtask charts`: the real charts as the cluster receives them. Each pinned chart of a
-//! bundle is linted (`helm lint --strict`) and rendered (`helm template`, with the values the bundle
-//! ships) and the rendered objects are checked against the stack:
+//! bundle is linted (`helm lint --strict`) and rendered (`helm template`, with the values its
+//! HelmChart passes, which its `values/` file must equal) and the rendered objects are checked
+//! against the stack:
 //! - every image a pod (or an operator's Prometheus or Alertmanager) runs is one the bundle carries;
 //! - a cloud chart's pods never tolerate the edge taint (edges are tainted, so they stay off them)
 //!   and an edge chart's pods select edge nodes and tolerate it;
@@ -46,7 +47,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub arch: Arch,
     /// A bundle folder: each chart in its charts/ is linted and rendered by `helm` (on PATH) with
-    /// the bundle's values/, and the output is kept in --out.
+    /// the values its HelmChart passes (equal to values/, or refused), and the output is kept in --out.
     #[arg(long, value_name = "DIR", conflicts_with = "rendered", required_unless_present = "rendered")]
     pub bundle: Option<Utf8PathBuf>,
     /// A folder of `helm template` output already made: `<release>.yaml` for each chart.
@@ -467,13 +468,15 @@ fn helm_render(ctx: &Ctx<'_>, bundle: &Utf8Path, out: &Utf8Path) -> Result<Vec<(
     for c in ctx.profile.enabled() {
         let Some(chart) = &c.chart else { continue };
         let archive = bundle.join("charts").join(chart.archive_name());
-        let values = bundle.join(format!("values/{}.yaml", c.name));
-        for p in [&archive, &values] {
-            if !p.is_file() {
-                bail!("{p} is missing: is {bundle} a bundle of the {} profile for {}?", ctx.profile_name, ctx.arch);
-            }
+        if !archive.is_file() {
+            bail!("{archive} is missing: is {bundle} a bundle of the {} profile for {}?", ctx.profile_name, ctx.arch);
         }
         let release = release_name(c);
+        // What helm-controller passes: the HelmChart's valuesContent, written out for helm.
+        let values_text = helm_chart_values(bundle, c)?;
+        // Beside the output, not among it (`--rendered` reads every `<release>.yaml` of `out`).
+        let values = out.join("values").join(format!("{release}.yaml"));
+        crate::atomic::write(&values, values_text.as_bytes(), false)?;
         let (archive, values) = (archive.as_str(), values.as_str());
         crate::note!("charts: helm lint --strict and helm template {release} {}", chart.archive_name());
         helm(
@@ -490,6 +493,34 @@ fn helm_render(ctx: &Ctx<'_>, bundle: &Utf8Path, out: &Utf8Path) -> Result<Vec<(
         rendered.push((release.to_string(), text));
     }
     Ok(rendered)
+}
+
+/// The values a charted component is installed with, as k3s's helm-controller passes them: its
+/// HelmChart's `spec.valuesContent` in the bundle. The bundle's `values/<component>.yaml` (what
+/// an operator reads and edits before a manual `helm install`) must say the same, or the error
+/// names both files.
+pub fn helm_chart_values(bundle: &Utf8Path, c: &crate::stack::Component) -> Result<String> {
+    let read = |rel: &str| -> Result<String> {
+        let path = bundle.join(rel);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {path}: is {bundle} a bundle with charts?"))
+    };
+    let hc_file = crate::render::manifests::helm_chart_file(c);
+    let hc: Value = serde_yaml_ng::from_str(&read(&hc_file)?).with_context(|| format!("{bundle}/{hc_file}"))?;
+    let content = hc["spec"]["valuesContent"]
+        .as_str()
+        .with_context(|| format!("{bundle}/{hc_file}: spec.valuesContent is missing"))?
+        .to_string();
+    let values_file = format!("values/{}.yaml", c.name);
+    let parse = |file: &str, text: &str| -> Result<Value> {
+        serde_yaml_ng::from_str(text).with_context(|| format!("{bundle}/{file}: not YAML"))
+    };
+    if parse(&hc_file, &content)? != parse(&values_file, &read(&values_file)?)? {
+        bail!(
+            "{bundle}/{values_file} and the valuesContent of {bundle}/{hc_file} differ: the cluster would install \
+             other values than the file says; rebuild the bundle (`cargo xtask bundle`) rather than editing one of them"
+        );
+    }
+    Ok(content)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -542,5 +573,33 @@ mod tests {
             [("observability", "loki"), ("observability", "jaeger"), ("kubeedge", "cloudcore")]
                 .map(|(ns, n)| (ns.to_string(), n.to_string()))
         );
+    }
+
+    /// helm renders what helm-controller would install, the HelmChart's valuesContent, and a
+    /// values file that says otherwise is refused, naming both.
+    #[test]
+    fn the_helmchart_values_are_rendered_and_the_values_file_must_agree() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let ctx = Ctx::new(&stack, "upstream", crate::stack::Arch::Amd64).unwrap();
+        let files = crate::render::render(&ctx).unwrap();
+        let c = ctx.profile.enabled().find(|c| c.chart.is_some()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = Utf8Path::from_path(dir.path()).unwrap();
+        let hc_file = crate::render::manifests::helm_chart_file(c);
+        let values_file = format!("values/{}.yaml", c.name);
+        for f in [&hc_file, &values_file] {
+            std::fs::create_dir_all(bundle.join(f).parent().unwrap()).unwrap();
+            std::fs::write(bundle.join(f), files.get(f).unwrap()).unwrap();
+        }
+        let got: Value = serde_yaml_ng::from_str(&helm_chart_values(bundle, c).unwrap()).unwrap();
+        let want: Value = serde_yaml_ng::from_str(files.get(&values_file).unwrap()).unwrap();
+        assert_eq!(got, want);
+
+        std::fs::write(bundle.join(&values_file), "edited: true\n").unwrap();
+        let e = format!("{:#}", helm_chart_values(bundle, c).unwrap_err());
+        assert!(e.contains(&values_file) && e.contains(&hc_file) && e.contains("differ"), "{e}");
+        std::fs::remove_file(bundle.join(&hc_file)).unwrap();
+        let e = format!("{:#}", helm_chart_values(bundle, c).unwrap_err());
+        assert!(e.contains(&hc_file), "{e}");
     }
 }

@@ -218,6 +218,11 @@ pub fn release_name(c: &Component) -> &'static str {
     }
 }
 
+/// Where a charted component's HelmChart is, in the rendered files and in the bundle.
+pub fn helm_chart_file(c: &Component) -> String {
+    format!("manifests/10-helmchart-{}.yaml", c.name)
+}
+
 pub fn helm_chart(ctx: &Ctx<'_>, c: &Component, values: &serde_json::Value) -> Result<Option<HelmChart>> {
     let Some(chart) = &c.chart else { return Ok(None) };
     Ok(Some(HelmChart {
@@ -254,7 +259,7 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
         }
         files.add_yaml(format!("values/{}.yaml", c.name), &values)?;
         if let Some(hc) = helm_chart(ctx, c, &values)? {
-            files.add_yaml(format!("manifests/10-helmchart-{}.yaml", c.name), &hc)?;
+            files.add_yaml(helm_chart_file(c), &hc)?;
         }
     }
     Ok(())
