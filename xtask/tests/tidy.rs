@@ -66,3 +66,129 @@ fn tidy_printing_rule_sees_what_it_must() {
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].starts_with("a.rs:1: println!(") && found[1].starts_with("a.rs:2: eprint!("), "{found:?}");
 }
+
+/// The ports with one place, each with the name to use instead of the number: the constants of
+/// `render/ports.rs` (read from its text, so a new constant is checked without listing it here),
+/// and the stack's configurable ports (`settings.edge` and `settings.cloudcore`, whose defaults
+/// are in `stack/mod.rs`; `settings.node_ports`, from stack.toml).
+fn well_known_ports() -> std::collections::BTreeMap<u16, Vec<String>> {
+    use xtask::stack::{CloudcorePorts, EdgePorts};
+    let mut out: std::collections::BTreeMap<u16, Vec<String>> = Default::default();
+    let ports_rs = paths::root().join("xtask/src/render/ports.rs");
+    let text = std::fs::read_to_string(&ports_rs).unwrap_or_else(|e| panic!("reading {ports_rs}: {e}"));
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("pub const ") else { continue };
+        let Some((name, value)) = rest.split_once(": u16 = ") else { continue };
+        let port: u16 = value.trim_end_matches(';').parse().unwrap_or_else(|e| panic!("{ports_rs}: {line}: {e}"));
+        out.entry(port).or_default().push(format!("render::ports::{name}"));
+    }
+    assert!(out.len() >= 10, "{ports_rs}: expected its `pub const NAME: u16 = N;` lines, found {out:?}");
+    let stack = xtask::stack::load(&paths::stack_file()).expect("stack.toml loads");
+    let settings = [
+        ("edge", serde_json::to_value(EdgePorts::default())),
+        ("cloudcore", serde_json::to_value(CloudcorePorts::default())),
+        ("node_ports", serde_json::to_value(&stack.settings.node_ports)),
+    ];
+    for (table, value) in settings {
+        let value = value.expect("ports serialize");
+        for (field, port) in value.as_object().expect("a table of ports") {
+            let port = port.as_u64().and_then(|p| u16::try_from(p).ok()).expect("a port");
+            out.entry(port).or_default().push(format!("settings.{table}.{field}"));
+        }
+    }
+    out
+}
+
+/// Literal uses of `ports` in the sources, as `path:line: …`. Not checked: `render/ports.rs` and
+/// `stack/mod.rs` (the places), comment lines, and top-level `#[cfg(test)] mod … { … }` blocks
+/// (test data may spell a port out). A number counts when it stands alone: not part of a longer
+/// number, a word or hex digest, or a decimal fraction.
+fn port_literals(
+    src: &Utf8Path,
+    files: &[(Utf8PathBuf, String)],
+    ports: &std::collections::BTreeMap<u16, Vec<String>>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let rel = path.strip_prefix(src).unwrap_or(path);
+        if rel == "render/ports.rs" || rel == "stack/mod.rs" {
+            continue;
+        }
+        let (mut in_tests, mut cfg_test) = (false, false);
+        for (i, line) in text.lines().enumerate() {
+            if in_tests {
+                in_tests = line != "}";
+                continue;
+            }
+            let code = line.trim();
+            if cfg_test && line.starts_with("mod ") && code.ends_with('{') {
+                in_tests = true;
+                continue;
+            }
+            cfg_test = code == "#[cfg(test)]";
+            if code.starts_with("//") {
+                continue;
+            }
+            let bytes = code.as_bytes();
+            let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+            let mut at = 0;
+            while at < bytes.len() {
+                if !bytes[at].is_ascii_digit() {
+                    at += 1;
+                    continue;
+                }
+                let start = at;
+                while at < bytes.len() && bytes[at].is_ascii_digit() {
+                    at += 1;
+                }
+                let before = start.checked_sub(1).map(|j| bytes[j]);
+                let after = bytes.get(at).copied();
+                let fraction = after == Some(b'.') && bytes.get(at + 1).is_some_and(|b| b.is_ascii_digit());
+                if before.is_some_and(|b| word(b) || b == b'.') || after.is_some_and(word) || fraction {
+                    continue;
+                }
+                if let Some(names) = code[start..at].parse::<u16>().ok().and_then(|p| ports.get(&p)) {
+                    found.push(format!("{rel}:{}: {} — use {}", i + 1, &code[start..at], names.join(" or ")));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A well-known port is written once (`render/ports.rs`, or the stack's setting): a renderer that
+/// spells out `9090` would silently disagree with the others the day the number changes.
+#[test]
+fn ports_have_one_place() {
+    let src = paths::root().join("xtask").join("src");
+    let found = port_literals(&src, &sources(&src), &well_known_ports());
+    assert!(found.is_empty(), "port literals outside render/ports.rs and stack/mod.rs:\n{}", found.join("\n"));
+}
+
+/// A check of the check: the rule sees a port in code, and not in comments, test modules, the two
+/// places, longer numbers, words or fractions.
+#[test]
+fn tidy_port_rule_sees_what_it_must() {
+    let src = Utf8Path::new("/src");
+    let file = |name: &str, text: &str| (src.join(name), text.to_string());
+    let ports = [(9090, vec!["render::ports::PROMETHEUS".to_string()])].into_iter().collect();
+    let files = [
+        file("render/grafana.rs", "fn f() -> String {\n    format!(\"http://prometheus:9090\")\n}\n"),
+        file(
+            "render/a.rs",
+            "// port 9090\n/// `:9090`\nconst A: &str = \"19090 90901 a9090b 9090.5 v1.9090\";\n\
+             #[cfg(test)]\nmod tests {\n    const P: u16 = 9090;\n}\nconst B: u16 = 9090;\n",
+        ),
+        file("render/ports.rs", "pub const PROMETHEUS: u16 = 9090;\n"),
+        file("stack/mod.rs", "EdgePorts { x: 9090 }\n"),
+    ];
+    let found = port_literals(src, &files, &ports);
+    assert_eq!(
+        found,
+        [
+            "render/grafana.rs:2: 9090 — use render::ports::PROMETHEUS",
+            "render/a.rs:8: 9090 — use render::ports::PROMETHEUS"
+        ],
+        "{found:?}"
+    );
+}

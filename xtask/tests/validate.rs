@@ -103,7 +103,7 @@ fn refused(good: &render::Files, cases: &[(&str, &str, &str)]) {
 /// keeps the oldest and refuses the rest, and says so, instead of growing the node's disk.
 #[test]
 fn the_edge_agent_refuses_what_exceeds_its_queue_in_bytes() {
-    use render::{logagent, otelagent};
+    use render::{logagent, otelagent, ports};
     use std::io::Write;
     let agent = tools::EDGE_AGENT.find().unwrap_or_else(|e| panic!("{e:#}"));
     let mut stack = stack::load(&paths::stack_file()).unwrap();
@@ -118,9 +118,9 @@ fn the_edge_agent_refuses_what_exceeds_its_queue_in_bytes() {
         .unwrap()
         .replace(logagent::POD_LOGS, &format!("{pods}/*/*/*.log"))
         .replace(logagent::STATE_DIR, dir.join("state").as_str())
-        .replace(&format!("0.0.0.0:{}", otelagent::HEALTH_PORT), "127.0.0.1:0")
+        .replace(&format!("0.0.0.0:{}", ports::COLLECTOR_HEALTH), "127.0.0.1:0")
         .replace(otelagent::OTLP_LISTEN, "127.0.0.1:0")
-        .replace(&format!("{}:{}", otelagent::VICTORIA_LOGS_HOST, otelagent::VICTORIA_LOGS_PORT), "127.0.0.1:1");
+        .replace(&format!("{}:{}", otelagent::VICTORIA_LOGS_HOST, ports::VICTORIA_LOGS), "127.0.0.1:1");
     assert!(config.contains("sizer: bytes") && config.contains("queue_size: 12288"), "{config}");
     let cfg = dir.join("agent.yaml");
     std::fs::write(&cfg, &config).unwrap();

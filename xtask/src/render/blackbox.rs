@@ -113,17 +113,17 @@ pub fn edge_link_targets(ctx: &Ctx<'_>) -> Vec<LinkTarget> {
         }
     } else {
         if ctx.edges_push() {
-            out.push(at("prometheus", &ctx.host("prometheus"), 9090));
+            out.push(at("prometheus", &ctx.host("prometheus"), super::ports::PROMETHEUS));
         }
         if ctx.has(Kind::Loki) {
-            out.push(at("loki", &ctx.host(super::names::RELEASE_LOKI), super::loki::HTTP_PORT));
+            out.push(at("loki", &ctx.host(super::names::RELEASE_LOKI), super::ports::LOKI));
         }
         if ctx.has(Kind::VictoriaLogs) {
-            use super::otelagent::{VICTORIA_LOGS_HOST, VICTORIA_LOGS_PORT};
-            out.push(at("victoria-logs", VICTORIA_LOGS_HOST, VICTORIA_LOGS_PORT));
+            use super::otelagent::VICTORIA_LOGS_HOST;
+            out.push(at("victoria-logs", VICTORIA_LOGS_HOST, super::ports::VICTORIA_LOGS));
         }
         if ctx.has(Kind::Jaeger) {
-            out.push(at("otlp-http", &ctx.host(super::names::RELEASE_JAEGER), super::jaeger::OTLP_HTTP_PORT));
+            out.push(at("otlp-http", &ctx.host(super::names::RELEASE_JAEGER), super::ports::OTLP_HTTP));
         }
     }
     out

@@ -74,7 +74,7 @@ pub const MAX_SHARDS: u32 = 1;
 
 /// The cloud Prometheus' remote-write URL in the compose flavour (its container alias).
 pub fn compose_remote_write_url(ctx: &Ctx<'_>) -> String {
-    format!("http://{}:9090{REMOTE_WRITE_PATH}", ctx.host("prometheus"))
+    format!("http://{}:{}{REMOTE_WRITE_PATH}", ctx.host("prometheus"), super::ports::PROMETHEUS)
 }
 
 /// The longest a sample waits on the edge for its batch to leave: a scrape interval, so pushed
@@ -172,7 +172,7 @@ mod tests {
         let window = stack.e2e.buffer_window;
         let cfg = config(&ctx).unwrap();
         assert_eq!(cfg.remote_write[0].queue_config.sample_age_limit, window.to_string());
-        let retention = args(window, 9095, "x")
+        let retention = args(window, stack.settings.edge.metrics_agent, "x")
             .into_iter()
             .find_map(|a| a.strip_prefix("--storage.agent.retention.max-time=").map(String::from));
         assert_eq!(retention, Some(window.max(MIN_RETENTION).to_string()));

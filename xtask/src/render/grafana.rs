@@ -10,9 +10,6 @@ use super::names::{RELEASE_JAEGER, RELEASE_LOKI};
 use super::{Ctx, Files};
 use crate::stack::Kind;
 
-/// Grafana's HTTP port.
-pub const HTTP_PORT: u16 = 3000;
-
 /// Stable datasource uids: dashboards, links and the e2e's health checks name them.
 pub const UID_PROMETHEUS: &str = "prometheus";
 pub const UID_LOKI: &str = "loki";
@@ -52,7 +49,7 @@ pub fn additional_datasources(ctx: &Ctx<'_>) -> Vec<Datasource> {
             "Loki",
             "loki",
             UID_LOKI,
-            format!("http://{}:{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT),
+            format!("http://{}:{}", ctx.host(RELEASE_LOKI), super::ports::LOKI),
         ));
     }
     if ctx.has(Kind::Jaeger) {
@@ -60,7 +57,7 @@ pub fn additional_datasources(ctx: &Ctx<'_>) -> Vec<Datasource> {
             "Jaeger",
             "jaeger",
             UID_JAEGER,
-            format!("http://{}:{}", ctx.host(RELEASE_JAEGER), super::jaeger::QUERY_PORT),
+            format!("http://{}:{}", ctx.host(RELEASE_JAEGER), super::ports::JAEGER_QUERY),
         ));
     }
     ds
@@ -74,7 +71,12 @@ pub fn render_compose(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     }
     let prometheus = Datasource {
         is_default: true,
-        ..datasource("Prometheus", "prometheus", UID_PROMETHEUS, format!("http://{}:9090", ctx.host("prometheus")))
+        ..datasource(
+            "Prometheus",
+            "prometheus",
+            UID_PROMETHEUS,
+            format!("http://{}:{}", ctx.host("prometheus"), super::ports::PROMETHEUS),
+        )
     };
     let mut datasources = vec![prometheus];
     datasources.extend(additional_datasources(ctx));

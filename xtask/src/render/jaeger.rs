@@ -5,15 +5,9 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::Ctx;
+use super::ports::{COLLECTOR_HEALTH, COLLECTOR_METRICS, OTLP_GRPC, OTLP_HTTP};
 use super::values::{DigestKey, image, off_edge, resources_burst};
 use crate::stack::Kind;
-
-/// Jaeger v2's own telemetry (Prometheus metrics).
-pub const METRICS_PORT: u16 = 8888;
-/// Jaeger query UI / API.
-pub const QUERY_PORT: u16 = 16686;
-pub const OTLP_GRPC_PORT: u16 = 4317;
-pub const OTLP_HTTP_PORT: u16 = 4318;
 
 /// The Jaeger v2 (OpenTelemetry Collector based) configuration.
 pub fn jaeger_config(ctx: &Ctx<'_>) -> Value {
@@ -24,11 +18,11 @@ pub fn jaeger_config(ctx: &Ctx<'_>) -> Value {
                 "traces": { "receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"] }
             },
             "telemetry": {
-                "metrics": { "level": "detailed", "readers": [{ "pull": { "exporter": { "prometheus": { "host": "0.0.0.0", "port": METRICS_PORT } } } }] }
+                "metrics": { "level": "detailed", "readers": [{ "pull": { "exporter": { "prometheus": { "host": "0.0.0.0", "port": COLLECTOR_METRICS } } } }] }
             },
         },
         "extensions": {
-            "healthcheckv2": { "use_v2": true, "http": { "endpoint": "0.0.0.0:13133" } },
+            "healthcheckv2": { "use_v2": true, "http": { "endpoint": format!("0.0.0.0:{COLLECTOR_HEALTH}") } },
             // Without this the query service traces itself into the same store (a `jaeger`
             // service among the user's).
             "jaeger_query": { "enable_tracing": false, "storage": { "traces": "memstore" } },
@@ -39,8 +33,8 @@ pub fn jaeger_config(ctx: &Ctx<'_>) -> Value {
         "receivers": {
             "otlp": {
                 "protocols": {
-                    "grpc": { "endpoint": format!("0.0.0.0:{OTLP_GRPC_PORT}") },
-                    "http": { "endpoint": format!("0.0.0.0:{OTLP_HTTP_PORT}") },
+                    "grpc": { "endpoint": format!("0.0.0.0:{OTLP_GRPC}") },
+                    "http": { "endpoint": format!("0.0.0.0:{OTLP_HTTP}") },
                 }
             }
         },
@@ -67,7 +61,7 @@ pub fn values(ctx: &Ctx<'_>) -> Result<Value> {
 
 /// The compose flavour: the all-in-one's whole configuration as a file (`jaeger --config
 /// /etc/jaeger/config.yaml`), the same as the chart's `userconfig`, so its metrics are on
-/// [`METRICS_PORT`] where the `jaeger` job scrapes them.
+/// [`COLLECTOR_METRICS`] where the `jaeger` job scrapes them.
 pub fn render_compose(ctx: &Ctx<'_>, files: &mut super::Files) -> Result<()> {
     if ctx.has(Kind::Jaeger) {
         files.add_yaml("jaeger/config.yaml", &jaeger_config(ctx))?;
@@ -111,8 +105,8 @@ pub fn otlp_node_port_service(ctx: &Ctx<'_>) -> k8s_openapi::api::core::v1::Serv
             type_: Some("NodePort".into()),
             selector: Some(pod_selector()),
             ports: Some(vec![
-                port("otlp-grpc", OTLP_GRPC_PORT, s.node_ports.otlp_grpc),
-                port("otlp-http", OTLP_HTTP_PORT, s.node_ports.otlp_http),
+                port("otlp-grpc", OTLP_GRPC, s.node_ports.otlp_grpc),
+                port("otlp-http", OTLP_HTTP, s.node_ports.otlp_http),
             ]),
             ..Default::default()
         }),

@@ -30,7 +30,8 @@ pub const EDGECORE_KIND: &str = "EdgeCore";
 pub const EDGECORE_CONFIG: &str = "/etc/kubeedge/config/edgecore.yaml";
 /// metaServer's address: KubeEdge's default, loopback. Never 0.0.0.0, which would expose an
 /// API-server proxy on every interface.
-pub const METASERVER_ADDRESS: &str = "127.0.0.1:10550";
+pub const METASERVER_ADDRESS: &str = METASERVER_LOOPBACK.as_str();
+const METASERVER_LOOPBACK: &super::ports::Loopback = &super::ports::Loopback::new(super::ports::METASERVER);
 /// edged's read-only server address: loopback, where the edge side of cloudcore's stream calls it.
 pub const KUBELET_READONLY_ADDRESS: &str = "127.0.0.1";
 
@@ -254,16 +255,17 @@ mod tests {
     #[test]
     fn set_args_are_the_patch_flattened() {
         check("upstream", |ctx| {
+            let readonly = ctx.settings().edge.kubelet_readonly;
             assert_eq!(
                 edgecore_set_args(ctx),
                 [
-                    "modules.edged.tailoredKubeletConfig.address=127.0.0.1",
-                    "modules.edged.tailoredKubeletConfig.readOnlyPort=10350",
-                    "modules.edged.tailoredKubeletConfig.registerWithTaints[0].key=node-role.kubernetes.io/edge",
-                    "modules.edged.tailoredKubeletConfig.registerWithTaints[0].effect=NoSchedule",
-                    "modules.edgeStream.enable=true",
-                    "modules.metaManager.metaServer.enable=true",
-                    "modules.metaManager.metaServer.server=127.0.0.1:10550",
+                    "modules.edged.tailoredKubeletConfig.address=127.0.0.1".to_string(),
+                    format!("modules.edged.tailoredKubeletConfig.readOnlyPort={readonly}"),
+                    "modules.edged.tailoredKubeletConfig.registerWithTaints[0].key=node-role.kubernetes.io/edge".into(),
+                    "modules.edged.tailoredKubeletConfig.registerWithTaints[0].effect=NoSchedule".into(),
+                    "modules.edgeStream.enable=true".into(),
+                    "modules.metaManager.metaServer.enable=true".into(),
+                    format!("modules.metaManager.metaServer.server={METASERVER_ADDRESS}"),
                 ]
             );
         });
@@ -302,10 +304,15 @@ mod tests {
             let mut files = Files::new();
             render(ctx, &mut files).unwrap();
             let cloud = files.get(PATCH_CLOUDCORE).unwrap();
-            assert!(cloud.contains("streamPort: 10003") && cloud.contains("tunnelPort: 10004"), "{cloud}");
+            let s = ctx.settings();
+            let (stream, tunnel) = (s.cloudcore.stream, s.cloudcore.tunnel);
+            assert!(
+                cloud.contains(&format!("streamPort: {stream}")) && cloud.contains(&format!("tunnelPort: {tunnel}")),
+                "{cloud}"
+            );
             let edge = files.get(PATCH_EDGECORE).unwrap();
             assert!(edge.contains(&format!("apiVersion: {EDGECORE_API_VERSION}")), "{edge}");
-            assert!(edge.contains("readOnlyPort: 10350"), "{edge}");
+            assert!(edge.contains(&format!("readOnlyPort: {}", s.edge.kubelet_readonly)), "{edge}");
         });
     }
 }

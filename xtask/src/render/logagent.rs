@@ -67,7 +67,7 @@ pub fn alloy_config(ctx: &Ctx<'_>) -> Result<String> {
 /// The compose flavour's Alloy config for edge node `node`: Loki and Prometheus by their container
 /// aliases, the node's name as a literal label.
 pub fn alloy_config_compose(ctx: &Ctx<'_>, node: &str) -> Result<String> {
-    let url = format!("http://{}:{}{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT, push_path());
+    let url = format!("http://{}:{}{}", ctx.host(RELEASE_LOKI), super::ports::LOKI, push_path());
     pipeline(ctx, Value::str(url), Value::str(super::edgemetrics::compose_remote_write_url(ctx)), Value::str(node))
 }
 

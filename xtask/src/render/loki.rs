@@ -10,9 +10,6 @@ use super::Ctx;
 use super::values::{DigestKey, image, off_edge, resources_burst};
 use crate::stack::Kind;
 
-/// Loki's HTTP port (push API and `/metrics`) in its pod or container.
-pub const HTTP_PORT: u16 = 3100;
-
 /// The one schema of both flavours: Loki 3 requires v13 on tsdb (structured metadata is on by
 /// default and refuses any other schema).
 fn schema_config() -> Value {
@@ -34,7 +31,7 @@ fn schema_config() -> Value {
 pub fn config_compose(ctx: &Ctx<'_>) -> Value {
     json!({
         "auth_enabled": false,
-        "server": { "http_listen_port": HTTP_PORT },
+        "server": { "http_listen_port": super::ports::LOKI },
         "common": {
             // Loki's own docker config: the ring advertises loopback, not a guessed interface.
             "instance_addr": "127.0.0.1",

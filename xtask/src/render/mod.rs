@@ -24,6 +24,7 @@ pub mod manifests;
 pub mod names;
 pub mod otelagent;
 pub mod output;
+pub mod ports;
 pub mod prometheus;
 pub mod rules;
 pub mod scripts;

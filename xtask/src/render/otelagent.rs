@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::jaeger::OTLP_HTTP_PORT;
 use super::logagent::{POD_LOGS, STATE_DIR};
 use super::names::RELEASE_JAEGER;
+use super::ports::{COLLECTOR_HEALTH, Loopback, OTLP_HTTP, VICTORIA_LOGS};
 use super::{Ctx, Files};
 use crate::stack::Kind;
 
@@ -32,18 +32,15 @@ use crate::stack::Kind;
 pub const NODE_NAME_ENV: &str = "K8S_NODE_NAME";
 /// The rendered file, relative to the compose config folder.
 pub const CONFIG_FILE: &str = "log-agent/agent.yaml";
-/// VictoriaLogs' HTTP API (ingestion and LogsQL).
-pub const VICTORIA_LOGS_PORT: u16 = 9428;
 /// The compose alias of the log store built here.
 pub const VICTORIA_LOGS_HOST: &str = "victoria-logs";
 /// Its data folder, relative to the image's root (`-storageDataPath`).
 pub const VICTORIA_LOGS_DATA: &str = "victoria-logs-data";
-/// The agent's health endpoint (`health_check`, `GET /`).
-pub const HEALTH_PORT: u16 = 13133;
 /// VictoriaLogs' OTLP base path: the exporter appends `/v1/logs`.
 pub const VICTORIA_LOGS_OTLP: &str = "/insert/opentelemetry";
 /// Where the node's workloads send spans: OTLP/HTTP on the node's loopback only.
-pub const OTLP_LISTEN: &str = "127.0.0.1:4318";
+pub const OTLP_LISTEN: &str = OTLP_LOOPBACK.as_str();
+const OTLP_LOOPBACK: &Loopback = &Loopback::new(OTLP_HTTP);
 
 /// The resource attributes a log line carries, by the neutral label a scenario names.
 pub const RESOURCE_ATTRIBUTES: [(&str, &str); 4] = [
@@ -271,11 +268,11 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     let mut pipelines = BTreeMap::from([("logs", pipeline("file_log", "otlp_http/logs"))]);
     let traces = ctx.has(Kind::Jaeger).then(|| {
         pipelines.insert("traces", pipeline("otlp", "otlp_http/traces"));
-        exporter(format!("http://{RELEASE_JAEGER}:{OTLP_HTTP_PORT}"), queues.traces)
+        exporter(format!("http://{RELEASE_JAEGER}:{OTLP_HTTP}"), queues.traces)
     });
     Ok(Config {
         extensions: Extensions {
-            health_check: HealthCheck { endpoint: format!("0.0.0.0:{HEALTH_PORT}") },
+            health_check: HealthCheck { endpoint: format!("0.0.0.0:{COLLECTOR_HEALTH}") },
             file_storage: FileStorage { directory: format!("{STATE_DIR}/otel"), create_directory: true },
         },
         receivers: Receivers {
@@ -302,10 +299,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             batch: Batch { timeout: "1s".into(), send_batch_size: 512 },
         },
         exporters: Exporters {
-            logs: exporter(
-                format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS_PORT}{VICTORIA_LOGS_OTLP}"),
-                queues.logs,
-            ),
+            logs: exporter(format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS}{VICTORIA_LOGS_OTLP}"), queues.logs),
             traces,
         },
         service: Service {

@@ -200,12 +200,12 @@ pub fn probe_job(job: &str, module: &str, exporter: String) -> ScrapeConfig {
 
 /// Where Prometheus reaches the blackbox exporter.
 pub fn blackbox_address(ctx: &Ctx<'_>) -> String {
-    format!("{}:9115", ctx.host(RELEASE_BLACKBOX))
+    format!("{}:{}", ctx.host(RELEASE_BLACKBOX), super::ports::BLACKBOX)
 }
 
 /// Where Prometheus reaches Alertmanager.
 pub fn alertmanager_address(ctx: &Ctx<'_>) -> String {
-    format!("{}:9093", ctx.host("alertmanager"))
+    format!("{}:{}", ctx.host("alertmanager"), super::ports::ALERTMANAGER)
 }
 
 /// Whether this file's Prometheus sends to and scrapes an Alertmanager of its own: a standalone
@@ -223,7 +223,7 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
     if with_self {
         jobs.push(ScrapeConfig {
             job_name: JOB_PROMETHEUS.into(),
-            static_configs: static_target("localhost:9090".into()),
+            static_configs: static_target(format!("localhost:{}", super::ports::PROMETHEUS)),
             ..Default::default()
         });
         if own_alertmanager(ctx) {
@@ -287,14 +287,14 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
     if ctx.has(Kind::Loki) {
         jobs.push(ScrapeConfig {
             job_name: JOB_LOKI.into(),
-            static_configs: static_target(format!("{}:{}", ctx.host(RELEASE_LOKI), super::loki::HTTP_PORT)),
+            static_configs: static_target(format!("{}:{}", ctx.host(RELEASE_LOKI), super::ports::LOKI)),
             ..Default::default()
         });
     }
     if ctx.has(Kind::Jaeger) {
         jobs.push(ScrapeConfig {
             job_name: JOB_JAEGER.into(),
-            static_configs: static_target(format!("{}:{}", ctx.host(RELEASE_JAEGER), super::jaeger::METRICS_PORT)),
+            static_configs: static_target(format!("{}:{}", ctx.host(RELEASE_JAEGER), super::ports::COLLECTOR_METRICS)),
             ..Default::default()
         });
     }
@@ -371,8 +371,9 @@ mod tests {
             assert_eq!(paths, ["/metrics/cadvisor", "/metrics/resource"]);
             let yaml = serde_yaml_ng::to_string(&jobs).unwrap();
             // No job dials an edge address: not the kubelet ports, not node exporter's (edges push).
-            for port in [":10250", ":10350", ":9100"] {
-                assert!(!yaml.contains(port), "{port} in {yaml}");
+            let edge = &ctx.settings().edge;
+            for port in [crate::render::ports::KUBELET, edge.kubelet_readonly, edge.node_exporter] {
+                assert!(!yaml.contains(&format!(":{port}")), "{port} in {yaml}");
             }
         });
     }

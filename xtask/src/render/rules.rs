@@ -201,6 +201,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     // kube-state-metrics, cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge.
     let kps = ctx.kps();
     let (for_node, for_down, for_budget) = (hold(ctx, FOR_NODE), hold(ctx, FOR_DOWN), hold(ctx, FOR_BUDGET));
+    let (cloudcore, edge_ports) = (&ctx.settings().cloudcore, &ctx.settings().edge);
     let mut rules = Vec::new();
     if kps {
         let ready = |node: &str, v: &str| {
@@ -223,7 +224,10 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             description: format!(
                 "Edge node {{{{ $labels.node }}}} has been NotReady (or silent towards cloudcore) for {for_down}."
             ),
-            runbook: "On the edge node: `systemctl status edgecore`, `journalctl -u edgecore`; check the link to cloudcore port 10000.".into(),
+            runbook: format!(
+                "On the edge node: `systemctl status edgecore`, `journalctl -u edgecore`; check the link to cloudcore port {}.",
+                cloudcore.cloudhub
+            ),
             cases: vec![
                 fires(vec![ready("edge-1", "0x10"), role("edge-1", "edge")], &[&[("node", "edge-1")]]),
                 // A NotReady cloud node is not this alert's business.
@@ -245,10 +249,12 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         let threshold = Duration::from_millis(4 * ctx.scrape_interval().as_millis());
         let step = ctx.scrape_interval();
         let agent = |node: &str, v: &str| {
-            series(format!("up{{job=\"{JOB_EDGE_METRICS}\",instance=\"127.0.0.1:9095\",node=\"{node}\"}}"), v)
+            let port = edge_ports.metrics_agent;
+            series(format!("up{{job=\"{JOB_EDGE_METRICS}\",instance=\"127.0.0.1:{port}\",node=\"{node}\"}}"), v)
         };
         let exporter = |node: &str, v: &str| {
-            series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"127.0.0.1:9100\",node=\"{node}\"}}"), v)
+            let port = edge_ports.node_exporter;
+            series(format!("up{{job=\"{JOB_EDGE_NODE_EXPORTER}\",instance=\"127.0.0.1:{port}\",node=\"{node}\"}}"), v)
         };
         // The tunnel (on k3s + KubeEdge) is a second path to the node: a node that stopped pushing
         // but answers through it is reachable, and its agent is what stopped.
@@ -257,7 +263,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             threshold.as_secs()
         );
         let tunnel_up = format!("max by (node) (up{{job=\"{JOB_EDGE_RESOURCE}\"}}) == 1");
-        let tunnel = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, 10351, node, v);
+        let tunnel = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, super::ports::EDGE_TUNNEL_FIRST, node, v);
         let mut unreachable_cases = vec![
             // edge-1 pushed for a minute, then nothing; edge-2 keeps pushing.
             fires(vec![agent("edge-1", "1x1"), agent("edge-2", "1x20")], &[&[("node", "edge-1")]]),
@@ -332,7 +338,10 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
                     "Edge node {{{{ $labels.node }}}} pushes its metrics, but its kubelet has not answered through the \
                      KubeEdge stream tunnel for {for_budget}: no kubelet metrics, logs or exec for it."
                 ),
-                runbook: "On the edge: `modules.edgeStream.enable` and edgecore's log; in the cloud: iptables-manager and cloudcore's cloudStream (10003/10004); the edge's link-probe result for port_name=\"tunnel\".".into(),
+                runbook: format!(
+                    "On the edge: `modules.edgeStream.enable` and edgecore's log; in the cloud: iptables-manager and cloudcore's cloudStream ({}/{}); the edge's link-probe result for port_name=\"tunnel\".",
+                    cloudcore.stream, cloudcore.tunnel
+                ),
                 cases: vec![
                     fires(vec![tunnel("edge-1", "0x20"), agent("edge-1", "1x20")], &[&[("node", "edge-1")]]),
                     // Not pushing either: the node is unreachable, not its tunnel.
@@ -393,7 +402,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     }
     if kps {
         // Each edge's address is its tunnel port, the first of which cloudcore negotiates is 10351.
-        let up = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, 10351, node, v);
+        let up = |node: &str, v: &str| node_up(JOB_EDGE_RESOURCE, super::ports::EDGE_TUNNEL_FIRST, node, v);
         rules.push(AlertRule {
             name: "CloudEdgeTunnelDown",
             // `max` of no series is no series: with no edge target at all this stays silent.
@@ -403,8 +412,14 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             severity: Severity::Critical,
             labels: BTreeMap::new(),
             summary: "The cloud-edge stream tunnel is down".into(),
-            description: format!("No edge kubelet can be scraped through the KubeEdge stream tunnel (each edge node's tunnel port, DNATed to cloudcore's stream port 10003) for {for_down}."),
-            runbook: "Check cloudcore's cloudStream (ports 10003/10004) and iptables-manager; on edges, `modules.edgeStream.enable` must be true.".into(),
+            description: format!(
+                "No edge kubelet can be scraped through the KubeEdge stream tunnel (each edge node's tunnel port, DNATed to cloudcore's stream port {}) for {for_down}.",
+                cloudcore.stream
+            ),
+            runbook: format!(
+                "Check cloudcore's cloudStream (ports {}/{}) and iptables-manager; on edges, `modules.edgeStream.enable` must be true.",
+                cloudcore.stream, cloudcore.tunnel
+            ),
             cases: vec![
                 fires(vec![up("edge-1", "0x10"), up("edge-2", "0x10")], &[&[]]),
                 // One node down is that node's alert, not the tunnel's.
@@ -417,7 +432,10 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             JOB_CLOUDCORE,
             "cloudcore",
             Severity::Critical,
-            "`kubectl -n kubeedge get pods -l kubeedge=cloudcore`; check its monitorServer bindAddress is the host IP (port 9091).",
+            &format!(
+                "`kubectl -n kubeedge get pods -l kubeedge=cloudcore`; check its monitorServer bindAddress is the host IP (port {}).",
+                cloudcore.monitor
+            ),
         ));
         // The probe image is carried, not deployed, by the Kubernetes install: no container to watch.
         for c in ctx.profile.edge_components().filter(|c| c.kind != Kind::Probe) {
@@ -472,10 +490,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
     // Where edges push, the cloud probes only its own side of the link: cloudcore's ports
     // through its Service (a tunnel or cloudhub that stops answering strands every edge).
     if ctx.has(Kind::BlackboxExporter) && ctx.edges_push() && kps {
+        let tunnel_instance = format!("cloudcore.kubeedge.svc:{}", cloudcore.tunnel);
         let probe = |port: &str, v: &str| {
             series(
                 format!(
-                    "probe_success{{job=\"{JOB_PROBE_CLOUDCORE}\",instance=\"cloudcore.kubeedge.svc:10004\",port_name=\"{port}\"}}"
+                    "probe_success{{job=\"{JOB_PROBE_CLOUDCORE}\",instance=\"{tunnel_instance}\",port_name=\"{port}\"}}"
                 ),
                 v,
             )
@@ -494,7 +513,7 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
             ),
             runbook: "`kubectl -n kubeedge get pods,svc`; cloudcore's log; the cloudcore Service's endpoints.".into(),
             cases: vec![
-                fires(vec![probe("tunnel", "0x10")], &[&[("instance", "cloudcore.kubeedge.svc:10004"), ("port_name", "tunnel")]]),
+                fires(vec![probe("tunnel", "0x10")], &[&[("instance", &tunnel_instance), ("port_name", "tunnel")]]),
                 silent(vec![probe("tunnel", "1x10")]),
             ],
         });
@@ -510,9 +529,11 @@ pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
         ));
     }
     let jobs = ctx.self_jobs();
-    let prom =
-        |metric: &str, v: &str| series(format!("{metric}{{job=\"{}\",instance=\"p:9090\"}}", jobs.prometheus), v);
-    let prom_labels: &[(&str, &str)] = &[("job", jobs.prometheus), ("instance", "p:9090")];
+    let prom_instance = format!("p:{}", super::ports::PROMETHEUS);
+    let prom = |metric: &str, v: &str| {
+        series(format!("{metric}{{job=\"{}\",instance=\"{prom_instance}\"}}", jobs.prometheus), v)
+    };
+    let prom_labels: &[(&str, &str)] = &[("job", jobs.prometheus), ("instance", &prom_instance)];
     rules.push(AlertRule {
         name: "PrometheusRuleEvaluationFailures",
         // The cloud's Prometheus only: edge agents push their own prometheus_* metrics too.

@@ -25,6 +25,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use crate::e2e::engine::{ContainerSpec, LABEL_PID, LABEL_PIDNS, LABEL_RUN};
+use crate::render::ports;
 use crate::stack::{Arch, Component, Kind, Role, Stack};
 
 /// How the harness knows a container is ready: an HTTP GET answered with a 2xx.
@@ -133,12 +134,6 @@ fn image_of(c: &Component, name: &str) -> Result<String> {
         .ok_or_else(|| anyhow::anyhow!("component {} has no image named {name:?}: add one to its images", c.name))
 }
 
-/// The DNS alias and ports the compose flavour of the render gives each cloud service.
-const PROMETHEUS_PORT: u16 = 9090;
-const ALERTMANAGER_PORT: u16 = 9093;
-const BLACKBOX_PORT: u16 = 9115;
-const JAEGER_HEALTH_PORT: u16 = 13133;
-const WORKLOAD_PORT: u16 = 8080;
 /// The edge workload's script, as its container runs it.
 const EDGE_WORKLOAD: &str = "/workload/edge-workload.sh";
 /// Where the edge workload records each span its agent took (`<unix seconds> <trace id>`), and
@@ -214,8 +209,7 @@ pub fn plan(
         name
     };
     let has = |kind: Kind| profile.enabled().any(|c| c.kind == kind);
-    let jaeger_otlp =
-        format!("http://{}:{}/v1/traces", crate::render::names::RELEASE_JAEGER, crate::render::jaeger::OTLP_HTTP_PORT);
+    let jaeger_otlp = format!("http://{}:{}/v1/traces", crate::render::names::RELEASE_JAEGER, ports::OTLP_HTTP);
 
     // The node holder and the workload: the probe image (busybox); every profile's edge has one.
     let Some(probe) = profile.enabled().find(|c| c.kind == Kind::Probe) else {
@@ -243,7 +237,7 @@ pub fn plan(
             s.cmd = vec![
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
                 "--storage.tsdb.path=/prometheus".into(),
-                format!("--web.listen-address=:{PROMETHEUS_PORT}"),
+                format!("--web.listen-address=:{}", ports::PROMETHEUS),
                 // Resend firing alerts every evaluation (default 1m): a first notification
                 // sent before Alertmanager listened would otherwise wait a minute, and
                 // Alertmanager would resolve alerts of a Prometheus that stopped sending
@@ -256,26 +250,26 @@ pub fn plan(
             }
             s.binds.insert(conf("prometheus"), "/etc/prometheus".into());
             s.volumes.insert(volume(format!("{run_id}-prometheus-data")), "/prometheus".into());
-            add("prometheus", &[PROMETHEUS_PORT], Ready { port: PROMETHEUS_PORT, path: "/-/ready" }, s);
+            add("prometheus", &[ports::PROMETHEUS], Ready { port: ports::PROMETHEUS, path: "/-/ready" }, s);
         }
         if matches!(c.kind, Kind::Alertmanager | Kind::PrometheusStack) {
             let mut s = base("alertmanager", image_of(c, "alertmanager")?, &cloud_network);
             s.cmd = vec![
                 "--config.file=/etc/alertmanager/alertmanager.yml".into(),
                 "--storage.path=/alertmanager".into(),
-                format!("--web.listen-address=:{ALERTMANAGER_PORT}"),
+                format!("--web.listen-address=:{}", ports::ALERTMANAGER),
                 // One replica: no gossip cluster.
                 "--cluster.listen-address=".into(),
             ];
             s.binds.insert(conf("alertmanager"), "/etc/alertmanager".into());
             s.volumes.insert(volume(format!("{run_id}-alertmanager-data")), "/alertmanager".into());
-            add("alertmanager", &[ALERTMANAGER_PORT], Ready { port: ALERTMANAGER_PORT, path: "/-/ready" }, s);
+            add("alertmanager", &[ports::ALERTMANAGER], Ready { port: ports::ALERTMANAGER, path: "/-/ready" }, s);
         }
         if c.kind == Kind::PrometheusStack && c.image("grafana").is_some() {
             let mut s = base("grafana", image_of(c, "grafana")?, &cloud_network);
             s.env = GRAFANA_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             s.binds.insert(conf("grafana/datasources"), "/etc/grafana/provisioning/datasources".into());
-            let port = crate::render::grafana::HTTP_PORT;
+            let port = ports::GRAFANA;
             add("grafana", &[port], Ready { port, path: "/api/health" }, s);
         }
         match c.kind {
@@ -283,10 +277,10 @@ pub fn plan(
                 let mut s = base("blackbox-exporter", image_of(c, "blackbox-exporter")?, &cloud_network);
                 s.cmd = vec![
                     "--config.file=/etc/blackbox/blackbox.yml".into(),
-                    format!("--web.listen-address=:{BLACKBOX_PORT}"),
+                    format!("--web.listen-address=:{}", ports::BLACKBOX),
                 ];
                 s.binds.insert(conf("blackbox"), "/etc/blackbox".into());
-                add("blackbox-exporter", &[BLACKBOX_PORT], Ready { port: BLACKBOX_PORT, path: "/metrics" }, s);
+                add("blackbox-exporter", &[ports::BLACKBOX], Ready { port: ports::BLACKBOX, path: "/metrics" }, s);
             }
             Kind::Loki => {
                 let mut s = base("loki", image_of(c, "loki")?, &cloud_network);
@@ -294,37 +288,37 @@ pub fn plan(
                 s.binds.insert(conf("loki"), "/etc/loki".into());
                 // A new named volume takes the image's /loki, owned by Loki's user (10001).
                 s.volumes.insert(volume(format!("{run_id}-loki-data")), "/loki".into());
-                let port = crate::render::loki::HTTP_PORT;
+                let port = ports::LOKI;
                 add(crate::render::names::RELEASE_LOKI, &[port], Ready { port, path: "/ready" }, s);
             }
             Kind::VictoriaLogs => {
-                use crate::render::otelagent::{VICTORIA_LOGS_DATA, VICTORIA_LOGS_HOST, VICTORIA_LOGS_PORT};
+                use crate::render::otelagent::{VICTORIA_LOGS_DATA, VICTORIA_LOGS_HOST};
                 let mut s = base(VICTORIA_LOGS_HOST, image_of(c, "victoria-logs")?, &cloud_network);
                 s.cmd = vec![
-                    format!("-httpListenAddr=:{VICTORIA_LOGS_PORT}"),
+                    format!("-httpListenAddr=:{}", ports::VICTORIA_LOGS),
                     format!("-storageDataPath=/{VICTORIA_LOGS_DATA}"),
                     // Rows become searchable within a second (default 5s).
                     "-inmemoryDataFlushInterval=1s".into(),
                 ];
                 s.volumes.insert(volume(format!("{run_id}-victoria-logs-data")), format!("/{VICTORIA_LOGS_DATA}"));
-                let ready = Ready { port: VICTORIA_LOGS_PORT, path: "/health" };
-                add(VICTORIA_LOGS_HOST, &[VICTORIA_LOGS_PORT], ready, s);
+                let ready = Ready { port: ports::VICTORIA_LOGS, path: "/health" };
+                add(VICTORIA_LOGS_HOST, &[ports::VICTORIA_LOGS], ready, s);
             }
             Kind::Jaeger => {
                 let mut s = base("jaeger", image_of(c, "jaeger")?, &cloud_network);
                 s.cmd = vec!["--config".into(), "/etc/jaeger/config.yaml".into()];
                 s.binds.insert(conf("jaeger"), "/etc/jaeger".into());
-                let ready = Ready { port: JAEGER_HEALTH_PORT, path: "/status" };
-                use crate::render::jaeger::{METRICS_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, QUERY_PORT};
-                let ports = [QUERY_PORT, OTLP_GRPC_PORT, OTLP_HTTP_PORT, JAEGER_HEALTH_PORT, METRICS_PORT];
-                add(crate::render::names::RELEASE_JAEGER, &ports, ready, s);
+                let ready = Ready { port: ports::COLLECTOR_HEALTH, path: "/status" };
+                use ports::{COLLECTOR_HEALTH, COLLECTOR_METRICS, JAEGER_QUERY, OTLP_GRPC, OTLP_HTTP};
+                let listens = [JAEGER_QUERY, OTLP_GRPC, OTLP_HTTP, COLLECTOR_HEALTH, COLLECTOR_METRICS];
+                add(crate::render::names::RELEASE_JAEGER, &listens, ready, s);
                 // What edge workloads call: its spans go straight to Jaeger, as a cloud service's do.
                 let mut s = base(CLOUD_API, probe_image.clone(), &cloud_network);
                 s.entrypoint = Some(vec!["/bin/busybox".into()]);
                 s.cmd = vec!["sh".into(), "/workload/cloud-api.sh".into()];
                 s.env = [("OTLP_URL".to_string(), jaeger_otlp.clone())].into();
                 s.binds.insert(workload.clone(), "/workload".into());
-                add(CLOUD_API, &[WORKLOAD_PORT], Ready { port: WORKLOAD_PORT, path: "/index.html" }, s);
+                add(CLOUD_API, &[ports::WORKLOAD], Ready { port: ports::WORKLOAD, path: "/index.html" }, s);
             }
             _ => {}
         }
@@ -385,14 +379,16 @@ pub fn plan(
                             _ => jaeger_otlp.clone(),
                         };
                         s.env.insert("OTLP_URL".into(), otlp);
-                        s.env
-                            .insert("CLOUD_API_URL".into(), format!("http://{CLOUD_API}:{WORKLOAD_PORT}/cgi-bin/work"));
+                        s.env.insert(
+                            "CLOUD_API_URL".into(),
+                            format!("http://{CLOUD_API}:{}/cgi-bin/work", ports::WORKLOAD),
+                        );
                     }
                     // Writes the pod log folder as the kubelet does: as root.
                     s.user = Some("0:0".into());
                     s.binds.insert(workload.clone(), "/workload".into());
                     s.volumes.insert(pods.clone(), "/var/log/pods".into());
-                    (WORKLOAD_PORT, Ready { port: WORKLOAD_PORT, path: "/index.html" })
+                    (ports::WORKLOAD, Ready { port: ports::WORKLOAD, path: "/index.html" })
                 }
                 Kind::PrometheusAgent => {
                     use crate::render::edgemetrics::{CONFIG_FILE, WAL_DIR, args};
@@ -425,7 +421,7 @@ pub fn plan(
                     (port, Ready { port, path: "/-/ready" })
                 }
                 Kind::OtelAgent => {
-                    use crate::render::otelagent::{CONFIG_FILE, HEALTH_PORT, NODE_NAME_ENV};
+                    use crate::render::otelagent::{CONFIG_FILE, NODE_NAME_ENV};
                     let (dir, file) = CONFIG_FILE.rsplit_once('/').unwrap_or(("", CONFIG_FILE));
                     s.image = image_of(c, "otel-agent")?;
                     s.cmd = vec![format!("--config=/etc/edge-agent/{file}")];
@@ -435,7 +431,7 @@ pub fn plan(
                     // Read offsets and the sending queue survive a restart, as on a hostPath.
                     let state = crate::render::logagent::STATE_DIR;
                     s.volumes.insert(volume(format!("{run_id}-{node}-agent")), state.into());
-                    (HEALTH_PORT, Ready { port: HEALTH_PORT, path: "/" })
+                    (ports::COLLECTOR_HEALTH, Ready { port: ports::COLLECTOR_HEALTH, path: "/" })
                 }
                 // `Ctx::compose` refuses Promtail; nothing else runs on an edge node.
                 _ => continue,

@@ -1,0 +1,102 @@
+//! The TCP ports that are fixed upstream defaults of the components, in one place.
+//!
+//! Ports the stack makes configurable are not here: read them from the stack
+//! (`settings.edge` for edged's read-only server, node exporter, the edge metrics agent and the
+//! link probe; `settings.cloudcore`; `settings.node_ports`), whose defaults live in `stack/mod.rs`.
+//! A tidy test (`tests/tidy.rs`) fails when one of these numbers, or one of those defaults, is
+//! written as a literal anywhere else in the source.
+
+/// Prometheus' web and API port (scrapes of itself, remote write, queries); the edge metrics
+/// agent runs the same image on `settings.edge.metrics_agent`.
+pub const PROMETHEUS: u16 = 9090;
+/// Alertmanager's web and API port (Prometheus sends alerts here).
+pub const ALERTMANAGER: u16 = 9093;
+/// The cloud's blackbox exporter (`/probe`, `/metrics`); the edge link probe runs the same image
+/// on `settings.edge.link_probe`.
+pub const BLACKBOX: u16 = 9115;
+/// Grafana's HTTP port.
+pub const GRAFANA: u16 = 3000;
+/// Loki's HTTP port (push API and `/metrics`) in its pod or container.
+pub const LOKI: u16 = 3100;
+/// VictoriaLogs' HTTP API (ingestion and LogsQL).
+pub const VICTORIA_LOGS: u16 = 9428;
+/// Jaeger's query UI and API.
+pub const JAEGER_QUERY: u16 = 16686;
+/// OTLP over gRPC (Jaeger's receiver).
+pub const OTLP_GRPC: u16 = 4317;
+/// OTLP over HTTP (Jaeger's receiver, and the edge agent's on the node's loopback).
+pub const OTLP_HTTP: u16 = 4318;
+/// An OpenTelemetry Collector's own telemetry (Prometheus metrics): Jaeger v2's `/metrics`.
+pub const COLLECTOR_METRICS: u16 = 8888;
+/// An OpenTelemetry Collector's health check extension (Jaeger v2's `healthcheckv2`, the edge
+/// agent's `health_check`).
+pub const COLLECTOR_HEALTH: u16 = 13133;
+/// The kubelet's authenticated server; edge kubelets (edged) have none.
+pub const KUBELET: u16 = 10250;
+/// KubeEdge's metaServer on the edge node (an API-server proxy for edge pods).
+pub const METASERVER: u16 = 10550;
+/// The first of the per-node ports cloudcore gives edge kubelets as their endpoint (the address
+/// Kubernetes SD gives each edge node, which iptables-manager DNATs to cloudcore's stream port).
+pub const EDGE_TUNNEL_FIRST: u16 = 10351;
+/// The e2e workload's HTTP server (`fixtures/e2e/workload/`): the edge workload and `cloud-api`.
+pub const WORKLOAD: u16 = 8080;
+
+/// `127.0.0.1:<port>` as text built at compile time, so that an address constant that must be a
+/// `&str` still takes its port from here: `const A: &Loopback = &Loopback::new(OTLP_HTTP);` then
+/// `pub const ADDR: &str = A.as_str();`.
+pub struct Loopback {
+    text: [u8; 15],
+    len: usize,
+}
+
+impl Loopback {
+    const HOST: &'static [u8; 10] = b"127.0.0.1:";
+
+    pub const fn new(port: u16) -> Self {
+        let mut text = [0u8; 15];
+        let mut i = 0;
+        while i < Self::HOST.len() {
+            text[i] = Self::HOST[i];
+            i += 1;
+        }
+        let mut digits = [0u8; 5];
+        let (mut n, mut k) = (port, 0);
+        loop {
+            digits[k] = b'0' + (n % 10) as u8;
+            k += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut j = 0;
+        while j < k {
+            text[Self::HOST.len() + j] = digits[k - 1 - j];
+            j += 1;
+        }
+        Loopback { text, len: Self::HOST.len() + k }
+    }
+
+    pub const fn as_str(&'static self) -> &'static str {
+        match std::str::from_utf8(self.text.split_at(self.len).0) {
+            Ok(s) => s,
+            Err(_) => panic!("an address is ASCII"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_prints_every_port_width() {
+        const A: &Loopback = &Loopback::new(OTLP_HTTP);
+        const ADDR: &str = A.as_str();
+        assert_eq!(ADDR, format!("127.0.0.1:{OTLP_HTTP}"));
+        for port in [0, 7, 80, 443, OTLP_HTTP, u16::MAX] {
+            let addr: &'static Loopback = Box::leak(Box::new(Loopback::new(port)));
+            assert_eq!(addr.as_str(), format!("127.0.0.1:{port}"));
+        }
+    }
+}
