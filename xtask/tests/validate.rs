@@ -119,7 +119,7 @@ fn the_edge_agent_refuses_what_exceeds_its_queue_in_bytes() {
         .replace(logagent::POD_LOGS, &format!("{pods}/*/*/*.log"))
         .replace(logagent::STATE_DIR, dir.join("state").as_str())
         .replace(&format!("0.0.0.0:{}", ports::COLLECTOR_HEALTH), "127.0.0.1:0")
-        .replace(otelagent::OTLP_LISTEN, "127.0.0.1:0")
+        .replace(&otelagent::otlp_listen(), "127.0.0.1:0")
         .replace(&format!("{}:{}", otelagent::VICTORIA_LOGS_HOST, ports::VICTORIA_LOGS), "127.0.0.1:1");
     assert!(config.contains("sizer: bytes") && config.contains("queue_size: 12288"), "{config}");
     let cfg = dir.join("agent.yaml");

@@ -30,8 +30,9 @@ pub const EDGECORE_KIND: &str = "EdgeCore";
 pub const EDGECORE_CONFIG: &str = "/etc/kubeedge/config/edgecore.yaml";
 /// metaServer's address: KubeEdge's default, loopback. Never 0.0.0.0, which would expose an
 /// API-server proxy on every interface.
-pub const METASERVER_ADDRESS: &str = METASERVER_LOOPBACK.as_str();
-const METASERVER_LOOPBACK: &super::ports::Loopback = &super::ports::Loopback::new(super::ports::METASERVER);
+pub fn metaserver_address() -> String {
+    format!("127.0.0.1:{}", super::ports::METASERVER)
+}
 /// edged's read-only server address: loopback, where the edge side of cloudcore's stream calls it.
 pub const KUBELET_READONLY_ADDRESS: &str = "127.0.0.1";
 
@@ -141,7 +142,7 @@ pub fn edgecore_patch(ctx: &Ctx<'_>) -> EdgecorePatch {
                 },
             },
             edge_stream: Enable { enable: true },
-            meta_manager: MetaManager { meta_server: MetaServer { enable: true, server: METASERVER_ADDRESS.into() } },
+            meta_manager: MetaManager { meta_server: MetaServer { enable: true, server: metaserver_address() } },
         },
     }
 }
@@ -265,7 +266,7 @@ mod tests {
                     "modules.edged.tailoredKubeletConfig.registerWithTaints[0].effect=NoSchedule".into(),
                     "modules.edgeStream.enable=true".into(),
                     "modules.metaManager.metaServer.enable=true".into(),
-                    format!("modules.metaManager.metaServer.server={METASERVER_ADDRESS}"),
+                    format!("modules.metaManager.metaServer.server={}", metaserver_address()),
                 ]
             );
         });

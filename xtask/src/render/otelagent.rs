@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::logagent::{POD_LOGS, STATE_DIR};
 use super::names::RELEASE_JAEGER;
-use super::ports::{COLLECTOR_HEALTH, Loopback, OTLP_HTTP, VICTORIA_LOGS};
+use super::ports::{COLLECTOR_HEALTH, OTLP_HTTP, VICTORIA_LOGS};
 use super::{Ctx, Files};
 use crate::stack::Kind;
 
@@ -39,8 +39,9 @@ pub const VICTORIA_LOGS_DATA: &str = "victoria-logs-data";
 /// VictoriaLogs' OTLP base path: the exporter appends `/v1/logs`.
 pub const VICTORIA_LOGS_OTLP: &str = "/insert/opentelemetry";
 /// Where the node's workloads send spans: OTLP/HTTP on the node's loopback only.
-pub const OTLP_LISTEN: &str = OTLP_LOOPBACK.as_str();
-const OTLP_LOOPBACK: &Loopback = &Loopback::new(OTLP_HTTP);
+pub fn otlp_listen() -> String {
+    format!("127.0.0.1:{OTLP_HTTP}")
+}
 
 /// The resource attributes a log line carries, by the neutral label a scenario names.
 pub const RESOURCE_ATTRIBUTES: [(&str, &str); 4] = [
@@ -95,7 +96,7 @@ struct Protocols {
 
 #[derive(Serialize)]
 struct Endpoint {
-    endpoint: &'static str,
+    endpoint: String,
 }
 
 #[derive(Serialize)]
@@ -292,7 +293,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             },
             otlp: ctx
                 .has(Kind::Jaeger)
-                .then_some(Otlp { protocols: Protocols { http: Endpoint { endpoint: OTLP_LISTEN } } }),
+                .then_some(Otlp { protocols: Protocols { http: Endpoint { endpoint: otlp_listen() } } }),
         },
         processors: Processors {
             memory_limiter: MemoryLimiter { check_interval: "1s".into(), limit_mib, spike_limit_mib },

@@ -374,7 +374,7 @@ pub fn plan(
                         // the link is down), else straight to Jaeger.
                         let otlp = match profile.log_agent().map(|a| a.kind) {
                             Some(Kind::OtelAgent) => {
-                                format!("http://{}/v1/traces", crate::render::otelagent::OTLP_LISTEN)
+                                format!("http://{}/v1/traces", crate::render::otelagent::otlp_listen())
                             }
                             _ => jaeger_otlp.clone(),
                         };
