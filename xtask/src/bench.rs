@@ -222,7 +222,10 @@ fn e2e(args: E2eArgs) -> Result<()> {
         let report = crate::e2e::run_once(&rt, &cancel, &stack, &cfg, &run_id, &scenarios)?;
         let wall = t.elapsed().as_secs_f64();
         if report.outcome() != Outcome::Passed {
-            bail!("run {i} failed, so its figures are not a benchmark: see target/e2e/{run_id}/summary.md");
+            bail!(
+                "run {i} failed, so its figures are not a benchmark: see {}",
+                crate::paths::shown(&crate::paths::e2e_run_dir(&run_id).join("summary.md"))
+            );
         }
         reports.push((wall, report));
     }

@@ -22,7 +22,7 @@ use crate::oci::sha256;
 pub fn default_root() -> Utf8PathBuf {
     match std::env::var("XTASK_CACHE") {
         Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
-        _ => crate::paths::target_dir().join("cache"),
+        _ => crate::paths::default_cache_dir(),
     }
 }
 

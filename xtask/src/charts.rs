@@ -537,7 +537,7 @@ pub fn run(args: Args) -> Result<()> {
             let out = a
                 .out
                 .clone()
-                .unwrap_or_else(|| crate::paths::target_dir().join("charts"))
+                .unwrap_or_else(|| crate::paths::charts_out_dir())
                 .join(format!("{}-{}", a.profile, a.arch));
             (helm_render(&ctx, bundle, &out)?, out)
         }

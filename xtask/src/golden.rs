@@ -72,10 +72,6 @@ impl fmt::Display for Drift {
     }
 }
 
-fn relative(p: &Utf8Path) -> Utf8PathBuf {
-    p.strip_prefix(paths::root()).map(Utf8Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf())
-}
-
 /// Compare every rendered file with its snapshot in golden/, and look for snapshots nothing renders.
 pub fn check(sets: &[(String, Arch, &Files)]) -> Result<Vec<Drift>> {
     check_in(&render_root(), sets)
@@ -98,7 +94,7 @@ pub fn check_in(root: &Utf8Path, sets: &[(String, Arch, &Files)]) -> Result<Vec<
             let text = match std::fs::read_to_string(&snap) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    drift.push(Drift::Missing { snapshot: relative(&snap) });
+                    drift.push(Drift::Missing { snapshot: paths::shown(&snap) });
                     continue;
                 }
                 Err(e) => return Err(e).with_context(|| format!("reading {snap}")),
@@ -107,13 +103,13 @@ pub fn check_in(root: &Utf8Path, sets: &[(String, Arch, &Files)]) -> Result<Vec<
             let rendered = contents.trim_end_matches('\n');
             if golden != rendered {
                 let (line, g, r) = first_difference(golden, rendered);
-                drift.push(Drift::Changed { snapshot: relative(&snap), line, golden: g, rendered: r });
+                drift.push(Drift::Changed { snapshot: paths::shown(&snap), line, golden: g, rendered: r });
             }
         }
     }
     for snap in existing_snapshots(root)? {
         if !expected.contains(&snap) {
-            drift.push(Drift::Unreferenced { snapshot: relative(&snap) });
+            drift.push(Drift::Unreferenced { snapshot: paths::shown(&snap) });
         }
     }
     Ok(drift)

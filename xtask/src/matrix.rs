@@ -105,7 +105,7 @@ pub fn not_runnable_here(stack: &Stack, cell: &Cell) -> Option<String> {
     }
     let profile = stack.profile(&cell.profile).ok()?;
     let lock = profile.lock_file();
-    let lock = lock.strip_prefix(crate::paths::root()).map(|p| p.to_path_buf()).unwrap_or(lock.clone());
+    let lock = crate::paths::shown(&lock);
     if cell.profile != "local" && !profile.lock_file().exists() {
         return Some(format!(
             "profile {} is not pinned: {lock} is missing, and `cargo xtask lock --profile {}` needs the registries",
@@ -143,7 +143,7 @@ fn plan_cmd(stack: &Stack, args: &PlanArgs) -> Result<()> {
 }
 
 fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| crate::paths::target_dir().join("matrix").join(args.subset.as_str()));
+    let out = args.out.clone().unwrap_or_else(|| crate::paths::matrix_out_dir(args.subset.as_str()));
     let cells_dir = out.join("cells");
     // A fresh folder: a report left by an earlier run must not stand for this one.
     if cells_dir.exists() {
@@ -176,7 +176,7 @@ fn run_cmd(stack: &Stack, args: &RunArgs) -> Result<()> {
         cancel.check()?;
         match crate::e2e::run_once(&rt, &cancel, stack, &cfg, &run_id, &scenarios) {
             Ok(_) => {
-                let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
+                let run_dir = crate::paths::e2e_run_dir(&run_id);
                 for f in crate::e2e::report::FILES {
                     let from = run_dir.join(f);
                     std::fs::copy(&from, dir.join(f)).with_context(|| format!("copying {from} into {dir}"))?;

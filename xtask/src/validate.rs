@@ -432,7 +432,7 @@ pub fn run(args: Args) -> Result<()> {
     for (profile, arch) in args.select.pairs(&stack)? {
         let ctx = Ctx::new(&stack, profile, arch)?;
         let files = crate::render::render(&ctx)?;
-        let dir = crate::paths::target_dir().join("validate").join(profile).join(arch.as_str());
+        let dir = crate::paths::validate_out_dir(profile, arch.as_str());
         let report = validate(&files, &dir)?;
         crate::note!("validate {profile}/{arch}:");
         for c in &report.checks {

@@ -192,3 +192,46 @@ fn tidy_port_rule_sees_what_it_must() {
         "{found:?}"
     );
 }
+
+/// Lines outside `paths.rs` that spell a project path from the root or from `target/`, as
+/// `path:line: …`.
+fn paths_outside_paths(files: &[(Utf8PathBuf, String)]) -> Vec<String> {
+    let banned = ["paths::root().join(", "target_dir().join("];
+    let mut found = Vec::new();
+    for (path, text) in files {
+        if path.file_name() == Some("paths.rs") {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for b in banned.iter().filter(|b| code.contains(*b)) {
+                found.push(format!("{path}:{}: {b}…) — name the path once in paths.rs and call it", i + 1));
+            }
+        }
+    }
+    found
+}
+
+/// Project paths have one place (`paths.rs`): a folder moved is moved once.
+#[test]
+fn project_paths_have_one_place() {
+    let found = paths_outside_paths(&sources(&paths::root().join("xtask").join("src")));
+    assert!(found.is_empty(), "project paths spelled outside paths.rs:\n{}", found.join("\n"));
+}
+
+/// A check of the check: the rule sees a joined root or target path, and not paths.rs or comments.
+#[test]
+fn tidy_path_rule_sees_what_it_must() {
+    let file = |name: &str, text: &str| (Utf8PathBuf::from(name), text.to_string());
+    let files = [
+        file("a.rs", "let d = crate::paths::target_dir().join(\"e2e\");\nlet g = paths::root().join(\"ci\");\n"),
+        file("b.rs", "let d = crate::paths::e2e_run_dir(id); // target_dir().join(\"e2e\")\n"),
+        file("paths.rs", "pub fn e2e() -> Utf8PathBuf { target_dir().join(\"e2e\") }\n"),
+    ];
+    let found = paths_outside_paths(&files);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("a.rs:1: target_dir().join(") && found[1].starts_with("a.rs:2: paths::root().join("),
+        "{found:?}"
+    );
+}

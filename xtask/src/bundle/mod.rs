@@ -539,7 +539,7 @@ fn set_mode(_: &Utf8Path, _: u32) -> Result<()> {
 }
 
 fn preferred_staging_root() -> Utf8PathBuf {
-    crate::paths::target_dir().join("tmp").join("bundle")
+    crate::paths::tmp_dir("bundle")
 }
 
 /// Where staging directories go: `target/tmp/bundle` when it is on the same file
@@ -842,7 +842,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         profile: args.profile.clone(),
         arch,
         role: args.role,
-        out: args.out.unwrap_or_else(|| crate::paths::target_dir().join("bundle")),
+        out: args.out.unwrap_or_else(|| crate::paths::bundle_out_dir()),
         cache: args.cache.unwrap_or_else(crate::cache::default_root),
         image_format: args.image_format,
         image_archives: args.image_archives,

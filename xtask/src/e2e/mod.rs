@@ -215,7 +215,7 @@ pub fn run(args: Args) -> Result<()> {
         let run_id = run_id(arch);
         if args.dry_run {
             preflight(&stack, cfg, &scenarios)?;
-            let run_dir = crate::paths::target_dir().join("e2e").join(&run_id);
+            let run_dir = crate::paths::e2e_run_dir(&run_id);
             let p =
                 plan::plan(&stack, &cfg.cell.profile, arch, &run_id, cfg.edges, run_dir.join("config"), Vec::new())?;
             crate::outln!("{}", serde_json::to_string_pretty(&p)?)?;
@@ -223,16 +223,15 @@ pub fn run(args: Args) -> Result<()> {
         }
         cancel.check()?;
         let report = run_once(&rt, &cancel, &stack, cfg, &run_id, &scenarios)?;
+        let summary = crate::paths::shown(&crate::paths::e2e_run_dir(&run_id).join("summary.md"));
         let asked: Vec<&report::ScenarioResult> =
             report.scenarios.iter().filter(|s| args.scenarios.contains(&s.name)).collect();
         if report.outcome() == report::Outcome::Interrupted {
-            failed.push(format!("{arch}: interrupted (target/e2e/{run_id}/summary.md)"));
+            failed.push(format!("{arch}: interrupted ({summary})"));
         } else if !asked.is_empty() && asked.iter().all(|s| matches!(s.status, report::Status::NotRun { .. })) {
-            failed.push(format!(
-                "{arch}: none of the scenarios asked for could run here (target/e2e/{run_id}/summary.md)"
-            ));
+            failed.push(format!("{arch}: none of the scenarios asked for could run here ({summary})"));
         } else if report.outcome() != report::Outcome::Passed {
-            failed.push(format!("{arch} (target/e2e/{run_id}/summary.md)"));
+            failed.push(format!("{arch} ({summary})"));
         }
     }
     if !failed.is_empty() {
@@ -425,7 +424,7 @@ fn setup_failed(e: &anyhow::Error, finished: bool, started: &Instant, logs: Vec<
 
 /// Write the report of a run into `target/e2e/<run>/` (and the step summary on GitHub Actions).
 fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<report::Report> {
-    let run_dir = crate::paths::target_dir().join("e2e").join(run.run_id);
+    let run_dir = crate::paths::e2e_run_dir(run.run_id);
     let Executed { scenarios, resources, idle_s, latencies, links, mut notes } = executed;
     // Claimed only when the engine's events were read and showed no pull.
     if scenarios.iter().any(|s| s.name == "offline" && s.status.is_passed()) {
@@ -508,7 +507,7 @@ fn run_arch(
 ) -> Result<report::Report> {
     let RunInfo { run_id, cfg, emulated, .. } = *run;
     let (profile, arch) = (cfg.cell.profile.as_str(), cfg.cell.arch);
-    let run_dir = crate::paths::target_dir().join("e2e").join(run_id);
+    let run_dir = crate::paths::e2e_run_dir(run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {run_dir}"))?;
     let started = run.started.1;
     crate::note!(

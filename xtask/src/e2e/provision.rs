@@ -259,7 +259,7 @@ fn apt(sh: &Shell, args: &[&str]) -> Result<()> {
 }
 
 fn start_dockerd(rt: &tokio::runtime::Runtime) -> Result<()> {
-    let log = crate::paths::target_dir().join("dockerd.log");
+    let log = crate::paths::dockerd_log();
     std::fs::create_dir_all(crate::paths::target_dir())?;
     let file = std::fs::File::create(&log).with_context(|| format!("creating {log}"))?;
     // dockerd outlives this run, as a system service would.
@@ -323,7 +323,7 @@ pub fn bundle(stack: &Stack, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
         profile: profile.to_string(),
         arch,
         role: None,
-        out: crate::paths::target_dir().join("bundle"),
+        out: crate::paths::bundle_out_dir(),
         cache: crate::cache::default_root(),
         image_format: crate::bundle::ImageFormat::Tar,
         image_archives: crate::bundle::ImageArchives::PerComponent,

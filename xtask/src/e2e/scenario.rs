@@ -69,7 +69,7 @@ pub struct Scenario {
 impl Scenario {
     /// The scenario file for reports: relative to the project root when it is under it.
     pub fn display_file(&self) -> String {
-        self.file.strip_prefix(crate::paths::root()).unwrap_or(&self.file).to_string()
+        crate::paths::shown(&self.file).to_string()
     }
 }
 
@@ -1127,7 +1127,7 @@ steps:
 
     #[test]
     fn the_readme_example_is_a_valid_scenario() {
-        let readme = std::fs::read_to_string(crate::paths::root().join("README.md")).unwrap();
+        let readme = std::fs::read_to_string(crate::paths::readme()).unwrap();
         let section = readme.split("## Writing a scenario").nth(1).expect("README has a scenario section");
         let yaml = section.split("```yaml\n").nth(1).and_then(|b| b.split("```").next()).expect("a yaml block");
         let s = parse(Utf8Path::new("README.md"), yaml).unwrap();

@@ -55,7 +55,7 @@ pub fn load(path: &Utf8Path) -> anyhow::Result<Stack> {
             format!(
                 "{path} is not UTF-8 text (a binary file?): a stack file is TOML, like stack.toml at the project root"
             )
-        } else if path == crate::paths::root().join("stack.toml") {
+        } else if path == crate::paths::default_stack_file() {
             "it lives at the project root (see README.md)".to_string()
         } else {
             format!(
