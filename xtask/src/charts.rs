@@ -94,12 +94,10 @@ impl Expect {
             .filter(|c| c.chart.is_some())
             .map(|c| (release_name(c).to_string(), c.role))
             .collect();
-        let images = ctx
-            .profile
-            .enabled()
-            .flat_map(|c| &c.images)
-            .map(|i| (i.reference.to_string(), i.digest.iter().map(|d| d.as_str().to_string()).collect()))
-            .collect();
+        let mut images: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for i in ctx.profile.enabled().flat_map(|c| &c.images) {
+            images.entry(i.reference.to_string()).or_default().extend(i.digest.iter().map(|d| d.as_str().to_string()));
+        }
         let mut dialled = BTreeMap::new();
         let mut our_services = BTreeSet::new();
         let mut our_node_ports = BTreeSet::new();
@@ -454,7 +452,7 @@ fn helm(sh: &xshell::Shell, helm: &Utf8Path, args: &[&str]) -> Result<String> {
     Ok(stdout)
 }
 
-/// `helm lint --strict` and `helm template` of each chart of the bundle with the bundle's values,
+/// `helm lint --strict` and `helm template` of each chart of the bundle with its HelmChart's values,
 /// for the Kubernetes version of the pinned k3s; the outputs are written to `out` (one
 /// `<release>.yaml` each). helm's warnings (stderr) stay out of the rendered objects.
 fn helm_render(ctx: &Ctx<'_>, bundle: &Utf8Path, out: &Utf8Path) -> Result<Vec<(String, String)>> {
@@ -510,7 +508,7 @@ pub fn helm_chart_values(bundle: &Utf8Path, c: &crate::stack::Component) -> Resu
         .as_str()
         .with_context(|| format!("{bundle}/{hc_file}: spec.valuesContent is missing"))?
         .to_string();
-    let values_file = format!("values/{}.yaml", c.name);
+    let values_file = crate::render::manifests::values_file(c);
     let parse = |file: &str, text: &str| -> Result<Value> {
         serde_yaml_ng::from_str(text).with_context(|| format!("{bundle}/{file}: not YAML"))
     };
@@ -534,11 +532,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (rendered, from) = match (&a.bundle, &a.rendered) {
         (Some(bundle), _) => {
-            let out = a
-                .out
-                .clone()
-                .unwrap_or_else(|| crate::paths::charts_out_dir())
-                .join(format!("{}-{}", a.profile, a.arch));
+            let out =
+                a.out.clone().unwrap_or_else(crate::paths::charts_out_dir).join(format!("{}-{}", a.profile, a.arch));
             (helm_render(&ctx, bundle, &out)?, out)
         }
         (None, Some(dir)) => (read_rendered(dir)?, dir.clone()),
@@ -586,7 +581,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = Utf8Path::from_path(dir.path()).unwrap();
         let hc_file = crate::render::manifests::helm_chart_file(c);
-        let values_file = format!("values/{}.yaml", c.name);
+        let values_file = crate::render::manifests::values_file(c);
         for f in [&hc_file, &values_file] {
             std::fs::create_dir_all(bundle.join(f).parent().unwrap()).unwrap();
             std::fs::write(bundle.join(f), files.get(f).unwrap()).unwrap();

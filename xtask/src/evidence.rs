@@ -164,7 +164,9 @@ pub fn read_versioned<T: DeserializeOwned>(path: &Utf8Path, kind: &str, schema: 
         ),
         None => bail!("{path}: field `schema` missing or not a number: not a {kind} of any version"),
     }
-    serde_json::from_value(value).with_context(|| format!("{path}: not a schema {schema} {kind}"))
+    // The field that is wrong is named (`backend: unknown variant "x", expected ...`).
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| anyhow::anyhow!("{path}: not a schema {schema} {kind}: {}: {}", e.path(), e.inner()))
 }
 
 /// Read a record: its schema checked ([`read_versioned`]), then refused if it claims nothing
@@ -175,4 +177,20 @@ pub fn read<T: Record>(path: &Utf8Path) -> Result<T> {
         bail!("{path}: refused: the {} proves nothing: {why}", T::KIND);
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A report whose axis is not one this tool knows is refused naming the field.
+    #[test]
+    fn a_wrong_field_is_named() {
+        let good = crate::paths::fixtures_dir().join("gate/good/cells/compose-local-amd64/report.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(good).unwrap()).unwrap();
+        v["backend"] = "kubernetes".into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("report.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = format!("{:#}", super::read::<crate::e2e::report::Report>(&path).unwrap_err());
+        assert!(e.contains("report.json") && e.contains("backend: unknown variant `kubernetes`"), "{e}");
+    }
 }

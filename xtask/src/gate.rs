@@ -485,7 +485,7 @@ pub fn decide_with(stack: &Stack, policy: &Policy, scenarios: &[Scenario], dir: 
 
 pub fn run(args: Args) -> Result<()> {
     let stack = crate::stack::load(&crate::paths::stack_file())?;
-    let policy_path = args.policy.clone().unwrap_or_else(|| crate::paths::gate_policy());
+    let policy_path = args.policy.clone().unwrap_or_else(crate::paths::gate_policy);
     let policy = load_policy(&policy_path)?;
     let verdict = decide(&stack, &policy, &args.reports)?;
     let out = args.out.clone().unwrap_or_else(|| args.reports.clone());

@@ -86,6 +86,11 @@ pub fn bundle_out_dir() -> Utf8PathBuf {
     target_dir().join("bundle")
 }
 
+/// Where `bundle repro` makes its second build, beside the first.
+pub fn bundle_repro_dir() -> Utf8PathBuf {
+    target_dir().join("bundle-repro")
+}
+
 /// The content-addressed blob cache, unless `$XTASK_CACHE` names another.
 pub fn default_cache_dir() -> Utf8PathBuf {
     target_dir().join("cache")

@@ -610,7 +610,7 @@ fn every_archive_form_verifies_and_a_killed_archive_write_leaves_no_stale_archiv
         .spawn()
         .unwrap();
     let pid = child.id();
-    let staging = [paths::target_dir().join("tmp/bundle"), out.join(".staging")];
+    let staging = [paths::tmp_dir("bundle"), out.join(".staging")];
     let partial = |dir: &Utf8Path| -> Vec<Utf8PathBuf> {
         std::fs::read_dir(dir)
             .into_iter()

@@ -777,7 +777,6 @@ fn repro(args: ReproArgs) -> Result<()> {
     let stack: Stack = crate::stack::load(&crate::paths::stack_file())?;
     let lock_file = stack.profile(&args.profile)?.lock_file();
     let lock = crate::lock::read(&lock_file)?;
-    let target = crate::paths::target_dir();
     let options = |out: Utf8PathBuf| Options {
         profile: args.profile.clone(),
         arch: args.arch,
@@ -790,7 +789,7 @@ fn repro(args: ReproArgs) -> Result<()> {
         allow_unpinned: false,
     };
     let mut builds = Vec::new();
-    for out in [target.join("bundle"), target.join("bundle-repro")] {
+    for out in [crate::paths::bundle_out_dir(), crate::paths::bundle_repro_dir()] {
         let built = build(&stack, lock.profiles.get(&args.profile), &options(out))
             .with_context(|| format!("bundling profile {} for {} (pins from {lock_file})", args.profile, args.arch))?;
         builds.push(built);
@@ -811,10 +810,9 @@ fn repro(args: ReproArgs) -> Result<()> {
         files: builds[0].files.len(),
         differing: differing.clone(),
     };
-    let path = args
-        .record
-        .clone()
-        .unwrap_or_else(|| target.join("bundle").join(format!("{}.repro.json", options(Utf8PathBuf::new()).name())));
+    let path = args.record.clone().unwrap_or_else(|| {
+        crate::paths::bundle_out_dir().join(format!("{}.repro.json", options(Utf8PathBuf::new()).name()))
+    });
     crate::evidence::write_record(&path, &record)?;
     if !record.reproducible() {
         bail!(
@@ -842,7 +840,7 @@ fn build_cmd(args: BuildArgs) -> Result<()> {
         profile: args.profile.clone(),
         arch,
         role: args.role,
-        out: args.out.unwrap_or_else(|| crate::paths::bundle_out_dir()),
+        out: args.out.unwrap_or_else(crate::paths::bundle_out_dir),
         cache: args.cache.unwrap_or_else(crate::cache::default_root),
         image_format: args.image_format,
         image_archives: args.image_archives,

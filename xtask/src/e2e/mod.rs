@@ -1,15 +1,16 @@
 //! `cargo xtask e2e`: offline end-to-end scenarios against a bundle.
 //!
-//! The compose tier (plain containers, no Kubernetes) runs the bundle's real components
-//! with the compose flavour of the rendered configs:
+//! A run is a [`RunConfig`], one matrix cell. The compose tier ([`compose`]: plain containers,
+//! no Kubernetes) runs the bundle's real components with the compose flavour of the rendered
+//! configs; the scenarios reach it only through the [`tier::Tier`] trait:
 //!
 //! 1. provision: a Docker engine, qemu for arm64, the fixture images and the bundle
 //!    ([`provision`]);
-//! 2. plan the topology as data ([`plan`], printed by `--dry-run`);
+//! 2. plan the topology as data ([`compose::plan`], printed by `--dry-run`);
 //! 3. load every image archive of the bundle into the engine (nothing is ever pulled,
 //!    and the run checks the engine's events for pulls), create the internal networks,
 //!    start the alert receiver ([`receiver`]) on the cloud bridge, render the configs
-//!    for that topology and start the containers ([`engine`]);
+//!    for that topology and start the containers ([`compose::Compose`], over [`engine`]);
 //! 4. run the scenarios of `scenarios/` ([`scenario`], [`runner`]) while sampling the edge
 //!    containers' memory and CPU;
 //! 5. write the reports ([`report`]) and remove every labelled resource: on success,
@@ -87,7 +88,7 @@ pub struct Args {
     #[arg(long, value_name = "VERSION")]
     pub kubeedge: Option<String>,
     /// Number of simulated edge nodes.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    #[arg(long, default_value_t = DEFAULT_EDGES, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub edges: u8,
     /// Use this bundle folder (built elsewhere, e.g. a CI artifact) instead of building one; it is
     /// verified offline first and must match --profile and --arch (one arch only).
@@ -108,6 +109,13 @@ pub struct Args {
     pub sweep: bool,
 }
 
+/// Edge nodes of a run unless `--edges` says otherwise: two, so that one can fail while the
+/// other shows the cloud still serves.
+pub const DEFAULT_EDGES: u8 = 2;
+
+/// The `offline` result's one step: the tier's own record shows no image pulled.
+const OFFLINE_STEP: &str = "the engine recorded no image pull during the run";
+
 /// What one run is: the matrix cell it stands for, and how it runs. Made from a [`Cell`]
 /// (`matrix run`, `bench e2e`) or from the command line (`e2e`: one per `--arch`).
 #[derive(Debug, Clone)]
@@ -126,7 +134,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// A cell as the matrix runs it: two edges, the bundle built here, nothing left behind.
     pub fn of(cell: Cell) -> Self {
-        RunConfig { cell, edges: 2, bundle: None, keep: false, idle: None }
+        RunConfig { cell, edges: DEFAULT_EDGES.into(), bundle: None, keep: false, idle: None }
     }
 }
 
@@ -349,11 +357,8 @@ fn interrupted(why: &str, progress: &runner::Progress, scenarios: &[scenario::Sc
             format!("during scenario {}{}", r.name, r.step.as_ref().map(|s| format!(" / {s}")).unwrap_or_default())
         }
         None => {
-            let (name, what) = if results.is_empty() {
-                ("setup", "bring the topology up")
-            } else {
-                ("offline", "the engine recorded no image pull during the run")
-            };
+            let (name, what) =
+                if results.is_empty() { ("setup", "bring the topology up") } else { ("offline", OFFLINE_STEP) };
             let after = if phases.is_empty() { String::new() } else { format!(" after {phases}") };
             results.push(report::ScenarioResult {
                 name: name.into(),
@@ -800,7 +805,7 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
         }
     };
     let offline = report::StepResult {
-        name: "the engine recorded no image pull during the run".into(),
+        name: OFFLINE_STEP.into(),
         status,
         duration_s: 0.0,
         message,

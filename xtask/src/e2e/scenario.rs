@@ -26,9 +26,10 @@
 //! A scenario's own `finally` runs after its steps whatever happened, like a step's, so a
 //! fault is undone even when a check fails before the step that would undo it.
 //!
-//! Checks (`promql`, `alert`, `no_unexpected_alerts`, `log`, `trace`) are polled until
-//! they hold or the step's timeout passes ([`Check`]); faults (`stop_node`, `cut_link`, …, and
-//! `collect_logs`) run once ([`Fault`]).
+//! Checks (`promql`, `alert`, `alertmanager`, `no_unexpected_alerts`, `log`, `trace`, `kept`,
+//! `http`) are polled until they hold or the step's timeout passes ([`Check`]); faults
+//! (`stop_node`, `cut_link`, `block`, `restart`, …) run once ([`Fault`]), and so does
+//! `collect_logs` ([`Action::CollectLogs`]).
 //! A step's mark is the moment its `try` actions completed (a fault took effect, a check
 //! held): `latency_from`, `after` and `at` name earlier steps.
 
@@ -97,8 +98,8 @@ fn default_timeout() -> Duration {
 }
 
 /// One item of a step's `try`, `catch` or `finally` (or of a scenario's `finally`): a check,
-/// polled until it holds or the step's timeout passes, or a fault, run once. The file spells
-/// both alike (`- promql: …`, `- stop_node: edge-1`), and both are read (and written) as one
+/// polled until it holds or the step's timeout passes, a fault, run once, or logs saved. The
+/// file spells them alike (`- promql: …`, `- stop_node: edge-1`), and both are read (and written) as one
 /// enum of every name, so the format and its messages are those of a single list.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(from = "RawAction", into = "RawAction")]
@@ -171,7 +172,7 @@ pub enum Fault {
 /// An [`Action`] as a scenario file spells it: checks and faults in one enum, so an unknown
 /// name is refused with every expected one listed, and the format stays what it always was.
 #[derive(Deserialize, Serialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "Action", rename_all = "snake_case", deny_unknown_fields)]
 enum RawAction {
     Promql {
         query: String,

@@ -29,7 +29,7 @@ pub struct Reading {
     /// When the reading was taken (its rate is computed between two of them).
     pub at: Instant,
     /// Under qemu: the emulator's share and the guest's, when they could be told apart.
-    pub qemu: Option<super::runner::QemuSplit>,
+    pub qemu: Option<QemuSplit>,
 }
 
 /// A topology that is up, as the scenarios use it.
@@ -41,8 +41,8 @@ pub trait Tier: Send + Sync {
     /// The edge nodes, in order.
     fn nodes(&self) -> Vec<String>;
 
-    /// Wait until every component answers its readiness probe; fail, with its log, when one
-    /// has exited.
+    /// Finish bringing the topology up (what must start last starts once the rest answer) and
+    /// wait until every component answers its readiness probe; fail when one has exited.
     fn ready(&self) -> impl Future<Output = Result<()>> + Send;
 
     /// `http://<address>:<port>` of a cloud component's HTTP port, as the harness reaches it.
@@ -70,4 +70,11 @@ pub trait Tier: Send + Sync {
 
     /// Every image pulled since `since` (unix seconds): the run must show none.
     fn pulls_since(&self, since: i64) -> impl Future<Output = Result<Vec<String>>> + Send;
+}
+
+/// Resident memory under qemu-user: qemu's (at least) and the guest program's anonymous memory (at most).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QemuSplit {
+    pub qemu_bytes: u64,
+    pub guest_bytes: u64,
 }

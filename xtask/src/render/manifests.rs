@@ -218,6 +218,11 @@ pub fn release_name(c: &Component) -> &'static str {
     }
 }
 
+/// Where a charted component's chart values are, for an operator's own `helm install`.
+pub fn values_file(c: &Component) -> String {
+    format!("values/{}.yaml", c.name)
+}
+
 /// Where a charted component's HelmChart is, in the rendered files and in the bundle.
 pub fn helm_chart_file(c: &Component) -> String {
     format!("manifests/10-helmchart-{}.yaml", c.name)
@@ -257,7 +262,7 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
         if c.chart.is_none() {
             continue;
         }
-        files.add_yaml(format!("values/{}.yaml", c.name), &values)?;
+        files.add_yaml(values_file(c), &values)?;
         if let Some(hc) = helm_chart(ctx, c, &values)? {
             files.add_yaml(helm_chart_file(c), &hc)?;
         }

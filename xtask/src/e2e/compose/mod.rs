@@ -7,6 +7,7 @@
 
 pub mod link;
 pub mod plan;
+pub mod qemu;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -36,10 +37,6 @@ pub struct Compose {
 impl Compose {
     pub fn new(engine: Engine, plan: Plan) -> Self {
         Compose { engine, plan: Arc::new(plan), interfaces: Arc::default() }
-    }
-
-    pub fn plan(&self) -> &Plan {
-        &self.plan
     }
 
     /// Load every image archive of the bundle into the engine (nothing is ever pulled) and
@@ -318,9 +315,7 @@ impl Tier for Compose {
         let at = Instant::now();
         let qemu = match emulated {
             true => match self.engine.pid(&m.container).await {
-                Ok(pid) => {
-                    tokio::task::spawn_blocking(move || super::runner::qemu_in_container(pid)).await.ok().flatten()
-                }
+                Ok(pid) => tokio::task::spawn_blocking(move || qemu::qemu_in_container(pid)).await.ok().flatten(),
                 Err(_) => None,
             },
             false => None,
