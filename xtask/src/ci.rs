@@ -163,9 +163,14 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
             "matrix.profile != 'local'",
         ));
     }
+    // The leg's bundle, as `bundle` names it (`bundle::bundle_name`) for the matrix's profile and arch.
+    let name = "observability-${{ matrix.profile }}-${{ matrix.arch }}";
+    let bundle_dir = format!("{}/{name}", crate::paths::shown(&crate::paths::bundle_out_dir()));
     bundle_steps.push(run(
         "build the bundle twice and compare (reproducibility record)",
-        "cargo xtask bundle repro --profile ${{ matrix.profile }} --arch ${{ matrix.arch }} --record evidence/observability-${{ matrix.profile }}-${{ matrix.arch }}.repro.json",
+        &format!(
+            "cargo xtask bundle repro --profile ${{{{ matrix.profile }}}} --arch ${{{{ matrix.arch }}}} --record evidence/{name}.repro.json"
+        ),
     ));
     // The real charts exist only where the internet is: render them as k3s would and check the objects.
     bundle_steps.push(only_if(
@@ -180,18 +185,20 @@ pub fn workflow(stack: &Stack, subset: Subset, lock_committed: bool) -> Result<V
     bundle_steps.push(only_if(
         run(
             "the real charts: helm lint --strict, helm template with the bundle's values, the objects checked",
-            "cargo xtask charts check --profile ${{ matrix.profile }} --arch ${{ matrix.arch }} --bundle target/bundle/observability-${{ matrix.profile }}-${{ matrix.arch }}",
+            &format!(
+                "cargo xtask charts check --profile ${{{{ matrix.profile }}}} --arch ${{{{ matrix.arch }}}} --bundle {bundle_dir}"
+            ),
         ),
         "matrix.profile != 'local'",
     ));
     bundle_steps.push(only_if(
-        upload("charts-${{ matrix.profile }}-${{ matrix.arch }}", "target/charts/"),
+        upload(
+            "charts-${{ matrix.profile }}-${{ matrix.arch }}",
+            &format!("{}/", crate::paths::shown(&crate::paths::charts_out_dir())),
+        ),
         "always() && matrix.profile != 'local'",
     ));
-    bundle_steps.push(upload(
-        "bundle-${{ matrix.profile }}-${{ matrix.arch }}",
-        "target/bundle/observability-${{ matrix.profile }}-${{ matrix.arch }}/",
-    ));
+    bundle_steps.push(upload("bundle-${{ matrix.profile }}-${{ matrix.arch }}", &format!("{bundle_dir}/")));
     bundle_steps.push(upload("evidence-repro-${{ matrix.profile }}-${{ matrix.arch }}", "evidence/"));
     if !lock_committed {
         bundle_steps.push(only_if(step_uses(

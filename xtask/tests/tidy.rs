@@ -21,28 +21,32 @@ fn sources(dir: &Utf8Path) -> Vec<(Utf8PathBuf, String)> {
     out
 }
 
-/// Lines that print without `out.rs`, as `path:line: …`.
-fn printing_outside_out(files: &[(Utf8PathBuf, String)]) -> Vec<String> {
-    let banned = ["println!(", "eprintln!(", "print!(", "eprint!(", "dbg!("];
+/// Lines of `files` (all but `home`, the one file allowed them) whose code uses one of `banned`,
+/// as `path:line: <banned>…) — <fix>`. Comments are left out (a `//` after a `:` is a URL's, not
+/// one), and so is a banned text that is the tail of a longer name (`print!(` in `eprint!(`).
+fn banned_outside(files: &[(Utf8PathBuf, String)], home: &str, banned: &[&str], fix: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for (path, text) in files {
-        if path.file_name() == Some("out.rs") {
-            continue;
-        }
+    for (path, text) in files.iter().filter(|(p, _)| p.file_name() != Some(home)) {
         for (i, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
+            let cut = line.match_indices("//").find(|(at, _)| !line[..*at].ends_with(':')).map(|(at, _)| at);
+            let code = &line[..cut.unwrap_or(line.len())];
             for b in banned {
-                // `print!(` also matches inside `eprint!(`: look at the character before it.
                 let hit = code
                     .match_indices(b)
                     .any(|(at, _)| !code[..at].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_'));
                 if hit {
-                    found.push(format!("{path}:{}: {b}…) — use crate::outln! or crate::note!", i + 1));
+                    found.push(format!("{path}:{}: {b}…) — {fix}", i + 1));
                 }
             }
         }
     }
     found
+}
+
+/// Lines that print without `out.rs`.
+fn printing_outside_out(files: &[(Utf8PathBuf, String)]) -> Vec<String> {
+    let banned = ["println!(", "eprintln!(", "print!(", "eprint!(", "dbg!("];
+    banned_outside(files, "out.rs", &banned, "use crate::outln! or crate::note!")
 }
 
 /// Printing goes through `out.rs` (`outln!`, `note!`): `println!` and `eprintln!` panic when stdout
@@ -193,25 +197,10 @@ fn tidy_port_rule_sees_what_it_must() {
     );
 }
 
-/// Lines outside `paths.rs` that spell a project path from the root or from `target/`, as
-/// `path:line: …`.
+/// Lines outside `paths.rs` that spell a project path from the root or from `target/`.
 fn paths_outside_paths(files: &[(Utf8PathBuf, String)]) -> Vec<String> {
     let banned = ["paths::root().join(", "target_dir().join("];
-    let mut found = Vec::new();
-    for (path, text) in files {
-        if path.file_name() == Some("paths.rs") {
-            continue;
-        }
-        for (i, line) in text.lines().enumerate() {
-            // Up to a comment; a `//` after a `:` is a URL's (`http://`), not one.
-            let cut = line.match_indices("//").find(|(i, _)| !line[..*i].ends_with(':')).map(|(i, _)| i);
-            let code = &line[..cut.unwrap_or(line.len())];
-            for b in banned.iter().filter(|b| code.contains(*b)) {
-                found.push(format!("{path}:{}: {b}…) — name the path once in paths.rs and call it", i + 1));
-            }
-        }
-    }
-    found
+    banned_outside(files, "paths.rs", &banned, "name the path once in paths.rs and call it")
 }
 
 /// Project paths have one place (`paths.rs`): a folder moved is moved once.
