@@ -29,6 +29,23 @@ pub fn write(dest: &Utf8Path, bytes: &[u8], executable: bool) -> Result<()> {
     result
 }
 
+/// Write `dest` atomically through `fill`, which streams into a buffered file (large outputs).
+pub fn write_with(dest: &Utf8Path, fill: impl FnOnce(&mut dyn std::io::Write) -> Result<()>) -> Result<()> {
+    use std::io::Write;
+    let tmp = temp_sibling(dest)?;
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {tmp}"))?;
+        let mut w = std::io::BufWriter::new(file);
+        fill(&mut w)?;
+        w.flush().with_context(|| format!("writing {tmp}"))?;
+        std::fs::rename(&tmp, dest).with_context(|| format!("renaming {tmp} to {dest}"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Fill a fresh temporary directory with `fill`, then replace `dest` with it.
 pub fn replace_dir(dest: &Utf8Path, fill: impl FnOnce(&Utf8Path) -> Result<()>) -> Result<()> {
     let tmp = temp_sibling(dest)?;

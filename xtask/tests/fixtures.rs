@@ -150,8 +150,10 @@ fn a_go_program_built_again_from_nothing_is_the_same_bytes() {
 fn every_wrapper_module_is_the_one_its_recipe_writes() {
     let stack = stack::load(&paths::stack_file()).unwrap();
     let planned = fixtures::plan(&stack).unwrap();
-    let names = fixtures::programs(&planned);
+    let mut names = fixtures::programs(&planned);
     assert!(names.len() >= 5, "{names:?}");
+    // And the e2e kubernetes tier's node image.
+    names.extend(fixtures::node::plan(&stack).unwrap().programs.into_keys());
     for name in &names {
         let p = stack.program(name).unwrap();
         assert!(
@@ -162,7 +164,10 @@ fn every_wrapper_module_is_the_one_its_recipe_writes() {
     // Every wrapper belongs to a program.
     for e in std::fs::read_dir(paths::go_wrappers_dir()).unwrap() {
         let dir = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(names.contains(&dir), "fixtures/go/{dir} belongs to no [programs] entry the local profile uses");
+        assert!(
+            names.contains(&dir),
+            "fixtures/go/{dir} belongs to no [programs] entry the local profile or [node] uses"
+        );
     }
 }
 

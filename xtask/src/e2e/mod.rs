@@ -17,6 +17,7 @@
 //!    failure, panic, SIGINT and SIGTERM. A later run sweeps what a killed run left.
 
 pub mod cancel;
+pub mod cluster;
 pub mod compose;
 pub mod engine;
 pub mod provision;

@@ -316,7 +316,13 @@ pub fn bundle(stack: &Stack, profile: &str, arch: Arch) -> Result<Utf8PathBuf> {
             "e2e: the fixture images are missing or stale ({lock_file} does not pin what stack.toml builds): \
              building them (`cargo xtask fixtures --push`)"
         );
-        crate::fixtures::run(crate::fixtures::Args { out: None, dry_run: false, push: true })?;
+        crate::fixtures::run(crate::fixtures::Args {
+            out: None,
+            dry_run: false,
+            push: true,
+            node: false,
+            arch: Vec::new(),
+        })?;
     }
     let lock = crate::lock::read(&lock_file)?;
     let opts = crate::bundle::Options {

@@ -53,6 +53,65 @@ impl Tree {
         self.entries.keys().map(String::as_str)
     }
 
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.entries.iter().map(|(p, e)| (p.as_str(), e))
+    }
+
+    /// Remove `path` and everything under it.
+    pub fn remove(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        self.entries.retain(|p, _| p != path && !p.starts_with(&prefix));
+    }
+
+    /// Read a tar archive (`what` names it in errors): directories, files and symlinks as they are
+    /// (mode bits kept, owners and times dropped), a hard link as a copy of its target; entries
+    /// that escape the root are refused; devices, FIFOs and the like are skipped and returned.
+    pub fn read_tar(reader: impl std::io::Read, what: &str) -> Result<(Tree, Vec<String>)> {
+        use std::io::Read;
+        let mut t = Tree::default();
+        let mut skipped = Vec::new();
+        let mut archive = tar::Archive::new(reader);
+        for e in archive.entries().with_context(|| format!("reading {what}"))? {
+            let mut e = e.with_context(|| format!("reading {what}"))?;
+            let raw = e.path().with_context(|| format!("reading {what}"))?.to_string_lossy().into_owned();
+            let path = normalize(&raw).with_context(|| format!("{what}: entry {raw:?}"))?;
+            if raw.starts_with('/') {
+                bail!("{what}: entry {raw:?} is absolute");
+            }
+            let mode = e.header().mode()? & 0o7777;
+            let entry = match e.header().entry_type() {
+                tar::EntryType::Directory => Entry::Dir { mode },
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data).with_context(|| format!("reading {path} in {what}"))?;
+                    Entry::File { mode, data }
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name()?.with_context(|| format!("{what}: symlink {path} has no target"))?;
+                    Entry::Symlink { target: target.to_string_lossy().into_owned() }
+                }
+                tar::EntryType::Link => {
+                    let target = e.link_name()?.with_context(|| format!("{what}: hard link {path} has no target"))?;
+                    let target = normalize(&target.to_string_lossy())?;
+                    match t.entries.get(&target) {
+                        Some(Entry::File { data, .. }) => Entry::File { mode, data: data.clone() },
+                        _ => bail!("{what}: hard link {path} points at {target:?}, which is no earlier file"),
+                    }
+                }
+                _ => {
+                    skipped.push(path);
+                    continue;
+                }
+            };
+            t.insert(&path, entry)?;
+        }
+        Ok((t, skipped))
+    }
+
     /// The uncompressed tar bytes.
     pub fn tar(&self, mtime: u64) -> Result<Vec<u8>> {
         let mut b = tar::Builder::new(Vec::new());
@@ -104,7 +163,13 @@ fn normalize(path: &str) -> Result<String> {
 
 /// gzip with no name and mtime 0, at a fixed level: the same bytes in, the same bytes out.
 pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = GzBuilder::new().mtime(0).write(Vec::new(), Compression::new(9));
+    gzip_at(bytes, 9)
+}
+
+/// [`gzip`] at another fixed level (1 for the large layers of the e2e node image, built often and
+/// never shipped).
+pub fn gzip_at(bytes: &[u8], level: u32) -> Result<Vec<u8>> {
+    let mut enc = GzBuilder::new().mtime(0).write(Vec::new(), Compression::new(level));
     enc.write_all(bytes).context("compressing a layer")?;
     enc.finish().context("compressing a layer")
 }

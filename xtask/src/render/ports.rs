@@ -40,3 +40,9 @@ pub const METASERVER: u16 = 10550;
 pub const EDGE_TUNNEL_FIRST: u16 = 10351;
 /// The e2e workload's HTTP server (`fixtures/e2e/workload/`): the edge workload and `cloud-api`.
 pub const WORKLOAD: u16 = 8080;
+/// kube-apiserver's secure port (k3s' and kubeadm's).
+pub const KUBE_APISERVER: u16 = 6443;
+/// etcd's client, peer and metrics ports, on the server's loopback.
+pub const ETCD_CLIENT: u16 = 2379;
+pub const ETCD_PEER: u16 = 2380;
+pub const ETCD_METRICS: u16 = 2381;

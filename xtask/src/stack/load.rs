@@ -141,6 +141,7 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
     check_e2e(&stack.e2e, report);
     check_matrix(stack, report);
     check_programs(stack, report);
+    check_node(stack, report);
     if s.trace_max_traces == 0 {
         report("settings.trace_max_traces".into(), "must be greater than zero".into());
     }
@@ -421,6 +422,47 @@ fn check_programs(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The node image: programs the stack defines, a Debian suite and packages named as apt names them.
+fn check_node(stack: &Stack, report: &mut dyn FnMut(String, String)) {
+    let Some(node) = &stack.node else { return };
+    if node.programs.is_empty() {
+        report("node.programs".into(), "list the [programs] the node image carries, e.g. [\"kubernetes\"]".into());
+    }
+    for (i, name) in node.programs.iter().enumerate() {
+        if !stack.programs.contains_key(name) {
+            report(
+                format!("node.programs[{i}]"),
+                format!("no [programs.{name}] in the stack: define it, or remove the name"),
+            );
+        }
+    }
+    for (name, dir) in &node.install {
+        if !node.programs.contains(name) {
+            report(
+                format!("node.install.{name}"),
+                "names no program of node.programs: add it there, or remove this".into(),
+            );
+        }
+        if !dir.starts_with('/') || dir.split('/').any(|p| p == "..") {
+            report(
+                format!("node.install.{name}"),
+                format!("{dir:?} must be an absolute folder, e.g. \"/opt/cni/bin\""),
+            );
+        }
+    }
+    let apt_name = |n: &str| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+    };
+    if !apt_name(&node.suite) {
+        report("node.suite".into(), format!("{:?} is not a Debian suite, e.g. \"bookworm\"", node.suite));
+    }
+    for (i, p) in node.debian.iter().enumerate() {
+        if !apt_name(p) {
+            report(format!("node.debian[{i}]"), format!("{p:?} is not a Debian package name, e.g. \"iptables\""));
         }
     }
 }

@@ -31,7 +31,32 @@ pub struct Stack {
     /// Programs built from Go modules by `cargo xtask fixtures` for the local profile's images.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub programs: BTreeMap<Name, GoProgram>,
+    /// The node image of the e2e `kubernetes` tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<Node>,
     pub profiles: BTreeMap<Name, Profile>,
+}
+
+/// The node image of the e2e `kubernetes` tier: Kubernetes, etcd, containerd and the CNI plugins
+/// from their Go modules (`programs`), on a Debian minbase of `suite` with `debian`'s packages.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// The image's name in the Docker engine (never pushed anywhere).
+    pub image: ImageRef,
+    pub programs: Vec<Name>,
+    /// The folder a program's binaries go to where it is not `/usr/local/bin` (CNI plugins).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub install: BTreeMap<Name, String>,
+    pub suite: String,
+    pub debian: Vec<String>,
+}
+
+impl Node {
+    /// The folder (absolute) `program`'s binaries are installed in.
+    pub fn bin_dir(&self, program: &str) -> &str {
+        self.install.iter().find(|(n, _)| n.as_str() == program).map(|(_, d)| d.as_str()).unwrap_or("/usr/local/bin")
+    }
 }
 
 impl Stack {
@@ -63,6 +88,10 @@ pub struct GoProgram {
     pub ldflags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The binary a package is installed as where that is not the package's last element
+    /// (`"." = "etcd"` for a module whose path ends in its major version).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, String>,
     /// Whether the program needs cgo (`CGO_ENABLED=1`); off by default, for static binaries.
     #[serde(default)]
     pub cgo: bool,
@@ -114,10 +143,13 @@ impl GoProgram {
     pub fn binaries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.packages.iter().map(|p| match &self.collector {
             Some(c) => (p.as_str(), c.name.as_str()),
-            None => {
-                let from = if p == "." { self.module.as_str() } else { p.as_str() };
-                (p.as_str(), from.rsplit('/').next().unwrap_or(from))
-            }
+            None => match self.names.get(p) {
+                Some(name) => (p.as_str(), name.as_str()),
+                None => {
+                    let from = if p == "." { self.module.as_str() } else { p.as_str() };
+                    (p.as_str(), from.rsplit('/').next().unwrap_or(from))
+                }
+            },
         })
     }
 

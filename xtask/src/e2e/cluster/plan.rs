@@ -1,0 +1,471 @@
+//! The cluster as data (pure): its nodes, what each runs and every file each is given. A
+//! Kubernetes v1.34 cluster of the parts k3s is made of (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler on the server; containerd, kubelet on every node;
+//! kube-proxy and the cluster's bridge network on cloud nodes only), with edges set up as
+//! KubeEdge sets them: the kubelet on loopback only, its endpoint port the tunnel port, its read-only
+//! port edged's, registered with the edge taint. `--dry-run` prints it; tests snapshot it with
+//! placeholder secrets.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::json;
+
+use super::pki::{self, Secrets};
+use crate::render::ports;
+use crate::stack::Arch;
+
+/// Where a node's files go.
+pub const ETC: &str = "/etc/kubeprepare";
+/// The name the harness checks the API server's certificate against (it dials an address).
+pub const APISERVER_TLS_NAME: &str = "kubernetes";
+pub const APISERVER_PORT: u16 = ports::KUBE_APISERVER;
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The `kubernetes` Service's address, the first of the service range.
+pub const SERVICE_IP: &str = "10.96.0.1";
+pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The edge node label and taint KubeEdge's nodes carry (SPEC: `node-role.kubernetes.io/edge: ""`).
+pub const EDGE_ROLE: &str = "node-role.kubernetes.io/edge";
+/// The tunnel port cloudcore negotiates for its first instance (ConfigMap `kubeedge/tunnelport`):
+/// every edge Node's `status.daemonEndpoints.kubeletEndpoint.Port`.
+pub const TUNNEL_PORT: u16 = ports::EDGE_TUNNEL_FIRST;
+/// The kubelet's default port, on cloud nodes.
+pub const KUBELET_PORT: u16 = ports::KUBELET;
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The control plane and a kubelet (a k3s server).
+    Server,
+    /// A cloud kubelet (a k3s agent).
+    Agent,
+    /// A kubelet playing a KubeEdge edge node.
+    Edge,
+}
+
+/// One process of a node, kept running by the node's init (restarted a second after it exits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+/// A file given to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct File {
+    pub mode: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub role: Role,
+    pub arch: Arch,
+    /// This node's pod subnet.
+    pub pod_cidr: String,
+    pub processes: Vec<Process>,
+    /// Absolute path → file.
+    pub files: BTreeMap<String, File>,
+}
+
+impl Node {
+    pub fn is_edge(&self) -> bool {
+        self.role == Role::Edge
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub image: String,
+    pub kubernetes: String,
+    pub nodes: Vec<Node>,
+}
+
+/// The cluster's shape: how many nodes of each kind, and the arch of its edges.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub image: String,
+    pub kubernetes: String,
+    pub agents: usize,
+    pub edges: usize,
+    pub edge_arch: Arch,
+    /// The containerd sandbox ("pause") image: the bundle's probe image, imported on every node.
+    pub sandbox_image: String,
+    /// The node-monitor grace period, in seconds (short, so a cut edge turns NotReady soon).
+    pub node_grace_seconds: u32,
+    /// edged's read-only server on the edge's loopback (`settings.edge.kubelet_readonly`).
+    pub edge_readonly_port: u16,
+}
+
+impl Shape {
+    /// Node names in order: `server`, `agent-<i>`, `edge-<i>`.
+    pub fn names(&self) -> Vec<(String, Role)> {
+        let mut out = vec![("server".to_string(), Role::Server)];
+        out.extend((0..self.agents).map(|i| (format!("agent-{i}"), Role::Agent)));
+        out.extend((0..self.edges).map(|i| (format!("edge-{i}"), Role::Edge)));
+        out
+    }
+
+    /// The names and addresses the API server's certificate (and the tunnel's) carries, besides
+    /// the server's container name (which nodes dial).
+    pub fn server_names() -> Vec<String> {
+        [
+            APISERVER_TLS_NAME,
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            SERVICE_IP,
+            "127.0.0.1",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// The plan of a cluster of `shape` with `secrets`, whose server the nodes reach at
+/// `server_host` (its container's name on the cluster network). Pure.
+pub fn plan(shape: &Shape, secrets: &Secrets, server_host: &str) -> Result<Plan> {
+    let mut nodes = Vec::new();
+    for (i, (name, role)) in shape.names().into_iter().enumerate() {
+        let arch = if role == Role::Edge { shape.edge_arch } else { Arch::Amd64 };
+        let pod_cidr = format!("10.244.{i}.0/24");
+        let mut n = Node { name: name.clone(), role, arch, pod_cidr, processes: Vec::new(), files: BTreeMap::new() };
+        common(&mut n, shape, secrets)?;
+        if role == Role::Server {
+            control_plane(&mut n, shape, secrets, server_host)?;
+        }
+        kubelet(&mut n, shape, secrets, server_host)?;
+        if role != Role::Edge {
+            kube_proxy(&mut n, secrets, server_host)?;
+        }
+        let init = init_script(&n);
+        n.files.insert(format!("{ETC}/init.sh"), File { mode: 0o755, text: init });
+        nodes.push(n);
+    }
+    Ok(Plan { image: shape.image.clone(), kubernetes: shape.kubernetes.clone(), nodes })
+}
+
+fn file(n: &mut Node, path: &str, text: String) {
+    n.files.insert(path.to_string(), File { mode: 0o644, text });
+}
+
+fn secret(n: &mut Node, path: &str, text: &str) {
+    n.files.insert(path.to_string(), File { mode: 0o600, text: text.to_string() });
+}
+
+fn arg(flag: &str, value: impl std::fmt::Display) -> String {
+    format!("--{flag}={value}")
+}
+
+/// What every node has: the CA, containerd and its configuration, the CNI configuration, and
+/// the kernel settings the kubelet checks, as files (see [`init_script`]).
+fn common(n: &mut Node, shape: &Shape, secrets: &Secrets) -> Result<()> {
+    secret(n, &format!("{ETC}/pki/ca.crt"), &secrets.ca.cert);
+    file(n, "/etc/containerd/config.toml", containerd_config(&shape.sandbox_image)?);
+    // The cluster's bridge on every node; on edges it is the edge's own (KubeEdge brings no cloud
+    // CNI to edges): no route leads to an edge's pod subnet from the cloud.
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": "kubeprepare",
+        "plugins": [
+            {
+                "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                "ipam": { "type": "host-local", "ranges": [[{ "subnet": n.pod_cidr }]], "routes": [{ "dst": "0.0.0.0/0" }] }
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } }
+        ]
+    });
+    file(n, "/etc/cni/net.d/10-kubeprepare.conflist", serde_json::to_string_pretty(&conflist)? + "\n");
+    for (key, value) in KERNEL_DEFAULTS {
+        file(n, &format!("{ETC}/sysctl/{key}"), format!("{value}\n"));
+    }
+    n.processes.push(Process {
+        name: "containerd".into(),
+        argv: vec!["containerd".into(), arg("config", "/etc/containerd/config.toml")],
+    });
+    Ok(())
+}
+
+/// The kernel settings the kubelet wants (`protectKernelDefaults` checks them instead of writing
+/// them): bind-mounted read-only over `/proc/sys` in each node, so a kubelet in a container never
+/// rewrites the host's, which are not namespaced.
+pub const KERNEL_DEFAULTS: [(&str, &str); 6] = [
+    ("vm.overcommit_memory", "1"),
+    ("vm.panic_on_oom", "0"),
+    ("kernel.panic", "10"),
+    ("kernel.panic_on_oops", "1"),
+    ("kernel.keys.root_maxkeys", "1000000"),
+    ("kernel.keys.root_maxbytes", "25000000"),
+];
+
+fn containerd_config(sandbox: &str) -> Result<String> {
+    let config = json!({
+        "version": 3,
+        "root": "/var/lib/containerd",
+        "state": "/run/containerd",
+        "grpc": { "address": "/run/containerd/containerd.sock" },
+        "plugins": {
+            "io.containerd.cri.v1.images": {
+                "snapshotter": "overlayfs",
+                "pinned_images": { "sandbox": sandbox },
+                // No registry is ever asked: a missing image fails at once.
+                "registry": { "config_path": "" }
+            },
+            "io.containerd.cri.v1.runtime": {
+                // The node container lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj.
+                "restrict_oom_score_adj": true,
+                "containerd": { "runtimes": { "runc": {
+                    "runtime_type": "io.containerd.runc.v2",
+                    "options": { "SystemdCgroup": false }
+                } } },
+                "cni": { "bin_dirs": ["/opt/cni/bin"], "conf_dir": "/etc/cni/net.d" }
+            }
+        }
+    });
+    let header = "# Generated by cargo xtask e2e (kubernetes tier); do not edit.\n";
+    Ok(format!("{header}{}", toml::to_string(&config)?))
+}
+
+/// A kubeconfig for `user` with a bearer token, reaching the API server at `server`.
+fn kubeconfig(server: &str, user: &str, token: &str) -> Result<String> {
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "e2e", "cluster": {
+            "server": format!("https://{server}:{APISERVER_PORT}"),
+            "certificate-authority": format!("{ETC}/pki/ca.crt")
+        } }],
+        "users": [{ "name": user, "user": { "token": token } }],
+        "contexts": [{ "name": "e2e", "context": { "cluster": "e2e", "user": user } }],
+        "current-context": "e2e"
+    });
+    Ok(serde_yaml_ng::to_string(&config)?)
+}
+
+fn control_plane(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()> {
+    let pki = format!("{ETC}/pki");
+    for (name, pair) in [("apiserver", &s.apiserver), ("apiserver-kubelet-client", &s.apiserver_kubelet_client)] {
+        secret(n, &format!("{pki}/{name}.crt"), &pair.cert);
+        secret(n, &format!("{pki}/{name}.key"), &pair.key);
+    }
+    secret(n, &format!("{pki}/sa.pub"), &s.service_account.cert);
+    secret(n, &format!("{pki}/sa.key"), &s.service_account.key);
+    secret(n, &format!("{ETC}/tokens.csv"), &s.token_file());
+    for (file_name, user) in [("controller-manager", pki::CONTROLLER_MANAGER_USER), ("scheduler", pki::SCHEDULER_USER)]
+    {
+        secret(n, &format!("{ETC}/{file_name}.kubeconfig"), &kubeconfig(server, user, s.token(user)?)?);
+    }
+    let etcd_client = format!("http://127.0.0.1:{}", ports::ETCD_CLIENT);
+    let etcd_peer = format!("http://127.0.0.1:{}", ports::ETCD_PEER);
+    n.processes.push(Process {
+        name: "etcd".into(),
+        argv: vec![
+            "etcd".into(),
+            arg("name", "server"),
+            arg("data-dir", "/var/lib/etcd"),
+            arg("listen-client-urls", &etcd_client),
+            arg("advertise-client-urls", &etcd_client),
+            arg("listen-peer-urls", &etcd_peer),
+            arg("initial-advertise-peer-urls", &etcd_peer),
+            arg("initial-cluster", format!("server={etcd_peer}")),
+            arg("listen-metrics-urls", format!("http://127.0.0.1:{}", ports::ETCD_METRICS)),
+        ],
+    });
+    n.processes.push(Process {
+        name: "kube-apiserver".into(),
+        argv: vec![
+            "kube-apiserver".into(),
+            arg("etcd-servers", &etcd_client),
+            arg("secure-port", APISERVER_PORT),
+            arg("service-cluster-ip-range", SERVICE_CIDR),
+            arg("token-auth-file", format!("{ETC}/tokens.csv")),
+            arg("authorization-mode", "Node,RBAC"),
+            arg("enable-admission-plugins", "NodeRestriction"),
+            arg("tls-cert-file", format!("{pki}/apiserver.crt")),
+            arg("tls-private-key-file", format!("{pki}/apiserver.key")),
+            arg("client-ca-file", format!("{pki}/ca.crt")),
+            arg("kubelet-client-certificate", format!("{pki}/apiserver-kubelet-client.crt")),
+            arg("kubelet-client-key", format!("{pki}/apiserver-kubelet-client.key")),
+            arg("kubelet-preferred-address-types", "InternalIP"),
+            arg("service-account-key-file", format!("{pki}/sa.pub")),
+            arg("service-account-signing-key-file", format!("{pki}/sa.key")),
+            arg("service-account-issuer", "https://kubernetes.default.svc"),
+            arg("allow-privileged", "true"),
+            arg("profiling", "false"),
+        ],
+    });
+    n.processes.push(Process {
+        name: "kube-controller-manager".into(),
+        argv: vec![
+            "kube-controller-manager".into(),
+            arg("kubeconfig", format!("{ETC}/controller-manager.kubeconfig")),
+            arg("use-service-account-credentials", "true"),
+            arg("service-account-private-key-file", format!("{pki}/sa.key")),
+            arg("root-ca-file", format!("{pki}/ca.crt")),
+            arg("service-cluster-ip-range", SERVICE_CIDR),
+            arg("node-monitor-grace-period", format!("{}s", shape.node_grace_seconds)),
+            arg("leader-elect", "false"),
+            arg("profiling", "false"),
+        ],
+    });
+    n.processes.push(Process {
+        name: "kube-scheduler".into(),
+        argv: vec![
+            "kube-scheduler".into(),
+            arg("kubeconfig", format!("{ETC}/scheduler.kubeconfig")),
+            arg("leader-elect", "false"),
+            arg("profiling", "false"),
+        ],
+    });
+    Ok(())
+}
+
+fn kubelet(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()> {
+    let user = pki::node_user(&n.name);
+    secret(n, &format!("{ETC}/kubelet.kubeconfig"), &kubeconfig(server, &user, s.token(&user)?)?);
+    let mut config = json!({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "cgroupfs",
+        "failSwapOn": false,
+        "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+        "authentication": {
+            "anonymous": { "enabled": false },
+            "webhook": { "enabled": true },
+            "x509": { "clientCAFile": format!("{ETC}/pki/ca.crt") }
+        },
+        "authorization": { "mode": "Webhook" },
+        "clusterDomain": "cluster.local",
+        "protectKernelDefaults": true,
+        // A full-ish host disk must neither evict the pods nor collect the imported images.
+        "evictionHard": { "memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%" },
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "podCIDR": n.pod_cidr,
+        "serializeImagePulls": false,
+    });
+    if n.is_edge() {
+        // As edged: the kubelet only on the edge's loopback (the cloud reaches it through the
+        // tunnel), its endpoint port the tunnel port, the read-only server on 10350, and
+        // like KubeEdge's stream server, no token asked of what comes through the tunnel.
+        config["address"] = json!("127.0.0.1");
+        config["port"] = json!(TUNNEL_PORT);
+        config["readOnlyPort"] = json!(shape.edge_readonly_port);
+        config["authentication"]["anonymous"]["enabled"] = json!(true);
+        config["authorization"]["mode"] = json!("AlwaysAllow");
+        config["registerWithTaints"] = json!([{ "key": EDGE_ROLE, "effect": "NoSchedule" }]);
+    }
+    file(n, &format!("{ETC}/kubelet.yaml"), serde_yaml_ng::to_string(&config)?);
+    n.processes.push(Process {
+        name: "kubelet".into(),
+        argv: vec![
+            "kubelet".into(),
+            arg("config", format!("{ETC}/kubelet.yaml")),
+            arg("kubeconfig", format!("{ETC}/kubelet.kubeconfig")),
+            arg("hostname-override", &n.name),
+        ],
+    });
+    Ok(())
+}
+
+fn kube_proxy(n: &mut Node, s: &Secrets, server: &str) -> Result<()> {
+    let user = pki::KUBE_PROXY_USER;
+    secret(n, &format!("{ETC}/kube-proxy.kubeconfig"), &kubeconfig(server, user, s.token(user)?)?);
+    n.processes.push(Process {
+        name: "kube-proxy".into(),
+        argv: vec![
+            "kube-proxy".into(),
+            arg("kubeconfig", format!("{ETC}/kube-proxy.kubeconfig")),
+            arg("hostname-override", &n.name),
+            arg("cluster-cidr", CLUSTER_CIDR),
+            arg("proxy-mode", "iptables"),
+            // Conntrack's limits are the host's: leave them alone.
+            arg("conntrack-max-per-core", 0),
+            arg("conntrack-tcp-timeout-established", "0s"),
+            arg("conntrack-tcp-timeout-close-wait", "0s"),
+            arg("profiling", "false"),
+        ],
+    });
+    Ok(())
+}
+
+/// The node's init (its container's command): shared mounts, writable cgroups, `/dev/kmsg`, the
+/// kernel defaults bound over `/proc/sys`, then every process kept running, its output in
+/// `/var/log/<name>.log`. Built from data; each word quoted.
+pub fn init_script(n: &Node) -> String {
+    use crate::render::scripts::quote;
+    let mut s = String::new();
+    s.push_str("#!/bin/sh\n");
+    s.push_str(&format!(
+        "# Generated by cargo xtask e2e (kubernetes tier): the init of node {}; do not edit.\nset -eu\n",
+        n.name
+    ));
+    s.push_str("trap 'kill 0; exit 0' TERM INT\n");
+    s.push_str("mount --make-rshared /\n");
+    s.push_str("mount -o remount,rw /sys/fs/cgroup\n");
+    s.push_str("for c in /sys/fs/cgroup/*; do [ -L \"$c\" ] || mount -o remount,bind,rw \"$c\"; done\n");
+    s.push_str("[ -e /dev/kmsg ] || mknod /dev/kmsg c 1 11\n");
+    for (key, _) in KERNEL_DEFAULTS {
+        let target = format!("/proc/sys/{}", key.replace('.', "/"));
+        let src = format!("{ETC}/sysctl/{key}");
+        s.push_str(&format!("mount --bind {} {t} && mount -o remount,bind,ro {t}\n", quote(&src), t = quote(&target)));
+    }
+    s.push_str("mkdir -p /var/log /var/lib/etcd /var/lib/kubelet\n");
+    s.push_str(
+        "keep() { name=$1; shift; ( while :; do \"$@\" >>\"/var/log/$name.log\" 2>&1 || true; \
+         echo \"$name exited\" >>\"/var/log/$name.log\"; sleep 1; done ) & }\n",
+    );
+    for p in &n.processes {
+        let words: Vec<String> = p.argv.iter().map(|w| quote(w)).collect();
+        s.push_str(&format!("keep {} {}\n", quote(&p.name), words.join(" ")));
+    }
+    s.push_str("wait\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> Shape {
+        Shape {
+            image: "kubeprepare.local/e2e/node:v1.34.2".into(),
+            kubernetes: "v1.34.2".into(),
+            agents: 1,
+            edges: 2,
+            edge_arch: Arch::Amd64,
+            sandbox_image: "probe:1".into(),
+            node_grace_seconds: 20,
+            edge_readonly_port: crate::stack::EdgePorts::default().kubelet_readonly,
+        }
+    }
+
+    #[test]
+    fn edges_are_set_up_as_kubeedge_sets_them() {
+        let s = shape();
+        let names: Vec<String> = s.names().into_iter().map(|(n, _)| n).collect();
+        let secrets = Secrets::generate(&Shape::server_names(), &names).unwrap();
+        let p = plan(&s, &secrets, "run-server").unwrap();
+        assert_eq!(names, ["server", "agent-0", "edge-0", "edge-1"]);
+        let edge = &p.nodes[2];
+        let kubelet: serde_json::Value =
+            serde_yaml_ng::from_str(&edge.files[&format!("{ETC}/kubelet.yaml")].text).unwrap();
+        assert_eq!(kubelet["address"], "127.0.0.1");
+        assert_eq!(kubelet["port"], TUNNEL_PORT);
+        assert_eq!(kubelet["registerWithTaints"][0]["key"], EDGE_ROLE);
+        assert!(!edge.processes.iter().any(|p| p.name == "kube-proxy"), "no kube-proxy on edges");
+        assert!(p.nodes[1].processes.iter().any(|p| p.name == "kube-proxy"));
+        assert!(!edge.files.contains_key(&format!("{ETC}/tokens.csv")), "an edge holds no one else's token");
+        let cidrs: std::collections::BTreeSet<&str> = p.nodes.iter().map(|n| n.pod_cidr.as_str()).collect();
+        assert_eq!(cidrs.len(), 4, "each node its own pod subnet");
+        let init = &edge.files[&format!("{ETC}/init.sh")].text;
+        assert!(
+            init.contains("mount --bind '/etc/kubeprepare/sysctl/kernel.panic' '/proc/sys/kernel/panic'"),
+            "{init}"
+        );
+        toml::from_str::<toml::Value>(&edge.files["/etc/containerd/config.toml"].text).unwrap();
+    }
+}
