@@ -33,6 +33,10 @@ pub struct ProfileLock {
     /// Programs built from Go modules into the images (local profile): `<program>/linux/<arch>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub programs: BTreeMap<String, LockedProgram>,
+    /// sha256 of the image plan the images were assembled from (local profile: entrypoints,
+    /// defaults, ports, sources), so a change to how an image is put together makes the lock stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// What went into one program's build (CONVENTIONS §17).

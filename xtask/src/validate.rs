@@ -354,7 +354,6 @@ struct Rule {
 /// round trip unchanged: a misspelt or misplaced field is dropped by the typed
 /// object, so the round trip shows it.
 pub fn check_manifests(text: &str) -> Result<()> {
-    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, storage::v1 as storage};
     let mut n = 0;
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Value::deserialize(doc).context("not valid YAML")?;
@@ -362,25 +361,42 @@ pub fn check_manifests(text: &str) -> Result<()> {
             continue;
         }
         n += 1;
-        let kind = format!("{}/{}", value["apiVersion"].as_str().unwrap_or("?"), value["kind"].as_str().unwrap_or("?"));
-        let round = match kind.as_str() {
-            "v1/Namespace" => round_trip::<core::Namespace>(&value),
-            "v1/ConfigMap" => round_trip::<core::ConfigMap>(&value),
-            "v1/Secret" => round_trip::<core::Secret>(&value),
-            "v1/Service" => round_trip::<core::Service>(&value),
-            "apps/v1/DaemonSet" => round_trip::<apps::DaemonSet>(&value),
-            "apps/v1/Deployment" => round_trip::<apps::Deployment>(&value),
-            "storage.k8s.io/v1/StorageClass" => round_trip::<storage::StorageClass>(&value),
-            "helm.cattle.io/v1/HelmChart" => round_trip::<crate::render::manifests::HelmChart>(&value),
-            "monitoring.coreos.com/v1/PrometheusRule" => round_trip::<PrometheusRule>(&value),
-            other => bail!("document {n}: unknown kind {other}; add it to validate::check_manifests"),
-        };
-        round.with_context(|| format!("document {n} ({kind})"))?;
+        if value["apiVersion"] == "v1" && value["kind"] == "List" {
+            let items = value["items"].as_array().filter(|i| !i.is_empty());
+            let items = items.with_context(|| format!("document {n}: a List with no items"))?;
+            for (i, item) in items.iter().enumerate() {
+                check_object(item).with_context(|| format!("document {n}, item {i}"))?;
+            }
+        } else {
+            check_object(&value).with_context(|| format!("document {n}"))?;
+        }
     }
     if n == 0 {
         bail!("no Kubernetes object in the file");
     }
     Ok(())
+}
+
+/// One object, deserialized into its k8s-openapi type and back with nothing lost.
+fn check_object(value: &Value) -> Result<()> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, rbac::v1 as rbac, storage::v1 as storage};
+    let kind = format!("{}/{}", value["apiVersion"].as_str().unwrap_or("?"), value["kind"].as_str().unwrap_or("?"));
+    let round = match kind.as_str() {
+        "v1/Namespace" => round_trip::<core::Namespace>(value),
+        "v1/ConfigMap" => round_trip::<core::ConfigMap>(value),
+        "v1/Secret" => round_trip::<core::Secret>(value),
+        "v1/Service" => round_trip::<core::Service>(value),
+        "v1/ServiceAccount" => round_trip::<core::ServiceAccount>(value),
+        "apps/v1/DaemonSet" => round_trip::<apps::DaemonSet>(value),
+        "apps/v1/Deployment" => round_trip::<apps::Deployment>(value),
+        "rbac.authorization.k8s.io/v1/ClusterRole" => round_trip::<rbac::ClusterRole>(value),
+        "rbac.authorization.k8s.io/v1/ClusterRoleBinding" => round_trip::<rbac::ClusterRoleBinding>(value),
+        "storage.k8s.io/v1/StorageClass" => round_trip::<storage::StorageClass>(value),
+        "helm.cattle.io/v1/HelmChart" => round_trip::<crate::render::manifests::HelmChart>(value),
+        "monitoring.coreos.com/v1/PrometheusRule" => round_trip::<PrometheusRule>(value),
+        other => bail!("unknown kind {other}; add it to validate::check_object"),
+    };
+    round.with_context(|| kind.clone())
 }
 
 fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Result<()> {
@@ -450,4 +466,23 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{failed} validation(s) failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_manifests;
+
+    #[test]
+    fn a_list_is_checked_item_by_item_and_an_empty_one_refused() {
+        let ok =
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata:\n    name: a\n";
+        check_manifests(ok).unwrap();
+        let bad = ok.replace("kind: ServiceAccount", "kind: ServiceAcount");
+        let err = format!("{:#}", check_manifests(&bad).unwrap_err());
+        assert!(err.contains("document 1, item 0") && err.contains("v1/ServiceAcount"), "{err}");
+        let typo = ok.replace("metadata:", "metdata:");
+        assert!(format!("{:#}", check_manifests(&typo).unwrap_err()).contains("metdata"));
+        let empty = "apiVersion: v1\nkind: List\nitems: []\n";
+        assert!(format!("{:#}", check_manifests(empty).unwrap_err()).contains("a List with no items"));
+    }
 }

@@ -65,17 +65,20 @@ async fn check(c: &Cluster, shape: &plan::Shape) -> anyhow::Result<()> {
     .await;
     ensure!(!matches!(dialled, Ok(Ok(_))), "the harness reached edge-0's kubelet at {edge}");
 
-    // A pod on an edge and one on a cloud agent, from the bundle's probe image, never pulled.
+    // A pod on an edge and one on a cloud agent, from the bundle's probe image, never pulled; each
+    // serves HTTP on its node's own network.
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
     for (name, node) in [("on-edge", "edge-0"), ("on-agent", "agent-0")] {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name },
             "spec": {
                 "nodeName": node,
+                "hostNetwork": true,
                 "tolerations": [{ "key": plan::EDGE_ROLE, "operator": "Exists", "effect": "NoSchedule" }],
                 "containers": [{
                     "name": "c", "image": shape.sandbox_image, "imagePullPolicy": "Never",
-                    "command": ["/bin/busybox", "sh", "-c", "echo up; sleep 3600"]
+                    "command": ["/bin/busybox", "sh", "-c",
+                        format!("echo up; exec /bin/busybox httpd -f -p {HOST_PORT} -h /etc")]
                 }]
             }
         }))?;
@@ -102,5 +105,143 @@ async fn check(c: &Cluster, shape: &plan::Shape) -> anyhow::Result<()> {
         .map(|e| e.message.unwrap_or_default())
         .collect();
     ensure!(pulls.is_empty(), "images were pulled: {pulls:?}");
+
+    // The edge is behind NAT: what listens on its network is not reachable, what listens on a
+    // cloud node's is (the check can fail).
+    let dial = |node: &str| {
+        let addr = c.addresses[node];
+        async move {
+            let connect = tokio::net::TcpStream::connect((addr, HOST_PORT));
+            matches!(tokio::time::timeout(std::time::Duration::from_secs(3), connect).await, Ok(Ok(_)))
+        }
+    };
+    let served = xtask::e2e::engine::wait_for("agent-0's pod to serve", std::time::Duration::from_secs(30), || async {
+        Ok(dial("agent-0").await.then_some(()))
+    })
+    .await;
+    if let Err(e) = served {
+        let mut why = String::new();
+        for name in ["on-agent", "on-edge"] {
+            let status = pods.get(name).await.ok().and_then(|p| p.status);
+            let last = pods.logs(name, &kube::api::LogParams { previous: true, ..Default::default() }).await;
+            why.push_str(&format!("\n{name}: {status:?}\nits last run logged: {last:?}"));
+        }
+        return Err(e.context(why));
+    }
+    ensure!(!dial("edge-0").await, "the harness opened a connection to edge-0: it is not behind NAT");
+
+    // Through the tunnel, as Prometheus scrapes an edge kubelet on KubeEdge: from cloudcore's node,
+    // at the edge's InternalIP and tunnel port; iptables-manager's DNAT sends it to the stream
+    // server, which finds the edge by that address and goes through its tunnel to the kubelet.
+    let edge_ip = c.addresses["edge-0"].to_string();
+    for (path, expect) in
+        [("metrics", "kubelet_running_pods"), ("metrics/cadvisor", "container_cpu_usage_seconds_total")]
+    {
+        let url = format!("https://{edge_ip}:{}/{path}", plan::TUNNEL_PORT);
+        let body =
+            c.exec("server", &["edge-tunnel", "get", &url]).await.context("a scrape of edge-0 through the tunnel")?;
+        ensure!(body.contains(expect), "{url} is not the kubelet's: {:.300}", body);
+    }
+    // `kubectl logs` of an edge pod: the kubelet's TLS server through the same tunnel.
+    let logs = pods.logs("on-edge", &Default::default()).await.context("the logs of a pod on edge-0")?;
+    ensure!(logs.trim() == "up", "on-edge logged {logs:?}");
+    prometheus_scrapes_the_edges_through_the_tunnel(c).await?;
+
+    // Port-forward is not in KubeEdge v1.22's stream tunnel: the emulation refuses it too.
+    let forward = c
+        .client
+        .request_text(http::Request::get("/api/v1/nodes/edge-0/proxy/portForward/default/on-edge").body(Vec::new())?)
+        .await;
+    ensure!(forward.is_err(), "port-forward to an edge answered: {forward:?}");
     Ok(())
 }
+
+/// The local profile's Prometheus, rendered as Kubernetes objects and applied, discovers the
+/// edges through the real API server and scrapes their kubelets through the tunnel, as the
+/// upstream profile's jobs do on KubeEdge; read through the API server's service proxy.
+async fn prometheus_scrapes_the_edges_through_the_tunnel(c: &Cluster) -> anyhow::Result<()> {
+    use anyhow::{Context, ensure};
+    use xtask::render::{self, names, workloads};
+    let stack = stack::load(&paths::stack_file())?;
+    let files = render::render(&render::Ctx::new(&stack, "local", Arch::host().context("an unknown host arch")?)?)?;
+    for file in ["manifests/00-namespace.yaml", workloads::PROMETHEUS_FILE] {
+        let text = files.get(file).with_context(|| format!("the local profile renders no {file}"))?;
+        c.apply(text, file).await?;
+    }
+    let ns = stack.settings.namespace.as_str();
+    // Through the API server's service proxy, and through a port-forward as the scenarios read it.
+    let ready_path = format!("/api/v1/namespaces/{ns}/services/prometheus:web/proxy/-/ready");
+    xtask::e2e::engine::wait_for("Prometheus ready (service proxy)", std::time::Duration::from_secs(90), || async {
+        Ok(c.client.request_text(http::Request::get(&ready_path).body(Vec::new())?).await.ok())
+    })
+    .await?;
+    let forward = c.forward(ns, "prometheus", xtask::render::ports::PROMETHEUS).await?;
+    let http = reqwest::Client::new();
+    let query = format!("up{{job=\"{}\"}}", names::JOB_EDGE_CADVISOR);
+    let url = format!("{}/api/v1/query", forward.url());
+    let last = std::sync::Mutex::new(String::new());
+    let found = xtask::e2e::engine::wait_for(
+        "Prometheus to scrape both edges' cAdvisor",
+        std::time::Duration::from_secs(120),
+        || async {
+            let Ok(resp) = http.get(&url).query(&[("query", &query)]).send().await else { return Ok(None) };
+            let text = resp.text().await.unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let up: BTreeMap<String, String> = v["data"]["result"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .map(|s| {
+                            (
+                                s["metric"]["node"].as_str().unwrap_or("").to_string(),
+                                s["value"][1].as_str().unwrap_or("").to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            *last.lock().unwrap() = text;
+            Ok((up.len() == 2 && up.values().all(|v| v == "1")).then_some(up))
+        },
+    )
+    .await;
+    cluster_dns_resolves_the_services(c, ns, &stack).await?;
+    let up = found.with_context(|| format!("the last answer: {}", last.lock().unwrap()))?;
+    ensure!(up.keys().map(String::as_str).eq(["edge-0", "edge-1"]), "{up:?}");
+    Ok(())
+}
+
+/// A cloud pod resolves a Service's name through the cluster DNS (CoreDNS on the server node,
+/// behind the `kube-dns` Service kubelets give their pods).
+async fn cluster_dns_resolves_the_services(c: &Cluster, ns: &str, stack: &stack::Stack) -> anyhow::Result<()> {
+    use anyhow::{Context, ensure};
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(c.client.clone(), ns);
+    let ip =
+        services.get("prometheus").await?.spec.and_then(|s| s.cluster_ip).context("prometheus has no ClusterIP")?;
+    let name = format!("prometheus.{ns}.svc.{}", plan::CLUSTER_DOMAIN);
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let image = cluster::shape(stack, 1, 2, Arch::host().context("host arch")?)?.sandbox_image;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "resolver" },
+        "spec": {
+            "nodeName": "agent-0",
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "c", "image": image, "imagePullPolicy": "Never",
+                "command": ["/bin/busybox", "nslookup", name]
+            }]
+        }
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    xtask::e2e::engine::wait_for("the resolver pod to finish", std::time::Duration::from_secs(60), || async {
+        let phase = pods.get("resolver").await?.status.and_then(|s| s.phase).unwrap_or_default();
+        Ok(matches!(phase.as_str(), "Succeeded" | "Failed").then_some(()))
+    })
+    .await?;
+    let out = pods.logs("resolver", &Default::default()).await?;
+    ensure!(out.contains(&ip), "{name} did not resolve to {ip}:\n{out}");
+    Ok(())
+}
+
+/// What the test pods serve on their node's network.
+const HOST_PORT: u16 = 18080;

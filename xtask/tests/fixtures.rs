@@ -171,6 +171,17 @@ fn every_wrapper_module_is_the_one_its_recipe_writes() {
     }
 }
 
+/// Our own Go programs (`local = true`: the edge tunnel) pass their Go tests.
+#[test]
+fn our_own_go_programs_pass_their_go_tests() {
+    let stack = stack::load(&paths::stack_file()).unwrap();
+    let ours: Vec<_> = stack.programs.iter().filter(|(_, p)| p.local).collect();
+    assert!(!ours.is_empty(), "stack.toml has no program of our own");
+    for (name, p) in ours {
+        go::test(name.as_str(), p).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
 /// A changed recipe rebuilds its program and the images that carry it, and nothing else; an
 /// unchanged one is not rebuilt at all.
 #[test]

@@ -102,6 +102,8 @@ pub struct RuntimeConfig {
     pub env: Vec<String>,
     #[serde(rename = "Entrypoint")]
     pub entrypoint: Vec<String>,
+    #[serde(rename = "Cmd", default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
     #[serde(rename = "ExposedPorts", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
     #[serde(rename = "Labels", default, skip_serializing_if = "BTreeMap::is_empty")]

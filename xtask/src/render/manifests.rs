@@ -52,7 +52,7 @@ pub struct HelmChartSpec {
     pub values_content: String,
 }
 
-fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)]) -> ObjectMeta {
+pub(super) fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)]) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
         namespace: namespace.map(Into::into),
@@ -61,8 +61,8 @@ fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)]) -> ObjectM
     }
 }
 
-const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "kubeprepare-observability");
-const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubeprepare");
+pub(super) const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "kubeprepare-observability");
+pub(super) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubeprepare");
 
 pub fn namespace(ctx: &Ctx<'_>) -> Namespace {
     Namespace { metadata: meta(ctx.namespace(), None, &[PART_OF, MANAGED_BY]), ..Default::default() }
@@ -82,13 +82,18 @@ pub fn storage_class(ctx: &Ctx<'_>) -> StorageClass {
 
 /// Node affinity that keeps a pod on edge nodes (`Exists`) or off them (`DoesNotExist`).
 pub fn edge_affinity(on_edge: bool) -> Affinity {
+    node_affinity(EDGE_NODE_LABEL, if on_edge { "Exists" } else { "DoesNotExist" })
+}
+
+/// Node affinity required: nodes whose label `key` matches `operator` (`Exists`, `DoesNotExist`).
+pub fn node_affinity(key: &str, operator: &str) -> Affinity {
     Affinity {
         node_affinity: Some(NodeAffinity {
             required_during_scheduling_ignored_during_execution: Some(NodeSelector {
                 node_selector_terms: vec![NodeSelectorTerm {
                     match_expressions: Some(vec![NodeSelectorRequirement {
-                        key: EDGE_NODE_LABEL.into(),
-                        operator: if on_edge { "Exists" } else { "DoesNotExist" }.into(),
+                        key: key.into(),
+                        operator: operator.into(),
                         values: None,
                     }]),
                     ..Default::default()

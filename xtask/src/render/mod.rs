@@ -29,6 +29,7 @@ pub mod prometheus;
 pub mod rules;
 pub mod scripts;
 pub mod values;
+pub mod workloads;
 
 use anyhow::{Context, Result, anyhow};
 use camino::Utf8PathBuf;
@@ -275,6 +276,7 @@ pub fn render(ctx: &Ctx<'_>) -> Result<Files> {
     // Chart values (kube-prometheus-stack, Loki, Jaeger, blackbox, log agent) are written
     // by `manifests`, next to the HelmChart that carries them.
     manifests::render(ctx, &mut files).context("rendering the Kubernetes manifests")?;
+    workloads::render(ctx, &mut files).context("rendering the profile's own components as Kubernetes objects")?;
     scripts::render(ctx, &mut files).context("rendering the install scripts")?;
     Ok(files)
 }

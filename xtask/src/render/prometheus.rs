@@ -234,8 +234,8 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             });
         }
     }
-    // Edge kubelet metrics through the stream tunnel: only on k3s + KubeEdge.
-    if ctx.kps() {
+    // Edge kubelet metrics through the stream tunnel: only on Kubernetes with KubeEdge edges.
+    if ctx.is_kubernetes() {
         jobs.push(edge_tunnel_job(JOB_EDGE_CADVISOR, "/metrics/cadvisor"));
         jobs.push(edge_tunnel_job(JOB_EDGE_RESOURCE, "/metrics/resource"));
         // cloudcore runs with hostNetwork: its monitor server listens on the host IP.

@@ -644,8 +644,13 @@ pub struct Rule {
 }
 
 #[derive(Debug, Serialize)]
-struct RulesFile {
+pub struct RulesFile {
     groups: Vec<RuleGroup>,
+}
+
+/// The rules file: the catalog's groups.
+pub fn rules_file(ctx: &Ctx<'_>) -> RulesFile {
+    RulesFile { groups: rule_groups(ctx) }
 }
 
 /// The catalog as Prometheus rule groups, evaluated at the stack's evaluation interval.

@@ -101,6 +101,14 @@ pub struct GoProgram {
     /// Why this release is not the one the upstream profile ships, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub differs: Option<String>,
+    /// Our own program: its sources, go.mod and go.sum are committed in `fixtures/go/<name>/`
+    /// (`module` is that module's path), not written from the recipe.
+    #[serde(default)]
+    pub local: bool,
+    /// The Go toolchain to build with (`GOTOOLCHAIN`, e.g. `go1.27.3`) where a module needs a
+    /// newer one than the machine's; the Go module proxy serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain: Option<String>,
     /// An OpenTelemetry Collector assembled by the collector builder: `module`/`version` name the
     /// builder, which writes the program's sources and go.mod into the wrapper module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -259,7 +267,7 @@ pub struct CloudcorePorts {
     pub cloudhub: u16,
     /// CloudHub https (certificates for edge nodes).
     pub cloudhub_https: u16,
-    /// CloudStream stream port (iptables-manager DNATs edge 10350 here).
+    /// CloudStream stream port (iptables-manager DNATs the tunnel ports, from 10351, here).
     pub stream: u16,
     /// CloudStream tunnel port (edgeStream dials here).
     pub tunnel: u16,

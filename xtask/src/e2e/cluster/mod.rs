@@ -5,6 +5,7 @@
 //! (`cargo xtask fixtures --node`). Nothing is pulled: the node image is loaded from its archive and
 //! the workloads' images are imported into each node's containerd from the bundle.
 
+pub mod forward;
 pub mod pki;
 pub mod plan;
 
@@ -23,6 +24,7 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use crate::stack::Role as StackRole;
 
 use super::engine::{Engine, LABEL_PID, LABEL_PIDNS, LABEL_RUN, pid_namespace};
+use crate::render::workloads::CONTROL_PLANE_LABEL;
 use plan::{APISERVER_PORT, APISERVER_TLS_NAME, EDGE_ROLE, Plan, Role, Shape};
 
 /// Where each node finds the bundle (read-only).
@@ -176,6 +178,7 @@ impl Cluster {
         })
         .await?;
         self.timings.api_ready_s = started.elapsed().as_secs_f64();
+        self.apply_objects(&plan::dns_objects(&self.addresses["server"].to_string()), "the cluster DNS").await?;
         self.routes().await?;
         self.import_images(images).await?;
         let cloud: Vec<String> = self.plan.nodes.iter().filter(|n| !n.is_edge()).map(|n| n.name.clone()).collect();
@@ -183,7 +186,7 @@ impl Cluster {
         self.timings.cloud_ready_s = started.elapsed().as_secs_f64();
         let edges: Vec<String> = self.plan.nodes.iter().filter(|n| n.is_edge()).map(|n| n.name.clone()).collect();
         self.wait_ready(&edges).await?;
-        self.label_edges(&edges).await?;
+        self.label_nodes(&edges).await?;
         self.timings.edges_joined_s = started.elapsed().as_secs_f64();
         Ok(())
     }
@@ -248,18 +251,72 @@ impl Cluster {
         .await
     }
 
-    /// As cloudcore does when an edge joins: the edge role label (value `""`). NodeRestriction
-    /// forbids a kubelet setting `node-role.*` itself.
-    async fn label_edges(&self, edges: &[String]) -> Result<()> {
+    /// The role labels: as cloudcore does when an edge joins, the edge role (value `""`); as
+    /// k3s does on its servers, the control-plane role (`"true"`). NodeRestriction forbids a
+    /// kubelet setting `node-role.*` itself.
+    async fn label_nodes(&self, edges: &[String]) -> Result<()> {
         let nodes: Api<KubeNode> = Api::all(self.client.clone());
-        let patch = serde_json::json!({ "metadata": { "labels": { EDGE_ROLE: "" } } });
-        for e in edges {
+        let edge = serde_json::json!({ "metadata": { "labels": { EDGE_ROLE: "" } } });
+        let server = serde_json::json!({ "metadata": { "labels": { CONTROL_PLANE_LABEL: "true" } } });
+        let servers = self.plan.nodes.iter().filter(|n| n.role == Role::Server).map(|n| (&n.name, &server));
+        for (name, patch) in edges.iter().map(|e| (e, &edge)).chain(servers) {
             nodes
-                .patch(e, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
-                .with_context(|| format!("labelling edge {e}"))?;
+                .with_context(|| format!("labelling node {name}"))?;
         }
         Ok(())
+    }
+
+    /// Server-side apply every object of a rendered manifest (a `v1 List` or one object).
+    pub async fn apply(&self, manifest: &str, file: &str) -> Result<()> {
+        let doc: serde_json::Value =
+            serde_yaml_ng::from_str(manifest).with_context(|| format!("{file} is not YAML"))?;
+        let items = match doc.get("kind").and_then(|k| k.as_str()) {
+            Some("List") => match doc["items"].as_array() {
+                Some(items) if !items.is_empty() => items.clone(),
+                _ => bail!("{file} is a List with no items: nothing to apply"),
+            },
+            _ => vec![doc],
+        };
+        self.apply_objects(&items, file).await
+    }
+
+    /// Server-side apply `objects` (what `file` names them in messages), as field manager
+    /// `kubeprepare`, forcing conflicts (the harness owns the run's cluster).
+    pub async fn apply_objects(&self, objects: &[serde_json::Value], file: &str) -> Result<()> {
+        use kube::api::DynamicObject;
+        use kube::core::GroupVersionKind;
+        use kube::discovery::Scope;
+        let params = PatchParams::apply("kubeprepare").force();
+        for item in objects {
+            let object: DynamicObject =
+                serde_json::from_value(item.clone()).with_context(|| format!("an object of {file}"))?;
+            let types =
+                object.types.clone().with_context(|| format!("an object of {file} has no apiVersion or kind"))?;
+            let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", &types.api_version));
+            let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+            let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk).await.with_context(|| {
+                format!("{} {} of {file}: the API server does not serve it", types.api_version, types.kind)
+            })?;
+            let name =
+                object.metadata.name.clone().with_context(|| format!("a {} of {file} has no name", types.kind))?;
+            let api: Api<DynamicObject> = match (caps.scope, object.metadata.namespace.as_deref()) {
+                (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &resource),
+                (Scope::Namespaced, None) => bail!("{} {name} of {file} has no namespace", types.kind),
+                (Scope::Cluster, _) => Api::all_with(self.client.clone(), &resource),
+            };
+            api.patch(&name, &params, &Patch::Apply(item))
+                .await
+                .with_context(|| format!("applying {} {name} of {file}", types.kind))?;
+        }
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:<port>` reaching `port` of the pods behind `service` through the API
+    /// server's port-forward: no port is published.
+    pub async fn forward(&self, namespace: &str, service: &str, port: u16) -> Result<forward::Forward> {
+        forward::start(self.client.clone(), namespace, service, port).await
     }
 
     /// Run `cmd` on `node`; fails with its output when it exits non-zero.
@@ -397,6 +454,8 @@ pub fn shape(stack: &crate::stack::Stack, agents: usize, edges: usize, edge_arch
         sandbox_image: sandbox.reference.to_string(),
         node_grace_seconds: 20,
         edge_readonly_port: stack.settings.edge.kubelet_readonly,
+        stream_port: stack.settings.cloudcore.stream,
+        tunnel_port: stack.settings.cloudcore.tunnel,
     })
 }
 

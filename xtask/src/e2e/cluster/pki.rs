@@ -43,6 +43,8 @@ pub const ADMIN_USER: &str = "admin";
 pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
 pub const KUBE_PROXY_USER: &str = "system:kube-proxy";
+/// The cluster DNS (bound to its ClusterRole by the harness once the API answers).
+pub const COREDNS_USER: &str = "kubeprepare:coredns";
 
 pub fn node_user(node: &str) -> String {
     format!("system:node:{node}")
@@ -81,8 +83,8 @@ impl Secrets {
         let sa = KeyPair::generate().context("generating the service-account key")?;
         let service_account = Pair { cert: sa.public_key_pem(), key: sa.serialize_pem() };
         let mut tokens = BTreeMap::new();
-        let users =
-            [ADMIN_USER, CONTROLLER_MANAGER_USER, SCHEDULER_USER, KUBE_PROXY_USER, TUNNEL_USER].map(String::from);
+        let users = [ADMIN_USER, CONTROLLER_MANAGER_USER, SCHEDULER_USER, KUBE_PROXY_USER, TUNNEL_USER, COREDNS_USER]
+            .map(String::from);
         for user in users.into_iter().chain(nodes.iter().map(|n| node_user(n))) {
             tokens.insert(user, token()?);
         }
@@ -128,7 +130,7 @@ mod tests {
         let node = file.lines().find(|l| l.contains(",system:node:edge-0,")).unwrap();
         assert!(node.ends_with(",\"system:nodes\""), "{node}");
         assert!(file.lines().any(|l| l.contains(",admin,admin,\"system:masters\"")), "{file}");
-        assert_eq!(s.tokens.len(), 6);
+        assert_eq!(s.tokens.len(), 7, "six users and the node");
         assert!(s.ca.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_ne!(s.token("admin").unwrap(), s.token("system:node:edge-0").unwrap());
         let again = Secrets::generate(&["10.0.0.2".into()], &["edge-0".into()]).unwrap();

@@ -3,8 +3,9 @@
 //! kube-controller-manager, kube-scheduler on the server; containerd, kubelet on every node;
 //! kube-proxy and the cluster's bridge network on cloud nodes only), with edges set up as
 //! KubeEdge sets them: the kubelet on loopback only, its endpoint port the tunnel port, its read-only
-//! port edged's, registered with the edge taint. `--dry-run` prints it; tests snapshot it with
-//! placeholder secrets.
+//! port edged's, registered with the edge taint, behind NAT, reached only through the edge tunnel
+//! it dials out (`fixtures/go/edge-tunnel`, cloudstream's part on the server with iptables-manager's
+//! DNAT). `--dry-run` prints it; tests snapshot it with placeholder secrets.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,11 @@ pub const APISERVER_PORT: u16 = ports::KUBE_APISERVER;
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 /// The `kubernetes` Service's address, the first of the service range.
 pub const SERVICE_IP: &str = "10.96.0.1";
+/// The `kube-dns` Service's address (k3s' default `--cluster-dns`), what cloud pods resolve with.
+pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The port CoreDNS serves on the server node.
+pub const DNS_PORT: u16 = 53;
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// The edge node label and taint KubeEdge's nodes carry (SPEC: `node-role.kubernetes.io/edge: ""`).
 pub const EDGE_ROLE: &str = "node-role.kubernetes.io/edge";
@@ -59,6 +65,20 @@ pub struct File {
     pub text: String,
 }
 
+/// The iptables rules a node's init adds before anything starts: KubeEdge's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Firewall {
+    /// A cloud node without cloudcore: none.
+    Open,
+    /// cloudcore's node: iptables-manager's nat chain `TUNNEL-PORT`, jumped to from PREROUTING and
+    /// OUTPUT, DNATs the tunnel port to the stream server on this node's address (kubeedge/kubeedge
+    /// PR #2999), so the API server and Prometheus here reach edge kubelets through the tunnel.
+    TunnelPort { port: u16, stream_port: u16 },
+    /// An edge behind NAT: no new connection in, except on its loopback and from its pods.
+    Nat,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     pub name: String,
@@ -66,6 +86,7 @@ pub struct Node {
     pub arch: Arch,
     /// This node's pod subnet.
     pub pod_cidr: String,
+    pub firewall: Firewall,
     pub processes: Vec<Process>,
     /// Absolute path → file.
     pub files: BTreeMap<String, File>,
@@ -98,6 +119,9 @@ pub struct Shape {
     pub node_grace_seconds: u32,
     /// edged's read-only server on the edge's loopback (`settings.edge.kubelet_readonly`).
     pub edge_readonly_port: u16,
+    /// cloudstream's stream and tunnel ports (`settings.cloudcore`).
+    pub stream_port: u16,
+    pub tunnel_port: u16,
 }
 
 impl Shape {
@@ -132,11 +156,18 @@ pub fn plan(shape: &Shape, secrets: &Secrets, server_host: &str) -> Result<Plan>
     for (i, (name, role)) in shape.names().into_iter().enumerate() {
         let arch = if role == Role::Edge { shape.edge_arch } else { Arch::Amd64 };
         let pod_cidr = format!("10.244.{i}.0/24");
-        let mut n = Node { name: name.clone(), role, arch, pod_cidr, processes: Vec::new(), files: BTreeMap::new() };
+        let firewall = match role {
+            Role::Server => Firewall::TunnelPort { port: TUNNEL_PORT, stream_port: shape.stream_port },
+            Role::Agent => Firewall::Open,
+            Role::Edge => Firewall::Nat,
+        };
+        let mut n =
+            Node { name: name.clone(), role, arch, pod_cidr, firewall, processes: Vec::new(), files: BTreeMap::new() };
         common(&mut n, shape, secrets)?;
         if role == Role::Server {
             control_plane(&mut n, shape, secrets, server_host)?;
         }
+        tunnel(&mut n, shape, secrets, server_host)?;
         kubelet(&mut n, shape, secrets, server_host)?;
         if role != Role::Edge {
             kube_proxy(&mut n, secrets, server_host)?;
@@ -229,6 +260,12 @@ fn containerd_config(sandbox: &str) -> Result<String> {
     Ok(format!("{header}{}", toml::to_string(&config)?))
 }
 
+/// Give `n` the kubeconfig `{ETC}/<name>.kubeconfig` of `user` (its token from `s`).
+fn kubeconfig_file(n: &mut Node, name: &str, server: &str, user: &str, s: &Secrets) -> Result<()> {
+    secret(n, &format!("{ETC}/{name}.kubeconfig"), &kubeconfig(server, user, s.token(user)?)?);
+    Ok(())
+}
+
 /// A kubeconfig for `user` with a bearer token, reaching the API server at `server`.
 fn kubeconfig(server: &str, user: &str, token: &str) -> Result<String> {
     let config = json!({
@@ -256,7 +293,7 @@ fn control_plane(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Resu
     secret(n, &format!("{ETC}/tokens.csv"), &s.token_file());
     for (file_name, user) in [("controller-manager", pki::CONTROLLER_MANAGER_USER), ("scheduler", pki::SCHEDULER_USER)]
     {
-        secret(n, &format!("{ETC}/{file_name}.kubeconfig"), &kubeconfig(server, user, s.token(user)?)?);
+        kubeconfig_file(n, file_name, server, user, s)?;
     }
     let etcd_client = format!("http://127.0.0.1:{}", ports::ETCD_CLIENT);
     let etcd_peer = format!("http://127.0.0.1:{}", ports::ETCD_PEER);
@@ -311,6 +348,17 @@ fn control_plane(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Resu
             arg("profiling", "false"),
         ],
     });
+    // The cluster DNS: CoreDNS's kubernetes plugin against the API server, everything else to the
+    // node's resolver (Docker's, which knows the run's containers and nothing outside).
+    kubeconfig_file(n, "coredns", server, pki::COREDNS_USER, s)?;
+    let corefile = format!(
+        ".:{DNS_PORT} {{\n    errors\n    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{\n        kubeconfig {ETC}/coredns.kubeconfig e2e\n        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n    }}\n    forward . /etc/resolv.conf\n    cache 30\n}}\n"
+    );
+    file(n, &format!("{ETC}/Corefile"), corefile);
+    n.processes.push(Process {
+        name: "coredns".into(),
+        argv: vec!["coredns".into(), "-conf".into(), format!("{ETC}/Corefile")],
+    });
     n.processes.push(Process {
         name: "kube-scheduler".into(),
         argv: vec![
@@ -323,9 +371,47 @@ fn control_plane(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Resu
     Ok(())
 }
 
+/// The edge tunnel (`fixtures/go/edge-tunnel`): on the server, cloudstream's tunnel server
+/// (edges dial it) and stream server (the DNAT target, TLS, client certificate asked, none
+/// required); on each edge, edgestream's client dialling out, letting the cloud reach the
+/// kubelet's two servers on the edge's loopback and nothing else.
+fn tunnel(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()> {
+    let token = format!("{ETC}/edge-tunnel.token");
+    let kubelet = format!("127.0.0.1:{TUNNEL_PORT}");
+    let readonly = format!("127.0.0.1:{}", shape.edge_readonly_port);
+    let argv = match n.role {
+        Role::Server => {
+            secret(n, &format!("{ETC}/pki/edge-tunnel.crt"), &s.tunnel.cert);
+            secret(n, &format!("{ETC}/pki/edge-tunnel.key"), &s.tunnel.key);
+            vec![
+                "server".into(),
+                arg("tunnel-listen", format!(":{}", shape.tunnel_port)),
+                arg("stream-listen", format!(":{}", shape.stream_port)),
+                arg("tls-cert", format!("{ETC}/pki/edge-tunnel.crt")),
+                arg("tls-key", format!("{ETC}/pki/edge-tunnel.key")),
+                arg("edge-kubelet", kubelet),
+                arg("edge-readonly", readonly),
+            ]
+        }
+        Role::Edge => vec![
+            "client".into(),
+            arg("server", format!("ws://{server}:{}/connect", shape.tunnel_port)),
+            arg("node", &n.name),
+            arg("allow", format!("{kubelet},{readonly}")),
+        ],
+        Role::Agent => return Ok(()),
+    };
+    secret(n, &token, s.token(pki::TUNNEL_USER)?);
+    let mut full = vec!["edge-tunnel".to_string()];
+    full.extend(argv);
+    full.push(arg("token-file", &token));
+    n.processes.push(Process { name: "edge-tunnel".into(), argv: full });
+    Ok(())
+}
+
 fn kubelet(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()> {
     let user = pki::node_user(&n.name);
-    secret(n, &format!("{ETC}/kubelet.kubeconfig"), &kubeconfig(server, &user, s.token(&user)?)?);
+    kubeconfig_file(n, "kubelet", server, &user, s)?;
     let mut config = json!({
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -338,7 +424,7 @@ fn kubelet(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()>
             "x509": { "clientCAFile": format!("{ETC}/pki/ca.crt") }
         },
         "authorization": { "mode": "Webhook" },
-        "clusterDomain": "cluster.local",
+        "clusterDomain": CLUSTER_DOMAIN,
         "protectKernelDefaults": true,
         // A full-ish host disk must neither evict the pods nor collect the imported images.
         "evictionHard": { "memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%" },
@@ -347,7 +433,10 @@ fn kubelet(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()>
         "podCIDR": n.pod_cidr,
         "serializeImagePulls": false,
     });
-    if n.is_edge() {
+    if !n.is_edge() {
+        // Edges have no cluster DNS (edged's pods resolve with the node's own).
+        config["clusterDNS"] = json!([DNS_SERVICE_IP]);
+    } else {
         // As edged: the kubelet only on the edge's loopback (the cloud reaches it through the
         // tunnel), its endpoint port the tunnel port, the read-only server on 10350, and
         // like KubeEdge's stream server, no token asked of what comes through the tunnel.
@@ -373,7 +462,7 @@ fn kubelet(n: &mut Node, shape: &Shape, s: &Secrets, server: &str) -> Result<()>
 
 fn kube_proxy(n: &mut Node, s: &Secrets, server: &str) -> Result<()> {
     let user = pki::KUBE_PROXY_USER;
-    secret(n, &format!("{ETC}/kube-proxy.kubeconfig"), &kubeconfig(server, user, s.token(user)?)?);
+    kubeconfig_file(n, "kube-proxy", server, user, s)?;
     n.processes.push(Process {
         name: "kube-proxy".into(),
         argv: vec![
@@ -392,6 +481,52 @@ fn kube_proxy(n: &mut Node, s: &Secrets, server: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the cluster DNS needs once the API answers, as objects to apply: CoreDNS's ClusterRole
+/// and its binding, the `kube-dns` Service at [`DNS_SERVICE_IP`] with no selector, and its
+/// EndpointSlice pointing at CoreDNS on the server node's `server_ip`. Pure.
+pub fn dns_objects(server_ip: &str) -> Vec<serde_json::Value> {
+    let ports = || {
+        [("dns", "UDP"), ("dns-tcp", "TCP")]
+            .map(|(name, protocol)| json!({ "name": name, "protocol": protocol, "port": DNS_PORT }))
+            .to_vec()
+    };
+    let mut service_ports = ports();
+    for p in &mut service_ports {
+        p["targetPort"] = json!(DNS_PORT);
+    }
+    vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": { "name": "kubeprepare:coredns" },
+            "rules": [
+                { "apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"] },
+                { "apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"] }
+            ]
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": { "name": "kubeprepare:coredns" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeprepare:coredns" },
+            "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": pki::COREDNS_USER }]
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "kube-dns", "namespace": "kube-system", "labels": { "k8s-app": "kube-dns" } },
+            "spec": { "clusterIP": DNS_SERVICE_IP, "ports": service_ports }
+        }),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kube-dns-server", "namespace": "kube-system",
+                "labels": { "kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "kubeprepare" }
+            },
+            "addressType": "IPv4",
+            "endpoints": [{ "addresses": [server_ip], "conditions": { "ready": true } }],
+            "ports": ports()
+        }),
+    ]
+}
+
 /// The node's init (its container's command): shared mounts, writable cgroups, `/dev/kmsg`, the
 /// kernel defaults bound over `/proc/sys`, then every process kept running, its output in
 /// `/var/log/<name>.log`. Built from data; each word quoted.
@@ -404,6 +539,10 @@ pub fn init_script(n: &Node) -> String {
         n.name
     ));
     s.push_str("trap 'kill 0; exit 0' TERM INT\n");
+    // Files are copied in with the engine's default mode: give each its own (secrets 0600).
+    for (path, f) in n.files.iter().filter(|(_, f)| f.mode != 0o644) {
+        s.push_str(&format!("chmod {:o} {}\n", f.mode, quote(path)));
+    }
     s.push_str("mount --make-rshared /\n");
     s.push_str("mount -o remount,rw /sys/fs/cgroup\n");
     s.push_str("for c in /sys/fs/cgroup/*; do [ -L \"$c\" ] || mount -o remount,bind,rw \"$c\"; done\n");
@@ -413,6 +552,7 @@ pub fn init_script(n: &Node) -> String {
         let src = format!("{ETC}/sysctl/{key}");
         s.push_str(&format!("mount --bind {} {t} && mount -o remount,bind,ro {t}\n", quote(&src), t = quote(&target)));
     }
+    s.push_str(&firewall(n.firewall));
     s.push_str("mkdir -p /var/log /var/lib/etcd /var/lib/kubelet\n");
     s.push_str(
         "keep() { name=$1; shift; ( while :; do \"$@\" >>\"/var/log/$name.log\" 2>&1 || true; \
@@ -423,6 +563,46 @@ pub fn init_script(n: &Node) -> String {
         s.push_str(&format!("keep {} {}\n", quote(&p.name), words.join(" ")));
     }
     s.push_str("wait\n");
+    s
+}
+
+/// The init's iptables rules for `f`, idempotent (a restarted node container runs its init
+/// again).
+fn firewall(f: Firewall) -> String {
+    let mut s = String::new();
+    let chain = |s: &mut String, table: &str, name: &str| {
+        s.push_str(&format!("iptables -t {table} -N {name} 2>/dev/null || iptables -t {table} -F {name}\n"));
+    };
+    match f {
+        Firewall::Open => {}
+        Firewall::TunnelPort { port, stream_port } => {
+            s.push_str("set -- $(hostname -i); address=$1\n");
+            chain(&mut s, "nat", "TUNNEL-PORT");
+            for from in ["PREROUTING", "OUTPUT"] {
+                let jump = format!("{from} -p tcp -m comment --comment 'kubeedge tunnel port' -j TUNNEL-PORT");
+                s.push_str(&format!("iptables -t nat -C {jump} 2>/dev/null || iptables -t nat -A {jump}\n"));
+            }
+            s.push_str(&format!(
+                "iptables -t nat -A TUNNEL-PORT -p tcp --dport {port} -j DNAT --to-destination \"$address:{stream_port}\"\n"
+            ));
+        }
+        Firewall::Nat => {
+            chain(&mut s, "filter", "EDGE-NAT");
+            for rule in [
+                "-i lo -j RETURN",
+                "-i cni0 -j RETURN",
+                "-m conntrack --ctstate ESTABLISHED,RELATED -j RETURN",
+                "-j DROP",
+            ] {
+                s.push_str(&format!("iptables -A EDGE-NAT {rule}\n"));
+            }
+            for from in ["INPUT", "FORWARD"] {
+                s.push_str(&format!(
+                    "iptables -C {from} -j EDGE-NAT 2>/dev/null || iptables -I {from} 1 -j EDGE-NAT\n"
+                ));
+            }
+        }
+    }
     s
 }
 
@@ -440,6 +620,8 @@ mod tests {
             sandbox_image: "probe:1".into(),
             node_grace_seconds: 20,
             edge_readonly_port: crate::stack::EdgePorts::default().kubelet_readonly,
+            stream_port: crate::stack::CloudcorePorts::default().stream,
+            tunnel_port: crate::stack::CloudcorePorts::default().tunnel,
         }
     }
 
@@ -457,6 +639,14 @@ mod tests {
         assert_eq!(kubelet["port"], TUNNEL_PORT);
         assert_eq!(kubelet["registerWithTaints"][0]["key"], EDGE_ROLE);
         assert!(!edge.processes.iter().any(|p| p.name == "kube-proxy"), "no kube-proxy on edges");
+        assert_eq!(edge.firewall, Firewall::Nat);
+        assert_eq!(p.nodes[0].firewall, Firewall::TunnelPort { port: TUNNEL_PORT, stream_port: s.stream_port });
+        assert_eq!(p.nodes[1].firewall, Firewall::Open, "iptables-manager runs on cloudcore's node only");
+        let client = edge.processes.iter().find(|p| p.name == "edge-tunnel").expect("the edge dials its tunnel");
+        assert_eq!(client.argv[1], "client");
+        assert!(client.argv.contains(&format!("--allow=127.0.0.1:{TUNNEL_PORT},127.0.0.1:{}", s.edge_readonly_port)));
+        assert!(p.nodes[0].processes.iter().any(|p| p.name == "edge-tunnel" && p.argv[1] == "server"));
+        assert!(!p.nodes[1].processes.iter().any(|p| p.name == "edge-tunnel"));
         assert!(p.nodes[1].processes.iter().any(|p| p.name == "kube-proxy"));
         assert!(!edge.files.contains_key(&format!("{ETC}/tokens.csv")), "an edge holds no one else's token");
         let cidrs: std::collections::BTreeSet<&str> = p.nodes.iter().map(|n| n.pod_cidr.as_str()).collect();
@@ -465,6 +655,21 @@ mod tests {
         assert!(
             init.contains("mount --bind '/etc/kubeprepare/sysctl/kernel.panic' '/proc/sys/kernel/panic'"),
             "{init}"
+        );
+        assert!(init.contains("iptables -I INPUT 1 -j EDGE-NAT"), "{init}");
+        assert!(init.contains("chmod 600 '/etc/kubeprepare/kubelet.kubeconfig'"), "{init}");
+        let dns = |n: &Node| {
+            let k: serde_json::Value = serde_yaml_ng::from_str(&n.files[&format!("{ETC}/kubelet.yaml")].text).unwrap();
+            k["clusterDNS"].clone()
+        };
+        assert_eq!(dns(&p.nodes[1]), json!([DNS_SERVICE_IP]));
+        assert!(dns(edge).is_null(), "edges have no cluster DNS");
+        assert!(p.nodes[0].processes.iter().any(|p| p.name == "coredns"));
+        let server_init = &p.nodes[0].files[&format!("{ETC}/init.sh")].text;
+        assert!(
+            server_init
+                .contains(&format!("--dport {TUNNEL_PORT} -j DNAT --to-destination \"$address:{}\"", s.stream_port)),
+            "{server_init}"
         );
         toml::from_str::<toml::Value>(&edge.files["/etc/containerd/config.toml"].text).unwrap();
     }
