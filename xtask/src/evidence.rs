@@ -186,11 +186,11 @@ mod tests {
     fn a_wrong_field_is_named() {
         let good = crate::paths::fixtures_dir().join("gate/good/cells/compose-local-amd64/report.json");
         let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(good).unwrap()).unwrap();
-        v["backend"] = "kubernetes".into();
+        v["backend"] = "kubeedge".into();
         let dir = tempfile::tempdir().unwrap();
         let path = camino::Utf8Path::from_path(dir.path()).unwrap().join("report.json");
         std::fs::write(&path, v.to_string()).unwrap();
         let e = format!("{:#}", super::read::<crate::e2e::report::Report>(&path).unwrap_err());
-        assert!(e.contains("report.json") && e.contains("backend: unknown variant `kubernetes`"), "{e}");
+        assert!(e.contains("report.json") && e.contains("backend: unknown variant `kubeedge`"), "{e}");
     }
 }

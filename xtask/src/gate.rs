@@ -148,9 +148,13 @@ pub fn load_policy(path: &Utf8Path) -> Result<Policy> {
     })
 }
 
-/// What the bundle of `cell` provides to scenarios, as the e2e decides "not run: <what> not in
-/// bundle" ([`crate::e2e::compose::plan::Plan::provides`]): computed from the stack, not from a report.
+/// What the tier of `cell` provides to scenarios, as the e2e decides "not run: <what> not in
+/// bundle" ([`crate::e2e::compose::plan::Plan::provides`], [`crate::e2e::cluster::tier::provides`]):
+/// computed from the stack, not from a report.
 pub fn provides(stack: &Stack, cell: &Cell) -> Result<BTreeSet<String>> {
+    if cell.backend == crate::stack::Backend::Kubernetes {
+        return crate::e2e::cluster::tier::provides(stack, &cell.profile);
+    }
     // The e2e's own plan, so the gate and the run cannot disagree; what it provides depends on
     // the profile's components only, not on the edge count or the run id given here.
     let plan =

@@ -100,6 +100,9 @@ pub fn not_runnable_here(stack: &Stack, cell: &Cell) -> Option<String> {
     if let Some(why) = crate::e2e::tier_missing(cell.backend) {
         return Some(why.to_string());
     }
+    if let Some(why) = crate::e2e::arch_missing(cell.backend, cell.arch) {
+        return Some(why);
+    }
     if Arch::host() != Some(cell.arch) && !(cell.arch == Arch::Arm64 && Arch::host() == Some(Arch::Amd64)) {
         return Some(format!("{} cannot run on this {} machine", cell.arch, std::env::consts::ARCH));
     }
@@ -459,8 +462,8 @@ struct Table {
     rows: Vec<(String, Vec<String>)>,
 }
 
-/// The tables: one for the compose tier (profile × arch), and per arch one for k3s (KubeEdge ×
-/// k3s, as KubeEdge's own table), in matrix order.
+/// The tables: one for the compose tier and one for the kubernetes tier (profile × arch), and per
+/// arch one for k3s (KubeEdge × k3s, as KubeEdge's own table), in matrix order.
 fn tables(m: &MatrixReport) -> Vec<Table> {
     use std::collections::BTreeSet;
     // The mark of the cell `is` picks, or an empty cell.
@@ -471,21 +474,25 @@ fn tables(m: &MatrixReport) -> Vec<Table> {
             .map_or(String::new(), |c| format!("{}{}", c.mark.symbol(), if c.experimental { " ᵉ" } else { "" }))
     };
     let mut out = Vec::new();
-    let compose: Vec<&Cell> = m.cells.iter().map(|c| &c.cell).filter(|c| c.backend == Backend::Compose).collect();
-    if !compose.is_empty() {
-        let arches: BTreeSet<Arch> = compose.iter().map(|c| c.arch).collect();
-        let profiles: BTreeSet<&str> = compose.iter().map(|c| c.profile.as_str()).collect();
+    // The tiers without version axes: profile × arch.
+    for (backend, title) in
+        [(Backend::Compose, "compose tier"), (Backend::Kubernetes, "kubernetes tier (simulated KubeEdge edges)")]
+    {
+        let cells: Vec<&Cell> = m.cells.iter().map(|c| &c.cell).filter(|c| c.backend == backend).collect();
+        if cells.is_empty() {
+            continue;
+        }
+        let arches: BTreeSet<Arch> = cells.iter().map(|c| c.arch).collect();
+        let profiles: BTreeSet<&str> = cells.iter().map(|c| c.profile.as_str()).collect();
         let rows = profiles
             .iter()
             .map(|p| {
-                let cells = arches
-                    .iter()
-                    .map(|a| at(&|c| c.backend == Backend::Compose && c.profile == *p && c.arch == *a))
-                    .collect();
+                let cells =
+                    arches.iter().map(|a| at(&|c| c.backend == backend && c.profile == *p && c.arch == *a)).collect();
                 (format!("profile {p}"), cells)
             })
             .collect();
-        out.push(Table { title: "compose tier".into(), columns: arches.iter().map(|a| a.to_string()).collect(), rows });
+        out.push(Table { title: title.into(), columns: arches.iter().map(|a| a.to_string()).collect(), rows });
     }
     let k3s: Vec<&Cell> = m.cells.iter().map(|c| &c.cell).filter(|c| c.backend == Backend::K3s).collect();
     let groups: BTreeSet<(&str, Arch)> = k3s.iter().map(|c| (c.profile.as_str(), c.arch)).collect();
@@ -630,11 +637,18 @@ mod tests {
         let s = stack();
         assert_eq!(
             ids(&s.subset(Subset::Pr)),
-            ["compose-local-amd64", "compose-local-arm64", "k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0"]
+            [
+                "compose-local-amd64",
+                "compose-local-arm64",
+                "kubernetes-local-amd64",
+                "k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0"
+            ]
         );
         let full = s.subset(Subset::Full);
-        // compose × 2 profiles × 2 arches + k3s × upstream (local excluded) × 2 arches × 2 × 2.
-        assert_eq!(full.len(), 4 + 8);
+        // compose × 2 profiles × 2 arches + kubernetes × local (upstream excluded) × 2 arches + k3s
+        // × upstream (local excluded) × 2 arches × 2 × 2.
+        assert_eq!(full.len(), 4 + 2 + 8);
+        assert!(s.is_experimental(full.iter().find(|c| c.id() == "kubernetes-local-arm64").unwrap()));
         assert!(full.iter().all(|c| !(c.backend == Backend::K3s && c.profile == "local")), "excluded");
         assert!(full.iter().filter(|c| c.backend == Backend::K3s).all(|c| s.is_experimental(c)));
         assert!(!s.is_experimental(&full[0]), "{}", full[0]);
@@ -653,7 +667,7 @@ mod tests {
         s.matrix.include = vec![baseline.clone(), s.cells()[0].clone()];
         let cells = s.cells();
         assert!(cells.contains(&baseline), "an included pair off the axes");
-        assert_eq!(cells.len(), 12 + 1, "an included cell already in the product is not doubled");
+        assert_eq!(cells.len(), 14 + 1, "an included cell already in the product is not doubled");
         s.matrix.exclude.push(crate::stack::CellPattern { arch: Some(Arch::Arm64), ..Default::default() });
         assert!(s.cells().iter().all(|c| c.arch == Arch::Amd64));
     }
@@ -677,11 +691,13 @@ mod tests {
         assert_eq!(t[0].title, "compose tier");
         assert_eq!(t[0].columns, ["amd64", "arm64"], "two profiles must not repeat the arches");
         assert_eq!(t[0].rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["profile local", "profile upstream"]);
-        assert_eq!(t[1].title, "k3s tier, profile upstream, amd64");
-        assert_eq!(t[1].columns, ["k3s v1.34.2+k3s1", "k3s v1.33.6+k3s1"]);
-        assert_eq!(t[1].rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["KubeEdge 1.22.0", "KubeEdge 1.21.1"]);
-        assert!(t[1].rows.iter().all(|r| r.1.iter().all(|c| c == "○ ᵉ")), "{:?}", t[1].rows);
-        assert_eq!(t.len(), 3, "compose, and k3s for each arch");
+        assert_eq!(t[1].title, "kubernetes tier (simulated KubeEdge edges)");
+        assert_eq!(t[1].rows, [("profile local".to_string(), vec!["○".to_string(), "○ ᵉ".to_string()])]);
+        assert_eq!(t[2].title, "k3s tier, profile upstream, amd64");
+        assert_eq!(t[2].columns, ["k3s v1.34.2+k3s1", "k3s v1.33.6+k3s1"]);
+        assert_eq!(t[2].rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["KubeEdge 1.22.0", "KubeEdge 1.21.1"]);
+        assert!(t[2].rows.iter().all(|r| r.1.iter().all(|c| c == "○ ᵉ")), "{:?}", t[2].rows);
+        assert_eq!(t.len(), 4, "compose, kubernetes, and k3s for each arch");
     }
 
     #[test]

@@ -27,9 +27,9 @@ fn a_cluster_with_simulated_edges_comes_up_runs_pods_from_the_bundle_and_goes() 
             Cluster::start(&engine, &run, &shape, &node.archives, &bundle).await.unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!("cluster up: {:?}", c.timings);
         let checked = check(&c, &shape).await;
-        let logs = if checked.is_err() { c.node_logs("edge-0", 20).await.unwrap_or_default() } else { String::new() };
+        let logs = if checked.is_err() { c.node_logs("edge-1", 20).await.unwrap_or_default() } else { String::new() };
         let removed = c.remove().await.unwrap();
-        checked.unwrap_or_else(|e| panic!("{e:#}\nedge-0:\n{logs}"));
+        checked.unwrap_or_else(|e| panic!("{e:#}\nedge-1:\n{logs}"));
         assert!(removed.containers >= 4 && removed.networks == 1 && removed.volumes >= 4, "{removed}");
         assert!(engine.remove_run(&run).await.unwrap() == Default::default(), "the run left something behind");
         assert_eq!(engine.pulls_since(since).await.unwrap(), Vec::<String>::new(), "the engine pulled an image");
@@ -57,18 +57,18 @@ async fn check(c: &Cluster, shape: &plan::Shape) -> anyhow::Result<()> {
         }
     }
     // An edge's kubelet listens on its loopback only: not at its address.
-    let edge = c.addresses["edge-0"];
+    let edge = c.addresses["edge-1"];
     let dialled = tokio::time::timeout(
         std::time::Duration::from_secs(3),
         tokio::net::TcpStream::connect((edge, plan::TUNNEL_PORT)),
     )
     .await;
-    ensure!(!matches!(dialled, Ok(Ok(_))), "the harness reached edge-0's kubelet at {edge}");
+    ensure!(!matches!(dialled, Ok(Ok(_))), "the harness reached edge-1's kubelet at {edge}");
 
     // A pod on an edge and one on a cloud agent, from the bundle's probe image, never pulled; each
     // serves HTTP on its node's own network.
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    for (name, node) in [("on-edge", "edge-0"), ("on-agent", "agent-0")] {
+    for (name, node) in [("on-edge", "edge-1"), ("on-agent", "agent-0")] {
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name },
             "spec": {
@@ -128,29 +128,29 @@ async fn check(c: &Cluster, shape: &plan::Shape) -> anyhow::Result<()> {
         }
         return Err(e.context(why));
     }
-    ensure!(!dial("edge-0").await, "the harness opened a connection to edge-0: it is not behind NAT");
+    ensure!(!dial("edge-1").await, "the harness opened a connection to edge-1: it is not behind NAT");
 
     // Through the tunnel, as Prometheus scrapes an edge kubelet on KubeEdge: from cloudcore's node,
     // at the edge's InternalIP and tunnel port; iptables-manager's DNAT sends it to the stream
     // server, which finds the edge by that address and goes through its tunnel to the kubelet.
-    let edge_ip = c.addresses["edge-0"].to_string();
+    let edge_ip = c.addresses["edge-1"].to_string();
     for (path, expect) in
         [("metrics", "kubelet_running_pods"), ("metrics/cadvisor", "container_cpu_usage_seconds_total")]
     {
         let url = format!("https://{edge_ip}:{}/{path}", plan::TUNNEL_PORT);
         let body =
-            c.exec("server", &["edge-tunnel", "get", &url]).await.context("a scrape of edge-0 through the tunnel")?;
+            c.exec("server", &["edge-tunnel", "get", &url]).await.context("a scrape of edge-1 through the tunnel")?;
         ensure!(body.contains(expect), "{url} is not the kubelet's: {:.300}", body);
     }
     // `kubectl logs` of an edge pod: the kubelet's TLS server through the same tunnel.
-    let logs = pods.logs("on-edge", &Default::default()).await.context("the logs of a pod on edge-0")?;
+    let logs = pods.logs("on-edge", &Default::default()).await.context("the logs of a pod on edge-1")?;
     ensure!(logs.trim() == "up", "on-edge logged {logs:?}");
     prometheus_scrapes_the_edges_through_the_tunnel(c).await?;
 
     // Port-forward is not in KubeEdge v1.22's stream tunnel: the emulation refuses it too.
     let forward = c
         .client
-        .request_text(http::Request::get("/api/v1/nodes/edge-0/proxy/portForward/default/on-edge").body(Vec::new())?)
+        .request_text(http::Request::get("/api/v1/nodes/edge-1/proxy/portForward/default/on-edge").body(Vec::new())?)
         .await;
     ensure!(forward.is_err(), "port-forward to an edge answered: {forward:?}");
     Ok(())
@@ -207,7 +207,7 @@ async fn prometheus_scrapes_the_edges_through_the_tunnel(c: &Cluster) -> anyhow:
     .await;
     cluster_dns_resolves_the_services(c, ns, &stack).await?;
     let up = found.with_context(|| format!("the last answer: {}", last.lock().unwrap()))?;
-    ensure!(up.keys().map(String::as_str).eq(["edge-0", "edge-1"]), "{up:?}");
+    ensure!(up.keys().map(String::as_str).eq(["edge-1", "edge-2"]), "{up:?}");
     Ok(())
 }
 

@@ -40,7 +40,7 @@ fn commands(machine: &Machine, need: &Need) -> Vec<String> {
 /// The first `cargo xtask e2e --arch amd64,arm64` on a bare machine with no fixtures yet.
 #[test]
 fn a_bare_machine_gets_everything_in_order() {
-    let need = Need { arch: Arch::Arm64, fixtures_for: Arch::ALL.to_vec() };
+    let need = Need { arch: Arch::Arm64, fixtures_for: Arch::ALL.to_vec(), node_image: false };
     assert_eq!(
         commands(&bare(), &need),
         [
@@ -53,16 +53,33 @@ fn a_bare_machine_gets_everything_in_order() {
         ]
     );
     // The amd64 run of the same machine still needs arm64 packages: the fixtures are both arches.
-    let need = Need { arch: Arch::Amd64, fixtures_for: Arch::ALL.to_vec() };
+    let need = Need { arch: Arch::Amd64, fixtures_for: Arch::ALL.to_vec(), node_image: false };
     let steps = plan(&bare(), &need).expect("a plan");
     assert_eq!(steps[..2], [Step::AddDpkgArch(Arch::Arm64), Step::AptUpdate]);
     assert!(!steps.contains(&Step::EnableQemuAarch64), "{steps:?}");
 }
 
+/// The kubernetes tier's node image needs mmdebstrap (and Go), nothing else beyond the compose tier.
+#[test]
+fn the_kubernetes_tier_adds_mmdebstrap() {
+    let need = Need { arch: Arch::Amd64, fixtures_for: Vec::new(), node_image: true };
+    assert_eq!(
+        commands(&provisioned(), &need),
+        ["apt-get update", "apt-get install -y --no-install-recommends mmdebstrap"]
+    );
+    let with = Machine {
+        programs: provisioned().programs.into_iter().chain(["mmdebstrap".into()]).collect(),
+        ..provisioned()
+    };
+    assert_eq!(commands(&with, &need), Vec::<String>::new());
+    let no_go = Machine { programs: with.programs.iter().filter(|p| *p != "go").cloned().collect(), ..with };
+    assert!(format!("{:#}", plan(&no_go, &need).unwrap_err()).contains("`go` is not on PATH"));
+}
+
 #[test]
 fn a_provisioned_machine_needs_nothing() {
     for arch in Arch::ALL {
-        let need = Need { arch, fixtures_for: Arch::ALL.to_vec() };
+        let need = Need { arch, fixtures_for: Arch::ALL.to_vec(), node_image: false };
         assert_eq!(commands(&provisioned(), &need), Vec::<String>::new());
     }
 }
@@ -70,7 +87,7 @@ fn a_provisioned_machine_needs_nothing() {
 /// Each missing piece, alone, gives exactly its steps.
 #[test]
 fn each_missing_piece_gives_its_own_steps() {
-    let fixtures = Need { arch: Arch::Amd64, fixtures_for: Arch::ALL.to_vec() };
+    let fixtures = Need { arch: Arch::Amd64, fixtures_for: Arch::ALL.to_vec(), node_image: false };
     let check = |machine: Machine, need: &Need, expect: &[&str]| {
         assert_eq!(commands(&machine, need), expect, "{machine:?}");
     };
@@ -83,11 +100,11 @@ fn each_missing_piece_gives_its_own_steps() {
     check(Machine { docker_answers: false, ..provisioned() }, &fixtures, &["dockerd >target/dockerd.log 2>&1 &"]);
     check(
         Machine { qemu_aarch64: false, binfmt_mounted: false, ..provisioned() },
-        &Need { arch: Arch::Arm64, fixtures_for: Vec::new() },
+        &Need { arch: Arch::Arm64, fixtures_for: Vec::new(), node_image: false },
         &["mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc", "update-binfmts --enable qemu-aarch64"],
     );
     // Fixtures already built: no dpkg arch, no skopeo, no registry.
-    let bare_built = Need { arch: Arch::Amd64, fixtures_for: Vec::new() };
+    let bare_built = Need { arch: Arch::Amd64, fixtures_for: Vec::new(), node_image: false };
     check(
         bare(),
         &bare_built,
@@ -102,7 +119,7 @@ fn each_missing_piece_gives_its_own_steps() {
 /// Where we may not provision, the error names every command, in order.
 #[test]
 fn a_machine_we_may_not_provision_is_told_what_to_run() {
-    let need = Need { arch: Arch::Arm64, fixtures_for: Arch::ALL.to_vec() };
+    let need = Need { arch: Arch::Arm64, fixtures_for: Arch::ALL.to_vec(), node_image: false };
     for machine in [Machine { root: false, ..bare() }, Machine { debian: false, ..bare() }] {
         let err = format!("{:#}", plan(&machine, &need).expect_err("not ours to provision"));
         assert!(
@@ -114,9 +131,11 @@ fn a_machine_we_may_not_provision_is_told_what_to_run() {
     }
     let err = plan(&Machine { docker_host_set: true, ..provisioned_without_docker() }, &need).expect_err("DOCKER_HOST");
     assert!(format!("{err:#}").contains("DOCKER_HOST"), "{err:#}");
-    let err =
-        plan(&Machine { host: Some(Arch::Arm64), ..provisioned() }, &Need { arch: Arch::Amd64, fixtures_for: vec![] })
-            .expect_err("no amd64 emulation");
+    let err = plan(
+        &Machine { host: Some(Arch::Arm64), ..provisioned() },
+        &Need { arch: Arch::Amd64, fixtures_for: vec![], node_image: false },
+    )
+    .expect_err("no amd64 emulation");
     assert!(format!("{err:#}").contains("amd64 can only run on a amd64 host"), "{err:#}");
 }
 
@@ -125,11 +144,15 @@ fn a_machine_we_may_not_provision_is_told_what_to_run() {
 #[test]
 fn a_machine_without_go_is_told_where_to_get_it() {
     let no_go = Machine { programs: Default::default(), ..provisioned() };
-    let err = plan(&no_go, &Need { arch: Arch::Amd64, fixtures_for: vec![Arch::Amd64] }).expect_err("no go");
+    let err = plan(&no_go, &Need { arch: Arch::Amd64, fixtures_for: vec![Arch::Amd64], node_image: false })
+        .expect_err("no go");
     assert!(format!("{err:#}").contains("https://go.dev/dl"), "{err:#}");
     let with_docker =
         Machine { programs: provisioned().programs.into_iter().filter(|p| p != "go").collect(), ..provisioned() };
-    assert_eq!(commands(&with_docker, &Need { arch: Arch::Amd64, fixtures_for: vec![] }), Vec::<String>::new());
+    assert_eq!(
+        commands(&with_docker, &Need { arch: Arch::Amd64, fixtures_for: vec![], node_image: false }),
+        Vec::<String>::new()
+    );
 }
 
 fn provisioned_without_docker() -> Machine {
@@ -147,7 +170,7 @@ fn probing_this_machine_sees_what_ci_installed() {
     assert!(machine.docker_answers && machine.programs.contains("skopeo"), "{machine:?}");
     // `.ci/run` set this machine up the way the plan would: nothing left to do for either arch.
     for arch in Arch::ALL {
-        let need = Need { arch, fixtures_for: Arch::ALL.to_vec() };
+        let need = Need { arch, fixtures_for: Arch::ALL.to_vec(), node_image: true };
         assert_eq!(plan(&machine, &need).expect("a plan"), Vec::<Step>::new(), "{machine:?}");
     }
 }

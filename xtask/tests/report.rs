@@ -96,6 +96,7 @@ fn base_report(run_id: &str) -> Report {
         arch: Arch::Amd64,
         k3s: None,
         kubeedge: None,
+        tier: None,
         emulated: false,
         tool: "xtask 0.1.0 (ceb5a6b)".into(),
         bundle: "sha256:3f1c0de2a9b7c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d".into(),

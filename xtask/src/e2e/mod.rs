@@ -2,7 +2,9 @@
 //!
 //! A run is a [`RunConfig`], one matrix cell. The compose tier ([`compose`]: plain containers,
 //! no Kubernetes) runs the bundle's real components with the compose flavour of the rendered
-//! configs; the scenarios reach it only through the [`tier::Tier`] trait:
+//! configs; the kubernetes tier ([`cluster`]: a real cluster in containers, simulated KubeEdge
+//! edges) applies the Kubernetes render's objects. The scenarios reach either only through the
+//! [`tier::Tier`] trait. A compose run:
 //!
 //! 1. provision: a Docker engine, qemu for arm64, the fixture images and the bundle
 //!    ([`provision`]);
@@ -50,18 +52,31 @@ pub fn tier_built(backend: Backend) -> bool {
 /// Why a backend's tier cannot run anywhere yet, or `None` when it can.
 pub fn tier_missing(backend: Backend) -> Option<&'static str> {
     match backend {
-        Backend::Compose => None,
+        Backend::Compose | Backend::Kubernetes => None,
         // Measured on our machines: both proxy lookups answer 403 "This module version is not
         // available", and no registry is reachable for rancher/k3s or kubeedge/*.
         Backend::K3s => Some(
             "the k3s tier is not built yet; nor can its node images be built on our machines: the Go module \
              proxy refuses github.com/k3s-io/k3s@v1.34.2 (v1.34.2+k3s1) and github.com/kubeedge/kubeedge@v1.22.0 \
-             (403, \"This module version is not available\"), and no registry is reachable for rancher/k3s or kubeedge/*",
+             (403, \"This module version is not available\"), and no registry is reachable for rancher/k3s or kubeedge/*; \
+             --backend kubernetes runs a cluster of k3s's parts with simulated KubeEdge edges here",
         ),
     }
 }
 
-/// Run the offline end-to-end scenarios against a bundle (compose tier).
+/// Why a backend cannot run edges of `arch` on this machine yet, or `None` when it can.
+pub fn arch_missing(backend: Backend, arch: Arch) -> Option<String> {
+    let host = Arch::host();
+    (backend == Backend::Kubernetes && host != Some(arch)).then(|| {
+        format!(
+            "the kubernetes tier's edges run this machine's arch ({}) only: {arch} edges need the {arch} node image \
+             and a mixed-arch cluster, not built yet",
+            host.map_or("unknown".to_string(), |h| h.to_string())
+        )
+    })
+}
+
+/// Run the offline end-to-end scenarios against a bundle (compose or kubernetes tier).
 ///
 /// Provisions what it needs when run as root on Debian/Ubuntu (Docker engine, qemu for arm64,
 /// fixture images, the bundle); otherwise says what is missing. Reports go to target/e2e/<run-id>/.
@@ -159,15 +174,16 @@ impl Args {
             bail!("--bundle is one arch's bundle: pass exactly one --arch with it");
         }
         let version = |flag: &str, given: &Option<String>, default: &Version| -> Result<Option<Version>> {
-            match (self.backend, given) {
-                (Backend::Compose, Some(_)) => {
+            match (self.backend.has_versions(), given) {
+                (false, Some(_)) => {
                     bail!(
-                        "--{flag} is a k3s-tier version: the compose tier runs no {flag}; drop it or pass --backend k3s"
+                        "--{flag} is a k3s-tier version: the {} tier runs no {flag}; drop it or pass --backend k3s",
+                        self.backend
                     )
                 }
-                (Backend::Compose, None) => Ok(None),
-                (Backend::K3s, None) => Ok(Some(default.clone())),
-                (Backend::K3s, Some(v)) => {
+                (false, None) => Ok(None),
+                (true, None) => Ok(Some(default.clone())),
+                (true, Some(v)) => {
                     Version::try_from(v.clone()).map(Some).map_err(|e| anyhow::anyhow!("--{flag} {v}: {e}"))
                 }
             }
@@ -179,6 +195,9 @@ impl Args {
             .map(|arch| {
                 if !stack.matrix.arch.contains(&arch) {
                     bail!("--arch {arch}: the stack's matrix has no {arch}");
+                }
+                if let Some(why) = arch_missing(self.backend, arch) {
+                    bail!("--backend {} --arch {arch}: {why}", self.backend);
                 }
                 let cell = Cell {
                     backend: self.backend,
@@ -225,9 +244,19 @@ pub fn run(args: Args) -> Result<()> {
         if args.dry_run {
             preflight(&stack, cfg, &scenarios)?;
             let run_dir = crate::paths::e2e_run_dir(&run_id);
-            let p =
-                plan::plan(&stack, &cfg.cell.profile, arch, &run_id, cfg.edges, run_dir.join("config"), Vec::new())?;
-            crate::outln!("{}", serde_json::to_string_pretty(&p)?)?;
+            let json = match cfg.cell.backend {
+                Backend::Kubernetes => serde_json::to_string_pretty(&cluster_shape(&stack, cfg)?)?,
+                _ => serde_json::to_string_pretty(&plan::plan(
+                    &stack,
+                    &cfg.cell.profile,
+                    arch,
+                    &run_id,
+                    cfg.edges,
+                    run_dir.join("config"),
+                    Vec::new(),
+                )?)?,
+            };
+            crate::outln!("{json}")?;
             continue;
         }
         cancel.check()?;
@@ -271,16 +300,25 @@ pub fn run_once(
         bundle: "(none: it could not be had)".into(),
         started: (jiff::Timestamp::now(), Instant::now()),
         provisioned: None,
+        node_image: BTreeMap::new(),
+        tier: tier_label(stack, cfg.cell.backend),
     };
     // Scenarios first: a name the topology lacks is reported before anything is provisioned.
     if let Err(e) = preflight(stack, cfg, scenarios) {
         crate::note!("e2e: {e:#}");
         return finish(&run, setup_failed(&e, true, &run.started.1, Vec::new()), Phases::default());
     }
-    run.emulated = provision::machine(rt, stack, profile, arch)?;
+    run.emulated = provision::machine(rt, stack, &cfg.cell)?;
     let bundle = match &cfg.bundle {
         Some(dir) => provision::given_bundle(dir, profile, arch),
         None => provision::bundle(stack, profile, arch),
+    };
+    let bundle = match cfg.cell.backend {
+        Backend::Kubernetes => bundle.and_then(|b| {
+            run.node_image = provision::node_image(stack, arch)?;
+            Ok(b)
+        }),
+        _ => bundle,
     };
     run.provisioned = Some(report::Phase { name: "provision".into(), seconds: t.elapsed().as_secs_f64() });
     run.started = (jiff::Timestamp::now(), Instant::now());
@@ -303,6 +341,15 @@ pub fn run_once(
     Ok(report)
 }
 
+/// What a backend's name alone does not say: the kubernetes tier is Kubernetes built here with
+/// simulated KubeEdge edges, never k3s or KubeEdge.
+pub fn tier_label(stack: &Stack, backend: Backend) -> Option<String> {
+    (backend == Backend::Kubernetes).then(|| {
+        let kubernetes = stack.program("kubernetes").map_or_else(|_| "(unknown)".to_string(), |p| p.release.clone());
+        format!("kubernetes {kubernetes}, edges: simulated KubeEdge {} contract", stack.kubeprepare.kubeedge)
+    })
+}
+
 /// What a report says about its run besides what the run found.
 struct RunInfo<'a> {
     run_id: &'a str,
@@ -313,6 +360,10 @@ struct RunInfo<'a> {
     started: (jiff::Timestamp, Instant),
     /// The provision phase, once done: the first phase of the written report.
     provisioned: Option<report::Phase>,
+    /// The kubernetes tier's node image: `linux/<arch>` → its archive.
+    node_image: BTreeMap<String, Utf8PathBuf>,
+    /// What the backend really runs, for the report ([`report::Report::tier`]).
+    tier: Option<String>,
 }
 
 /// A run a signal stopped: every finished scenario with its result, the running one
@@ -446,6 +497,7 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
         arch: run.cfg.cell.arch,
         k3s: run.cfg.cell.k3s.clone(),
         kubeedge: run.cfg.cell.kubeedge.clone(),
+        tier: run.tier.clone(),
         emulated: run.emulated,
         tool: format!("xtask {}", env!("CARGO_PKG_VERSION")),
         bundle: run.bundle.clone(),
@@ -472,6 +524,24 @@ fn finish(run: &RunInfo<'_>, executed: Executed, phases: Phases) -> Result<repor
 /// anything is started: every node, component, alert and step they name must exist. Pure.
 fn preflight(stack: &Stack, cfg: &RunConfig, scenarios: &[scenario::Scenario]) -> Result<()> {
     let (profile, arch) = (cfg.cell.profile.as_str(), cfg.cell.arch);
+    if cfg.cell.backend == Backend::Kubernetes {
+        let shape = cluster_shape(stack, cfg)?;
+        let provides = cluster::tier::provides(stack, profile)?;
+        let all = shape.names();
+        let nodes: Vec<String> =
+            all.iter().filter(|(_, r)| *r == cluster::plan::Role::Edge).map(|(n, _)| n.clone()).collect();
+        let cloud: BTreeSet<String> = provides.iter().filter(|p| *p != scenario::KUBELET_TUNNEL).cloned().collect();
+        // Logs may be collected of a cloud component or of any node (its processes).
+        let components: BTreeSet<String> = cloud.iter().cloned().chain(all.into_iter().map(|(n, _)| n)).collect();
+        let alerts = alert_names(&crate::render::Ctx::new(stack, profile, arch)?);
+        for s in scenarios.iter().filter(|s| scenario::missing_requirement(s, &provides).is_none()) {
+            scenario::check(
+                s,
+                &scenario::Names { nodes: &nodes, components: &components, cloud: &cloud, alerts: &alerts },
+            )?;
+        }
+        return Ok(());
+    }
     let plan = plan::plan(stack, profile, arch, "preflight", cfg.edges, Utf8PathBuf::from("config"), Vec::new())?;
     let topology = crate::render::ComposeTopology {
         edges: plan.edges.keys().cloned().collect(),
@@ -490,6 +560,11 @@ fn preflight(stack: &Stack, cfg: &RunConfig, scenarios: &[scenario::Scenario]) -
         )?;
     }
     Ok(())
+}
+
+/// The kubernetes tier's cluster for a run: one server, one cloud agent, the run's edges.
+fn cluster_shape(stack: &Stack, cfg: &RunConfig) -> Result<cluster::plan::Shape> {
+    cluster::shape(stack, 1, cfg.edges, cfg.cell.arch)
 }
 
 /// Every alert the rendered rules of `ctx` define.
@@ -521,31 +596,50 @@ fn run_arch(
         profile,
         if emulated { " (emulated)" } else { "" }
     );
-    let plan = image_archives(bundle)
-        .and_then(|archives| plan::plan(stack, profile, arch, run_id, cfg.edges, run_dir.join("config"), archives));
-    let plan = match plan {
-        Ok(p) => p,
+    let topology = match cfg.cell.backend {
+        Backend::Kubernetes => cluster_shape(stack, cfg).map(Topology::Cluster),
+        _ => image_archives(bundle)
+            .and_then(|archives| plan::plan(stack, profile, arch, run_id, cfg.edges, run_dir.join("config"), archives))
+            .map(Topology::Compose),
+    };
+    let topology = match topology {
+        Ok(t) => t,
         Err(e) => return finish(run, setup_failed(&e, true, &started, Vec::new()), Phases::default()),
     };
-    crate::atomic::write(&run_dir.join("plan.json"), serde_json::to_string_pretty(&plan)?.as_bytes(), false)?;
+    let planned = match &topology {
+        Topology::Compose(plan) => serde_json::to_string_pretty(plan)?,
+        Topology::Cluster(shape) => serde_json::to_string_pretty(shape)?,
+    };
+    crate::atomic::write(&run_dir.join("plan.json"), planned.as_bytes(), false)?;
+    let node_image = run.node_image.clone();
 
     let mut cancel = cancel.clone();
     let progress = runner::SharedProgress::default();
     let idle = cfg.idle.map(|d| std::time::Duration::from_millis(d.as_millis()));
+    let keep = cfg.keep;
     let (result, phases, finished, logs) = rt.block_on(async {
         let mut work = tokio::spawn({
             let progress = progress.clone();
-            let (stack, plan, args_profile, bundle, run_dir, scenarios) = (
+            let (stack, topology, args_profile, bundle, run_dir, scenarios, run_id) = (
                 stack.clone(),
-                plan.clone(),
+                topology.clone(),
                 profile.to_string(),
                 bundle.to_path_buf(),
                 run_dir.clone(),
                 scenarios.to_vec(),
+                run_id.to_string(),
             );
             async move {
-                let run = Execution { emulated, started, idle };
-                execute(&stack, &args_profile, &plan, &bundle, &run_dir, &scenarios, run, &progress).await
+                let run = Execution { emulated, started, idle, keep };
+                match &topology {
+                    Topology::Compose(plan) => {
+                        execute(&stack, &args_profile, plan, &bundle, &run_dir, &scenarios, run, &progress).await
+                    }
+                    Topology::Cluster(shape) => {
+                        let on = OnCluster { shape, node_image: &node_image, run_id: &run_id };
+                        execute_cluster(&stack, &args_profile, on, &bundle, &run_dir, &scenarios, run, &progress).await
+                    }
+                }
             }
         });
         let mut finished = true;
@@ -581,7 +675,10 @@ fn run_arch(
             // What went wrong is in the containers' logs: save them before they are removed.
             if finished {
                 if let Ok(engine) = Engine::connect().await {
-                    logs = Compose::new(engine, plan.clone()).save_logs(&run_dir).await;
+                    logs = match &topology {
+                        Topology::Compose(plan) => Compose::new(engine, plan.clone()).save_logs(&run_dir).await,
+                        Topology::Cluster(shape) => cluster::save_logs(&engine, run_id, shape, &run_dir).await,
+                    };
                 }
             }
         }
@@ -604,6 +701,13 @@ fn run_arch(
     // one as interrupted): CI, the matrix and the gate read the report, not the exit code alone.
     let executed = result.unwrap_or_else(|e| setup_failed(&e, finished, &started, logs));
     finish(run, executed, phases)
+}
+
+/// What a run brings up: the compose tier's containers, or the kubernetes tier's cluster.
+#[derive(Clone)]
+enum Topology {
+    Compose(plan::Plan),
+    Cluster(cluster::plan::Shape),
 }
 
 /// What a run found, for its report.
@@ -671,6 +775,8 @@ struct Execution {
     emulated: bool,
     started: Instant,
     idle: Option<std::time::Duration>,
+    /// `--keep`: what the run made outlives it.
+    keep: bool,
 }
 
 async fn execute(
@@ -706,6 +812,73 @@ async fn execute(
     scenarios_on(&tier, profile, link_budget, receiver, models, since, run_dir, scenarios, run, progress).await
 }
 
+/// The phases of the kubernetes tier's bring-up, in order, as its report names them: the node
+/// image loaded (and the nodes' secrets made), the API server ready, the cloud nodes Ready, the
+/// edges joined.
+pub const CLUSTER_PHASES: [&str; 4] =
+    ["load node image", "cluster: API ready", "cluster: cloud nodes Ready", "cluster: edges joined"];
+
+/// What a kubernetes-tier run brings up, and from what.
+struct OnCluster<'a> {
+    shape: &'a cluster::plan::Shape,
+    /// `linux/<arch>` → the node image's archive.
+    node_image: &'a BTreeMap<String, Utf8PathBuf>,
+    run_id: &'a str,
+}
+
+/// The kubernetes tier: the cluster up (node image loaded, the bundle's images imported into each
+/// node's containerd), the profile's objects applied, then the scenarios through [`Tier`].
+#[allow(clippy::too_many_arguments)]
+async fn execute_cluster(
+    stack: &Stack,
+    profile_name: &str,
+    on: OnCluster<'_>,
+    bundle: &Utf8Path,
+    run_dir: &Utf8Path,
+    scenarios: &[scenario::Scenario],
+    run: Execution,
+    progress: &runner::SharedProgress,
+) -> Result<Executed> {
+    let t = Instant::now();
+    let engine = Engine::connect().await?;
+    let swept = engine.sweep().await?;
+    if swept != engine::Removed::default() {
+        crate::note!("e2e: swept leftovers of earlier runs: {swept}");
+    }
+    let since = jiff::Timestamp::now().as_second() - 1;
+    let profile = stack.profile(profile_name)?;
+    crate::note!("e2e: bringing up {} edges", on.shape.edges);
+    let mut c = cluster::Cluster::start(&engine, on.run_id, on.shape, on.node_image, bundle).await?;
+    if run.keep {
+        c.detach();
+    }
+    let cluster::Timings { api_ready_s, cloud_ready_s, edges_joined_s } = c.timings.clone();
+    crate::note!(
+        "e2e: {}: API ready in {api_ready_s:.1}s, cloud nodes Ready in {cloud_ready_s:.1}s, edges joined in {edges_joined_s:.1}s",
+        cluster::describe(&c.plan)
+    );
+    let phase = |name: &str, seconds: f64| {
+        let phase = report::Phase { name: name.into(), seconds };
+        runner::update(progress, |p| p.phases.push(phase));
+    };
+    let before = t.elapsed().as_secs_f64() - edges_joined_s;
+    let [load, api, cloud, edges] = CLUSTER_PHASES;
+    phase(load, before);
+    phase(api, api_ready_s);
+    phase(cloud, cloud_ready_s - api_ready_s);
+    phase(edges, edges_joined_s - cloud_ready_s);
+    let t = Instant::now();
+    let gateway = engine.network_gateway(&c.network).await?;
+    let receiver = receiver::Receiver::start(gateway).await?;
+    let ctx = crate::render::Ctx::new(stack, profile_name, on.shape.edge_arch)?;
+    let models = crate::render::rules::alert_models(&ctx);
+    let tier = cluster::tier::Kube::deploy(c, engine, stack, profile_name).await?;
+    phase_done(progress, "install", t);
+    // The link at the install's own pace: [settings], not the compose tier's faster [e2e] timing.
+    let link_budget = stack.settings.edge_link.budget_per_minute.bytes();
+    scenarios_on(&tier, profile, link_budget, receiver, models, since, run_dir, scenarios, run, progress).await
+}
+
 /// Run the scenarios on a tier that has started: sample its edge components and links while
 /// they run, wait for it to be ready, idle if asked, then check it pulled nothing.
 #[allow(clippy::too_many_arguments)]
@@ -721,7 +894,7 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
     run: Execution,
     progress: &runner::SharedProgress,
 ) -> Result<Executed> {
-    let Execution { emulated, started, idle } = run;
+    let Execution { emulated, started, idle, .. } = run;
     // Sampled from the start, so what the components take while starting counts too.
     let samples = Arc::new(Mutex::new(BTreeMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -759,7 +932,7 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
     let mut results = Vec::new();
     for s in scenarios {
         if let Some(missing) = scenario::missing_requirement(s, tier.provides()) {
-            let reason = scenario::not_run_reason(&missing);
+            let reason = tier.not_run_reason(&missing);
             crate::note!("  not run: {}: {reason}", s.name);
             let result = report::ScenarioResult {
                 name: s.name.clone(),

@@ -36,7 +36,7 @@ pub struct Machine {
 }
 
 /// Programs [`plan`] looks for, each with the Debian package that ships it.
-const PROGRAMS: [(&str, &str); 7] = [
+const PROGRAMS: [(&str, &str); 8] = [
     ("dockerd", "docker.io"),
     // Each edge's NAT and link: iptables in the node's network namespace (`e2e::compose::link`).
     ("iptables", "iptables"),
@@ -45,6 +45,8 @@ const PROGRAMS: [(&str, &str); 7] = [
     ("update-binfmts", "binfmt-support"),
     (crate::tools::SKOPEO.binary, crate::tools::SKOPEO.package),
     (crate::registry::DOCKER_REGISTRY.binary, crate::registry::DOCKER_REGISTRY.package),
+    // The kubernetes tier's node image userland (`fixtures::node`).
+    (crate::tools::MMDEBSTRAP.binary, crate::tools::MMDEBSTRAP.package),
 ];
 
 /// The Go toolchain the local profile's programs are built with (no Debian release ships one new
@@ -109,6 +111,8 @@ pub struct Need {
     /// The arches whose fixture images must be assembled from Debian packages first (empty when
     /// they are already built or the profile has none).
     pub fixtures_for: Vec<Arch>,
+    /// The kubernetes tier's node image is assembled (Go and mmdebstrap).
+    pub node_image: bool,
 }
 
 /// One provisioning step: what [`execute`] runs, and what a user who is not root is told to run.
@@ -173,7 +177,10 @@ pub fn plan(machine: &Machine, need: &Need) -> Result<Vec<Step>> {
     }
     let mut steps = Vec::new();
     let mut update = !packages.is_empty();
-    if !need.fixtures_for.is_empty() {
+    if need.node_image {
+        want(crate::tools::MMDEBSTRAP.binary, &mut packages);
+    }
+    if !need.fixtures_for.is_empty() || need.node_image {
         if !machine.has(GO) {
             bail!(
                 "the local profile's programs are built from their Go modules, and `go` is not on PATH: install \
@@ -275,22 +282,23 @@ fn start_dockerd(rt: &tokio::runtime::Runtime) -> Result<()> {
     .with_context(|| format!("dockerd did not come up; see {log}"))
 }
 
-/// What a run of `profile` on `arch` needs of this machine.
-pub fn need(stack: &Stack, profile: &str, arch: Arch) -> Result<Need> {
+/// What a run of `profile` on `arch` of `backend` needs of this machine.
+pub fn need(stack: &Stack, backend: crate::stack::Backend, profile: &str, arch: Arch) -> Result<Need> {
     // A lock that cannot be checked (no Go to ask its version) is stale: the plan then says what is missing.
     let fixtures_for = if profile == "local" && !crate::fixtures::lock_is_current(stack).unwrap_or(false) {
         stack.matrix.arch.clone()
     } else {
         Vec::new()
     };
-    Ok(Need { arch, fixtures_for })
+    Ok(Need { arch, fixtures_for, node_image: backend == crate::stack::Backend::Kubernetes })
 }
 
 /// Everything a run of `profile` on `arch` needs (Docker engine, qemu for arm64 on amd64, what the
 /// fixture images are assembled with), provisioned when we are root on Debian/Ubuntu, else an
 /// error naming the commands. Returns whether the run is emulated.
-pub fn machine(rt: &tokio::runtime::Runtime, stack: &Stack, profile: &str, arch: Arch) -> Result<bool> {
-    let need = need(stack, profile, arch)?;
+pub fn machine(rt: &tokio::runtime::Runtime, stack: &Stack, cell: &crate::stack::Cell) -> Result<bool> {
+    let (profile, arch) = (cell.profile.as_str(), cell.arch);
+    let need = need(stack, cell.backend, profile, arch)?;
     let steps = plan(&Machine::probe(rt), &need)?;
     execute(rt, &steps, &need)?;
     rt.block_on(async { super::engine::Engine::connect().await?.check_local().await })?;
@@ -301,9 +309,21 @@ pub fn machine(rt: &tokio::runtime::Runtime, stack: &Stack, profile: &str, arch:
 /// we are root on Debian/Ubuntu.
 pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
     let host = Arch::host().context("this machine is neither amd64 nor arm64")?;
-    let need = Need { arch: host, fixtures_for: Vec::new() };
+    let need = Need { arch: host, fixtures_for: Vec::new(), node_image: false };
     let steps = plan(&Machine::probe(rt), &need)?;
     execute(rt, &steps, &need)
+}
+
+/// The kubernetes tier's node image for the cloud nodes (this machine's arch) and the edges
+/// (`edge_arch`), assembled from its Go modules (`cargo xtask fixtures --node`; fast once the Go
+/// caches hold it): `linux/<arch>` → the archive to load. Must run outside an async runtime.
+pub fn node_image(stack: &Stack, edge_arch: Arch) -> Result<std::collections::BTreeMap<String, Utf8PathBuf>> {
+    let host = Arch::host().context("this machine is neither amd64 nor arm64")?;
+    let mut arches = vec![host, edge_arch];
+    arches.dedup();
+    crate::note!("e2e: the node image (`cargo xtask fixtures --node`), for {arches:?}");
+    let built = crate::fixtures::node::build(stack, &arches, &crate::paths::node_image_dir())?;
+    Ok(built.archives)
 }
 
 /// The bundle for `profile` and `arch`, built (and, for the local profile, its fixture images

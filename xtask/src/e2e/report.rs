@@ -98,6 +98,10 @@ pub struct Report {
     pub k3s: Option<Version>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeedge: Option<Version>,
+    /// What the backend really ran, when its name alone would not say (the kubernetes tier:
+    /// `kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
     /// The edge ran under qemu emulation (arm64 on an amd64 host).
     pub emulated: bool,
     /// The tool's version (and commit) that ran.
@@ -730,8 +734,12 @@ impl Report {
         }
     }
 
-    /// The backend with the versions it ran: `compose`, or `k3s v1.34.2+k3s1, KubeEdge 1.22.0`.
+    /// The backend with the versions it ran: `compose`, `k3s v1.34.2+k3s1, KubeEdge 1.22.0`, or
+    /// the tier's own words (`kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract`).
     pub fn backend_label(&self) -> String {
+        if let Some(tier) = &self.tier {
+            return tier.clone();
+        }
         let mut label = self.backend.to_string();
         if let Some(k3s) = &self.k3s {
             label.push_str(&format!(" {k3s}"));

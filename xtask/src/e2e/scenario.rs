@@ -887,6 +887,10 @@ pub fn missing_requirement(s: &Scenario, provides: &BTreeSet<String>) -> Option<
     s.requires.iter().find(|r| !provides.contains(*r)).cloned()
 }
 
+/// What a tier whose edge kubelets are reached through KubeEdge's tunnel port provides (no bundle
+/// does: a cluster does): scenarios that scrape the edges' kubelets through it require it.
+pub const KUBELET_TUNNEL: &str = "kubelet-tunnel";
+
 /// Requirements no bundle built here can provide, and why: Grafana, Loki and Alloy are AGPL (or link
 /// AGPL code) and are never built on our machines.
 const AGPL: [(&str, &str); 3] = [("grafana", "Grafana"), ("loki", "Loki"), ("alloy", "Grafana Alloy")];
@@ -894,6 +898,11 @@ const AGPL: [(&str, &str); 3] = [("grafana", "Grafana"), ("loki", "Loki"), ("all
 /// What a scenario that does not run says: the requirement missing from the bundle, and for the
 /// AGPL components where they do run.
 pub fn not_run_reason(missing: &str) -> String {
+    if missing == KUBELET_TUNNEL {
+        return format!(
+            "{missing}: this tier has no kubelet behind KubeEdge's tunnel port (the kubernetes and k3s tiers have)"
+        );
+    }
     match AGPL.iter().find(|(r, _)| *r == missing) {
         Some((_, name)) => {
             format!("{missing} not in bundle: {name} is AGPL and is not built here; runs on GitHub Actions")

@@ -1,5 +1,6 @@
 //! The seam between the scenarios and a tier: what the runner and the samplers ask of a topology
-//! once it is up. The compose tier ([`super::compose`]) implements it; nothing above it knows of
+//! once it is up. The compose tier ([`super::compose`]) and the kubernetes tier
+//! ([`super::cluster::tier`]) implement it; nothing above it knows of
 //! containers, networks or clusters. How a tier comes up is its own (the compose tier's `start`
 //! and [`Tier::ready`]); everything after that goes through here.
 
@@ -37,6 +38,11 @@ pub trait Tier: Send + Sync {
     /// What the topology gives scenarios (read by `scenario::missing_requirement` and the log
     /// store's choice).
     fn provides(&self) -> &BTreeSet<String>;
+
+    /// Why a scenario needing `missing` (not [`Tier::provides`]) does not run here.
+    fn not_run_reason(&self, missing: &str) -> String {
+        super::scenario::not_run_reason(missing)
+    }
 
     /// The edge nodes, in order.
     fn nodes(&self) -> Vec<String>;

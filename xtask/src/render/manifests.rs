@@ -24,7 +24,9 @@ use super::names::EDGE_NODE_LABEL;
 use super::{Ctx, Files};
 use crate::stack::{Component, Kind};
 
-/// Where k3s serves chart archives to its helm-controller.
+/// The namespace every component runs in.
+pub const NAMESPACE_FILE: &str = "manifests/00-namespace.yaml";
+
 /// k3s' default `--data-dir` (the cloud script takes another with `--k3s-data-dir`).
 pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
 /// Where, under the data dir, k3s serves charts to its helm-controller.
@@ -250,7 +252,7 @@ pub fn helm_chart(ctx: &Ctx<'_>, c: &Component, values: &serde_json::Value) -> R
 }
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    files.add_yaml("manifests/00-namespace.yaml", &namespace(ctx))?;
+    files.add_yaml(NAMESPACE_FILE, &namespace(ctx))?;
     files.add_yaml("manifests/01-storageclass.yaml", &storage_class(ctx))?;
     if ctx.has(Kind::NodeExporter) {
         files.add_yaml("manifests/20-edge-node-exporter.yaml", &edge_node_exporter(ctx)?)?;

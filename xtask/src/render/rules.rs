@@ -842,6 +842,11 @@ pub fn latency_model(ctx: &Ctx<'_>, rule: &AlertRule) -> LatencyModel {
     }
 }
 
+/// Every alert's latency model ([`alert_model`]), by name.
+pub fn alert_models(ctx: &Ctx<'_>) -> std::collections::BTreeMap<String, LatencyModel> {
+    alert_names(ctx).into_iter().filter_map(|a| alert_model(ctx, &a).map(|m| (a, m))).collect()
+}
+
 /// The [`LatencyModel`] of the alert named `alert` (the slowest of the rules sharing the name).
 pub fn alert_model(ctx: &Ctx<'_>, alert: &str) -> Option<LatencyModel> {
     catalog(ctx).iter().filter(|r| r.name == alert).map(|r| latency_model(ctx, r)).max_by_key(|m| m.bound())

@@ -493,12 +493,15 @@ fn check_matrix(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                 format!("{} is not on matrix.arch (bundles are built for those arches only)", c.arch),
             );
         }
-        match (c.backend.is_kubernetes(), c.k3s.is_some(), c.kubeedge.is_some()) {
+        match (c.backend.has_versions(), c.k3s.is_some(), c.kubeedge.is_some()) {
             (true, true, true) | (false, false, false) => {}
             (true, _, _) => report(at, "a k3s cell names both its k3s and its kubeedge version".into()),
             (false, _, _) => report(
                 at,
-                "compose cells have no k3s or KubeEdge version: drop k3s/kubeedge, or use backend = \"k3s\"".into(),
+                format!(
+                    "{} cells have no k3s or KubeEdge version: drop k3s/kubeedge, or use backend = \"k3s\"",
+                    c.backend
+                ),
             ),
         }
     }
@@ -536,10 +539,10 @@ fn check_matrix(stack: &Stack, report: &mut dyn FnMut(String, String)) {
                 }
                 continue;
             }
-            if p.backend == Some(super::Backend::Compose) && (p.k3s.is_some() || p.kubeedge.is_some()) {
+            if let Some(b) = p.backend.filter(|b| !b.has_versions() && (p.k3s.is_some() || p.kubeedge.is_some())) {
                 report(
                     at,
-                    "compose cells have no k3s or KubeEdge version: drop k3s/kubeedge, or use backend = \"k3s\"".into(),
+                    format!("{b} cells have no k3s or KubeEdge version: drop k3s/kubeedge, or use backend = \"k3s\""),
                 );
             } else if !against.iter().any(|c| p.matches(c)) {
                 report(

@@ -383,12 +383,15 @@ pub struct Matrix {
 pub enum Backend {
     /// Plain containers on internal Docker networks (no Kubernetes).
     Compose,
-    /// k3s in containers with nodes playing KubeEdge edge nodes.
+    /// A real Kubernetes cluster in containers, built here from the parts k3s is made of, whose
+    /// edge nodes reproduce KubeEdge's contract (`e2e::cluster`): runnable with no registry.
+    Kubernetes,
+    /// Real k3s and KubeEdge in containers, from their release images (GitHub Actions).
     K3s,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 2] = [Backend::Compose, Backend::K3s];
+    pub const ALL: [Backend; 3] = [Backend::Compose, Backend::Kubernetes, Backend::K3s];
 
     fn all() -> Vec<Backend> {
         Self::ALL.to_vec()
@@ -397,12 +400,13 @@ impl Backend {
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Compose => "compose",
+            Backend::Kubernetes => "kubernetes",
             Backend::K3s => "k3s",
         }
     }
 
-    /// Whether its cells have k3s and KubeEdge versions.
-    pub fn is_kubernetes(self) -> bool {
+    /// Whether its cells have k3s and KubeEdge versions (the matrix's k3s × KubeEdge axes).
+    pub fn has_versions(self) -> bool {
         self == Backend::K3s
     }
 }
@@ -530,7 +534,7 @@ impl Stack {
                         k3s: k3s.cloned(),
                         kubeedge: kubeedge.cloned(),
                     };
-                    if backend.is_kubernetes() {
+                    if backend.has_versions() {
                         for k in &m.k3s {
                             for e in &m.kubeedge {
                                 out.push(cell(Some(k), Some(e)));

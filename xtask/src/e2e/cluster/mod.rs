@@ -8,6 +8,7 @@
 pub mod forward;
 pub mod pki;
 pub mod plan;
+pub mod tier;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -334,9 +335,15 @@ impl Cluster {
 
     /// The last `lines` of each process log of `node`.
     pub async fn node_logs(&self, node: &str, lines: usize) -> Result<String> {
-        let n = lines.to_string();
-        let script = "for f in /var/log/*.log; do echo \"== $f\"; tail -n \"$1\" \"$f\"; done";
-        self.engine.exec(&container_name(&self.run, node), &["/bin/sh", "-c", script, "sh", &n]).await
+        process_logs(&self.engine, &container_name(&self.run, node), lines).await
+    }
+
+    /// Let the node containers outlive this value (`e2e --keep`): testcontainers removes a
+    /// container when its handle drops; `e2e --sweep` removes these later.
+    pub fn detach(&mut self) {
+        for (_, c) in std::mem::take(&mut self.containers) {
+            std::mem::forget(c);
+        }
     }
 
     /// Remove every container, volume and the network of the run.
@@ -352,6 +359,30 @@ impl Cluster {
         rest.containers += removed;
         Ok(rest)
     }
+}
+
+/// The process logs of every node of a run's cluster (those still there) into
+/// `logs/setup-<node>.log`; the files, relative to the run folder.
+pub async fn save_logs(engine: &Engine, run: &str, shape: &Shape, run_dir: &Utf8Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (node, _) in shape.names() {
+        let Ok(text) = process_logs(engine, &container_name(run, &node), 200).await else { continue };
+        let name = format!("setup-{node}.log");
+        let Ok(path) = super::scenario::join_safe(&run_dir.join("logs"), &name) else { continue };
+        if std::fs::create_dir_all(run_dir.join("logs")).is_ok()
+            && crate::atomic::write(&path, text.as_bytes(), false).is_ok()
+        {
+            out.push(format!("logs/{name}"));
+        }
+    }
+    out
+}
+
+/// The last `lines` of each process log of a node's container.
+async fn process_logs(engine: &Engine, container: &str, lines: usize) -> Result<String> {
+    let n = lines.to_string();
+    let script = "for f in /var/log/*.log; do echo \"== $f\"; tail -n \"$1\" \"$f\"; done";
+    engine.exec(container, &["/bin/sh", "-c", script, "sh", &n]).await
 }
 
 /// The image archives of a bundle a node imports, by role.

@@ -106,7 +106,7 @@ pub struct Plan {
 }
 
 /// The cluster's shape: how many nodes of each kind, and the arch of its edges.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Shape {
     pub image: String,
     pub kubernetes: String,
@@ -125,11 +125,11 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// Node names in order: `server`, `agent-<i>`, `edge-<i>`.
+    /// Node names in order: `server`, `agent-<i>`, `edge-<i>` (from 1, as the compose tier and the scenarios name them).
     pub fn names(&self) -> Vec<(String, Role)> {
         let mut out = vec![("server".to_string(), Role::Server)];
         out.extend((0..self.agents).map(|i| (format!("agent-{i}"), Role::Agent)));
-        out.extend((0..self.edges).map(|i| (format!("edge-{i}"), Role::Edge)));
+        out.extend((1..=self.edges).map(|i| (format!("edge-{i}"), Role::Edge)));
         out
     }
 
@@ -631,7 +631,7 @@ mod tests {
         let names: Vec<String> = s.names().into_iter().map(|(n, _)| n).collect();
         let secrets = Secrets::generate(&Shape::server_names(), &names).unwrap();
         let p = plan(&s, &secrets, "run-server").unwrap();
-        assert_eq!(names, ["server", "agent-0", "edge-0", "edge-1"]);
+        assert_eq!(names, ["server", "agent-0", "edge-1", "edge-2"]);
         let edge = &p.nodes[2];
         let kubelet: serde_json::Value =
             serde_yaml_ng::from_str(&edge.files[&format!("{ETC}/kubelet.yaml")].text).unwrap();

@@ -91,10 +91,7 @@ impl Compose {
             crate::render::ComposeTopology { edges: self.plan.edges.keys().cloned().collect(), alert_webhook_url };
         let ctx = crate::render::Ctx::compose(stack, profile, self.plan.arch, &topology)?;
         crate::render::render(&ctx)?.write_to(&self.plan.config_dir)?;
-        Ok(crate::render::rules::alert_names(&ctx)
-            .into_iter()
-            .filter_map(|a| crate::render::rules::alert_model(&ctx, &a).map(|m| (a, m)))
-            .collect())
+        Ok(crate::render::rules::alert_models(&ctx))
     }
 
     /// Start every container but Prometheus ([`Tier::ready`] starts it once the rest answer).

@@ -1,0 +1,301 @@
+//! The kubernetes tier as the scenarios reach it: a [`Cluster`] with the profile's own components
+//! applied as the rendered Kubernetes objects ([`DEPLOYED`]), behind the [`Tier`] trait.
+//!
+//! Cloud components are reached through port-forwards ([`super::forward`]); an edge is its node
+//! container: powered off and on with the engine, its link cut inside its own network namespace.
+//! What this tier does not deploy yet is not provided, so the scenarios needing it report
+//! "not run" with the reason ([`Kube::not_run_reason`]), never a pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Event, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
+
+use super::{Cluster, container_name};
+use crate::e2e::engine::Engine;
+use crate::e2e::scenario::{Fault, KUBELET_TUNNEL, Signal};
+use crate::e2e::tier::{Measured, Reading, Tier};
+use crate::render::workloads;
+use crate::stack::{Kind, Stack};
+
+/// The rendered files the tier applies, in order.
+pub const DEPLOYED: [&str; 2] = [crate::render::manifests::NAMESPACE_FILE, workloads::PROMETHEUS_FILE];
+
+/// The chain an edge's link cut hangs in its INPUT, OUTPUT and FORWARD chains.
+const CUT_CHAIN: &str = "LINK-CUT";
+
+/// What the kubernetes tier gives the scenarios of `profile`: the components it deploys and the
+/// kubelet tunnel. Pure: the gate reads it too.
+pub fn provides(stack: &Stack, profile: &str) -> Result<BTreeSet<String>> {
+    let profile = stack.profile(profile)?;
+    let mut out = BTreeSet::from([KUBELET_TUNNEL.to_string()]);
+    if profile.component(Kind::Prometheus).is_some_and(|c| c.chart.is_none()) {
+        out.insert(Kind::Prometheus.to_string());
+    }
+    Ok(out)
+}
+
+/// Why a scenario needing `missing` does not run on the kubernetes tier: the bundle has it (its
+/// kinds are `bundled`) and the tier does not deploy it yet, or as on any tier.
+fn not_run_reason(bundled: &BTreeSet<String>, provides: &BTreeSet<String>, missing: &str) -> String {
+    if bundled.contains(missing) {
+        let deployed: Vec<&str> = provides.iter().map(String::as_str).collect();
+        format!(
+            "{missing} is in the bundle, but the kubernetes tier does not deploy it yet (it provides {})",
+            deployed.join(", ")
+        )
+    } else {
+        crate::e2e::scenario::not_run_reason(missing)
+    }
+}
+
+/// A cluster with the profile deployed, as the scenarios use it.
+#[derive(Clone)]
+pub struct Kube {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cluster: Cluster,
+    engine: Engine,
+    namespace: String,
+    provides: BTreeSet<String>,
+    /// What the bundle holds that the tier does not deploy yet (for the reason a scenario gives).
+    bundled: BTreeSet<String>,
+    /// One port-forward per cloud Service, made on first use.
+    forwards: tokio::sync::Mutex<BTreeMap<String, super::forward::Forward>>,
+}
+
+impl Kube {
+    /// Apply [`DEPLOYED`] of `profile`, rendered for Kubernetes (the same renderers as the
+    /// install's manifests), on `cluster`.
+    pub async fn deploy(cluster: Cluster, engine: Engine, stack: &Stack, profile: &str) -> Result<Kube> {
+        let arch = cluster.plan.nodes.iter().find(|n| n.is_edge()).or(cluster.plan.nodes.first());
+        let arch = arch.context("the cluster has no node")?.arch;
+        let files = crate::render::render(&crate::render::Ctx::new(stack, profile, arch)?)?;
+        for file in DEPLOYED {
+            let text = files.get(file).with_context(|| format!("profile {profile} renders no {file}"))?;
+            cluster.apply(text, file).await?;
+        }
+        let bundled = stack.profile(profile)?.enabled().map(|c| c.kind.to_string()).collect();
+        Ok(Kube {
+            inner: Arc::new(Inner {
+                cluster,
+                engine,
+                namespace: stack.settings.namespace.to_string(),
+                provides: provides(stack, profile)?,
+                bundled,
+                forwards: Default::default(),
+            }),
+        })
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    fn node_container(&self, node: &str) -> Result<String> {
+        let c = &self.inner.cluster;
+        if !c.plan.nodes.iter().any(|n| n.name == node && n.is_edge()) {
+            bail!("no edge node {node} in this cluster");
+        }
+        Ok(container_name(&c.run, node))
+    }
+
+    /// The Service a component is reached by: its name (the renderers name them so).
+    async fn service_port(&self, component: &str) -> Result<u16> {
+        let services: Api<Service> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
+        let svc = services.get(component).await.with_context(|| format!("no Service {component} in this cluster"))?;
+        let port = svc.spec.and_then(|s| s.ports).and_then(|p| p.into_iter().next()).map(|p| p.port);
+        let port = port.with_context(|| format!("Service {component} has no port"))?;
+        u16::try_from(port).with_context(|| format!("Service {component} has port {port}"))
+    }
+
+    /// The pods of a component (by its name label).
+    async fn pods(&self, component: &str) -> Result<Vec<String>> {
+        let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
+        let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={component}"))).await?;
+        Ok(list.items.into_iter().filter_map(|p| p.metadata.name).collect())
+    }
+
+    /// Cut (`true`) or heal an edge's link: every packet on its cloud interface dropped, both
+    /// ways, in the node's own network namespace; its loopback (its kubelet, its pods) untouched.
+    async fn set_cut(&self, node: &str, cut: bool) -> Result<()> {
+        self.node_container(node)?;
+        let c = CUT_CHAIN;
+        let script = if cut {
+            format!(
+                "iptables -w -N {c} 2>/dev/null; iptables -w -F {c} && iptables -w -A {c} -j DROP && \
+                 for x in INPUT FORWARD; do iptables -w -C $x -i eth0 -j {c} 2>/dev/null || iptables -w -I $x 1 -i eth0 -j {c}; done && \
+                 for x in OUTPUT FORWARD; do iptables -w -C $x -o eth0 -j {c} 2>/dev/null || iptables -w -I $x 1 -o eth0 -j {c}; done"
+            )
+        } else {
+            format!(
+                "for x in INPUT FORWARD; do while iptables -w -D $x -i eth0 -j {c} 2>/dev/null; do :; done; done; \
+                 for x in OUTPUT FORWARD; do while iptables -w -D $x -o eth0 -j {c} 2>/dev/null; do :; done; done; \
+                 iptables -w -F {c} 2>/dev/null; true"
+            )
+        };
+        self.inner.cluster.exec(node, &["/bin/sh", "-c", &script]).await.map(drop)
+    }
+}
+
+impl Tier for Kube {
+    fn provides(&self) -> &BTreeSet<String> {
+        &self.inner.provides
+    }
+
+    fn not_run_reason(&self, missing: &str) -> String {
+        not_run_reason(&self.inner.bundled, &self.inner.provides, missing)
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.inner.cluster.plan.nodes.iter().filter(|n| n.is_edge()).map(|n| n.name.clone()).collect()
+    }
+
+    async fn ready(&self) -> Result<()> {
+        let timeout = std::time::Duration::from_secs(180);
+        for component in self.inner.provides.iter().filter(|p| p.as_str() != KUBELET_TUNNEL) {
+            let what = format!("{component} ready in the cluster");
+            let client = &self.inner.cluster.client;
+            crate::e2e::engine::wait_for(&what, timeout, || async {
+                Ok(super::forward::ready_pod(client, &self.inner.namespace, component).await.ok())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn cloud_url(&self, component: &str) -> Result<String> {
+        let mut forwards = self.inner.forwards.lock().await;
+        if let Some(f) = forwards.get(component) {
+            return Ok(f.url());
+        }
+        let port = self.service_port(component).await?;
+        let f = self.inner.cluster.forward(&self.inner.namespace, component, port).await?;
+        let url = f.url();
+        forwards.insert(component.to_string(), f);
+        Ok(url)
+    }
+
+    async fn written(&self, node: &str, _signal: Signal) -> Result<String> {
+        bail!("the kubernetes tier runs no workload on {node} yet: nothing wrote logs or spans there")
+    }
+
+    async fn inject(&self, fault: &Fault) -> Result<()> {
+        let engine = &self.inner.engine;
+        match fault {
+            // A node going down is a power loss: its container killed, kubelet, containerd and pods with it.
+            Fault::StopNode(node) => engine.kill(&self.node_container(node)?).await,
+            // Its init starts containerd, the kubelet and its tunnel again; the pods come back from
+            // the node's containerd, nothing pulled.
+            Fault::StartNode(node) => engine.start(&self.node_container(node)?).await,
+            Fault::CutLink(node) => self.set_cut(node, true).await,
+            Fault::HealLink(node) => self.set_cut(node, false).await,
+            Fault::Block { node, component } => {
+                bail!("blocking {node} from {component} is not built on the kubernetes tier yet")
+            }
+            // A pod restart as Kubernetes does it: the pod deleted, its controller makes a new one.
+            Fault::Restart(component) => {
+                let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
+                let names = self.pods(component).await?;
+                if names.is_empty() {
+                    bail!("no pod of {component} to restart");
+                }
+                for name in names {
+                    pods.delete(&name, &DeleteParams::default())
+                        .await
+                        .with_context(|| format!("deleting pod {name}"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn logs(&self, name: &str, lines: usize) -> Result<Vec<(String, String)>> {
+        let c = &self.inner.cluster;
+        if c.plan.nodes.iter().any(|n| n.name == name) {
+            let text = c.node_logs(name, lines).await.unwrap_or_else(|e| format!("{e:#}"));
+            return Ok(vec![(format!("node-{name}"), text)]);
+        }
+        let pods: Api<Pod> = Api::namespaced(c.client.clone(), &self.inner.namespace);
+        let mut out = Vec::new();
+        for pod in self.pods(name).await? {
+            let params = LogParams { tail_lines: Some(lines as i64), ..Default::default() };
+            let text = pods.logs(&pod, &params).await.unwrap_or_else(|e| format!("{e:#}"));
+            out.push((pod, text));
+        }
+        Ok(out)
+    }
+
+    fn measured(&self) -> Vec<Measured> {
+        Vec::new()
+    }
+
+    async fn read(&self, _m: &Measured, _emulated: bool) -> Result<Option<Reading>> {
+        Ok(None)
+    }
+
+    async fn link_counters(&self, node: &str) -> Result<(u64, u64)> {
+        self.node_container(node)?;
+        let out = self
+            .inner
+            .cluster
+            .exec(node, &["cat", "/sys/class/net/eth0/statistics/tx_bytes", "/sys/class/net/eth0/statistics/rx_bytes"])
+            .await?;
+        let mut n = out.split_whitespace().map(str::parse::<u64>);
+        match (n.next(), n.next()) {
+            (Some(Ok(tx)), Some(Ok(rx))) => Ok((tx, rx)),
+            _ => bail!("{node}'s interface counters are not two numbers: {out:?}"),
+        }
+    }
+
+    async fn pulls_since(&self, since: i64) -> Result<Vec<String>> {
+        let mut out = self.inner.engine.pulls_since(since).await?;
+        // A kubelet pulling records a `Pulling` event on the pod, in any namespace.
+        let events: Api<Event> = Api::all(self.inner.cluster.client.clone());
+        for e in events.list(&ListParams::default().fields("reason=Pulling")).await?.items {
+            let object = e.involved_object.name.unwrap_or_default();
+            out.push(format!("{object}: {}", e.message.unwrap_or_default()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local profile on this tier: Prometheus (rendered for Kubernetes) and the tunnel, so the
+    /// edge-kubelet scenario runs and every other says what it waits for; the compose tier, which
+    /// has no kubelet, says why edge-kubelet does not run there.
+    #[test]
+    fn the_local_profile_runs_what_the_tier_deploys_and_names_the_rest() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let provides = provides(&stack, "local").unwrap();
+        assert_eq!(provides, [KUBELET_TUNNEL, "prometheus"].map(String::from).into());
+        let files =
+            crate::render::render(&crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap())
+                .unwrap();
+        assert!(DEPLOYED.iter().all(|f| files.get(f).is_some()), "every deployed file is rendered");
+        let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[]).unwrap();
+        let runs: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| crate::e2e::scenario::missing_requirement(s, &provides).is_none())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(runs, ["edge-kubelet"]);
+        let bundled = stack.profile("local").unwrap().enabled().map(|c| c.kind.to_string()).collect();
+        let why = not_run_reason(&bundled, &provides, "alertmanager");
+        assert_eq!(
+            why,
+            "alertmanager is in the bundle, but the kubernetes tier does not deploy it yet (it provides kubelet-tunnel, prometheus)"
+        );
+        assert_eq!(not_run_reason(&bundled, &provides, "grafana"), crate::e2e::scenario::not_run_reason("grafana"));
+        assert!(
+            crate::e2e::scenario::not_run_reason(KUBELET_TUNNEL).contains("no kubelet behind KubeEdge's tunnel port")
+        );
+    }
+}
