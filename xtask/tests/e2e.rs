@@ -150,12 +150,36 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
         let run_id = json["run_id"].as_str().unwrap();
         assert_eq!(leftovers(run_id), "", "everything of the run is removed");
     }
+    // The kubernetes tier: a real cluster, named for what it is; the edge kubelets scraped through
+    // the tunnel, edge-1 powered off and on; what it does not deploy yet says so.
+    let text = std::fs::read_to_string(out.join("cells/kubernetes-local-amd64/report.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["backend"], "kubernetes");
+    assert_eq!(json["tier"], "kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract");
+    for s in json["scenarios"].as_array().unwrap() {
+        match s["name"].as_str().unwrap() {
+            "edge-kubelet" | "offline" => assert_eq!(s["status"], "passed", "{s}"),
+            name => {
+                assert_eq!(s["status"], "not-run", "{s}");
+                let reason = s["reason"].as_str().unwrap();
+                assert!(
+                    reason.contains("the kubernetes tier does not deploy it yet") || reason.contains("is AGPL"),
+                    "{name}: {reason}"
+                );
+            }
+        }
+    }
+    let phases: Vec<&str> = json["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(xtask::e2e::CLUSTER_PHASES.iter().all(|p| phases.contains(p)), "{phases:?}");
+    assert_eq!(leftovers(json["run_id"].as_str().unwrap()), "", "everything of the cluster is removed");
     let k3s =
         std::fs::read_to_string(out.join("cells/k3s-upstream-amd64-k3s-v1.34.2-k3s1-kubeedge-1.22.0/not-run.json"))
             .unwrap();
     assert!(k3s.contains("the k3s tier is not built yet"), "{k3s}");
     let md = std::fs::read_to_string(out.join("matrix.md")).unwrap();
     assert!(md.contains("| profile local | + | + |"), "both compose cells passed, some scenarios not run: {md}");
+    let kubernetes = md.split("## kubernetes tier").nth(1).unwrap_or_default();
+    assert!(kubernetes.contains("| profile local | + |"), "the kubernetes cell passed, some not run: {md}");
     assert!(md.contains("| KubeEdge 1.22.0 | ○ ᵉ |"), "the k3s cell: not run, experimental: {md}");
     assert!(md.contains("not run here: the k3s tier is not built yet"), "{md}");
 
@@ -195,6 +219,60 @@ fn a_wrong_scenario_fails_with_expected_and_actual_in_every_report_and_leaves_no
         "the catch block collects Prometheus' log"
     );
     assert_eq!(leftovers(run), "", "a failed run removes everything it made");
+}
+
+/// The kubernetes tier, SIGTERM once edge-1 is powered off mid-scenario: the cluster's every
+/// container, network and volume is removed, none published a port or had a route out, and the
+/// report says interrupted.
+#[test]
+fn sigterm_mid_scenario_removes_the_whole_cluster() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = xtask()
+        .args(["e2e", "--backend", "kubernetes", "--scenario", "edge-kubelet"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut run = None;
+    loop {
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the run got to the fault");
+        if let Some(id) = run_id(&line) {
+            run = Some(id);
+        }
+        if line.contains("edge-kubelet / stop edge-1") {
+            break;
+        }
+    }
+    let run = run.expect("run id");
+    let label = format!("label=io.kubeprepare.e2e.run={run}");
+    let nets = Command::new("docker").args(["network", "ls", "--filter", &label, "--format", "{{.Internal}}"]).output();
+    let nets = String::from_utf8_lossy(&nets.unwrap().stdout).into_owned();
+    assert_eq!(nets.trim(), "true", "one internal cluster network");
+    let ports = Command::new("docker").args(["ps", "--filter", &label, "--format", "{{.Names}} [{{.Ports}}]"]).output();
+    let ports = String::from_utf8_lossy(&ports.unwrap().stdout).into_owned();
+    assert_eq!(ports.lines().count(), 3, "server, agent and edge-2 up, edge-1 off: {ports}");
+    assert!(ports.lines().all(|l| l.ends_with(" []")), "no published port: {ports}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(!child.wait().unwrap().success());
+    assert_eq!(leftovers(&run), "", "the cluster is removed on SIGTERM");
+    let json: serde_json::Value = serde_json::from_str(&report(&run, "report.json")).unwrap();
+    let s = &json["scenarios"][0];
+    assert_eq!(
+        (&s["name"], &s["status"], &s["signal"]),
+        (&"edge-kubelet".into(), &"interrupted".into(), &"SIGTERM".into())
+    );
+    assert_eq!(s["steps"][1]["name"], "stop edge-1");
+    assert_eq!(s["steps"][1]["status"], "passed", "{json}");
 }
 
 /// SIGINT once `metrics` has finished and `alerts` has stopped its node: every resource is removed,
@@ -288,6 +366,12 @@ fn bad_flags_and_the_k3s_backend_fail_clearly() {
     let out = xtask().args(["e2e", "--k3s", "v1.34.2+k3s1", "--dry-run"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--k3s is a k3s-tier version"));
+    let out = xtask().args(["e2e", "--backend", "kubernetes", "--k3s", "v1.34.2+k3s1", "--dry-run"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the kubernetes tier runs no k3s"));
+    // The kubernetes tier's edges are this machine's arch, so far: another is refused with why.
+    let out = xtask().args(["e2e", "--backend", "kubernetes", "--arch", "arm64", "--dry-run"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("arm64 edges need the arm64 node image"));
     let out = xtask().args(["e2e", "--scenario", "nope", "--dry-run"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario named \"nope\""));

@@ -212,7 +212,11 @@ fn the_good_evidence_passes_every_check() {
     assert!(v.passed, "{:#?}", v.failures());
     let names: Vec<&str> = v.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["required cells passed", "bundles reproducible", "golden snapshots clean", "edge budgets met"]);
-    assert_eq!(v.required, ["compose-local-amd64", "compose-local-arm64"], "the experimental k3s cell is not required");
+    assert_eq!(
+        v.required,
+        ["compose-local-amd64", "compose-local-arm64", "kubernetes-local-amd64"],
+        "the experimental k3s cell is not required"
+    );
 }
 
 #[test]
@@ -429,13 +433,16 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
         ["metrics", "alerts", "link-probe", "link-outage", "buffer-window", "restart", "logs", "traces", "quiet"]
     );
+    // The kubernetes tier: what it deploys, not what the bundle holds.
+    let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "kubernetes-local-amd64").unwrap();
+    assert_eq!(xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(), ["edge-kubelet"]);
 }
 
 #[test]
 fn a_policy_can_name_the_required_scenarios_of_a_cell() {
     // A scenario the report shows not run fails the cell, by name.
     let v = verdict_with_policy(
-        "[[scenarios]]\ncells = { profile = \"local\", arch = \"amd64\" }\nnames = [\"metrics\", \"grafana\"]",
+        "[[scenarios]]\ncells = { backend = \"compose\", profile = \"local\", arch = \"amd64\" }\nnames = [\"metrics\", \"grafana\"]",
     )
     .unwrap();
     assert!(!v.passed, "{v:#?}");
@@ -448,8 +455,10 @@ fn a_policy_can_name_the_required_scenarios_of_a_cell() {
     );
     assert!(f.iter().all(|r| !r.contains("arm64")), "only the amd64 cell requires grafana: {f:#?}");
     // Naming the scenarios the report passed passes.
-    let v = verdict_with_policy("[[scenarios]]\ncells = { profile = \"local\" }\nnames = [\"metrics\", \"quiet\"]")
-        .unwrap();
+    let v = verdict_with_policy(
+        "[[scenarios]]\ncells = { backend = \"compose\", profile = \"local\" }\nnames = [\"metrics\", \"quiet\"]",
+    )
+    .unwrap();
     assert!(v.passed, "{:#?}", v.failures());
     // A name that is no scenario's is refused.
     let err = format!(

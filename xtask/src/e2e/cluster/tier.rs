@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{Api, ListParams, LogParams};
 
 use super::{Cluster, container_name};
 use crate::e2e::engine::Engine;
@@ -35,6 +35,12 @@ pub fn provides(stack: &Stack, profile: &str) -> Result<BTreeSet<String>> {
         out.insert(Kind::Prometheus.to_string());
     }
     Ok(out)
+}
+
+/// What the bundle of `profile` provides scenarios (as the compose tier runs it, which runs all of it).
+fn bundled(stack: &Stack, profile: &str, arch: crate::stack::Arch) -> Result<BTreeSet<String>> {
+    let plan = crate::e2e::compose::plan::plan(stack, profile, arch, "bundled", 2, Default::default(), Vec::new())?;
+    Ok(plan.provides)
 }
 
 /// Why a scenario needing `missing` does not run on the kubernetes tier: the bundle has it (its
@@ -79,7 +85,7 @@ impl Kube {
             let text = files.get(file).with_context(|| format!("profile {profile} renders no {file}"))?;
             cluster.apply(text, file).await?;
         }
-        let bundled = stack.profile(profile)?.enabled().map(|c| c.kind.to_string()).collect();
+        let bundled = bundled(stack, profile, arch)?;
         Ok(Kube {
             inner: Arc::new(Inner {
                 cluster,
@@ -197,17 +203,26 @@ impl Tier for Kube {
             Fault::Block { node, component } => {
                 bail!("blocking {node} from {component} is not built on the kubernetes tier yet")
             }
-            // A pod restart as Kubernetes does it: the pod deleted, its controller makes a new one.
+            // A restart, as the compose tier's: each of its containers stopped (SIGTERM) in its node's
+            // containerd; the kubelet starts it again in the same pod, its volumes kept.
             Fault::Restart(component) => {
                 let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
-                let names = self.pods(component).await?;
-                if names.is_empty() {
-                    bail!("no pod of {component} to restart");
+                let selector = format!("app.kubernetes.io/name={component}");
+                let mut stopped = 0;
+                for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
+                    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                    let statuses = pod.status.and_then(|s| s.container_statuses).unwrap_or_default();
+                    for id in statuses.iter().filter_map(|c| c.container_id.as_deref()) {
+                        let id = id.strip_prefix("containerd://").unwrap_or(id);
+                        self.inner
+                            .cluster
+                            .exec(&node, &["ctr", "-n", "k8s.io", "task", "kill", "-s", "SIGTERM", id])
+                            .await?;
+                        stopped += 1;
+                    }
                 }
-                for name in names {
-                    pods.delete(&name, &DeleteParams::default())
-                        .await
-                        .with_context(|| format!("deleting pod {name}"))?;
+                if stopped == 0 {
+                    bail!("no running container of {component} to restart");
                 }
                 Ok(())
             }
@@ -287,7 +302,8 @@ mod tests {
             .map(|s| s.name.as_str())
             .collect();
         assert_eq!(runs, ["edge-kubelet"]);
-        let bundled = stack.profile("local").unwrap().enabled().map(|c| c.kind.to_string()).collect();
+        let bundled = bundled(&stack, "local", crate::stack::Arch::Amd64).unwrap();
+        assert!(not_run_reason(&bundled, &provides, "log-store").contains("does not deploy it yet"));
         let why = not_run_reason(&bundled, &provides, "alertmanager");
         assert_eq!(
             why,
