@@ -32,7 +32,7 @@ pub enum Command {
     Charts(crate::charts::Args),
     /// Measure the tool against the alternatives and print the figures (`bench bundle`).
     Bench(crate::bench::Args),
-    /// Run the offline end-to-end scenarios against a bundle (compose tier; k3s tier later).
+    /// Run the offline end-to-end scenarios against a bundle (compose or kubernetes tier; k3s later).
     E2e(crate::e2e::Args),
     /// The compatibility matrix (stack.toml [matrix]): plan its cells, run them, report.
     Matrix(crate::matrix::Args),
