@@ -450,6 +450,8 @@ impl Engine {
     async fn remove_where(&self, select: impl Fn(&HashMap<String, String>) -> bool) -> Result<Removed> {
         let filters: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
         let mut removed = Removed::default();
+        // Every resource is tried; what could not be removed is reported at the end.
+        let mut failed = Vec::new();
         let cs = self
             .docker
             .list_containers(Some(ListContainersOptionsBuilder::default().all(true).filters(&filters).build()))
@@ -467,7 +469,24 @@ impl Engine {
                 Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
                     removed.containers += 1
                 }
-                Err(e) => return Err(e).context("removing a container"),
+                // Already being removed (testcontainers drops its handles on a signal too): wait
+                // until it is gone, so its network and volumes are free to remove.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
+                    let gone = wait_for(&format!("container {id} to be removed"), Duration::from_secs(60), || async {
+                        match self.docker.inspect_container(&id, None).await {
+                            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                                Ok(Some(()))
+                            }
+                            _ => Ok(None),
+                        }
+                    })
+                    .await;
+                    match gone {
+                        Ok(()) => removed.containers += 1,
+                        Err(e) => failed.push(format!("{e:#}")),
+                    }
+                }
+                Err(e) => failed.push(format!("removing container {id}: {e}")),
             }
         }
         let ns = self
@@ -481,7 +500,7 @@ impl Engine {
                 Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
                     removed.networks += 1
                 }
-                Err(e) => return Err(e).with_context(|| format!("removing network {name}")),
+                Err(e) => failed.push(format!("removing network {name}: {e}")),
             }
         }
         let vs = self
@@ -494,8 +513,11 @@ impl Engine {
                 Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
                     removed.volumes += 1
                 }
-                Err(e) => return Err(e).with_context(|| format!("removing volume {}", v.name)),
+                Err(e) => failed.push(format!("removing volume {}: {e}", v.name)),
             }
+        }
+        if !failed.is_empty() {
+            bail!("removed {removed}, but not everything: {}", failed.join("; "));
         }
         Ok(removed)
     }
