@@ -151,19 +151,22 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
         assert_eq!(leftovers(run_id), "", "everything of the run is removed");
     }
     // The kubernetes tier: a real cluster, named for what it is; the edge kubelets scraped through
-    // the tunnel, edge-1 powered off and on; what it does not deploy yet says so.
+    // the tunnel, edge-1 powered off and on, Prometheus restarted in its pod, no unexpected alert;
+    // what it does not deploy yet says so.
     let text = std::fs::read_to_string(out.join("cells/kubernetes-local-amd64/report.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["backend"], "kubernetes");
     assert_eq!(json["tier"], "kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract");
     for s in json["scenarios"].as_array().unwrap() {
         match s["name"].as_str().unwrap() {
-            "edge-kubelet" | "offline" => assert_eq!(s["status"], "passed", "{s}"),
+            "edge-kubelet" | "restart" | "quiet" | "offline" => assert_eq!(s["status"], "passed", "{s}"),
             name => {
                 assert_eq!(s["status"], "not-run", "{s}");
                 let reason = s["reason"].as_str().unwrap();
                 assert!(
-                    reason.contains("the kubernetes tier does not deploy it yet") || reason.contains("is AGPL"),
+                    reason.contains("the kubernetes tier does not deploy it yet")
+                        || reason.contains("no edge workload there sends it spans yet")
+                        || reason.contains("is AGPL"),
                     "{name}: {reason}"
                 );
             }

@@ -435,7 +435,10 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     );
     // The kubernetes tier: what it deploys, not what the bundle holds.
     let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "kubernetes-local-amd64").unwrap();
-    assert_eq!(xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(), ["edge-kubelet"]);
+    assert_eq!(
+        xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
+        ["edge-kubelet", "restart", "quiet"]
+    );
 }
 
 #[test]

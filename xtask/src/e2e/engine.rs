@@ -373,7 +373,8 @@ impl Engine {
         if usage == 0 && total == 0 {
             return Ok(None); // not running
         }
-        Ok(Some(StatsSample { memory_bytes: usage.saturating_sub(inactive), cpu_total_ns: total }))
+        let read = r.read.map(std::time::SystemTime::from);
+        Ok(Some(StatsSample { memory_bytes: usage.saturating_sub(inactive), cpu_total_ns: total, read }))
     }
 
     /// The last `tail` lines of a container's stdout and stderr.
@@ -528,6 +529,9 @@ impl Engine {
 pub struct StatsSample {
     pub memory_bytes: u64,
     pub cpu_total_ns: u64,
+    /// When the engine took it (its own `read` time), which can be a second or more before
+    /// its answer arrives.
+    pub read: Option<std::time::SystemTime>,
 }
 
 /// What a cleanup removed.

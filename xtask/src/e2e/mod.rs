@@ -872,7 +872,7 @@ async fn execute_cluster(
     let receiver = receiver::Receiver::start(gateway).await?;
     let ctx = crate::render::Ctx::new(stack, profile_name, on.shape.edge_arch)?;
     let models = crate::render::rules::alert_models(&ctx);
-    let tier = cluster::tier::Kube::deploy(c, engine, stack, profile_name).await?;
+    let tier = cluster::tier::Kube::deploy(c, engine, stack, profile_name, &receiver.url()).await?;
     phase_done(progress, "install", t);
     // The link at the install's own pace: [settings], not the compose tier's faster [e2e] timing.
     let link_budget = stack.settings.edge_link.budget_per_minute.bytes();

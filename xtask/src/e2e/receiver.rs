@@ -54,7 +54,7 @@ struct Alert {
 }
 
 /// An RFC 3339 time; `None` for Alertmanager's "unset" (`0001-01-01T00:00:00Z`) or garbage.
-fn time_of(t: &Option<String>) -> Option<std::time::SystemTime> {
+pub(crate) fn time_of(t: &Option<String>) -> Option<std::time::SystemTime> {
     let ts: jiff::Timestamp = t.as_deref()?.parse().ok()?;
     let ns = u64::try_from(ts.as_nanosecond()).ok().filter(|ns| *ns > 0)?;
     Some(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns))

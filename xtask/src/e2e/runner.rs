@@ -22,6 +22,8 @@ struct AmAlert {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     status: AmStatus,
+    #[serde(default, rename = "updatedAt")]
+    updated_at: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -357,23 +359,40 @@ impl<'a, T: Tier> Runner<'a, T> {
                     actual: if seen.is_empty() { format!("no {name} alert received") } else { seen.join("\n") },
                 }))
             }
-            Check::Alertmanager { name, labels, state } => {
+            Check::Alertmanager { name, labels, state, after } => {
+                // Less a second: `updatedAt` and the mark come from different clocks' rounding.
+                let since = self.mark(after).map(|(_, wall)| wall - Duration::from_secs(1));
                 let held = self.alertmanager_alerts().await?;
-                let matching: Vec<&(BTreeMap<String, String>, String)> = held
+                let matching: Vec<&AmAlert> = held
                     .iter()
-                    .filter(|(l, _)| {
-                        l.get("alertname") == Some(name) && labels.iter().all(|(k, v)| l.get(k) == Some(v))
+                    .filter(|a| {
+                        a.labels.get("alertname") == Some(name)
+                            && labels.iter().all(|(k, v)| a.labels.get(k) == Some(v))
                     })
                     .collect();
-                if matching.iter().any(|(_, st)| st == state.as_str()) {
+                let updated = |a: &AmAlert| super::receiver::time_of(&a.updated_at);
+                if matching.iter().any(|a| {
+                    a.status.state == state.as_str() && since.is_none_or(|t| updated(a).is_some_and(|u| u >= t))
+                }) {
                     return Ok(None);
                 }
+                let describe = |a: &AmAlert| {
+                    let when = updated(a).map_or("never".to_string(), |u| {
+                        jiff::Timestamp::try_from(u).map_or("?".to_string(), |t| t.to_string())
+                    });
+                    format!("{} {} (last sent {when})", labels_text(&a.labels), a.status.state)
+                };
                 Ok(Some(Mismatch {
-                    expected: format!("Alertmanager holds {name}{} {}", labels_text(labels), state.as_str()),
+                    expected: format!(
+                        "Alertmanager holds {name}{} {}{}",
+                        labels_text(labels),
+                        state.as_str(),
+                        if since.is_some() { ", sent again after the marked step" } else { "" }
+                    ),
                     actual: if matching.is_empty() {
                         format!("Alertmanager holds no {name}{} alert", labels_text(labels))
                     } else {
-                        matching.iter().map(|(l, st)| format!("{} {st}", labels_text(l))).collect::<Vec<_>>().join("\n")
+                        matching.iter().map(|a| describe(a)).collect::<Vec<_>>().join("\n")
                     },
                 }))
             }
@@ -489,15 +508,14 @@ impl<'a, T: Tier> Runner<'a, T> {
     }
 
     /// Every alert Alertmanager holds: its labels and state (`active`, `suppressed`, `unprocessed`).
-    async fn alertmanager_alerts(&self) -> Result<Vec<(BTreeMap<String, String>, String)>> {
+    async fn alertmanager_alerts(&self) -> Result<Vec<AmAlert>> {
         let url = format!("{}/api/v2/alerts", self.tier.cloud_url("alertmanager").await?);
         let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         if !status.is_success() {
             bail!("Alertmanager answered {status} to GET {url}");
         }
-        let body: Vec<AmAlert> = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
-        Ok(body.into_iter().map(|a| (a.labels, a.status.state)).collect())
+        resp.json().await.with_context(|| format!("reading the answer of {url}"))
     }
 
     /// `query` with each `${mark:<step>}` replaced by that step's mark in unix seconds.
@@ -701,6 +719,11 @@ pub async fn sample<T: Tier>(
                 previous.remove(&m.container);
                 continue;
             };
+            // A reading no newer than the last one (a source that refreshes less often than we
+            // ask) is not a sample.
+            if previous.get(&m.container).is_some_and(|(t, _)| r.at <= *t) {
+                continue;
+            }
             let cpu = match previous.insert(m.container.clone(), (r.at, r.cpu_total_ns)) {
                 Some((t, ns)) if r.cpu_total_ns >= ns => {
                     (r.cpu_total_ns - ns) as f64 / 1e6 / r.at.duration_since(t).as_secs_f64().max(1e-3)

@@ -131,8 +131,10 @@ pub enum Check {
         latency_from: Option<String>,
     },
     /// An alert as Alertmanager holds it (its v2 API), whether or not it was delivered:
-    /// `suppressed` proves an inhibition (or silence) holds it back, `active` that it is not.
-    Alertmanager { name: String, labels: BTreeMap<String, String>, state: AmState },
+    /// `suppressed` proves an inhibition (or silence) holds it back, `active` that it is not;
+    /// with `after`, Alertmanager must have been sent it again since that step's mark (its
+    /// `updatedAt`), which proves a sender is alive without waiting for a notification to repeat.
+    Alertmanager { name: String, labels: BTreeMap<String, String>, state: AmState, after: Option<String> },
     /// Every alert that began during this scenario (or, `over: run`, during the whole run), and
     /// every alert still firing, matches one of these label sets.
     NoUnexpectedAlerts { allowed: Vec<BTreeMap<String, String>>, over: Over },
@@ -195,6 +197,8 @@ enum RawAction {
         #[serde(default)]
         labels: BTreeMap<String, String>,
         state: AmState,
+        #[serde(default)]
+        after: Option<String>,
     },
     NoUnexpectedAlerts {
         allowed: Vec<BTreeMap<String, String>>,
@@ -241,8 +245,8 @@ impl From<RawAction> for Action {
             RawAction::Alert { name, labels, state, after, latency_from } => {
                 Action::Check(Check::Alert { name, labels, state, after, latency_from })
             }
-            RawAction::Alertmanager { name, labels, state } => {
-                Action::Check(Check::Alertmanager { name, labels, state })
+            RawAction::Alertmanager { name, labels, state, after } => {
+                Action::Check(Check::Alertmanager { name, labels, state, after })
             }
             RawAction::NoUnexpectedAlerts { allowed, over } => {
                 Action::Check(Check::NoUnexpectedAlerts { allowed, over })
@@ -272,7 +276,9 @@ impl From<Action> for RawAction {
                 Check::Alert { name, labels, state, after, latency_from } => {
                     RawAction::Alert { name, labels, state, after, latency_from }
                 }
-                Check::Alertmanager { name, labels, state } => RawAction::Alertmanager { name, labels, state },
+                Check::Alertmanager { name, labels, state, after } => {
+                    RawAction::Alertmanager { name, labels, state, after }
+                }
                 Check::NoUnexpectedAlerts { allowed, over } => RawAction::NoUnexpectedAlerts { allowed, over },
                 Check::Log { labels, contains } => RawAction::Log { labels, contains },
                 Check::Trace { services } => RawAction::Trace { services },
@@ -388,9 +394,12 @@ impl Check {
         match self {
             Check::Promql { query, .. } => format!("promql {query}"),
             Check::Alert { name, labels, state, .. } => format!("alert {name}{} {state:?}", labels_text(labels)),
-            Check::Alertmanager { name, labels, state } => {
-                format!("alertmanager holds {name}{} {}", labels_text(labels), state.as_str())
-            }
+            Check::Alertmanager { name, labels, state, after } => format!(
+                "alertmanager holds {name}{} {}{}",
+                labels_text(labels),
+                state.as_str(),
+                after.as_ref().map_or(String::new(), |a| format!(", sent again after {a:?}"))
+            ),
             Check::NoUnexpectedAlerts { over: Over::Scenario, .. } => "no unexpected alerts".into(),
             Check::NoUnexpectedAlerts { over: Over::Run, .. } => "no unexpected alerts during the run".into(),
             Check::Log { labels, contains } => format!("log {contains:?} in {}", labels_text(labels)),
@@ -763,6 +772,7 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
             mark(after, "after", &mut problems);
             mark(latency_from, "latency_from", &mut problems);
         }
+        Action::Check(Check::Alertmanager { after, .. }) => mark(after, "after", &mut problems),
         Action::Check(Check::Promql { at: when, query, expect }) => {
             mark(when, "at", &mut problems);
             for m in mark_refs(query) {
@@ -991,7 +1001,7 @@ steps:
         check_err(&GOOD.replace("description: d\n", ""), "missing field `description`");
         // Errors of the name checks (after parsing) carry file and line too.
         let edge7 = format!("{GOOD}finally: [{{heal_link: edge-7}}]\n");
-        let cases: [(String, &[&str]); 8] = [
+        let cases: [(String, &[&str]); 9] = [
             (
                 GOOD.replace("{stop_node: edge-1}", "{stop_node: edge-9}"),
                 &[
@@ -1004,6 +1014,13 @@ steps:
                 &[
                     "scenarios/x.yaml:11: steps[1] (fires).try[0].latency_from: \"later\" is not the name of an earlier step",
                 ],
+            ),
+            (
+                GOOD.replace(
+                    "- promql: {query: 'up == 0'",
+                    "- alertmanager: {name: Watchdog, state: active, after: fires}\n      - promql: {query: 'up == 0'",
+                ),
+                &["scenarios/x.yaml:12: steps[1] (fires).try[1].after: \"fires\" is not the name of an earlier step"],
             ),
             (
                 GOOD.replace("name: EdgeNodeUnreachable", "name: EdgeDown"),

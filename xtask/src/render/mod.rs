@@ -180,6 +180,12 @@ impl<'a> Ctx<'a> {
         self.has(Kind::Alertmanager) || self.has(Kind::PrometheusStack)
     }
 
+    /// Whether the install deploys an Alertmanager on the cluster (kube-prometheus-stack's or the
+    /// standalone one): it reads its webhook's URL from the Secret the install writes.
+    pub fn deploys_alertmanager(&self) -> bool {
+        self.is_kubernetes() && self.has_alertmanager()
+    }
+
     /// Prometheus' scrape interval: `[settings]`, or `[e2e]` in the compose flavour.
     pub fn scrape_interval(&self) -> Duration {
         match self.target {

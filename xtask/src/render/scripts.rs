@@ -519,7 +519,7 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     var(&mut data, "FIELD_MANAGER", FIELD_MANAGER);
     var(&mut data, "ENDPOINTS_CONFIGMAP", ENDPOINTS_CONFIGMAP);
     var(&mut data, "CLOUD_IP_KEY", ENV_CLOUD_HOST_IP);
-    if ctx.kps() {
+    if ctx.deploys_alertmanager() {
         var(&mut data, "WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET);
         var(&mut data, "WEBHOOK_KEY", ALERT_WEBHOOK_KEY);
     }
@@ -565,14 +565,14 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     // Files are checked after the arguments are read: `--help` works from anywhere.
     let mut body = vec![CLOUD_START, require.as_str()];
     let steps: [(bool, &str); 17] = [
-        (ctx.kps(), CLOUD_WEBHOOK_CHECK),
-        (!ctx.kps(), CLOUD_NO_WEBHOOK),
+        (ctx.deploys_alertmanager(), CLOUD_WEBHOOK_CHECK),
+        (!ctx.deploys_alertmanager(), CLOUD_NO_WEBHOOK),
         (!plan.images.is_empty(), CLOUD_IMAGES),
         (!plan.images.is_empty(), CLOUD_IMAGES_ONLY),
         (plan.images.is_empty(), CLOUD_NO_IMAGES),
         (!plan.charts.is_empty(), CLOUD_CHARTS),
         (true, CLOUD_ENDPOINTS),
-        (ctx.kps(), CLOUD_WEBHOOK),
+        (ctx.deploys_alertmanager(), CLOUD_WEBHOOK),
         (true, CLOUD_TAINT),
         (!plan.images.is_empty(), CLOUD_OTHER_NODES),
         (true, CLOUD_CLOUDCORE),

@@ -192,14 +192,13 @@ impl Cluster {
         Ok(())
     }
 
-    /// Routes between the cloud nodes' pod subnets (what flannel does on k3s); none to or from an
-    /// edge's.
+    /// Joins the cloud nodes' pod subnets over VXLAN (`plan::overlay`, flannel's shape); none
+    /// to or from an edge's.
     async fn routes(&self) -> Result<()> {
-        let cloud: Vec<_> = self.plan.nodes.iter().filter(|n| !n.is_edge()).collect();
-        for a in &cloud {
-            for b in cloud.iter().filter(|b| b.name != a.name) {
-                let via = self.addresses[&b.name].to_string();
-                self.exec(&a.name, &["ip", "route", "replace", &b.pod_cidr, "via", &via]).await?;
+        for (node, cmds) in plan::overlay(&self.plan, &self.addresses)? {
+            for cmd in cmds {
+                let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+                self.exec(&node, &cmd).await.context("joining the cloud nodes' pod subnets")?;
             }
         }
         Ok(())

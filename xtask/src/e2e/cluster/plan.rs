@@ -203,7 +203,7 @@ fn common(n: &mut Node, shape: &Shape, secrets: &Secrets) -> Result<()> {
         "name": "kubeprepare",
         "plugins": [
             {
-                "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true, "mtu": POD_MTU,
                 "ipam": { "type": "host-local", "ranges": [[{ "subnet": n.pod_cidr }]], "routes": [{ "dst": "0.0.0.0/0" }] }
             },
             { "type": "portmap", "capabilities": { "portMappings": true } }
@@ -606,6 +606,82 @@ fn firewall(f: Firewall) -> String {
     s
 }
 
+/// flannel's VXLAN device on the cloud nodes (k3s's default backend, its name, VNI and port).
+pub const OVERLAY_DEVICE: &str = "flannel.1";
+const OVERLAY_VNI: &str = "1";
+const OVERLAY_PORT: &str = "8472";
+/// The pods' MTU: the node network's 1500 less VXLAN's 50 bytes, as flannel sets it.
+pub const POD_MTU: u16 = 1450;
+
+/// The commands that join the cloud nodes' pod subnets over VXLAN, as flannel's vxlan backend
+/// does on k3s: on each cloud node a `flannel.1` device holding the subnet's network address, and
+/// for every other cloud node a route to its subnet through that node's device address, with a
+/// permanent ARP entry and a forwarding entry to its node address. Pod traffic between nodes so
+/// travels as UDP between node addresses: a plain route would not do, because the Docker network
+/// the nodes share drops packets whose addresses are not its own. Edges get none (no cloud CNI on
+/// a KubeEdge edge). `addresses` are the nodes' addresses on the cluster network. Pure.
+pub fn overlay(plan: &Plan, addresses: &BTreeMap<String, std::net::IpAddr>) -> Result<Vec<(String, Vec<Vec<String>>)>> {
+    let cloud: Vec<&Node> = plan.nodes.iter().filter(|n| !n.is_edge()).collect();
+    let device = |n: &Node| -> Result<(String, String, String)> {
+        let net = n.pod_cidr.split('/').next().unwrap_or_default().to_string();
+        let octets: Vec<u8> = net
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| anyhow::anyhow!("node {}: pod subnet {:?} is not an IPv4 subnet", n.name, n.pod_cidr))?;
+        let mac = format!("0e:00:{}", octets.iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":"));
+        let address = addresses.get(&n.name).ok_or_else(|| anyhow::anyhow!("node {} has no address", n.name))?;
+        Ok((net, mac, address.to_string()))
+    };
+    let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for a in &cloud {
+        let (net, mac, local) = device(a)?;
+        let mut cmds = vec![
+            argv(&[
+                "ip",
+                "link",
+                "add",
+                OVERLAY_DEVICE,
+                "address",
+                &mac,
+                "type",
+                "vxlan",
+                "id",
+                OVERLAY_VNI,
+                "local",
+                &local,
+                "dev",
+                "eth0",
+                "dstport",
+                OVERLAY_PORT,
+                "nolearning",
+            ]),
+            argv(&["ip", "link", "set", OVERLAY_DEVICE, "mtu", &POD_MTU.to_string(), "up"]),
+            argv(&["ip", "addr", "add", &format!("{net}/32"), "dev", OVERLAY_DEVICE]),
+        ];
+        for b in cloud.iter().filter(|b| b.name != a.name) {
+            let (b_net, b_mac, b_address) = device(b)?;
+            cmds.push(argv(&[
+                "ip",
+                "neigh",
+                "replace",
+                &b_net,
+                "lladdr",
+                &b_mac,
+                "dev",
+                OVERLAY_DEVICE,
+                "nud",
+                "permanent",
+            ]));
+            cmds.push(argv(&["bridge", "fdb", "append", &b_mac, "dev", OVERLAY_DEVICE, "dst", &b_address]));
+            cmds.push(argv(&["ip", "route", "replace", &b.pod_cidr, "via", &b_net, "dev", OVERLAY_DEVICE, "onlink"]));
+        }
+        out.push((a.name.clone(), cmds));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,5 +748,43 @@ mod tests {
             "{server_init}"
         );
         toml::from_str::<toml::Value>(&edge.files["/etc/containerd/config.toml"].text).unwrap();
+    }
+
+    #[test]
+    fn cloud_pod_subnets_are_joined_over_vxlan_and_edges_are_left_out() {
+        let s = shape();
+        let names: Vec<String> = s.names().into_iter().map(|(n, _)| n).collect();
+        let secrets = Secrets::generate(&Shape::server_names(), &names).unwrap();
+        let p = plan(&s, &secrets, "run-server").unwrap();
+        let addresses: BTreeMap<String, std::net::IpAddr> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), format!("172.18.0.{}", i + 2).parse().unwrap()))
+            .collect();
+        let o = overlay(&p, &addresses).unwrap();
+        assert_eq!(o.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["server", "agent-0"]);
+        let server: Vec<String> = o[0].1.iter().map(|c| c.join(" ")).collect();
+        assert!(
+            server[0].contains(
+                "add flannel.1 address 0e:00:0a:f4:00:00 type vxlan id 1 local 172.18.0.2 dev eth0 dstport 8472 nolearning"
+            ),
+            "{server:?}"
+        );
+        assert!(server.contains(&"ip addr add 10.244.0.0/32 dev flannel.1".to_string()), "{server:?}");
+        assert!(
+            server.contains(&"bridge fdb append 0e:00:0a:f4:01:00 dev flannel.1 dst 172.18.0.3".to_string()),
+            "{server:?}"
+        );
+        assert!(
+            server.contains(&"ip route replace 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink".to_string()),
+            "{server:?}"
+        );
+        assert!(
+            !server.iter().any(|c| c.contains("10.244.2.") || c.contains("10.244.3.")),
+            "no route to an edge: {server:?}"
+        );
+        let mut missing = addresses.clone();
+        missing.remove("agent-0");
+        assert!(overlay(&p, &missing).unwrap_err().to_string().contains("agent-0"));
     }
 }

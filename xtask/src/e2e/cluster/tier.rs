@@ -1,5 +1,5 @@
 //! The kubernetes tier as the scenarios reach it: a [`Cluster`] with the profile's own components
-//! applied as the rendered Kubernetes objects ([`DEPLOYED`]), behind the [`Tier`] trait.
+//! applied as the rendered Kubernetes objects ([`deployed`]), behind the [`Tier`] trait.
 //!
 //! Cloud components are reached through port-forwards ([`super::forward`]); an edge is its node
 //! container: powered off and on with the engine, its link cut inside its own network namespace.
@@ -20,8 +20,17 @@ use crate::e2e::tier::{Measured, Reading, Tier};
 use crate::render::workloads;
 use crate::stack::{Kind, Stack};
 
-/// The rendered files the tier applies, in order.
-pub const DEPLOYED: [&str; 2] = [crate::render::manifests::NAMESPACE_FILE, workloads::PROMETHEUS_FILE];
+/// The rendered files the tier applies, in order: the namespace, then the profile's standalone
+/// components' objects (as the install applies them).
+pub fn deployed(ctx: &crate::render::Ctx<'_>) -> Vec<&'static str> {
+    let mut files = vec![crate::render::manifests::NAMESPACE_FILE];
+    files.extend(workloads::standalone(ctx).into_iter().map(|(_, file)| file));
+    files
+}
+
+/// Deployed, but what their scenarios check comes from edge workloads this tier does not run yet
+/// (spans sent across the link): not provided, with their own reason.
+const WITHOUT_EDGE_WORKLOAD: [Kind; 1] = [Kind::Jaeger];
 
 /// The chain an edge's link cut hangs in its INPUT, OUTPUT and FORWARD chains.
 const CUT_CHAIN: &str = "LINK-CUT";
@@ -29,10 +38,12 @@ const CUT_CHAIN: &str = "LINK-CUT";
 /// What the kubernetes tier gives the scenarios of `profile`: the components it deploys and the
 /// kubelet tunnel. Pure: the gate reads it too.
 pub fn provides(stack: &Stack, profile: &str) -> Result<BTreeSet<String>> {
-    let profile = stack.profile(profile)?;
+    let ctx = crate::render::Ctx::new(stack, profile, crate::stack::Arch::Amd64)?;
     let mut out = BTreeSet::from([KUBELET_TUNNEL.to_string()]);
-    if profile.component(Kind::Prometheus).is_some_and(|c| c.chart.is_none()) {
-        out.insert(Kind::Prometheus.to_string());
+    for (kind, _) in workloads::standalone(&ctx) {
+        if !WITHOUT_EDGE_WORKLOAD.contains(&kind) {
+            out.insert(kind.to_string());
+        }
     }
     Ok(out)
 }
@@ -46,7 +57,9 @@ fn bundled(stack: &Stack, profile: &str, arch: crate::stack::Arch) -> Result<BTr
 /// Why a scenario needing `missing` does not run on the kubernetes tier: the bundle has it (its
 /// kinds are `bundled`) and the tier does not deploy it yet, or as on any tier.
 fn not_run_reason(bundled: &BTreeSet<String>, provides: &BTreeSet<String>, missing: &str) -> String {
-    if bundled.contains(missing) {
+    if WITHOUT_EDGE_WORKLOAD.iter().any(|k| k.to_string() == missing) {
+        format!("{missing} runs on the kubernetes tier, but no edge workload there sends it spans yet")
+    } else if bundled.contains(missing) {
         let deployed: Vec<&str> = provides.iter().map(String::as_str).collect();
         format!(
             "{missing} is in the bundle, but the kubernetes tier does not deploy it yet (it provides {})",
@@ -55,6 +68,17 @@ fn not_run_reason(bundled: &BTreeSet<String>, provides: &BTreeSet<String>, missi
     } else {
         crate::e2e::scenario::not_run_reason(missing)
     }
+}
+
+/// The Secret `install-observability.sh --alert-webhook-url URL` writes (Alertmanager reads the URL from it).
+fn webhook_secret(ctx: &crate::render::Ctx<'_>, url: &str) -> serde_json::Value {
+    use crate::render::names::{ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET};
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": ALERT_WEBHOOK_SECRET, "namespace": ctx.namespace() },
+        "stringData": { ALERT_WEBHOOK_KEY: url },
+    })
 }
 
 /// A cluster with the profile deployed, as the scenarios use it.
@@ -75,15 +99,20 @@ struct Inner {
 }
 
 impl Kube {
-    /// Apply [`DEPLOYED`] of `profile`, rendered for Kubernetes (the same renderers as the
-    /// install's manifests), on `cluster`.
-    pub async fn deploy(cluster: Cluster, engine: Engine, stack: &Stack, profile: &str) -> Result<Kube> {
+    /// Apply the [`deployed`] files of `profile`, rendered for Kubernetes (the same renderers as
+    /// the install's manifests), on `cluster`, with the Secret the install writes from
+    /// `--alert-webhook-url` pointing at `webhook`.
+    pub async fn deploy(cluster: Cluster, engine: Engine, stack: &Stack, profile: &str, webhook: &str) -> Result<Kube> {
         let arch = cluster.plan.nodes.iter().find(|n| n.is_edge()).or(cluster.plan.nodes.first());
         let arch = arch.context("the cluster has no node")?.arch;
-        let files = crate::render::render(&crate::render::Ctx::new(stack, profile, arch)?)?;
-        for file in DEPLOYED {
+        let ctx = crate::render::Ctx::new(stack, profile, arch)?;
+        let files = crate::render::render(&ctx)?;
+        for (i, file) in deployed(&ctx).into_iter().enumerate() {
             let text = files.get(file).with_context(|| format!("profile {profile} renders no {file}"))?;
             cluster.apply(text, file).await?;
+            if i == 0 && ctx.deploys_alertmanager() {
+                cluster.apply_objects(&[webhook_secret(&ctx, webhook)], "the alert webhook's Secret").await?;
+            }
         }
         let bundled = bundled(stack, profile, arch)?;
         Ok(Kube {
@@ -283,35 +312,70 @@ impl Tier for Kube {
 mod tests {
     use super::*;
 
-    /// The local profile on this tier: Prometheus (rendered for Kubernetes) and the tunnel, so the
-    /// edge-kubelet scenario runs and every other says what it waits for; the compose tier, which
-    /// has no kubelet, says why edge-kubelet does not run there.
+    /// The local profile on this tier: Prometheus, Alertmanager, the blackbox exporter and Jaeger
+    /// (rendered for Kubernetes) and the tunnel, so the scenarios on those run and every other says
+    /// what it waits for; the compose tier, which has no kubelet, says why edge-kubelet does not run there.
     #[test]
     fn the_local_profile_runs_what_the_tier_deploys_and_names_the_rest() {
         let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
         let provides = provides(&stack, "local").unwrap();
-        assert_eq!(provides, [KUBELET_TUNNEL, "prometheus"].map(String::from).into());
-        let files =
-            crate::render::render(&crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap())
-                .unwrap();
-        assert!(DEPLOYED.iter().all(|f| files.get(f).is_some()), "every deployed file is rendered");
+        assert_eq!(
+            provides,
+            [KUBELET_TUNNEL, "alertmanager", "blackbox-exporter", "prometheus"].map(String::from).into()
+        );
+        let ctx = crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap();
+        let files = crate::render::render(&ctx).unwrap();
+        let deployed = deployed(&ctx);
+        assert_eq!(
+            deployed,
+            [
+                "manifests/00-namespace.yaml",
+                "manifests/40-prometheus.yaml",
+                "manifests/45-alertmanager.yaml",
+                "manifests/50-blackbox-exporter.yaml",
+                "manifests/60-jaeger.yaml"
+            ]
+        );
+        assert!(deployed.iter().all(|f| files.get(f).is_some()), "every deployed file is rendered");
         let scenarios = crate::e2e::scenario::load_dir(&crate::paths::scenarios_dir(), &[]).unwrap();
         let runs: Vec<&str> = scenarios
             .iter()
             .filter(|s| crate::e2e::scenario::missing_requirement(s, &provides).is_none())
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(runs, ["edge-kubelet"]);
+        assert_eq!(runs, ["edge-kubelet", "restart", "quiet"]);
         let bundled = bundled(&stack, "local", crate::stack::Arch::Amd64).unwrap();
         assert!(not_run_reason(&bundled, &provides, "log-store").contains("does not deploy it yet"));
-        let why = not_run_reason(&bundled, &provides, "alertmanager");
         assert_eq!(
-            why,
-            "alertmanager is in the bundle, but the kubernetes tier does not deploy it yet (it provides kubelet-tunnel, prometheus)"
+            not_run_reason(&bundled, &provides, "prometheus-agent"),
+            "prometheus-agent is in the bundle, but the kubernetes tier does not deploy it yet (it provides alertmanager, blackbox-exporter, kubelet-tunnel, prometheus)"
+        );
+        assert_eq!(
+            not_run_reason(&bundled, &provides, "jaeger"),
+            "jaeger runs on the kubernetes tier, but no edge workload there sends it spans yet"
         );
         assert_eq!(not_run_reason(&bundled, &provides, "grafana"), crate::e2e::scenario::not_run_reason("grafana"));
         assert!(
             crate::e2e::scenario::not_run_reason(KUBELET_TUNNEL).contains("no kubelet behind KubeEdge's tunnel port")
+        );
+    }
+
+    /// The Secret the tier writes is the one the install writes and Alertmanager mounts.
+    #[test]
+    fn the_webhook_secret_is_where_alertmanager_reads_it() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let ctx = crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap();
+        let secret = webhook_secret(&ctx, "http://10.0.0.1:1/alerts");
+        let file = crate::render::alertmanager::webhook_url_file();
+        let name = secret["metadata"]["name"].as_str().unwrap();
+        let key = secret["stringData"].as_object().unwrap().keys().next().unwrap();
+        assert_eq!(file, format!("/etc/alertmanager/secrets/{name}/{key}"));
+        let files = crate::render::render(&ctx).unwrap();
+        let am = files.get(workloads::ALERTMANAGER_FILE).unwrap();
+        assert!(
+            am.contains(&format!("secretName: {name}"))
+                && am.contains(&format!("mountPath: /etc/alertmanager/secrets/{name}")),
+            "{am}"
         );
     }
 }

@@ -308,8 +308,10 @@ impl Tier for Compose {
 
     async fn read(&self, m: &Measured, emulated: bool) -> Result<Option<Reading>> {
         let Some(s) = self.engine.stats_once(&m.container).await? else { return Ok(None) };
-        // The reading's time is the engine's; the smaps are read after it, off the runtime.
-        let at = Instant::now();
+        // The reading's time is the engine's (a CPU rate between two readings is only as good as
+        // their times); the smaps are read after it, off the runtime.
+        let age = s.read.and_then(|read| std::time::SystemTime::now().duration_since(read).ok());
+        let at = age.and_then(|age| Instant::now().checked_sub(age)).unwrap_or_else(Instant::now);
         let qemu = match emulated {
             true => match self.engine.pid(&m.container).await {
                 Ok(pid) => tokio::task::spawn_blocking(move || qemu::qemu_in_container(pid)).await.ok().flatten(),
