@@ -26,6 +26,8 @@ use crate::stack::{Component, Kind};
 
 /// The namespace every component runs in.
 pub const NAMESPACE_FILE: &str = "manifests/00-namespace.yaml";
+/// The edge node exporter's DaemonSet.
+pub const EDGE_NODE_EXPORTER_FILE: &str = "manifests/20-edge-node-exporter.yaml";
 
 /// k3s' default `--data-dir` (the cloud script takes another with `--k3s-data-dir`).
 pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
@@ -255,7 +257,7 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     files.add_yaml(NAMESPACE_FILE, &namespace(ctx))?;
     files.add_yaml("manifests/01-storageclass.yaml", &storage_class(ctx))?;
     if ctx.has(Kind::NodeExporter) {
-        files.add_yaml("manifests/20-edge-node-exporter.yaml", &edge_node_exporter(ctx)?)?;
+        files.add_yaml(EDGE_NODE_EXPORTER_FILE, &edge_node_exporter(ctx)?)?;
     }
     if ctx.profile.component(Kind::BlackboxExporter).is_some_and(|c| c.chart.is_some()) {
         files.add_yaml(super::blackbox::SECRET_FILE, &super::blackbox::config_secret(ctx)?)?;

@@ -29,6 +29,15 @@ impl Drop for Forward {
     }
 }
 
+/// Whether a pod is Ready and not being deleted.
+pub fn is_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// The name of a Running, Ready pod behind `service` in `namespace`.
 pub async fn ready_pod(client: &kube::Client, namespace: &str, service: &str) -> Result<String> {
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
@@ -40,16 +49,9 @@ pub async fn ready_pod(client: &kube::Client, namespace: &str, service: &str) ->
     let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let list = pods.list(&ListParams::default().labels(&labels.join(","))).await?;
-    let ready = |p: &Pod| {
-        p.metadata.deletion_timestamp.is_none()
-            && p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    };
     list.items
         .iter()
-        .find(|p| ready(p))
+        .find(|p| is_ready(p))
         .and_then(|p| p.metadata.name.clone())
         .with_context(|| format!("no ready pod behind Service {namespace}/{service}"))
 }

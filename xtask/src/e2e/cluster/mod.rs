@@ -8,6 +8,7 @@
 pub mod forward;
 pub mod pki;
 pub mod plan;
+pub mod stats;
 pub mod tier;
 
 use std::collections::BTreeMap;

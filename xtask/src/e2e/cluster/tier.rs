@@ -20,17 +20,28 @@ use crate::e2e::tier::{Measured, Reading, Tier};
 use crate::render::workloads;
 use crate::stack::{Kind, Stack};
 
-/// The rendered files the tier applies, in order: the namespace, then the profile's standalone
-/// components' objects (as the install applies them).
+/// The rendered files the tier applies, in order: the namespace, the edges' DaemonSets, then the
+/// profile's standalone components' objects (as the install applies them).
 pub fn deployed(ctx: &crate::render::Ctx<'_>) -> Vec<&'static str> {
     let mut files = vec![crate::render::manifests::NAMESPACE_FILE];
+    files.extend(edge_daemonsets(ctx).into_iter().map(|(_, file)| file));
     files.extend(workloads::standalone(ctx).into_iter().map(|(_, file)| file));
     files
 }
 
-/// Deployed, but what their scenarios check comes from edge workloads this tier does not run yet
-/// (spans sent across the link): not provided, with their own reason.
-const WITHOUT_EDGE_WORKLOAD: [Kind; 1] = [Kind::Jaeger];
+/// The edge components deployed as DaemonSets on every edge (by component name, which names
+/// their container too), with their files: what the tier measures against the edge budget.
+pub fn edge_daemonsets(ctx: &crate::render::Ctx<'_>) -> Vec<(String, &'static str)> {
+    let exporter = ctx.component(Kind::NodeExporter).filter(|c| c.role == crate::stack::Role::Edge);
+    exporter.map(|c| (c.name.to_string(), crate::render::manifests::EDGE_NODE_EXPORTER_FILE)).into_iter().collect()
+}
+
+/// Deployed, but what their scenarios check comes from edge workloads this tier does not run yet:
+/// not provided, each with its own reason.
+const WITHOUT_EDGE_WORKLOAD: [(Kind, &str); 2] = [
+    (Kind::Jaeger, "runs on the kubernetes tier, but no edge workload there sends it spans yet"),
+    (Kind::NodeExporter, "runs on the kubernetes tier's edges, but no edge metrics agent there pushes its metrics yet"),
+];
 
 /// The chain an edge's link cut hangs in its INPUT, OUTPUT and FORWARD chains.
 const CUT_CHAIN: &str = "LINK-CUT";
@@ -41,7 +52,7 @@ pub fn provides(stack: &Stack, profile: &str) -> Result<BTreeSet<String>> {
     let ctx = crate::render::Ctx::new(stack, profile, crate::stack::Arch::Amd64)?;
     let mut out = BTreeSet::from([KUBELET_TUNNEL.to_string()]);
     for (kind, _) in workloads::standalone(&ctx) {
-        if !WITHOUT_EDGE_WORKLOAD.contains(&kind) {
+        if !WITHOUT_EDGE_WORKLOAD.iter().any(|(k, _)| *k == kind) {
             out.insert(kind.to_string());
         }
     }
@@ -57,8 +68,8 @@ fn bundled(stack: &Stack, profile: &str, arch: crate::stack::Arch) -> Result<BTr
 /// Why a scenario needing `missing` does not run on the kubernetes tier: the bundle has it (its
 /// kinds are `bundled`) and the tier does not deploy it yet, or as on any tier.
 fn not_run_reason(bundled: &BTreeSet<String>, provides: &BTreeSet<String>, missing: &str) -> String {
-    if WITHOUT_EDGE_WORKLOAD.iter().any(|k| k.to_string() == missing) {
-        format!("{missing} runs on the kubernetes tier, but no edge workload there sends it spans yet")
+    if let Some((_, why)) = WITHOUT_EDGE_WORKLOAD.iter().find(|(k, _)| k.to_string() == missing) {
+        format!("{missing} {why}")
     } else if bundled.contains(missing) {
         let deployed: Vec<&str> = provides.iter().map(String::as_str).collect();
         format!(
@@ -92,6 +103,10 @@ struct Inner {
     engine: Engine,
     namespace: String,
     provides: BTreeSet<String>,
+    /// Each edge DaemonSet's pod on each edge, measured against the edge budget.
+    measured: Vec<Measured>,
+    /// The cloud node the edges' kubelet ports are DNATed into the tunnel on.
+    tunnel_node: String,
     /// What the bundle holds that the tier does not deploy yet (for the reason a scenario gives).
     bundled: BTreeSet<String>,
     /// One port-forward per cloud Service, made on first use.
@@ -115,12 +130,28 @@ impl Kube {
             }
         }
         let bundled = bundled(stack, profile, arch)?;
+        let edges: Vec<&str> = cluster.plan.nodes.iter().filter(|n| n.is_edge()).map(|n| n.name.as_str()).collect();
+        let measured = edge_daemonsets(&ctx)
+            .into_iter()
+            .flat_map(|(component, _)| {
+                edges.iter().map(move |node| Measured {
+                    container: format!("{node}/{component}"),
+                    component: component.clone(),
+                    node: node.to_string(),
+                })
+            })
+            .collect();
+        let tunnel_node =
+            cluster.plan.nodes.iter().find(|n| matches!(n.firewall, super::plan::Firewall::TunnelPort { .. }));
+        let tunnel_node = tunnel_node.context("no cloud node holds the tunnel port")?.name.clone();
         Ok(Kube {
             inner: Arc::new(Inner {
                 cluster,
                 engine,
                 namespace: stack.settings.namespace.to_string(),
                 provides: provides(stack, profile)?,
+                measured,
+                tunnel_node,
                 bundled,
                 forwards: Default::default(),
             }),
@@ -153,6 +184,13 @@ impl Kube {
         let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
         let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={component}"))).await?;
         Ok(list.items.into_iter().filter_map(|p| p.metadata.name).collect())
+    }
+
+    /// The names of a component's ready pods (by its name label).
+    async fn ready_pods(&self, component: &str) -> Result<Vec<String>> {
+        let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
+        let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={component}"))).await?;
+        Ok(list.items.iter().filter(|p| super::forward::is_ready(p)).filter_map(|p| p.metadata.name.clone()).collect())
     }
 
     /// Cut (`true`) or heal an edge's link: every packet on its cloud interface dropped, both
@@ -197,6 +235,17 @@ impl Tier for Kube {
             let client = &self.inner.cluster.client;
             crate::e2e::engine::wait_for(&what, timeout, || async {
                 Ok(super::forward::ready_pod(client, &self.inner.namespace, component).await.ok())
+            })
+            .await?;
+        }
+        // Each edge DaemonSet ready on every edge.
+        let edges = self.nodes().len();
+        let components: BTreeSet<&str> = self.inner.measured.iter().map(|m| m.component.as_str()).collect();
+        for component in components {
+            let what = format!("{component} ready on all {edges} edges");
+            crate::e2e::engine::wait_for(&what, timeout, || async {
+                let ready = self.ready_pods(component).await?;
+                Ok((ready.len() >= edges).then_some(()))
             })
             .await?;
         }
@@ -275,11 +324,34 @@ impl Tier for Kube {
     }
 
     fn measured(&self) -> Vec<Measured> {
-        Vec::new()
+        self.inner.measured.clone()
     }
 
-    async fn read(&self, _m: &Measured, _emulated: bool) -> Result<Option<Reading>> {
-        Ok(None)
+    /// The kubelet's own figures for the component's container (`/metrics/resource`), asked
+    /// as metrics-server asks an edge's kubelet on KubeEdge: from the cloud node whose DNAT
+    /// sends the edge's kubelet port into the tunnel. (Not through the API server's node proxy:
+    /// it keeps the client's Host, by which the stream server finds the edge, on KubeEdge too.)
+    /// Timed by the kubelet, which refreshes them every few seconds: the sampler keeps only
+    /// newer readings. Under qemu the figures are the emulator's too.
+    async fn read(&self, m: &Measured, _emulated: bool) -> Result<Option<Reading>> {
+        let c = &self.inner.cluster;
+        let address = c.addresses.get(&m.node).with_context(|| format!("no address of {}", m.node))?;
+        let url = format!("https://{address}:{}/metrics/resource", super::plan::TUNNEL_PORT);
+        let Ok(text) = c.exec(&self.inner.tunnel_node, &["edge-tunnel", "get", "--timeout=5s", &url]).await else {
+            return Ok(None);
+        };
+        let Some(u) = super::stats::container_usage(&text, &self.inner.namespace, &m.component) else {
+            return Ok(None);
+        };
+        let taken = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(u.at_ms).unwrap_or(0));
+        let age = std::time::SystemTime::now().duration_since(taken).unwrap_or_default();
+        let at = std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now);
+        Ok(Some(Reading {
+            memory_bytes: u.working_set_bytes as u64,
+            cpu_total_ns: (u.cpu_seconds * 1e9) as u64,
+            at,
+            qemu: None,
+        }))
     }
 
     async fn link_counters(&self, node: &str) -> Result<(u64, u64)> {
@@ -330,6 +402,7 @@ mod tests {
             deployed,
             [
                 "manifests/00-namespace.yaml",
+                "manifests/20-edge-node-exporter.yaml",
                 "manifests/40-prometheus.yaml",
                 "manifests/45-alertmanager.yaml",
                 "manifests/50-blackbox-exporter.yaml",
@@ -354,6 +427,11 @@ mod tests {
             not_run_reason(&bundled, &provides, "jaeger"),
             "jaeger runs on the kubernetes tier, but no edge workload there sends it spans yet"
         );
+        assert_eq!(
+            not_run_reason(&bundled, &provides, "node-exporter"),
+            "node-exporter runs on the kubernetes tier's edges, but no edge metrics agent there pushes its metrics yet"
+        );
+        assert_eq!(edge_daemonsets(&ctx), [("edge-node-exporter".to_string(), "manifests/20-edge-node-exporter.yaml")]);
         assert_eq!(not_run_reason(&bundled, &provides, "grafana"), crate::e2e::scenario::not_run_reason("grafana"));
         assert!(
             crate::e2e::scenario::not_run_reason(KUBELET_TUNNEL).contains("no kubelet behind KubeEdge's tunnel port")
