@@ -23,15 +23,15 @@ pub fn container_usage(text: &str, namespace: &str, container: &str) -> Option<U
     let mut cpu = None;
     let mut memory = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, labels, value, at_ms)) = sample(line) else { continue };
-        if labels.get("namespace").map(String::as_str) != Some(namespace)
-            || labels.get("container").map(String::as_str) != Some(container)
+        let Some(s) = sample(line) else { continue };
+        if s.labels.get("namespace").map(String::as_str) != Some(namespace)
+            || s.labels.get("container").map(String::as_str) != Some(container)
         {
             continue;
         }
-        match name {
-            CPU => cpu = Some((value, at_ms?)),
-            MEMORY => memory = Some(value),
+        match s.name {
+            CPU => cpu = Some((s.value, s.at_ms?)),
+            MEMORY => memory = Some(s.value),
             _ => {}
         }
     }
@@ -39,15 +39,21 @@ pub fn container_usage(text: &str, namespace: &str, container: &str) -> Option<U
     Some(Usage { cpu_seconds, working_set_bytes: memory?, at_ms })
 }
 
-/// `name{labels} value [timestamp]` of the text exposition format.
-fn sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64, Option<i64>)> {
+/// One line of the text exposition format: `name{labels} value [timestamp]`.
+struct Sample<'a> {
+    name: &'a str,
+    labels: BTreeMap<String, String>,
+    value: f64,
+    at_ms: Option<i64>,
+}
+
+fn sample(line: &str) -> Option<Sample<'_>> {
     let open = line.find('{')?;
-    let name = &line[..open];
     let (labels, rest) = labels(&line[open + 1..])?;
     let mut fields = rest.split_whitespace();
     let value = fields.next()?.parse().ok()?;
     let at_ms = fields.next().and_then(|t| t.parse().ok());
-    Some((name, labels, value, at_ms))
+    Some(Sample { name: &line[..open], labels, value, at_ms })
 }
 
 /// The label pairs up to the closing `}` (values with `\"`, `\\` and `\n` escapes), and what follows.

@@ -180,17 +180,10 @@ impl Kube {
     }
 
     /// The pods of a component (by its name label).
-    async fn pods(&self, component: &str) -> Result<Vec<String>> {
+    async fn pods(&self, component: &str) -> Result<Vec<Pod>> {
         let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
         let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={component}"))).await?;
-        Ok(list.items.into_iter().filter_map(|p| p.metadata.name).collect())
-    }
-
-    /// The names of a component's ready pods (by its name label).
-    async fn ready_pods(&self, component: &str) -> Result<Vec<String>> {
-        let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
-        let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={component}"))).await?;
-        Ok(list.items.iter().filter(|p| super::forward::is_ready(p)).filter_map(|p| p.metadata.name.clone()).collect())
+        Ok(list.items)
     }
 
     /// Cut (`true`) or heal an edge's link: every packet on its cloud interface dropped, both
@@ -244,8 +237,8 @@ impl Tier for Kube {
         for component in components {
             let what = format!("{component} ready on all {edges} edges");
             crate::e2e::engine::wait_for(&what, timeout, || async {
-                let ready = self.ready_pods(component).await?;
-                Ok((ready.len() >= edges).then_some(()))
+                let ready = self.pods(component).await?.iter().filter(|p| super::forward::is_ready(p)).count();
+                Ok((ready >= edges).then_some(()))
             })
             .await?;
         }
@@ -284,10 +277,8 @@ impl Tier for Kube {
             // A restart, as the compose tier's: each of its containers stopped (SIGTERM) in its node's
             // containerd; the kubelet starts it again in the same pod, its volumes kept.
             Fault::Restart(component) => {
-                let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
-                let selector = format!("app.kubernetes.io/name={component}");
                 let mut stopped = 0;
-                for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
+                for pod in self.pods(component).await? {
                     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
                     let statuses = pod.status.and_then(|s| s.container_statuses).unwrap_or_default();
                     for id in statuses.iter().filter_map(|c| c.container_id.as_deref()) {
@@ -315,7 +306,7 @@ impl Tier for Kube {
         }
         let pods: Api<Pod> = Api::namespaced(c.client.clone(), &self.inner.namespace);
         let mut out = Vec::new();
-        for pod in self.pods(name).await? {
+        for pod in self.pods(name).await?.into_iter().filter_map(|p| p.metadata.name) {
             let params = LogParams { tail_lines: Some(lines as i64), ..Default::default() };
             let text = pods.logs(&pod, &params).await.unwrap_or_else(|e| format!("{e:#}"));
             out.push((pod, text));
