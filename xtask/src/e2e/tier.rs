@@ -33,6 +33,13 @@ pub struct Reading {
     pub qemu: Option<QemuSplit>,
 }
 
+/// The moment of this process' clock at which the wall-clock time `taken` was (a reading's own
+/// time, which may be well before its answer arrived); now, if `taken` is not in the past.
+pub fn instant_of(taken: std::time::SystemTime) -> Instant {
+    let age = std::time::SystemTime::now().duration_since(taken).unwrap_or_default();
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
 /// A topology that is up, as the scenarios use it.
 pub trait Tier: Send + Sync {
     /// What the topology gives scenarios (read by `scenario::missing_requirement` and the log

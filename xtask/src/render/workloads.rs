@@ -64,14 +64,17 @@ fn meta(ctx: &Ctx<'_>, name: &str, namespaced: bool) -> ObjectMeta {
     md
 }
 
+/// One file of an [`App`]'s ConfigMap: (key, path under the mounted folder, text).
+type ConfigFile = (String, String, String);
+
 /// A chartless cloud component as a Deployment: its configuration files in a ConfigMap, its
 /// Service, an emptyDir for its data. The pieces of each component's manifest.
 struct App<'a> {
     name: &'static str,
     image: &'a crate::stack::Image,
     args: Vec<String>,
-    /// The ConfigMap `<name>-config` mounted read-only at this folder: (key, path under it, text).
-    config: Option<(&'static str, Vec<(String, String, String)>)>,
+    /// The ConfigMap `<name>-config` mounted read-only at this folder, with its files.
+    config: Option<(&'static str, Vec<ConfigFile>)>,
     /// A Secret (the install writes it) mounted read-only: (name, folder).
     secret: Option<(&'static str, String)>,
     /// Named ports; the first is the Service's first (the API the harness forwards to).

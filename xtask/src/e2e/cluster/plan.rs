@@ -633,49 +633,25 @@ pub fn overlay(plan: &Plan, addresses: &BTreeMap<String, std::net::IpAddr>) -> R
         let address = addresses.get(&n.name).ok_or_else(|| anyhow::anyhow!("node {} has no address", n.name))?;
         Ok((net, mac, address.to_string()))
     };
-    let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    // Every word is a name, a number or an address: none holds a space.
+    let argv = |line: String| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let dev = OVERLAY_DEVICE;
     let mut out = Vec::new();
     for a in &cloud {
         let (net, mac, local) = device(a)?;
         let mut cmds = vec![
-            argv(&[
-                "ip",
-                "link",
-                "add",
-                OVERLAY_DEVICE,
-                "address",
-                &mac,
-                "type",
-                "vxlan",
-                "id",
-                OVERLAY_VNI,
-                "local",
-                &local,
-                "dev",
-                "eth0",
-                "dstport",
-                OVERLAY_PORT,
-                "nolearning",
-            ]),
-            argv(&["ip", "link", "set", OVERLAY_DEVICE, "mtu", &POD_MTU.to_string(), "up"]),
-            argv(&["ip", "addr", "add", &format!("{net}/32"), "dev", OVERLAY_DEVICE]),
+            argv(format!(
+                "ip link add {dev} address {mac} type vxlan id {OVERLAY_VNI} local {local} dev eth0 \
+                 dstport {OVERLAY_PORT} nolearning"
+            )),
+            argv(format!("ip link set {dev} mtu {POD_MTU} up")),
+            argv(format!("ip addr add {net}/32 dev {dev}")),
         ];
         for b in cloud.iter().filter(|b| b.name != a.name) {
             let (b_net, b_mac, b_address) = device(b)?;
-            cmds.push(argv(&[
-                "ip",
-                "neigh",
-                "replace",
-                &b_net,
-                "lladdr",
-                &b_mac,
-                "dev",
-                OVERLAY_DEVICE,
-                "nud",
-                "permanent",
-            ]));
-            cmds.push(argv(&["bridge", "fdb", "append", &b_mac, "dev", OVERLAY_DEVICE, "dst", &b_address]));
-            cmds.push(argv(&["ip", "route", "replace", &b.pod_cidr, "via", &b_net, "dev", OVERLAY_DEVICE, "onlink"]));
+            cmds.push(argv(format!("ip neigh replace {b_net} lladdr {b_mac} dev {dev} nud permanent")));
+            cmds.push(argv(format!("bridge fdb append {b_mac} dev {dev} dst {b_address}")));
+            cmds.push(argv(format!("ip route replace {} via {b_net} dev {dev} onlink", b.pod_cidr)));
         }
         out.push((a.name.clone(), cmds));
     }
@@ -701,12 +677,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn edges_are_set_up_as_kubeedge_sets_them() {
+    /// The test shape, its node names and its plan.
+    fn planned() -> (Shape, Vec<String>, Plan) {
         let s = shape();
         let names: Vec<String> = s.names().into_iter().map(|(n, _)| n).collect();
         let secrets = Secrets::generate(&Shape::server_names(), &names).unwrap();
         let p = plan(&s, &secrets, "run-server").unwrap();
+        (s, names, p)
+    }
+
+    #[test]
+    fn edges_are_set_up_as_kubeedge_sets_them() {
+        let (s, names, p) = planned();
         assert_eq!(names, ["server", "agent-0", "edge-1", "edge-2"]);
         let edge = &p.nodes[2];
         let kubelet: serde_json::Value =
@@ -752,10 +734,7 @@ mod tests {
 
     #[test]
     fn cloud_pod_subnets_are_joined_over_vxlan_and_edges_are_left_out() {
-        let s = shape();
-        let names: Vec<String> = s.names().into_iter().map(|(n, _)| n).collect();
-        let secrets = Secrets::generate(&Shape::server_names(), &names).unwrap();
-        let p = plan(&s, &secrets, "run-server").unwrap();
+        let (_, names, p) = planned();
         let addresses: BTreeMap<String, std::net::IpAddr> = names
             .iter()
             .enumerate()

@@ -335,12 +335,10 @@ impl Tier for Kube {
             return Ok(None);
         };
         let taken = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(u.at_ms).unwrap_or(0));
-        let age = std::time::SystemTime::now().duration_since(taken).unwrap_or_default();
-        let at = std::time::Instant::now().checked_sub(age).unwrap_or_else(std::time::Instant::now);
         Ok(Some(Reading {
             memory_bytes: u.working_set_bytes as u64,
             cpu_total_ns: (u.cpu_seconds * 1e9) as u64,
-            at,
+            at: crate::e2e::tier::instant_of(taken),
             qemu: None,
         }))
     }

@@ -310,8 +310,7 @@ impl Tier for Compose {
         let Some(s) = self.engine.stats_once(&m.container).await? else { return Ok(None) };
         // The reading's time is the engine's (a CPU rate between two readings is only as good as
         // their times); the smaps are read after it, off the runtime.
-        let age = s.read.and_then(|read| std::time::SystemTime::now().duration_since(read).ok());
-        let at = age.and_then(|age| Instant::now().checked_sub(age)).unwrap_or_else(Instant::now);
+        let at = s.read.map_or_else(Instant::now, crate::e2e::tier::instant_of);
         let qemu = match emulated {
             true => match self.engine.pid(&m.container).await {
                 Ok(pid) => tokio::task::spawn_blocking(move || qemu::qemu_in_container(pid)).await.ok().flatten(),
