@@ -134,8 +134,8 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
             let r = yaml_file(dir, name).and_then(|v| check_prometheus_config(&sh, &scratch, "prometheus", v));
             report.push_result(rel, PROMTOOL_CONFIG, r);
         } else if name == crate::render::edgemetrics::CONFIG_FILE {
-            let check = ["check", "config", "--agent", "--syntax-only", p];
-            report.push_result(rel, "promtool check config --agent --syntax-only", exec(&sh, tools::PROMTOOL, &check));
+            let r = edge_metrics_check(&sh, &scratch, text);
+            report.push_result(rel, "promtool check config --agent --syntax-only (with a cloud address put in)", r);
         } else if name == "prometheus/additional-scrape-configs.yml" {
             let r = scrape_list(&sh, &scratch, "additional", yaml_file(dir, name));
             report.push_result(rel, PROMTOOL_CONFIG, r);
@@ -154,6 +154,18 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
             if name.ends_with("prometheusrule.yaml") {
                 let r = prometheus_rule_groups(&sh, &scratch, text);
                 report.push_result(rel, "promtool check rules (PrometheusRule spec)", r);
+            }
+            if name == crate::render::edgemetrics::MANIFEST_FILE {
+                let r = edge_metrics_manifest(&sh, dir, &scratch, text);
+                report.push_result(
+                    rel,
+                    "the ConfigMap is edge-metrics/prometheus.yml; shellcheck (the init script)",
+                    r,
+                );
+            }
+            if name == crate::render::blackbox::EDGE_LINK_PROBE_FILE {
+                let r = config_map_carries(dir, text, "blackbox/blackbox.yml").map(drop);
+                report.push_result(rel, "the ConfigMap is blackbox/blackbox.yml", r);
             }
             if name == crate::render::blackbox::SECRET_FILE {
                 let r = blackbox_secret_config(&sh, dir, &scratch);
@@ -262,6 +274,47 @@ fn edge_agent_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
     let _env = sh.push_env(crate::render::otelagent::NODE_NAME_ENV, "edge-1");
     let flag = format!("--config={cfg}");
     exec(sh, tools::EDGE_AGENT, &["validate", &flag])
+}
+
+/// The agent's config as the init container writes it on a node (a template on Kubernetes: the
+/// cloud address put in, IPv4 and IPv6), by the promtool of the Prometheus it runs.
+fn edge_metrics_check(sh: &Shell, scratch: &Utf8Path, template: &str) -> Result<()> {
+    use crate::render::edgemetrics::with_cloud_host;
+    for (tag, ip) in [("v4", "192.0.2.10"), ("v6", "2001:db8::10")] {
+        let cfg = scratch.join(format!("edge-metrics-{tag}.yml"));
+        let text = with_cloud_host(template, ip.parse()?);
+        std::fs::write(&cfg, text).with_context(|| format!("writing {cfg}"))?;
+        exec(sh, tools::PROMTOOL, &["check", "config", "--agent", "--syntax-only", cfg.as_str()])
+            .with_context(|| format!("with the cloud address {ip}"))?;
+    }
+    Ok(())
+}
+
+/// The agent's manifest carries edge-metrics/prometheus.yml unchanged, and its init container's
+/// script passes shellcheck as the POSIX sh busybox runs.
+fn edge_metrics_manifest(sh: &Shell, dir: &Utf8Path, scratch: &Utf8Path, text: &str) -> Result<()> {
+    let list = config_map_carries(dir, text, crate::render::edgemetrics::CONFIG_FILE)?;
+    let items = list["items"].as_array().context("not a v1 List")?;
+    let daemonset = items.iter().find(|i| i["kind"] == "DaemonSet").context("no DaemonSet")?;
+    let init = &daemonset["spec"]["template"]["spec"]["initContainers"][0]["command"];
+    let script = init[3].as_str().context("the init container has no `sh -c` script")?;
+    let path = scratch.join("edge-metrics-init.sh");
+    std::fs::write(&path, script).with_context(|| format!("writing {path}"))?;
+    exec(sh, tools::SHELLCHECK, &["--severity=style", "--shell=sh", path.as_str()])
+}
+
+/// The manifest (a `v1 List`) has a ConfigMap carrying the rendered `file` unchanged under its
+/// file name. Returns the List.
+fn config_map_carries(dir: &Utf8Path, manifest: &str, file: &str) -> Result<Value> {
+    let list: Value = serde_yaml_ng::from_str(manifest)?;
+    let items = list["items"].as_array().context("not a v1 List")?;
+    let config_map = items.iter().find(|i| i["kind"] == "ConfigMap").context("no ConfigMap")?;
+    let key = file.rsplit('/').next().unwrap_or(file);
+    let text = std::fs::read_to_string(dir.join(file)).with_context(|| format!("reading {file}"))?;
+    if config_map["data"][key].as_str() != Some(text.as_str()) {
+        bail!("the ConfigMap's data.{key} differs from {file}");
+    }
+    Ok(list)
 }
 
 /// The values take the config from the rendered Secret, never from the chart's `config` (which

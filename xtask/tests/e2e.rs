@@ -150,35 +150,38 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
         let run_id = json["run_id"].as_str().unwrap();
         assert_eq!(leftovers(run_id), "", "everything of the run is removed");
     }
-    // The kubernetes tier: a real cluster, named for what it is; the edge kubelets scraped through
-    // the tunnel, edge-1 powered off and on, Prometheus restarted in its pod (Alertmanager on
-    // another node), no unexpected alert; what it does not deploy yet says so.
+    // The kubernetes tier: a real cluster, named for what it is; the edges' metrics pushed by their
+    // agents, the edge kubelets scraped through the tunnel, edge-1 powered off and on (its alert
+    // fired and resolved), Prometheus restarted in its pod (Alertmanager on another node), no
+    // unexpected alert; what it does not deploy yet says so.
     let text = std::fs::read_to_string(out.join("cells/kubernetes-local-amd64/report.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["backend"], "kubernetes");
     assert_eq!(json["tier"], "kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract");
     for s in json["scenarios"].as_array().unwrap() {
         match s["name"].as_str().unwrap() {
-            "edge-kubelet" | "restart" | "quiet" | "offline" => assert_eq!(s["status"], "passed", "{s}"),
+            "metrics" | "edge-kubelet" | "alerts" | "restart" | "quiet" | "offline" => {
+                assert_eq!(s["status"], "passed", "{s}")
+            }
             name => {
                 assert_eq!(s["status"], "not-run", "{s}");
                 let reason = s["reason"].as_str().unwrap();
                 assert!(
                     reason.contains("the kubernetes tier does not deploy it yet")
                         || reason.contains("no edge workload there sends it spans yet")
-                        || reason.contains("no edge metrics agent there pushes its metrics yet")
                         || reason.contains("is AGPL"),
                     "{name}: {reason}"
                 );
             }
         }
     }
-    // The edge node exporter, measured on each edge from its kubelet through the tunnel, within
-    // its 64Mi / 100m.
+    // Every edge DaemonSet, measured on each edge from its cgroup, within its 64Mi / 100m.
     let resources = json["resources"].as_array().unwrap();
     let measured: Vec<(&str, &str)> =
         resources.iter().map(|r| (r["component"].as_str().unwrap(), r["node"].as_str().unwrap())).collect();
-    assert_eq!(measured, [("edge-node-exporter", "edge-1"), ("edge-node-exporter", "edge-2")]);
+    let components = ["edge-node-exporter", "edge-metrics", "edge-link-probe"];
+    let expected: Vec<(&str, &str)> = components.iter().flat_map(|c| [(*c, "edge-1"), (*c, "edge-2")]).collect();
+    assert_eq!(measured, expected);
     for r in resources {
         assert!(r["samples"].as_array().unwrap().len() >= 10, "sampled through the run: {r}");
         assert_eq!(r["budget_memory_bytes"], 64 * 1024 * 1024, "{r}");

@@ -268,6 +268,7 @@ impl<'a, T: Tier> Runner<'a, T> {
         };
         // NoUnexpectedAlerts looks at the past: evaluate it once.
         let once = matches!(check, Check::NoUnexpectedAlerts { .. });
+        let deadline = deadline.max(self.alert_deadline(check));
         let mut last: Option<Mismatch> = None;
         let mut last_err: Option<String> = None;
         loop {
@@ -287,6 +288,17 @@ impl<'a, T: Tier> Runner<'a, T> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// How long an alert check waits at least: twice its alert's latency bound at the tier's pace
+    /// ([`crate::render::rules::LatencyModel::bound`]), from the step it follows. A scenario's timeouts are written for
+    /// the compose tier's `[e2e]` pace; the kubernetes tier runs the install's own, slower one.
+    fn alert_deadline(&self, check: &Check) -> Instant {
+        let now = Instant::now();
+        let Check::Alert { name, after, latency_from, .. } = check else { return now };
+        let Some(model) = self.models.get(name) else { return now };
+        let from = self.mark(after).or_else(|| self.mark(latency_from)).map_or(now, |(t, _)| t);
+        from + 2 * model.bound()
     }
 
     fn mark(&self, name: &Option<String>) -> Option<(Instant, SystemTime)> {

@@ -135,8 +135,8 @@ pub fn file_text() -> Result<String> {
 }
 
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    // The compose tier's edge link probes read the same modules.
-    if ctx.has(Kind::BlackboxExporter) || (!ctx.is_kubernetes() && ctx.has(Kind::LinkProbe)) {
+    // The edge link probes read the same modules.
+    if ctx.has(Kind::BlackboxExporter) || ctx.has(Kind::LinkProbe) {
         files.add("blackbox/blackbox.yml", file_text()?)?;
     }
     Ok(())
@@ -161,6 +161,82 @@ pub fn config_secret(ctx: &Ctx<'_>) -> Result<Secret> {
         ..Default::default()
     })
 }
+
+/// The edge link probe (Kubernetes): the blackbox exporter on every edge, on the node's loopback
+/// (the edge metrics agent scrapes it there; it dials the cloud ports from the edge's side),
+/// blackbox.yml in its ConfigMap.
+pub const EDGE_LINK_PROBE_FILE: &str = "manifests/22-edge-link-probe.yaml";
+
+pub fn edge_link_probe(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
+    use anyhow::Context;
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, PodSpec, Probe, Volume, VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    use super::manifests::{MANAGED_BY, PART_OF, budget_resources, edge_daemonset, locked_down, meta};
+    let c = ctx.component(Kind::LinkProbe).context("no edge link probe")?;
+    let name = c.name.as_str();
+    let port = ctx.settings().edge.link_probe;
+    let text = file_text()?;
+    let config_map_name = format!("{name}-config");
+    let mut config_map_meta = meta(&config_map_name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
+    config_map_meta.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
+    let config_map = ConfigMap {
+        metadata: config_map_meta,
+        data: Some([(CONFIG_KEY.to_string(), text.clone())].into()),
+        ..Default::default()
+    };
+    let container = Container {
+        name: name.into(),
+        image: Some(ctx.image(Kind::LinkProbe, "blackbox-exporter")?.pinned()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec![
+            format!("--config.file=/etc/blackbox/{CONFIG_KEY}"),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: port.into(),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                host: Some("127.0.0.1".into()),
+                path: Some("/metrics".into()),
+                port: IntOrString::Int(port.into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            ..Default::default()
+        }),
+        resources: budget_resources(c),
+        security_context: Some(locked_down()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "config".into(),
+            mount_path: "/etc/blackbox".into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource { name: config_map_name, ..Default::default() }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let annotations = [(super::edgemetrics::CONFIG_HASH_ANNOTATION.to_string(), crate::oci::sha256(text.as_bytes()))];
+    let daemonset = edge_daemonset(ctx, name, Some(annotations.into()), pod);
+    Ok(super::workloads::List::of(vec![serde_json::to_value(&config_map)?, serde_json::to_value(&daemonset)?]))
+}
+
+/// The key (and file name) of blackbox.yml in the link probe's ConfigMap.
+pub const CONFIG_KEY: &str = "blackbox.yml";
 
 /// Chart values (prometheus-blackbox-exporter): the config from [`config_secret`].
 pub fn values(ctx: &Ctx<'_>) -> Result<serde_json::Value> {

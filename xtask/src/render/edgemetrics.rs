@@ -14,10 +14,14 @@
 //! Prometheus accepts samples that old (`out_of_order_time_window`), since the other edges' fresh
 //! samples move its head on.
 //!
-//! Only the compose flavour is rendered: the local profile (the only one with this agent) runs on
-//! the compose tier.
+//! On Kubernetes it is a DaemonSet on every edge ([`MANIFEST_FILE`]), on the node's network,
+//! pushing to the cloud Prometheus' NodePort at `CLOUD_HOST_IP`, the address the cloud install
+//! writes into the ConfigMap `observability-endpoints`. Prometheus expands no variable in a URL:
+//! an init container (the bundle's busybox probe image) writes the config with the address in
+//! ([`INIT_SCRIPT`]); a config change rolls the pods (the config's hash is on the pod template).
+//! The WAL is on a hostPath, so an upgrade or a reboot during an outage loses no buffered sample.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::names::{
@@ -28,8 +32,38 @@ use super::prometheus::{Global, ScrapeConfig, StaticConfig, probe_job};
 use super::{Ctx, Files};
 use crate::stack::{Duration, Kind};
 
-/// The rendered file, relative to the compose config folder.
+/// The rendered config (on Kubernetes the template the init container fills in).
 pub const CONFIG_FILE: &str = "edge-metrics/prometheus.yml";
+/// The agent's ConfigMap and DaemonSet (Kubernetes).
+pub const MANIFEST_FILE: &str = "manifests/21-edge-metrics.yaml";
+/// The hostPath holding the WAL on an edge node (Kubernetes).
+pub const STATE_DIR: &str = "/var/lib/kubeprepare-edge-metrics";
+/// The pod template annotation carrying the config's digest: a changed config rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "kubeprepare.io/config-digest";
+/// Where the init container reads the template and writes the config, and the agent reads it.
+const TEMPLATE_DIR: &str = "/template";
+const CONFIG_DIR: &str = "/etc/edge-metrics";
+/// The init container's job (busybox sh, run as root): the cloud address checked and put into
+/// the config (an IPv6 one in brackets, as URLs and `host:port` targets need it; a target quoted),
+/// written whole before it is renamed; the WAL folder given to the agent's user.
+pub const INIT_SCRIPT: &str = r#"set -eu
+bb=/bin/busybox
+ip=${CLOUD_HOST_IP:-}
+case $ip in
+"" | *[!0-9A-Fa-f.:]*)
+    echo "edge-metrics: CLOUD_HOST_IP=\"$ip\" (ConfigMap observability-endpoints) is not an IP address: rerun install-observability.sh with --cloud-ip IP" >&2
+    exit 1
+    ;;
+*:*) host="[$ip]" ;;
+*) host=$ip ;;
+esac
+# shellcheck disable=SC2016 # the placeholder, literally
+token='\${CLOUD_HOST_IP}'
+# A list item that is the address and a port is quoted: a YAML scalar cannot start with `[`.
+"$bb" sed -e "s/^\( *- \)$token\(:[0-9][0-9]*\)\$/\1\"$host\2\"/" -e "s/$token/$host/g" "$TEMPLATE" >"$CONFIG.tmp"
+"$bb" mv "$CONFIG.tmp" "$CONFIG"
+"$bb" chown "$OWNER" "$WAL"
+"#;
 /// Where the WAL lives in the container (the Prometheus image's data folder).
 pub const WAL_DIR: &str = "/prometheus";
 /// The cloud Prometheus' remote-write path.
@@ -77,6 +111,36 @@ pub fn compose_remote_write_url(ctx: &Ctx<'_>) -> String {
     format!("http://{}:{}{REMOTE_WRITE_PATH}", ctx.host("prometheus"), super::ports::PROMETHEUS)
 }
 
+/// The remote-write URL an edge pushes to in this flavour (on Kubernetes, the NodePort on the
+/// cloud address the init container puts in).
+fn remote_write_url(ctx: &Ctx<'_>) -> String {
+    if ctx.is_kubernetes() {
+        let port = ctx.settings().node_ports.prometheus;
+        format!("http://${{{ENV_CLOUD_HOST_IP}}}:{port}{REMOTE_WRITE_PATH}")
+    } else {
+        compose_remote_write_url(ctx)
+    }
+}
+
+/// The config with the cloud address in, as [`INIT_SCRIPT`] writes it (for checking the template).
+pub fn with_cloud_host(template: &str, ip: std::net::IpAddr) -> String {
+    let host = if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+    let token = format!("${{{ENV_CLOUD_HOST_IP}}}");
+    let mut out = String::with_capacity(template.len());
+    for line in template.split_inclusive('\n') {
+        let (body, end) = line.strip_suffix('\n').map_or((line, ""), |b| (b, "\n"));
+        let item = body.trim_start();
+        let indent = &body[..body.len() - item.len()];
+        let port =
+            item.strip_prefix("- ").and_then(|r| r.strip_prefix(token.as_str())).and_then(|r| r.strip_prefix(':'));
+        match port.filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            Some(port) => out.push_str(&format!("{indent}- \"{host}:{port}\"{end}")),
+            None => out.push_str(&line.replace(&token, &host)),
+        }
+    }
+    out
+}
+
 /// The longest a sample waits on the edge for its batch to leave: a scrape interval, so pushed
 /// series are as fresh as scraped ones.
 pub fn send_deadline(ctx: &Ctx<'_>) -> Duration {
@@ -84,8 +148,8 @@ pub fn send_deadline(ctx: &Ctx<'_>) -> Duration {
 }
 
 /// The agent's command line: agent mode, its WAL kept for at least the buffer window, the node's
-/// name expanded into the external labels.
-pub fn args(window: Duration, port: u16, config_path: &str) -> Vec<String> {
+/// name expanded into the external labels, listening on `listen` (`[host]:port`).
+pub fn args(window: Duration, listen: &str, config_path: &str) -> Vec<String> {
     let retention = window.max(MIN_RETENTION);
     vec![
         "--agent".into(),
@@ -93,7 +157,7 @@ pub fn args(window: Duration, port: u16, config_path: &str) -> Vec<String> {
         format!("--storage.agent.path={WAL_DIR}"),
         format!("--storage.agent.retention.max-time={retention}"),
         "--enable-feature=expand-external-labels".into(),
-        format!("--web.listen-address=:{port}"),
+        format!("--web.listen-address={listen}"),
     ]
 }
 
@@ -140,7 +204,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
         scrape_configs,
         remote_write: vec![RemoteWrite {
             name: "cloud",
-            url: compose_remote_write_url(ctx),
+            url: remote_write_url(ctx),
             queue_config: QueueConfig {
                 sample_age_limit: buffer_window(ctx).to_string(),
                 max_backoff: "5s".into(),
@@ -151,11 +215,172 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     })
 }
 
+/// The agent on every edge (Kubernetes): its config template in a ConfigMap and its DaemonSet.
+pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+        EnvVarSource, HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSpec, Probe, SecurityContext,
+        Volume, VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    use super::manifests::{NOBODY, budget_resources, edge_daemonset, locked_down, meta};
+    use super::names::ENDPOINTS_CONFIGMAP;
+
+    let c = ctx.component(Kind::PrometheusAgent).context("no edge metrics agent")?;
+    let name = c.name.as_str();
+    let image = ctx.image(Kind::PrometheusAgent, "prometheus")?;
+    let busybox = ctx.image(Kind::Probe, "probe").with_context(|| {
+        format!(
+            "the edge metrics agent's init container runs the probe image: enable the probe component in profile {}",
+            ctx.profile_name
+        )
+    })?;
+    let text = file_text(ctx)?;
+    let key = CONFIG_FILE.rsplit('/').next().unwrap_or(CONFIG_FILE);
+    let config_map_name = format!("{name}-config");
+    let mut config_map_meta =
+        meta(&config_map_name, Some(ctx.namespace()), &[super::manifests::PART_OF, super::manifests::MANAGED_BY]);
+    config_map_meta.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
+    let config_map = ConfigMap {
+        metadata: config_map_meta,
+        data: Some([(key.to_string(), text.clone())].into()),
+        ..Default::default()
+    };
+    let port = ctx.settings().edge.metrics_agent;
+    let config_path = format!("{CONFIG_DIR}/{key}");
+    let env = |name: &str, value: &str| EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() };
+    let mount = |volume: &str, path: &str, read_only: bool| VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let init = Container {
+        name: "config".into(),
+        image: Some(busybox.pinned()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(["/bin/busybox", "sh", "-c", INIT_SCRIPT].map(String::from).to_vec()),
+        env: Some(vec![
+            EnvVar {
+                name: ENV_CLOUD_HOST_IP.into(),
+                value_from: Some(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: ENDPOINTS_CONFIGMAP.into(),
+                        key: ENV_CLOUD_HOST_IP.into(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            env("TEMPLATE", &format!("{TEMPLATE_DIR}/{key}")),
+            env("CONFIG", &config_path),
+            env("OWNER", &format!("{NOBODY}:{NOBODY}")),
+            env("WAL", WAL_DIR),
+        ]),
+        // Root, for the WAL folder's owner; nothing else.
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["CHOWN".into()]),
+            }),
+            ..Default::default()
+        }),
+        resources: budget_resources(c),
+        volume_mounts: Some(vec![
+            mount("template", TEMPLATE_DIR, true),
+            mount("config", CONFIG_DIR, false),
+            mount("wal", WAL_DIR, false),
+        ]),
+        ..Default::default()
+    };
+    let mut env_vars = vec![EnvVar {
+        name: NODE_NAME_ENV.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "spec.nodeName".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if let Some(b) = &c.budget {
+        // Collect garbage harder before the budget is reached.
+        env_vars.push(env("GOMEMLIMIT", &super::otelagent::go_memory_limit(b.memory.bytes())));
+    }
+    let agent = Container {
+        name: name.into(),
+        image: Some(image.pinned()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        // Loopback only: nothing off the node has business with it.
+        args: Some(args(buffer_window(ctx), &format!("127.0.0.1:{port}"), &config_path)),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: port.into(),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                host: Some("127.0.0.1".into()),
+                path: Some("/-/ready".into()),
+                port: IntOrString::Int(port.into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            ..Default::default()
+        }),
+        resources: budget_resources(c),
+        security_context: Some(locked_down()),
+        volume_mounts: Some(vec![mount("config", CONFIG_DIR, true), mount("wal", WAL_DIR, false)]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        init_containers: Some(vec![init]),
+        containers: vec![agent],
+        volumes: Some(vec![
+            Volume {
+                name: "template".into(),
+                config_map: Some(ConfigMapVolumeSource { name: config_map_name, ..Default::default() }),
+                ..Default::default()
+            },
+            Volume { name: "config".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+            Volume {
+                name: "wal".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: STATE_DIR.into(),
+                    type_: Some("DirectoryOrCreate".into()),
+                }),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    let hash = crate::oci::sha256(text.as_bytes());
+    let daemonset = edge_daemonset(ctx, name, Some([(CONFIG_HASH_ANNOTATION.to_string(), hash)].into()), pod);
+    Ok(super::workloads::List::of(vec![serde_json::to_value(&config_map)?, serde_json::to_value(&daemonset)?]))
+}
+
+/// [`CONFIG_FILE`] as rendered, and as the ConfigMap carries it.
+fn file_text(ctx: &Ctx<'_>) -> Result<String> {
+    use super::output::{Comment, to_yaml, with_header};
+    Ok(with_header(Comment::Hash, &to_yaml(&config(ctx)?)?))
+}
+
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    if !ctx.has(Kind::PrometheusAgent) || ctx.is_kubernetes() {
+    if !ctx.has(Kind::PrometheusAgent) {
         return Ok(());
     }
-    files.add_yaml(CONFIG_FILE, &config(ctx)?)
+    files.add(CONFIG_FILE, file_text(ctx)?)?;
+    if ctx.is_kubernetes() {
+        files.add_yaml(MANIFEST_FILE, &manifest(ctx)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -163,6 +388,26 @@ mod tests {
     use super::*;
     use crate::render::ComposeTopology;
     use crate::stack::Arch;
+
+    /// The init container's substitution, as the validator checks the template: an IPv6 address in
+    /// brackets, and a target that starts with it quoted (a plain YAML scalar cannot start with `[`).
+    #[test]
+    fn the_cloud_address_goes_in_as_urls_and_yaml_need_it() {
+        let template =
+            "url: http://${CLOUD_HOST_IP}:31090/api/v1/write\n  - ${CLOUD_HOST_IP}:10000\n  - x${CLOUD_HOST_IP}\n";
+        assert_eq!(
+            with_cloud_host(template, "192.0.2.1".parse().unwrap()),
+            "url: http://192.0.2.1:31090/api/v1/write\n  - \"192.0.2.1:10000\"\n  - x192.0.2.1\n"
+        );
+        assert_eq!(
+            with_cloud_host(template, "2001:db8::1".parse().unwrap()),
+            "url: http://[2001:db8::1]:31090/api/v1/write\n  - \"[2001:db8::1]:10000\"\n  - x[2001:db8::1]\n"
+        );
+        assert!(
+            INIT_SCRIPT.contains(&format!("token='\\${{{ENV_CLOUD_HOST_IP}}}'")),
+            "the script replaces the same token"
+        );
+    }
 
     #[test]
     fn the_wal_outlives_the_window_and_samples_older_than_it_are_dropped() {
@@ -172,7 +417,7 @@ mod tests {
         let window = stack.e2e.buffer_window;
         let cfg = config(&ctx).unwrap();
         assert_eq!(cfg.remote_write[0].queue_config.sample_age_limit, window.to_string());
-        let retention = args(window, stack.settings.edge.metrics_agent, "x")
+        let retention = args(window, ":1", "x")
             .into_iter()
             .find_map(|a| a.strip_prefix("--storage.agent.retention.max-time=").map(String::from));
         assert_eq!(retention, Some(window.max(MIN_RETENTION).to_string()));

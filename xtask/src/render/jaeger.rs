@@ -83,7 +83,10 @@ pub fn pod_selector() -> std::collections::BTreeMap<String, String> {
 
 /// OTLP on fixed NodePorts, so edge workloads reach it at `<cloud host IP>:<nodePort>`
 /// (the chart's Service can be NodePort but cannot fix the port numbers).
-pub fn otlp_node_port_service(ctx: &Ctx<'_>) -> k8s_openapi::api::core::v1::Service {
+pub fn otlp_node_port_service(
+    ctx: &Ctx<'_>,
+    selector: std::collections::BTreeMap<String, String>,
+) -> k8s_openapi::api::core::v1::Service {
     use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let s = ctx.settings();
@@ -103,7 +106,7 @@ pub fn otlp_node_port_service(ctx: &Ctx<'_>) -> k8s_openapi::api::core::v1::Serv
         },
         spec: Some(ServiceSpec {
             type_: Some("NodePort".into()),
-            selector: Some(pod_selector()),
+            selector: Some(selector),
             ports: Some(vec![
                 port("otlp-grpc", OTLP_GRPC, s.node_ports.otlp_grpc),
                 port("otlp-http", OTLP_HTTP, s.node_ports.otlp_http),

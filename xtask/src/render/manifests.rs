@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, ContainerPort, HostPathVolumeSource, Namespace, NodeAffinity, NodeSelector,
+    Affinity, Capabilities, Container, ContainerPort, HostPathVolumeSource, Namespace, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
     SecurityContext, Toleration, Volume, VolumeMount,
 };
@@ -119,24 +119,26 @@ pub fn budget_resources(c: &Component) -> Option<ResourceRequirements> {
     Some(ResourceRequirements { limits: Some(q.clone()), requests: Some(q), ..Default::default() })
 }
 
-/// Node exporter on every edge node: host network (the cloud scrapes `<InternalIP>:9100`),
-/// host PID and the host's root read-only, container named after the component so its
-/// budget alert finds it in cAdvisor's series.
-pub fn edge_node_exporter(ctx: &Ctx<'_>) -> Result<DaemonSet> {
-    let c = ctx.component(Kind::NodeExporter).context("no node exporter component")?;
-    let image = ctx.image(Kind::NodeExporter, "node-exporter")?;
-    let name = c.name.as_str();
-    let port = ctx.settings().edge.node_exporter;
+/// An edge component's DaemonSet, one pod on every edge node: the edge affinity and taint, the
+/// node's network (an edge has no pod network the cloud reaches; its agents meet on 127.0.0.1),
+/// the node's DNS (edges have no cluster DNS), no service account token, its containers run as
+/// `nobody` unless they say otherwise. `pod` gives the rest; `annotations` go on its pods.
+pub fn edge_daemonset(
+    ctx: &Ctx<'_>,
+    name: &str,
+    annotations: Option<BTreeMap<String, String>>,
+    pod: PodSpec,
+) -> DaemonSet {
     let labels: BTreeMap<String, String> =
         [("app.kubernetes.io/name".to_string(), name.to_string())].into_iter().collect();
     let mut md = meta(name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
     md.labels.get_or_insert_default().extend(labels.clone());
-    Ok(DaemonSet {
+    DaemonSet {
         metadata: md,
         spec: Some(DaemonSetSpec {
             selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                metadata: Some(ObjectMeta { labels: Some(labels), annotations, ..Default::default() }),
                 spec: Some(PodSpec {
                     affinity: Some(edge_affinity(true)),
                     tolerations: Some(vec![Toleration {
@@ -146,59 +148,86 @@ pub fn edge_node_exporter(ctx: &Ctx<'_>) -> Result<DaemonSet> {
                         ..Default::default()
                     }]),
                     host_network: Some(true),
-                    host_pid: Some(true),
-                    // Edge nodes have no cluster DNS.
                     dns_policy: Some("Default".into()),
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(65534),
-                        run_as_group: Some(65534),
+                        run_as_user: Some(NOBODY),
+                        run_as_group: Some(NOBODY),
                         ..Default::default()
                     }),
-                    containers: vec![Container {
-                        name: name.into(),
-                        image: Some(image.pinned()),
-                        image_pull_policy: Some("IfNotPresent".into()),
-                        args: Some(vec![
-                            "--path.rootfs=/host/root".into(),
-                            format!("--web.listen-address=:{port}"),
-                            "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|var/lib/kubelet/.+|var/lib/edged/.+)($|/)".into(),
-                        ]),
-                        ports: Some(vec![ContainerPort {
-                            name: Some("metrics".into()),
-                            container_port: port.into(),
-                            host_port: Some(port.into()),
-                            protocol: Some("TCP".into()),
-                            ..Default::default()
-                        }]),
-                        resources: budget_resources(c),
-                        security_context: Some(SecurityContext {
-                            allow_privilege_escalation: Some(false),
-                            read_only_root_filesystem: Some(true),
-                            ..Default::default()
-                        }),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "root".into(),
-                            mount_path: "/host/root".into(),
-                            read_only: Some(true),
-                            mount_propagation: Some("HostToContainer".into()),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }],
-                    volumes: Some(vec![Volume {
-                        name: "root".into(),
-                        host_path: Some(HostPathVolumeSource { path: "/".into(), type_: None }),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
+                    ..pod
                 }),
             },
             ..Default::default()
         }),
         ..Default::default()
-    })
+    }
+}
+
+/// The user and group edge containers run as.
+pub const NOBODY: i64 = 65534;
+
+/// A container's own restrictions: no privilege escalation, no capability, a read-only root.
+pub fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Node exporter on every edge node: host network (the cloud scrapes `<InternalIP>:9100`),
+/// host PID and the host's root read-only, container named after the component so its
+/// budget alert finds it in cAdvisor's series.
+pub fn edge_node_exporter(ctx: &Ctx<'_>) -> Result<DaemonSet> {
+    let c = ctx.component(Kind::NodeExporter).context("no node exporter component")?;
+    let image = ctx.image(Kind::NodeExporter, "node-exporter")?;
+    let name = c.name.as_str();
+    let port = ctx.settings().edge.node_exporter;
+    let pod = PodSpec {
+        host_pid: Some(true),
+        containers: vec![Container {
+            name: name.into(),
+            image: Some(image.pinned()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            args: Some(vec![
+                "--path.rootfs=/host/root".into(),
+                format!("--web.listen-address=:{port}"),
+                "--collector.filesystem.mount-points-exclude=^/(dev|proc|sys|var/lib/kubelet/.+|var/lib/edged/.+)($|/)"
+                    .into(),
+            ]),
+            ports: Some(vec![ContainerPort {
+                name: Some("metrics".into()),
+                container_port: port.into(),
+                host_port: Some(port.into()),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            resources: budget_resources(c),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                ..Default::default()
+            }),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "root".into(),
+                mount_path: "/host/root".into(),
+                read_only: Some(true),
+                mount_propagation: Some("HostToContainer".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }],
+        volumes: Some(vec![Volume {
+            name: "root".into(),
+            host_path: Some(HostPathVolumeSource { path: "/".into(), type_: None }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Ok(edge_daemonset(ctx, name, None, pod))
 }
 
 /// The chart values of a charted component, from its renderer.
@@ -259,12 +288,18 @@ pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
     if ctx.has(Kind::NodeExporter) {
         files.add_yaml(EDGE_NODE_EXPORTER_FILE, &edge_node_exporter(ctx)?)?;
     }
+    if ctx.has(Kind::LinkProbe) {
+        files.add_yaml(super::blackbox::EDGE_LINK_PROBE_FILE, &super::blackbox::edge_link_probe(ctx)?)?;
+    }
     if ctx.profile.component(Kind::BlackboxExporter).is_some_and(|c| c.chart.is_some()) {
         files.add_yaml(super::blackbox::SECRET_FILE, &super::blackbox::config_secret(ctx)?)?;
     }
     // Edge agents reach the charted Jaeger through this NodePort (one built here has no chart to deploy it).
     if ctx.profile.component(Kind::Jaeger).is_some_and(|c| c.chart.is_some()) {
-        files.add_yaml("manifests/30-jaeger-otlp-nodeport.yaml", &super::jaeger::otlp_node_port_service(ctx))?;
+        files.add_yaml(
+            "manifests/30-jaeger-otlp-nodeport.yaml",
+            &super::jaeger::otlp_node_port_service(ctx, super::jaeger::pod_selector()),
+        )?;
     }
     for c in ctx.profile.enabled() {
         let Some(values) = chart_values(ctx, c)? else { continue };

@@ -43,7 +43,7 @@ pub struct List {
 }
 
 impl List {
-    fn of(items: Vec<serde_json::Value>) -> Self {
+    pub fn of(items: Vec<serde_json::Value>) -> Self {
         List { api_version: "v1", kind: "List", items }
     }
 }
@@ -363,7 +363,7 @@ pub fn blackbox_exporter(ctx: &Ctx<'_>) -> Result<List> {
 }
 
 /// Jaeger v2 all-in-one with the chart's configuration (`jaeger::jaeger_config`): its query API
-/// first, OTLP in, its health and metrics ports.
+/// first, OTLP in, its health and metrics ports; OTLP on the NodePorts edges push spans to.
 pub fn jaeger(ctx: &Ctx<'_>) -> Result<List> {
     use ports::{COLLECTOR_HEALTH, COLLECTOR_METRICS, JAEGER_QUERY, OTLP_GRPC, OTLP_HTTP};
     let config = super::output::to_yaml(&super::jaeger::jaeger_config(ctx))?;
@@ -385,7 +385,9 @@ pub fn jaeger(ctx: &Ctx<'_>) -> Result<List> {
         service_account: false,
         control_plane: false,
     };
-    Ok(List::of(app.items(ctx)?))
+    let mut items = app.items(ctx)?;
+    items.push(item(&super::jaeger::otlp_node_port_service(ctx, labels(app.name)))?);
+    Ok(List::of(items))
 }
 
 /// What renders a component's objects.

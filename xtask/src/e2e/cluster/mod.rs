@@ -487,6 +487,7 @@ pub fn shape(stack: &crate::stack::Stack, agents: usize, edges: usize, edge_arch
         edge_readonly_port: stack.settings.edge.kubelet_readonly,
         stream_port: stack.settings.cloudcore.stream,
         tunnel_port: stack.settings.cloudcore.tunnel,
+        hub_ports: [stack.settings.cloudcore.cloudhub, stack.settings.cloudcore.cloudhub_https],
     })
 }
 

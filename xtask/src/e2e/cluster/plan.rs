@@ -74,7 +74,11 @@ pub enum Firewall {
     /// cloudcore's node: iptables-manager's nat chain `TUNNEL-PORT`, jumped to from PREROUTING and
     /// OUTPUT, DNATs the tunnel port to the stream server on this node's address (kubeedge/kubeedge
     /// PR #2999), so the API server and Prometheus here reach edge kubelets through the tunnel.
-    TunnelPort { port: u16, stream_port: u16 },
+    ///
+    /// With it, cloudhub's ports (`hub_ports`, websocket and https), DNATed to the API server: a
+    /// simulated edge's kubelet reaches the control plane there instead of through edgehub and
+    /// cloudhub, so an edge's link probe of cloudhub checks the path its control plane really takes.
+    TunnelPort { port: u16, stream_port: u16, hub_ports: [u16; 2] },
     /// An edge behind NAT: no new connection in, except on its loopback and from its pods.
     Nat,
 }
@@ -122,6 +126,8 @@ pub struct Shape {
     /// cloudstream's stream and tunnel ports (`settings.cloudcore`).
     pub stream_port: u16,
     pub tunnel_port: u16,
+    /// cloudhub's websocket and https ports (`settings.cloudcore`), what edges dial on KubeEdge.
+    pub hub_ports: [u16; 2],
 }
 
 impl Shape {
@@ -157,7 +163,9 @@ pub fn plan(shape: &Shape, secrets: &Secrets, server_host: &str) -> Result<Plan>
         let arch = if role == Role::Edge { shape.edge_arch } else { Arch::Amd64 };
         let pod_cidr = format!("10.244.{i}.0/24");
         let firewall = match role {
-            Role::Server => Firewall::TunnelPort { port: TUNNEL_PORT, stream_port: shape.stream_port },
+            Role::Server => {
+                Firewall::TunnelPort { port: TUNNEL_PORT, stream_port: shape.stream_port, hub_ports: shape.hub_ports }
+            }
             Role::Agent => Firewall::Open,
             Role::Edge => Firewall::Nat,
         };
@@ -575,7 +583,7 @@ fn firewall(f: Firewall) -> String {
     };
     match f {
         Firewall::Open => {}
-        Firewall::TunnelPort { port, stream_port } => {
+        Firewall::TunnelPort { port, stream_port, hub_ports } => {
             s.push_str("set -- $(hostname -i); address=$1\n");
             chain(&mut s, "nat", "TUNNEL-PORT");
             for from in ["PREROUTING", "OUTPUT"] {
@@ -585,6 +593,14 @@ fn firewall(f: Firewall) -> String {
             s.push_str(&format!(
                 "iptables -t nat -A TUNNEL-PORT -p tcp --dport {port} -j DNAT --to-destination \"$address:{stream_port}\"\n"
             ));
+            chain(&mut s, "nat", "CLOUDHUB");
+            let jump = "PREROUTING -p tcp -m comment --comment 'cloudhub: the API server' -j CLOUDHUB";
+            s.push_str(&format!("iptables -t nat -C {jump} 2>/dev/null || iptables -t nat -A {jump}\n"));
+            for hub in hub_ports {
+                s.push_str(&format!(
+                    "iptables -t nat -A CLOUDHUB -p tcp -d \"$address\" --dport {hub} -j DNAT --to-destination \"$address:{APISERVER_PORT}\"\n"
+                ));
+            }
         }
         Firewall::Nat => {
             chain(&mut s, "filter", "EDGE-NAT");
@@ -674,6 +690,10 @@ mod tests {
             edge_readonly_port: crate::stack::EdgePorts::default().kubelet_readonly,
             stream_port: crate::stack::CloudcorePorts::default().stream,
             tunnel_port: crate::stack::CloudcorePorts::default().tunnel,
+            hub_ports: [
+                crate::stack::CloudcorePorts::default().cloudhub,
+                crate::stack::CloudcorePorts::default().cloudhub_https,
+            ],
         }
     }
 
@@ -698,7 +718,10 @@ mod tests {
         assert_eq!(kubelet["registerWithTaints"][0]["key"], EDGE_ROLE);
         assert!(!edge.processes.iter().any(|p| p.name == "kube-proxy"), "no kube-proxy on edges");
         assert_eq!(edge.firewall, Firewall::Nat);
-        assert_eq!(p.nodes[0].firewall, Firewall::TunnelPort { port: TUNNEL_PORT, stream_port: s.stream_port });
+        assert_eq!(
+            p.nodes[0].firewall,
+            Firewall::TunnelPort { port: TUNNEL_PORT, stream_port: s.stream_port, hub_ports: s.hub_ports }
+        );
         assert_eq!(p.nodes[1].firewall, Firewall::Open, "iptables-manager runs on cloudcore's node only");
         let client = edge.processes.iter().find(|p| p.name == "edge-tunnel").expect("the edge dials its tunnel");
         assert_eq!(client.argv[1], "client");

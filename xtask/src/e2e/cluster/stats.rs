@@ -1,118 +1,64 @@
-//! A container's CPU and memory as its node's kubelet reports them on `/metrics/resource`, the
-//! endpoint metrics-server reads (on KubeEdge through cloudcore's tunnel, as here): cumulative CPU
-//! seconds and the working set, each sample stamped with the time the kubelet took it.
+//! A container's CPU and memory as its node's containerd reads them from the container's cgroup
+//! (`ctr task metrics`, cgroup v1 or v2), the figures the kubelet's `/metrics/resource` (and so
+//! metrics-server) reports: cumulative CPU time and the working set. Read on the node itself,
+//! never across its link, so the link's figures stay the edge's own traffic.
 
-use std::collections::BTreeMap;
+use serde_json::Value;
 
-/// One container's usage at one moment, as the kubelet measured it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One container's usage at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
-    pub cpu_seconds: f64,
-    pub working_set_bytes: f64,
-    /// When the kubelet took the CPU sample, in milliseconds since the epoch.
-    pub at_ms: i64,
+    pub cpu_ns: u64,
+    /// Usage less inactive file pages, as the kubelet computes it.
+    pub working_set_bytes: u64,
+    /// When it was read, in nanoseconds since the epoch (the node's clock, just before the read).
+    pub at_ns: u128,
 }
 
-const CPU: &str = "container_cpu_usage_seconds_total";
-const MEMORY: &str = "container_memory_working_set_bytes";
+/// The script a node runs for one container: the time, then containerd's metrics of the task
+/// `$1` as JSON.
+pub const SCRIPT: &str = "date +%s%N; exec ctr -n k8s.io task metrics --format json \"$1\" 2>/dev/null";
 
-/// The usage of the container named `container` in a pod of `namespace`, from the text of a
-/// `/metrics/resource` answer; `None` when the answer has no such container (not running yet, or
-/// gone) or lacks its CPU or memory sample or their timestamp. Pure.
-pub fn container_usage(text: &str, namespace: &str, container: &str) -> Option<Usage> {
-    let mut cpu = None;
-    let mut memory = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(s) = sample(line) else { continue };
-        if s.labels.get("namespace").map(String::as_str) != Some(namespace)
-            || s.labels.get("container").map(String::as_str) != Some(container)
-        {
-            continue;
-        }
-        match s.name {
-            CPU => cpu = Some((s.value, s.at_ms?)),
-            MEMORY => memory = Some(s.value),
-            _ => {}
-        }
-    }
-    let (cpu_seconds, at_ms) = cpu?;
-    Some(Usage { cpu_seconds, working_set_bytes: memory?, at_ms })
-}
-
-/// One line of the text exposition format: `name{labels} value [timestamp]`.
-struct Sample<'a> {
-    name: &'a str,
-    labels: BTreeMap<String, String>,
-    value: f64,
-    at_ms: Option<i64>,
-}
-
-fn sample(line: &str) -> Option<Sample<'_>> {
-    let open = line.find('{')?;
-    let (labels, rest) = labels(&line[open + 1..])?;
-    let mut fields = rest.split_whitespace();
-    let value = fields.next()?.parse().ok()?;
-    let at_ms = fields.next().and_then(|t| t.parse().ok());
-    Some(Sample { name: &line[..open], labels, value, at_ms })
-}
-
-/// The label pairs up to the closing `}` (values with `\"`, `\\` and `\n` escapes), and what follows.
-fn labels(s: &str) -> Option<(BTreeMap<String, String>, &str)> {
-    let mut out = BTreeMap::new();
-    let mut rest = s;
-    loop {
-        rest = rest.trim_start_matches([',', ' ']);
-        if let Some(after) = rest.strip_prefix('}') {
-            return Some((out, after));
-        }
-        let eq = rest.find("=\"")?;
-        let key = rest[..eq].to_string();
-        let mut value = String::new();
-        let mut chars = rest[eq + 2..].char_indices();
-        let end = loop {
-            match chars.next()? {
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                (i, '"') => break eq + 2 + i + 1,
-                (_, c) => value.push(c),
-            }
-        };
-        out.insert(key, value);
-        rest = &rest[end..];
-    }
+/// The usage in what [`SCRIPT`] printed; `None` for anything else (the task gone, a half answer).
+/// Pure.
+pub fn usage(out: &str) -> Option<Usage> {
+    let (time, json) = out.trim_start().split_once('\n')?;
+    let at_ns = time.trim().parse().ok()?;
+    let m: Value = serde_json::from_str(json).ok()?;
+    let n = |v: &Value| v.as_u64();
+    let (cpu_ns, usage, inactive) = if m["cpu"]["usage_usec"].is_u64() {
+        // cgroup v2
+        let memory = &m["memory"];
+        (n(&m["cpu"]["usage_usec"])?.checked_mul(1000)?, n(&memory["usage"])?, n(&memory["inactive_file"]).unwrap_or(0))
+    } else {
+        // cgroup v1
+        let memory = &m["memory"];
+        (n(&m["cpu"]["usage"]["total"])?, n(&memory["usage"]["usage"])?, n(&memory["total_inactive_file"]).unwrap_or(0))
+    };
+    Some(Usage { cpu_ns, working_set_bytes: usage.saturating_sub(inactive), at_ns })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ANSWER: &str = r#"# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds
-# TYPE container_cpu_usage_seconds_total counter
-container_cpu_usage_seconds_total{container="edge-node-exporter",namespace="observability",pod="edge-node-exporter-7x2kq"} 0.412345 1765080000123
-container_cpu_usage_seconds_total{container="edge-node-exporter",namespace="other",pod="x"} 9 1765080000123
-container_cpu_usage_seconds_total{container="odd",namespace="observability",pod="a\"b,c=\"d"} 1 1765080000123
-# TYPE container_memory_working_set_bytes gauge
-container_memory_working_set_bytes{container="edge-node-exporter",namespace="observability",pod="edge-node-exporter-7x2kq"} 8.192e+06 1765080000456
-node_cpu_usage_seconds_total 12.5 1765080000000
-"#;
-
     #[test]
-    fn a_containers_usage_is_read_with_the_kubelets_own_time() {
+    fn both_cgroup_versions_give_cpu_and_the_working_set() {
+        let v1 = "1796636841372219482\n{\"pids\":{\"current\":7},\"cpu\":{\"usage\":{\"total\":1913892684,\"kernel\":560000000}},\
+                  \"memory\":{\"inactive_file\":94208,\"total_inactive_file\":94208,\"usage\":{\"limit\":67108864,\"usage\":25808896}}}\n";
         assert_eq!(
-            container_usage(ANSWER, "observability", "edge-node-exporter"),
-            Some(Usage { cpu_seconds: 0.412345, working_set_bytes: 8.192e6, at_ms: 1765080000123 })
+            usage(v1),
+            Some(Usage { cpu_ns: 1913892684, working_set_bytes: 25808896 - 94208, at_ns: 1796636841372219482 })
         );
-        // Escaped quotes and separators inside a value do not end it.
-        let odd = format!(
-            "{ANSWER}container_memory_working_set_bytes{{container=\"odd\",namespace=\"observability\",pod=\"a\\\"b,c=\\\"d\"}} 5 1\n"
+        let v2 = "1796636841372219482\n{\"cpu\":{\"usage_usec\":1913892,\"user_usec\":1350000},\
+                  \"memory\":{\"usage\":25808896,\"usage_limit\":67108864,\"inactive_file\":94208}}";
+        assert_eq!(
+            usage(v2),
+            Some(Usage { cpu_ns: 1913892000, working_set_bytes: 25808896 - 94208, at_ns: 1796636841372219482 })
         );
-        assert_eq!(container_usage(&odd, "observability", "odd").map(|u| u.working_set_bytes), Some(5.0));
-        // Not there, or half there: no reading rather than a wrong one.
-        assert_eq!(container_usage(ANSWER, "observability", "prometheus"), None);
-        assert_eq!(container_usage(ANSWER, "observability", "odd"), None, "no memory sample");
-        let untimed = ANSWER.replace("0.412345 1765080000123", "0.412345");
-        assert_eq!(container_usage(&untimed, "observability", "edge-node-exporter"), None, "no timestamp");
+        // The task gone (ctr printed nothing), or an answer without the figures: no reading.
+        assert_eq!(usage("1796636841372219482\n"), None);
+        assert_eq!(usage("1796636841372219482\n{\"pids\":{}}"), None);
+        assert_eq!(usage(""), None);
     }
 }

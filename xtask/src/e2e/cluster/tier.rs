@@ -24,24 +24,41 @@ use crate::stack::{Kind, Stack};
 /// profile's standalone components' objects (as the install applies them).
 pub fn deployed(ctx: &crate::render::Ctx<'_>) -> Vec<&'static str> {
     let mut files = vec![crate::render::manifests::NAMESPACE_FILE];
-    files.extend(edge_daemonsets(ctx).into_iter().map(|(_, file)| file));
+    files.extend(edge_daemonsets(ctx).into_iter().map(|(.., file)| file));
     files.extend(workloads::standalone(ctx).into_iter().map(|(_, file)| file));
     files
 }
 
-/// The edge components deployed as DaemonSets on every edge (by component name, which names
-/// their container too), with their files: what the tier measures against the edge budget.
-pub fn edge_daemonsets(ctx: &crate::render::Ctx<'_>) -> Vec<(String, &'static str)> {
-    let exporter = ctx.component(Kind::NodeExporter).filter(|c| c.role == crate::stack::Role::Edge);
-    exporter.map(|c| (c.name.to_string(), crate::render::manifests::EDGE_NODE_EXPORTER_FILE)).into_iter().collect()
+/// The edge components deployed as DaemonSets on every edge (their kind, their component name,
+/// which names their container too, and their file): what the tier measures against the edge budget.
+pub fn edge_daemonsets(ctx: &crate::render::Ctx<'_>) -> Vec<(Kind, String, &'static str)> {
+    use crate::render::{blackbox, edgemetrics, manifests};
+    let files = [
+        (Kind::NodeExporter, manifests::EDGE_NODE_EXPORTER_FILE),
+        (Kind::PrometheusAgent, edgemetrics::MANIFEST_FILE),
+        (Kind::LinkProbe, blackbox::EDGE_LINK_PROBE_FILE),
+    ];
+    files
+        .into_iter()
+        .filter_map(|(kind, file)| {
+            let c = ctx.component(kind).filter(|c| c.role == crate::stack::Role::Edge)?;
+            Some((kind, c.name.to_string(), file))
+        })
+        .collect()
 }
 
-/// Deployed, but what their scenarios check comes from edge workloads this tier does not run yet:
-/// not provided, each with its own reason.
-const WITHOUT_EDGE_WORKLOAD: [(Kind, &str); 2] = [
-    (Kind::Jaeger, "runs on the kubernetes tier, but no edge workload there sends it spans yet"),
-    (Kind::NodeExporter, "runs on the kubernetes tier's edges, but no edge metrics agent there pushes its metrics yet"),
-];
+/// Deployed, but what their scenarios check needs more than this tier runs yet: not provided,
+/// each with its reason.
+fn pending(ctx: &crate::render::Ctx<'_>) -> Vec<(Kind, &'static str)> {
+    let mut out = vec![(Kind::Jaeger, "runs on the kubernetes tier, but no edge workload there sends it spans yet")];
+    if !ctx.has(Kind::PrometheusAgent) {
+        out.push((
+            Kind::NodeExporter,
+            "runs on the kubernetes tier's edges, but no edge metrics agent there pushes its metrics",
+        ));
+    }
+    out
+}
 
 /// The chain an edge's link cut hangs in its INPUT, OUTPUT and FORWARD chains.
 const CUT_CHAIN: &str = "LINK-CUT";
@@ -50,12 +67,11 @@ const CUT_CHAIN: &str = "LINK-CUT";
 /// kubelet tunnel. Pure: the gate reads it too.
 pub fn provides(stack: &Stack, profile: &str) -> Result<BTreeSet<String>> {
     let ctx = crate::render::Ctx::new(stack, profile, crate::stack::Arch::Amd64)?;
+    let pending = pending(&ctx);
+    let deployed = workloads::standalone(&ctx).into_iter().map(|(kind, _)| kind);
+    let deployed = deployed.chain(edge_daemonsets(&ctx).into_iter().map(|(kind, ..)| kind));
     let mut out = BTreeSet::from([KUBELET_TUNNEL.to_string()]);
-    for (kind, _) in workloads::standalone(&ctx) {
-        if !WITHOUT_EDGE_WORKLOAD.iter().any(|(k, _)| *k == kind) {
-            out.insert(kind.to_string());
-        }
-    }
+    out.extend(deployed.filter(|kind| !pending.iter().any(|(k, _)| k == kind)).map(|kind| kind.to_string()));
     Ok(out)
 }
 
@@ -65,10 +81,15 @@ fn bundled(stack: &Stack, profile: &str, arch: crate::stack::Arch) -> Result<BTr
     Ok(plan.provides)
 }
 
-/// Why a scenario needing `missing` does not run on the kubernetes tier: the bundle has it (its
-/// kinds are `bundled`) and the tier does not deploy it yet, or as on any tier.
-fn not_run_reason(bundled: &BTreeSet<String>, provides: &BTreeSet<String>, missing: &str) -> String {
-    if let Some((_, why)) = WITHOUT_EDGE_WORKLOAD.iter().find(|(k, _)| k.to_string() == missing) {
+/// Why a scenario needing `missing` does not run on the kubernetes tier: it is [`pending`], or the
+/// bundle has it (its kinds are `bundled`) and the tier does not deploy it yet, or as on any tier.
+fn not_run_reason(
+    pending: &[(Kind, &str)],
+    bundled: &BTreeSet<String>,
+    provides: &BTreeSet<String>,
+    missing: &str,
+) -> String {
+    if let Some((_, why)) = pending.iter().find(|(k, _)| k.to_string() == missing) {
         format!("{missing} {why}")
     } else if bundled.contains(missing) {
         let deployed: Vec<&str> = provides.iter().map(String::as_str).collect();
@@ -79,6 +100,18 @@ fn not_run_reason(bundled: &BTreeSet<String>, provides: &BTreeSet<String>, missi
     } else {
         crate::e2e::scenario::not_run_reason(missing)
     }
+}
+
+/// The ConfigMap the cloud install writes with the address edges push to (its first
+/// control-plane node's), which the edge agents read.
+fn endpoints_config_map(ctx: &crate::render::Ctx<'_>, cloud_ip: &str) -> serde_json::Value {
+    use crate::render::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": ENDPOINTS_CONFIGMAP, "namespace": ctx.namespace() },
+        "data": { ENV_CLOUD_HOST_IP: cloud_ip },
+    })
 }
 
 /// The Secret `install-observability.sh --alert-webhook-url URL` writes (Alertmanager reads the URL from it).
@@ -103,10 +136,12 @@ struct Inner {
     engine: Engine,
     namespace: String,
     provides: BTreeSet<String>,
+    /// The cloud components' pods (by their name label, which is their kind's name).
+    cloud: Vec<String>,
+    /// What is deployed but not provided yet, with why.
+    pending: Vec<(Kind, &'static str)>,
     /// Each edge DaemonSet's pod on each edge, measured against the edge budget.
     measured: Vec<Measured>,
-    /// The cloud node the edges' kubelet ports are DNATed into the tunnel on.
-    tunnel_node: String,
     /// What the bundle holds that the tier does not deploy yet (for the reason a scenario gives).
     bundled: BTreeSet<String>,
     /// One port-forward per cloud Service, made on first use.
@@ -125,6 +160,12 @@ impl Kube {
         for (i, file) in deployed(&ctx).into_iter().enumerate() {
             let text = files.get(file).with_context(|| format!("profile {profile} renders no {file}"))?;
             cluster.apply(text, file).await?;
+            if i == 0 {
+                // As the install: the server is the control-plane node the edges push to.
+                let server = cluster.addresses.get("server").context("the cluster has no server address")?;
+                let endpoints = endpoints_config_map(&ctx, &server.to_string());
+                cluster.apply_objects(&[endpoints], "the edge agents' endpoints").await?;
+            }
             if i == 0 && ctx.deploys_alertmanager() {
                 cluster.apply_objects(&[webhook_secret(&ctx, webhook)], "the alert webhook's Secret").await?;
             }
@@ -133,7 +174,7 @@ impl Kube {
         let edges: Vec<&str> = cluster.plan.nodes.iter().filter(|n| n.is_edge()).map(|n| n.name.as_str()).collect();
         let measured = edge_daemonsets(&ctx)
             .into_iter()
-            .flat_map(|(component, _)| {
+            .flat_map(|(_, component, _)| {
                 edges.iter().map(move |node| Measured {
                     container: format!("{node}/{component}"),
                     component: component.clone(),
@@ -141,17 +182,15 @@ impl Kube {
                 })
             })
             .collect();
-        let tunnel_node =
-            cluster.plan.nodes.iter().find(|n| matches!(n.firewall, super::plan::Firewall::TunnelPort { .. }));
-        let tunnel_node = tunnel_node.context("no cloud node holds the tunnel port")?.name.clone();
         Ok(Kube {
             inner: Arc::new(Inner {
                 cluster,
                 engine,
                 namespace: stack.settings.namespace.to_string(),
                 provides: provides(stack, profile)?,
+                pending: pending(&ctx),
+                cloud: workloads::standalone(&ctx).into_iter().map(|(kind, _)| kind.to_string()).collect(),
                 measured,
-                tunnel_node,
                 bundled,
                 forwards: Default::default(),
             }),
@@ -214,7 +253,7 @@ impl Tier for Kube {
     }
 
     fn not_run_reason(&self, missing: &str) -> String {
-        not_run_reason(&self.inner.bundled, &self.inner.provides, missing)
+        not_run_reason(&self.inner.pending, &self.inner.bundled, &self.inner.provides, missing)
     }
 
     fn nodes(&self) -> Vec<String> {
@@ -223,7 +262,7 @@ impl Tier for Kube {
 
     async fn ready(&self) -> Result<()> {
         let timeout = std::time::Duration::from_secs(180);
-        for component in self.inner.provides.iter().filter(|p| p.as_str() != KUBELET_TUNNEL) {
+        for component in &self.inner.cloud {
             let what = format!("{component} ready in the cluster");
             let client = &self.inner.cluster.client;
             crate::e2e::engine::wait_for(&what, timeout, || async {
@@ -318,26 +357,28 @@ impl Tier for Kube {
         self.inner.measured.clone()
     }
 
-    /// The kubelet's own figures for the component's container (`/metrics/resource`), asked
-    /// as metrics-server asks an edge's kubelet on KubeEdge: from the cloud node whose DNAT
-    /// sends the edge's kubelet port into the tunnel. (Not through the API server's node proxy:
-    /// it keeps the client's Host, by which the stream server finds the edge, on KubeEdge too.)
-    /// Timed by the kubelet, which refreshes them every few seconds: the sampler keeps only
-    /// newer readings. Under qemu the figures are the emulator's too.
+    /// The component's container's cgroup figures as the node's containerd reads them (what
+    /// its kubelet's `/metrics/resource` reports), read on the node itself: asking the kubelet
+    /// through the tunnel as metrics-server does would add the harness' own requests to the link
+    /// it measures. Timed by the node's clock just before the read. Under qemu the figures are
+    /// the emulator's too.
     async fn read(&self, m: &Measured, _emulated: bool) -> Result<Option<Reading>> {
-        let c = &self.inner.cluster;
-        let address = c.addresses.get(&m.node).with_context(|| format!("no address of {}", m.node))?;
-        let url = format!("https://{address}:{}/metrics/resource", super::plan::TUNNEL_PORT);
-        let Ok(text) = c.exec(&self.inner.tunnel_node, &["edge-tunnel", "get", "--timeout=5s", &url]).await else {
+        let pods = self.pods(&m.component).await?;
+        let on_node = pods.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&m.node));
+        let statuses = on_node.flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()));
+        let running =
+            statuses.filter(|c| c.name == m.component && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        let Some(id) = running.filter_map(|c| c.container_id.as_deref()).next() else { return Ok(None) };
+        let id = id.strip_prefix("containerd://").unwrap_or(id);
+        let Ok(out) = self.inner.cluster.exec(&m.node, &["sh", "-c", super::stats::SCRIPT, "sh", id]).await else {
             return Ok(None);
         };
-        let Some(u) = super::stats::container_usage(&text, &self.inner.namespace, &m.component) else {
-            return Ok(None);
-        };
-        let taken = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(u.at_ms).unwrap_or(0));
+        let Some(u) = super::stats::usage(&out) else { return Ok(None) };
+        let nanos = u64::try_from(u.at_ns).unwrap_or(0);
+        let taken = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
         Ok(Some(Reading {
-            memory_bytes: u.working_set_bytes as u64,
-            cpu_total_ns: (u.cpu_seconds * 1e9) as u64,
+            memory_bytes: u.working_set_bytes,
+            cpu_total_ns: u.cpu_ns,
             at: crate::e2e::tier::instant_of(taken),
             qemu: None,
         }))
@@ -374,15 +415,26 @@ mod tests {
     use super::*;
 
     /// The local profile on this tier: Prometheus, Alertmanager, the blackbox exporter and Jaeger
-    /// (rendered for Kubernetes) and the tunnel, so the scenarios on those run and every other says
-    /// what it waits for; the compose tier, which has no kubelet, says why edge-kubelet does not run there.
+    /// (rendered for Kubernetes), the edges' node exporter, metrics agent and link probe, and the
+    /// tunnel, so the scenarios on those run and every other says what it waits for; the compose
+    /// tier, which has no kubelet, says why edge-kubelet does not run there.
     #[test]
     fn the_local_profile_runs_what_the_tier_deploys_and_names_the_rest() {
         let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
         let provides = provides(&stack, "local").unwrap();
         assert_eq!(
             provides,
-            [KUBELET_TUNNEL, "alertmanager", "blackbox-exporter", "prometheus"].map(String::from).into()
+            [
+                KUBELET_TUNNEL,
+                "alertmanager",
+                "blackbox-exporter",
+                "link-probe",
+                "node-exporter",
+                "prometheus",
+                "prometheus-agent"
+            ]
+            .map(String::from)
+            .into()
         );
         let ctx = crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap();
         let files = crate::render::render(&ctx).unwrap();
@@ -392,6 +444,8 @@ mod tests {
             [
                 "manifests/00-namespace.yaml",
                 "manifests/20-edge-node-exporter.yaml",
+                "manifests/21-edge-metrics.yaml",
+                "manifests/22-edge-link-probe.yaml",
                 "manifests/40-prometheus.yaml",
                 "manifests/45-alertmanager.yaml",
                 "manifests/50-blackbox-exporter.yaml",
@@ -405,26 +459,58 @@ mod tests {
             .filter(|s| crate::e2e::scenario::missing_requirement(s, &provides).is_none())
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(runs, ["edge-kubelet", "restart", "quiet"]);
+        assert_eq!(runs, ["metrics", "edge-kubelet", "alerts", "restart", "quiet"]);
         let bundled = bundled(&stack, "local", crate::stack::Arch::Amd64).unwrap();
-        assert!(not_run_reason(&bundled, &provides, "log-store").contains("does not deploy it yet"));
+        let pending = pending(&ctx);
+        let reason = |missing| not_run_reason(&pending, &bundled, &provides, missing);
         assert_eq!(
-            not_run_reason(&bundled, &provides, "prometheus-agent"),
-            "prometheus-agent is in the bundle, but the kubernetes tier does not deploy it yet (it provides alertmanager, blackbox-exporter, kubelet-tunnel, prometheus)"
+            reason("log-store"),
+            "log-store is in the bundle, but the kubernetes tier does not deploy it yet (it provides alertmanager, blackbox-exporter, kubelet-tunnel, link-probe, node-exporter, prometheus, prometheus-agent)"
         );
         assert_eq!(
-            not_run_reason(&bundled, &provides, "jaeger"),
+            reason("jaeger"),
             "jaeger runs on the kubernetes tier, but no edge workload there sends it spans yet"
         );
+        assert_eq!(reason("grafana"), crate::e2e::scenario::not_run_reason("grafana"));
+        let daemonsets = edge_daemonsets(&ctx);
+        let names: Vec<(Kind, &str)> = daemonsets.iter().map(|(k, n, _)| (*k, n.as_str())).collect();
         assert_eq!(
-            not_run_reason(&bundled, &provides, "node-exporter"),
-            "node-exporter runs on the kubernetes tier's edges, but no edge metrics agent there pushes its metrics yet"
+            names,
+            [
+                (Kind::NodeExporter, "edge-node-exporter"),
+                (Kind::PrometheusAgent, "edge-metrics"),
+                (Kind::LinkProbe, "edge-link-probe")
+            ]
         );
-        assert_eq!(edge_daemonsets(&ctx), [("edge-node-exporter".to_string(), "manifests/20-edge-node-exporter.yaml")]);
-        assert_eq!(not_run_reason(&bundled, &provides, "grafana"), crate::e2e::scenario::not_run_reason("grafana"));
         assert!(
             crate::e2e::scenario::not_run_reason(KUBELET_TUNNEL).contains("no kubelet behind KubeEdge's tunnel port")
         );
+    }
+
+    /// Without a metrics agent, the node exporter's metrics reach no one: not provided, and said why.
+    #[test]
+    fn a_node_exporter_without_an_agent_is_pending() {
+        let mut stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let (_, profile) = stack.profiles.iter_mut().find(|(name, _)| name.as_str() == "local").unwrap();
+        profile.components.iter_mut().filter(|c| c.kind == Kind::PrometheusAgent).for_each(|c| c.enabled = false);
+        let ctx = crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap();
+        let pending = pending(&ctx);
+        assert!(pending.iter().any(|(k, why)| *k == Kind::NodeExporter && why.contains("no edge metrics agent")));
+        assert!(!provides(&stack, "local").unwrap().contains("node-exporter"));
+    }
+
+    /// The endpoints ConfigMap the tier writes is the one the edge metrics agent's init container reads.
+    #[test]
+    fn the_endpoints_are_where_the_agent_reads_them() {
+        let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
+        let ctx = crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap();
+        let cm = endpoints_config_map(&ctx, "10.0.0.1");
+        let files = crate::render::render(&ctx).unwrap();
+        let agent = files.get(crate::render::edgemetrics::MANIFEST_FILE).unwrap();
+        let name = cm["metadata"]["name"].as_str().unwrap();
+        let key = cm["data"].as_object().unwrap().keys().next().unwrap();
+        assert!(agent.contains(&format!("key: {key}\n                name: {name}\n")), "{agent}");
+        assert_eq!(cm["metadata"]["namespace"], ctx.namespace());
     }
 
     /// The Secret the tier writes is the one the install writes and Alertmanager mounts.

@@ -395,7 +395,7 @@ pub fn plan(
                     let (dir, file) = CONFIG_FILE.rsplit_once('/').unwrap_or(("", CONFIG_FILE));
                     let port = stack.settings.edge.metrics_agent;
                     s.image = image_of(c, "prometheus")?;
-                    s.cmd = args(timing.buffer_window, port, &format!("/etc/edge-metrics/{file}"));
+                    s.cmd = args(timing.buffer_window, &format!(":{port}"), &format!("/etc/edge-metrics/{file}"));
                     s.env.insert(crate::render::otelagent::NODE_NAME_ENV.into(), node.clone());
                     s.binds.insert(conf(dir), "/etc/edge-metrics".into());
                     // The WAL (the offline buffer) survives a restart, as on a hostPath.
