@@ -163,6 +163,10 @@ pub fn validate(files: &Files, dir: &Utf8Path) -> Result<Report> {
                     r,
                 );
             }
+            if name == crate::render::otelagent::MANIFEST_FILE {
+                let r = config_map_carries(dir, text, crate::render::otelagent::CONFIG_FILE).map(drop);
+                report.push_result(rel, "the ConfigMap is log-agent/agent.yaml", r);
+            }
             if name == crate::render::blackbox::EDGE_LINK_PROBE_FILE {
                 let r = config_map_carries(dir, text, "blackbox/blackbox.yml").map(drop);
                 report.push_result(rel, "the ConfigMap is blackbox/blackbox.yml", r);
@@ -272,6 +276,8 @@ fn jaeger_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
 /// compose tier and the downward API set it.
 fn edge_agent_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
     let _env = sh.push_env(crate::render::otelagent::NODE_NAME_ENV, "edge-1");
+    // On Kubernetes, where it pushes comes from the endpoints ConfigMap.
+    let _cloud = sh.push_env(crate::render::names::ENV_CLOUD_HOST_IP, "192.0.2.10");
     let flag = format!("--config={cfg}");
     exec(sh, tools::EDGE_AGENT, &["validate", &flag])
 }

@@ -530,7 +530,11 @@ fn preflight(stack: &Stack, cfg: &RunConfig, scenarios: &[scenario::Scenario]) -
         let all = shape.names();
         let nodes: Vec<String> =
             all.iter().filter(|(_, r)| *r == cluster::plan::Role::Edge).map(|(n, _)| n.clone()).collect();
-        let cloud: BTreeSet<String> = provides.iter().filter(|p| *p != scenario::KUBELET_TUNNEL).cloned().collect();
+        let mut cloud: BTreeSet<String> = provides.iter().filter(|p| *p != scenario::KUBELET_TUNNEL).cloned().collect();
+        if provides.contains(&crate::stack::Kind::Jaeger.to_string()) {
+            // The test workload's cloud end, whose spans the traces scenario finds.
+            cloud.insert(plan::CLOUD_API.into());
+        }
         // Logs may be collected of a cloud component or of any node (its processes).
         let components: BTreeSet<String> = cloud.iter().cloned().chain(all.into_iter().map(|(n, _)| n)).collect();
         let alerts = alert_names(&crate::render::Ctx::new(stack, profile, arch)?);
@@ -809,7 +813,8 @@ async fn execute(
     tier.start().await?;
     phase_done(progress, "start", t);
     let link_budget = stack.e2e_link_budget_per_minute();
-    scenarios_on(&tier, profile, link_budget, receiver, models, since, run_dir, scenarios, run, progress).await
+    let pace = min_wait(stack.e2e.scrape_interval, stack.e2e.evaluation_interval);
+    scenarios_on(&tier, profile, link_budget, receiver, (models, pace), since, run_dir, scenarios, run, progress).await
 }
 
 /// The phases of the kubernetes tier's bring-up, in order, as its report names them: the node
@@ -876,7 +881,18 @@ async fn execute_cluster(
     phase_done(progress, "install", t);
     // The link at the install's own pace: [settings], not the compose tier's faster [e2e] timing.
     let link_budget = stack.settings.edge_link.budget_per_minute.bytes();
-    scenarios_on(&tier, profile, link_budget, receiver, models, since, run_dir, scenarios, run, progress).await
+    let pace = min_wait(stack.settings.scrape_interval, stack.settings.evaluation_interval);
+    scenarios_on(&tier, profile, link_budget, receiver, (models, pace), since, run_dir, scenarios, run, progress).await
+}
+
+/// The least a check waits for what it looks for, at a tier's pace: twice a pushed sample's way
+/// to a query (scraped at most a scrape interval after it happens, sent within a send deadline of
+/// one more, evaluated within an evaluation interval). A scenario's timeouts are written for the
+/// compose tier's `[e2e]` pace; at the install's own, this is longer than most of them.
+fn min_wait(scrape: crate::stack::Duration, evaluation: crate::stack::Duration) -> std::time::Duration {
+    let ms = |d: crate::stack::Duration| std::time::Duration::from_millis(d.as_millis());
+    let (scrape, evaluation) = (ms(scrape), ms(evaluation));
+    2 * (2 * scrape + evaluation)
 }
 
 /// Run the scenarios on a tier that has started: sample its edge components and links while
@@ -887,7 +903,7 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
     profile: &crate::stack::Profile,
     link_budget: u64,
     receiver: receiver::Receiver,
-    models: BTreeMap<String, crate::render::rules::LatencyModel>,
+    (models, min_wait): (BTreeMap<String, crate::render::rules::LatencyModel>, std::time::Duration),
     since: i64,
     run_dir: &Utf8Path,
     scenarios: &[scenario::Scenario],
@@ -904,6 +920,7 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
     let mut runner = runner::Runner::new(tier, receiver, run_dir.to_path_buf(), models)?;
     runner.progress = progress.clone();
     runner.started = started;
+    runner.min_wait = min_wait;
     tier.ready().await?;
     phase_done(progress, "ready", t);
     // Links from here on: what an edge sends once the stack is up, not its first connections.

@@ -77,8 +77,10 @@ pub struct Runner<'a, T: Tier> {
     pub receiver: Receiver,
     pub http: reqwest::Client,
     pub run_dir: Utf8PathBuf,
-    /// Alert name → its latency model (compose timing): bound, earliest, explanation.
+    /// Alert name → its latency model (at the tier's pace): bound, earliest, explanation.
     pub models: BTreeMap<String, LatencyModel>,
+    /// The least a check waits, from when it starts, whatever its step's timeout (the tier's pace).
+    pub min_wait: Duration,
     pub latencies: Vec<Latency>,
     /// Step name → its mark (monotonic and wall clock), per scenario.
     marks: HashMap<String, (Instant, SystemTime)>,
@@ -109,6 +111,7 @@ impl<'a, T: Tier> Runner<'a, T> {
             http,
             run_dir,
             models,
+            min_wait: Duration::ZERO,
             latencies: Vec::new(),
             marks: HashMap::new(),
             since: SystemTime::now(),
@@ -268,7 +271,7 @@ impl<'a, T: Tier> Runner<'a, T> {
         };
         // NoUnexpectedAlerts looks at the past: evaluate it once.
         let once = matches!(check, Check::NoUnexpectedAlerts { .. });
-        let deadline = deadline.max(self.alert_deadline(check));
+        let deadline = deadline.max(self.alert_deadline(check)).max(Instant::now() + self.min_wait);
         let mut last: Option<Mismatch> = None;
         let mut last_err: Option<String> = None;
         loop {

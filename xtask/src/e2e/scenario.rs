@@ -901,6 +901,11 @@ pub fn missing_requirement(s: &Scenario, provides: &BTreeSet<String>) -> Option<
 /// does: a cluster does): scenarios that scrape the edges' kubelets through it require it.
 pub const KUBELET_TUNNEL: &str = "kubelet-tunnel";
 
+/// What a tier running at the `[e2e]` timing provides (the compose tier): scenarios whose figures
+/// (a cut's length, a count of samples, a freshness in seconds) are written for its 2 s scrapes
+/// require it; a tier at the install's own pace runs the others.
+pub const E2E_TIMING: &str = "e2e-timing";
+
 /// Requirements no bundle built here can provide, and why: Grafana, Loki and Alloy are AGPL (or link
 /// AGPL code) and are never built on our machines.
 const AGPL: [(&str, &str); 3] = [("grafana", "Grafana"), ("loki", "Loki"), ("alloy", "Grafana Alloy")];
@@ -911,6 +916,11 @@ pub fn not_run_reason(missing: &str) -> String {
     if missing == KUBELET_TUNNEL {
         return format!(
             "{missing}: this tier has no kubelet behind KubeEdge's tunnel port (the kubernetes and k3s tiers have)"
+        );
+    }
+    if missing == E2E_TIMING {
+        return format!(
+            "{missing}: its figures are written for the compose tier's [e2e] timing; this tier runs the install's own intervals"
         );
     }
     match AGPL.iter().find(|(r, _)| *r == missing) {

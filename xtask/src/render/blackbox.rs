@@ -108,6 +108,9 @@ pub fn edge_link_targets(ctx: &Ctx<'_>) -> Vec<LinkTarget> {
         if ctx.has(Kind::Loki) {
             out.push(on_cloud("loki", n.loki));
         }
+        if ctx.has(Kind::VictoriaLogs) {
+            out.push(on_cloud("victoria-logs", n.victoria_logs));
+        }
         if ctx.has(Kind::Jaeger) {
             out.extend([on_cloud("otlp-grpc", n.otlp_grpc), on_cloud("otlp-http", n.otlp_http)]);
         }

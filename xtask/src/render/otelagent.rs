@@ -14,8 +14,10 @@
 //! `spec.nodeName`, or the compose tier's plan). VictoriaLogs makes every resource attribute a
 //! stream field.
 //!
-//! Only the compose flavour is rendered: the local profile (the only one with this agent) runs on
-//! the compose tier; the Kubernetes flavour ships Alloy.
+//! On Kubernetes it is a DaemonSet on every edge ([`MANIFEST_FILE`]), on the node's network, as
+//! root (the kubelet's pod logs are root's), pushing to the NodePorts of VictoriaLogs and Jaeger
+//! at `CLOUD_HOST_IP` from the ConfigMap `observability-endpoints` (the collector expands
+//! `${env:…}` anywhere in its config); its queues and read offsets on a hostPath.
 
 use std::collections::BTreeMap;
 
@@ -23,15 +25,17 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::logagent::{POD_LOGS, STATE_DIR};
-use super::names::RELEASE_JAEGER;
+use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, RELEASE_JAEGER};
 use super::ports::{COLLECTOR_HEALTH, OTLP_HTTP, VICTORIA_LOGS};
 use super::{Ctx, Files};
 use crate::stack::Kind;
 
 /// The variable carrying the node's name.
 pub const NODE_NAME_ENV: &str = "K8S_NODE_NAME";
-/// The rendered file, relative to the compose config folder.
+/// The rendered config.
 pub const CONFIG_FILE: &str = "log-agent/agent.yaml";
+/// The agent's ConfigMap and DaemonSet (Kubernetes).
+pub const MANIFEST_FILE: &str = "manifests/23-edge-agent.yaml";
 /// The compose alias of the log store built here.
 pub const VICTORIA_LOGS_HOST: &str = "victoria-logs";
 /// Its data folder, relative to the image's root (`-storageDataPath`).
@@ -267,13 +271,22 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
         },
     };
     let mut pipelines = BTreeMap::from([("logs", pipeline("file_log", "otlp_http/logs"))]);
+    // Where it pushes: the cloud's NodePorts on Kubernetes, the services' aliases on the compose tier.
+    let (cloud, logs_port, traces_port, health) = if ctx.is_kubernetes() {
+        let n = &ctx.settings().node_ports;
+        let cloud = format!("${{env:{ENV_CLOUD_HOST_IP}}}");
+        ([cloud.clone(), cloud], n.victoria_logs, n.otlp_http, "127.0.0.1")
+    } else {
+        ([VICTORIA_LOGS_HOST.to_string(), RELEASE_JAEGER.to_string()], VICTORIA_LOGS, OTLP_HTTP, "0.0.0.0")
+    };
+    let [logs_host, traces_host] = cloud;
     let traces = ctx.has(Kind::Jaeger).then(|| {
         pipelines.insert("traces", pipeline("otlp", "otlp_http/traces"));
-        exporter(format!("http://{RELEASE_JAEGER}:{OTLP_HTTP}"), queues.traces)
+        exporter(format!("http://{traces_host}:{traces_port}"), queues.traces)
     });
     Ok(Config {
         extensions: Extensions {
-            health_check: HealthCheck { endpoint: format!("0.0.0.0:{COLLECTOR_HEALTH}") },
+            health_check: HealthCheck { endpoint: format!("{health}:{COLLECTOR_HEALTH}") },
             file_storage: FileStorage { directory: format!("{STATE_DIR}/otel"), create_directory: true },
         },
         receivers: Receivers {
@@ -300,7 +313,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
             batch: Batch { timeout: "1s".into(), send_batch_size: 512 },
         },
         exporters: Exporters {
-            logs: exporter(format!("http://{VICTORIA_LOGS_HOST}:{VICTORIA_LOGS}{VICTORIA_LOGS_OTLP}"), queues.logs),
+            logs: exporter(format!("http://{logs_host}:{logs_port}{VICTORIA_LOGS_OTLP}"), queues.logs),
             traces,
         },
         service: Service {
@@ -311,11 +324,131 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     })
 }
 
+/// The agent on every edge (Kubernetes): its config in a ConfigMap and its DaemonSet.
+pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
+    use k8s_openapi::api::core::v1::{
+        Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource,
+        HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    use super::manifests::{MANAGED_BY, PART_OF, budget_resources, edge_daemonset, meta};
+    let Some(c) = ctx.component(Kind::OtelAgent) else { bail!("profile {} has no otel-agent", ctx.profile_name) };
+    let name = c.name.as_str();
+    let text = file_text(ctx)?;
+    let key = CONFIG_FILE.rsplit('/').next().unwrap_or(CONFIG_FILE);
+    let config_map_name = format!("{name}-config");
+    let mut config_map_meta = meta(&config_map_name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
+    config_map_meta.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
+    let config_map = ConfigMap {
+        metadata: config_map_meta,
+        data: Some([(key.to_string(), text.clone())].into()),
+        ..Default::default()
+    };
+    let field = |path: &str| EnvVarSource {
+        field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut env = vec![
+        EnvVar { name: NODE_NAME_ENV.into(), value_from: Some(field("spec.nodeName")), ..Default::default() },
+        EnvVar {
+            name: ENV_CLOUD_HOST_IP.into(),
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: ENDPOINTS_CONFIGMAP.into(),
+                    key: ENV_CLOUD_HOST_IP.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    if let Some(b) = &c.budget {
+        env.push(EnvVar {
+            name: "GOMEMLIMIT".into(),
+            value: Some(go_memory_limit(b.memory.bytes())),
+            ..Default::default()
+        });
+    }
+    let mount = |volume: &str, path: &str, read_only: bool| VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let host_path = |volume: &str, path: &str, type_: &str| Volume {
+        name: volume.into(),
+        host_path: Some(HostPathVolumeSource { path: path.into(), type_: Some(type_.into()) }),
+        ..Default::default()
+    };
+    let pod_logs_dir = POD_LOGS.split("/*").next().unwrap_or("/var/log/pods");
+    let agent = Container {
+        name: name.into(),
+        image: Some(ctx.image(Kind::OtelAgent, "otel-agent")?.pinned()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec![format!("--config=/etc/edge-agent/{key}")]),
+        env: Some(env),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                host: Some("127.0.0.1".into()),
+                path: Some("/".into()),
+                port: IntOrString::Int(COLLECTOR_HEALTH.into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            ..Default::default()
+        }),
+        resources: budget_resources(c),
+        // Root, without a capability: the kubelet's pod logs and the state folder are root's own.
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("config", "/etc/edge-agent", true),
+            mount("pod-logs", pod_logs_dir, true),
+            mount("state", STATE_DIR, false),
+        ]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![agent],
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource { name: config_map_name, ..Default::default() }),
+                ..Default::default()
+            },
+            host_path("pod-logs", pod_logs_dir, "Directory"),
+            host_path("state", STATE_DIR, "DirectoryOrCreate"),
+        ]),
+        ..Default::default()
+    };
+    let annotations = [(super::edgemetrics::CONFIG_HASH_ANNOTATION.to_string(), crate::oci::sha256(text.as_bytes()))];
+    let daemonset = edge_daemonset(ctx, name, Some(annotations.into()), pod);
+    Ok(super::workloads::List::of(vec![serde_json::to_value(&config_map)?, serde_json::to_value(&daemonset)?]))
+}
+
+fn file_text(ctx: &Ctx<'_>) -> Result<String> {
+    use super::output::{Comment, to_yaml, with_header};
+    Ok(with_header(Comment::Hash, &to_yaml(&config(ctx)?)?))
+}
+
 pub fn render(ctx: &Ctx<'_>, files: &mut Files) -> Result<()> {
-    if !ctx.has(Kind::OtelAgent) || ctx.is_kubernetes() {
+    if !ctx.has(Kind::OtelAgent) {
         return Ok(());
     }
-    files.add_yaml(CONFIG_FILE, &config(ctx)?)
+    files.add(CONFIG_FILE, file_text(ctx)?)?;
+    if ctx.is_kubernetes() {
+        files.add_yaml(MANIFEST_FILE, &manifest(ctx)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

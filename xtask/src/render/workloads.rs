@@ -31,6 +31,7 @@ pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 pub const PROMETHEUS_FILE: &str = "manifests/40-prometheus.yaml";
 pub const ALERTMANAGER_FILE: &str = "manifests/45-alertmanager.yaml";
 pub const BLACKBOX_FILE: &str = "manifests/50-blackbox-exporter.yaml";
+pub const VICTORIA_LOGS_FILE: &str = "manifests/55-victoria-logs.yaml";
 pub const JAEGER_FILE: &str = "manifests/60-jaeger.yaml";
 
 /// A `v1 List`: what `kubectl apply -f` and the harness apply, item by item.
@@ -82,7 +83,7 @@ struct App<'a> {
     /// The readiness probe: (port name, path).
     ready: (&'static str, &'static str),
     /// An emptyDir mounted here: kept across restarts of the container, not of the pod.
-    data: Option<&'static str>,
+    data: Option<String>,
     /// Runs under its own ServiceAccount (Prometheus' discovery); others get no token.
     service_account: bool,
     /// Scheduled on a control-plane node (Prometheus: the tunnel port's DNAT is there).
@@ -139,8 +140,8 @@ impl App<'_> {
                 ..Default::default()
             });
         }
-        if let Some(dir) = self.data {
-            mounts.push(VolumeMount { name: "data".into(), mount_path: dir.into(), ..Default::default() });
+        if let Some(dir) = &self.data {
+            mounts.push(VolumeMount { name: "data".into(), mount_path: dir.clone(), ..Default::default() });
             volumes.push(Volume {
                 name: "data".into(),
                 empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -300,7 +301,7 @@ pub fn prometheus(ctx: &Ctx<'_>) -> Result<List> {
         secret: None,
         ports: vec![("web", ports::PROMETHEUS)],
         ready: ("web", "/-/ready"),
-        data: Some("/prometheus"),
+        data: Some("/prometheus".into()),
         service_account: true,
         control_plane: true,
     };
@@ -332,7 +333,7 @@ pub fn alertmanager(ctx: &Ctx<'_>) -> Result<List> {
         secret: Some((ALERT_WEBHOOK_SECRET, secret_dir)),
         ports: vec![("web", ports::ALERTMANAGER)],
         ready: ("web", "/-/ready"),
-        data: Some("/alertmanager"),
+        data: Some("/alertmanager".into()),
         service_account: false,
         control_plane: false,
     };
@@ -390,6 +391,28 @@ pub fn jaeger(ctx: &Ctx<'_>) -> Result<List> {
     Ok(List::of(items))
 }
 
+/// VictoriaLogs, the local profile's log store: its HTTP API (queries, `/health`), and the NodePort
+/// edge agents push their logs to over OTLP.
+pub fn victoria_logs(ctx: &Ctx<'_>) -> Result<List> {
+    use super::otelagent::{VICTORIA_LOGS_DATA, VICTORIA_LOGS_HOST};
+    let data = format!("/{VICTORIA_LOGS_DATA}");
+    let app = App {
+        name: VICTORIA_LOGS_HOST,
+        image: ctx.image(Kind::VictoriaLogs, "victoria-logs")?,
+        args: vec![format!("-httpListenAddr=:{}", ports::VICTORIA_LOGS), format!("-storageDataPath={data}")],
+        config: None,
+        secret: None,
+        ports: vec![("http", ports::VICTORIA_LOGS)],
+        ready: ("http", "/health"),
+        data: Some(data),
+        service_account: false,
+        control_plane: false,
+    };
+    let mut items = app.items(ctx)?;
+    items.push(item(&app.service(ctx, "victoria-logs-push", Some(ctx.settings().node_ports.victoria_logs)))?);
+    Ok(List::of(items))
+}
+
 /// What renders a component's objects.
 type Objects = fn(&Ctx<'_>) -> Result<List>;
 
@@ -399,10 +422,11 @@ pub fn standalone(ctx: &Ctx<'_>) -> Vec<(Kind, &'static str)> {
 }
 
 fn standalone_objects(ctx: &Ctx<'_>) -> Vec<(Kind, &'static str, Objects)> {
-    let all: [(Kind, &str, Objects); 4] = [
+    let all: [(Kind, &str, Objects); 5] = [
         (Kind::Prometheus, PROMETHEUS_FILE, prometheus),
         (Kind::Alertmanager, ALERTMANAGER_FILE, alertmanager),
         (Kind::BlackboxExporter, BLACKBOX_FILE, blackbox_exporter),
+        (Kind::VictoriaLogs, VICTORIA_LOGS_FILE, victoria_logs),
         (Kind::Jaeger, JAEGER_FILE, jaeger),
     ];
     all.into_iter().filter(|(kind, ..)| ctx.profile.component(*kind).is_some_and(|c| c.chart.is_none())).collect()

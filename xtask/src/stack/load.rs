@@ -120,12 +120,14 @@ fn check(stack: &Stack, report: &mut dyn FnMut(String, String)) {
         ("settings.node_ports.loki", s.node_ports.loki),
         ("settings.node_ports.otlp_grpc", s.node_ports.otlp_grpc),
         ("settings.node_ports.otlp_http", s.node_ports.otlp_http),
+        ("settings.node_ports.victoria_logs", s.node_ports.victoria_logs),
     ] {
         if !(30000..=32767).contains(&port) {
             report(field.into(), format!("NodePort {port} is outside the Kubernetes NodePort range 30000-32767"));
         }
     }
-    let ports = [s.node_ports.prometheus, s.node_ports.loki, s.node_ports.otlp_grpc, s.node_ports.otlp_http];
+    let n = &s.node_ports;
+    let ports = [n.prometheus, n.loki, n.otlp_grpc, n.otlp_http, n.victoria_logs];
     if ports.iter().collect::<BTreeSet<_>>().len() != ports.len() {
         report("settings.node_ports".into(), "NodePorts must differ from each other".into());
     }

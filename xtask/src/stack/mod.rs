@@ -257,6 +257,15 @@ pub struct NodePorts {
     pub otlp_grpc: u16,
     /// Jaeger OTLP HTTP (4318 in the pod).
     pub otlp_http: u16,
+    /// VictoriaLogs (OTLP log push from edge agents; 9428 in the pod).
+    #[serde(default = "NodePorts::default_victoria_logs")]
+    pub victoria_logs: u16,
+}
+
+impl NodePorts {
+    fn default_victoria_logs() -> u16 {
+        31428
+    }
 }
 
 /// Ports of cloudcore; the defaults are KubeEdge's.

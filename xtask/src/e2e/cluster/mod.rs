@@ -10,6 +10,7 @@ pub mod pki;
 pub mod plan;
 pub mod stats;
 pub mod tier;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -32,11 +32,12 @@ pub fn deployed(ctx: &crate::render::Ctx<'_>) -> Vec<&'static str> {
 /// The edge components deployed as DaemonSets on every edge (their kind, their component name,
 /// which names their container too, and their file): what the tier measures against the edge budget.
 pub fn edge_daemonsets(ctx: &crate::render::Ctx<'_>) -> Vec<(Kind, String, &'static str)> {
-    use crate::render::{blackbox, edgemetrics, manifests};
+    use crate::render::{blackbox, edgemetrics, manifests, otelagent};
     let files = [
         (Kind::NodeExporter, manifests::EDGE_NODE_EXPORTER_FILE),
         (Kind::PrometheusAgent, edgemetrics::MANIFEST_FILE),
         (Kind::LinkProbe, blackbox::EDGE_LINK_PROBE_FILE),
+        (Kind::OtelAgent, otelagent::MANIFEST_FILE),
     ];
     files
         .into_iter()
@@ -50,7 +51,10 @@ pub fn edge_daemonsets(ctx: &crate::render::Ctx<'_>) -> Vec<(Kind, String, &'sta
 /// Deployed, but what their scenarios check needs more than this tier runs yet: not provided,
 /// each with its reason.
 fn pending(ctx: &crate::render::Ctx<'_>) -> Vec<(Kind, &'static str)> {
-    let mut out = vec![(Kind::Jaeger, "runs on the kubernetes tier, but no edge workload there sends it spans yet")];
+    let mut out = Vec::new();
+    if !runs_workload(ctx) {
+        out.push((Kind::Jaeger, "runs on the kubernetes tier, but no edge workload there sends it spans"));
+    }
     if !ctx.has(Kind::PrometheusAgent) {
         out.push((
             Kind::NodeExporter,
@@ -58,6 +62,12 @@ fn pending(ctx: &crate::render::Ctx<'_>) -> Vec<(Kind, &'static str)> {
         ));
     }
     out
+}
+
+/// Whether the tier runs the test workload ([`super::workload`]): the profile has the probe image
+/// it runs on and the edge agent its spans go through.
+fn runs_workload(ctx: &crate::render::Ctx<'_>) -> bool {
+    ctx.has(Kind::Probe) && ctx.has(Kind::OtelAgent)
 }
 
 /// The chain an edge's link cut hangs in its INPUT, OUTPUT and FORWARD chains.
@@ -72,6 +82,13 @@ pub fn provides(stack: &Stack, profile: &str) -> Result<BTreeSet<String>> {
     let deployed = deployed.chain(edge_daemonsets(&ctx).into_iter().map(|(kind, ..)| kind));
     let mut out = BTreeSet::from([KUBELET_TUNNEL.to_string()]);
     out.extend(deployed.filter(|kind| !pending.iter().any(|(k, _)| k == kind)).map(|kind| kind.to_string()));
+    // The scenarios' names for whichever log agent and store are there.
+    if out.contains(&Kind::OtelAgent.to_string()) {
+        out.insert("log-agent".into());
+    }
+    if out.contains(&Kind::VictoriaLogs.to_string()) {
+        out.insert(crate::e2e::compose::plan::LOG_STORE.into());
+    }
     Ok(out)
 }
 
@@ -91,6 +108,8 @@ fn not_run_reason(
 ) -> String {
     if let Some((_, why)) = pending.iter().find(|(k, _)| k.to_string() == missing) {
         format!("{missing} {why}")
+    } else if missing == crate::e2e::scenario::E2E_TIMING {
+        crate::e2e::scenario::not_run_reason(missing)
     } else if bundled.contains(missing) {
         let deployed: Vec<&str> = provides.iter().map(String::as_str).collect();
         format!(
@@ -170,6 +189,19 @@ impl Kube {
                 cluster.apply_objects(&[webhook_secret(&ctx, webhook)], "the alert webhook's Secret").await?;
             }
         }
+        if runs_workload(&ctx) {
+            let edge_names: Vec<String> =
+                cluster.plan.nodes.iter().filter(|n| n.is_edge()).map(|n| n.name.clone()).collect();
+            let server = cluster.addresses.get("server").context("the cluster has no server address")?.to_string();
+            let jaeger = format!(
+                "http://{}:{}/v1/traces",
+                ctx.svc(crate::render::names::RELEASE_JAEGER),
+                crate::render::ports::OTLP_HTTP
+            );
+            let image = ctx.image(Kind::Probe, "probe")?.reference.to_string();
+            let objects = super::workload::objects(&image, &edge_names, &server, &jaeger)?;
+            cluster.apply_objects(&objects, "the test workload").await?;
+        }
         let bundled = bundled(stack, profile, arch)?;
         let edges: Vec<&str> = cluster.plan.nodes.iter().filter(|n| n.is_edge()).map(|n| n.name.as_str()).collect();
         let measured = edge_daemonsets(&ctx)
@@ -220,7 +252,11 @@ impl Kube {
 
     /// The pods of a component (by its name label).
     async fn pods(&self, component: &str) -> Result<Vec<Pod>> {
-        let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
+        self.pods_in(&self.inner.namespace, component).await
+    }
+
+    async fn pods_in(&self, namespace: &str, component: &str) -> Result<Vec<Pod>> {
+        let pods: Api<Pod> = Api::namespaced(self.inner.cluster.client.clone(), namespace);
         let list = pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/name={component}"))).await?;
         Ok(list.items)
     }
@@ -296,8 +332,14 @@ impl Tier for Kube {
         Ok(url)
     }
 
-    async fn written(&self, node: &str, _signal: Signal) -> Result<String> {
-        bail!("the kubernetes tier runs no workload on {node} yet: nothing wrote logs or spans there")
+    /// Read on the node: the pod log its kubelet wrote, or the record of the spans its agent took.
+    async fn written(&self, node: &str, signal: Signal) -> Result<String> {
+        self.node_container(node)?;
+        let path = match signal {
+            Signal::Logs => super::workload::pod_log(node),
+            Signal::Spans => super::workload::span_record(node),
+        };
+        self.inner.cluster.exec(node, &["sh", "-c", &format!("cat {path} 2>/dev/null || true")]).await
     }
 
     async fn inject(&self, fault: &Fault) -> Result<()> {
@@ -343,9 +385,17 @@ impl Tier for Kube {
             let text = c.node_logs(name, lines).await.unwrap_or_else(|e| format!("{e:#}"));
             return Ok(vec![(format!("node-{name}"), text)]);
         }
-        let pods: Api<Pod> = Api::namespaced(c.client.clone(), &self.inner.namespace);
+        // The test workload's cloud end is in its own namespace; the log store is whichever is there.
+        let (namespace, name) = match name {
+            crate::e2e::compose::plan::CLOUD_API => (super::workload::NAMESPACE, name),
+            crate::e2e::compose::plan::LOG_STORE => {
+                (self.inner.namespace.as_str(), crate::render::otelagent::VICTORIA_LOGS_HOST)
+            }
+            _ => (self.inner.namespace.as_str(), name),
+        };
+        let pods: Api<Pod> = Api::namespaced(c.client.clone(), namespace);
         let mut out = Vec::new();
-        for pod in self.pods(name).await?.into_iter().filter_map(|p| p.metadata.name) {
+        for pod in self.pods_in(namespace, name).await?.into_iter().filter_map(|p| p.metadata.name) {
             let params = LogParams { tail_lines: Some(lines as i64), ..Default::default() };
             let text = pods.logs(&pod, &params).await.unwrap_or_else(|e| format!("{e:#}"));
             out.push((pod, text));
@@ -414,10 +464,11 @@ impl Tier for Kube {
 mod tests {
     use super::*;
 
-    /// The local profile on this tier: Prometheus, Alertmanager, the blackbox exporter and Jaeger
-    /// (rendered for Kubernetes), the edges' node exporter, metrics agent and link probe, and the
-    /// tunnel, so the scenarios on those run and every other says what it waits for; the compose
-    /// tier, which has no kubelet, says why edge-kubelet does not run there.
+    /// The local profile on this tier: Prometheus, Alertmanager, the blackbox exporter,
+    /// VictoriaLogs and Jaeger (rendered for Kubernetes), the edges' node exporter, metrics agent,
+    /// link probe and edge agent, the test workload and the tunnel, so the scenarios on those run
+    /// and every other says what it waits for; the compose tier, which has no kubelet, says why
+    /// edge-kubelet does not run there.
     #[test]
     fn the_local_profile_runs_what_the_tier_deploys_and_names_the_rest() {
         let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
@@ -428,10 +479,15 @@ mod tests {
                 KUBELET_TUNNEL,
                 "alertmanager",
                 "blackbox-exporter",
+                "jaeger",
                 "link-probe",
+                "log-agent",
+                "log-store",
                 "node-exporter",
+                "otel-agent",
                 "prometheus",
-                "prometheus-agent"
+                "prometheus-agent",
+                "victoria-logs"
             ]
             .map(String::from)
             .into()
@@ -446,9 +502,11 @@ mod tests {
                 "manifests/20-edge-node-exporter.yaml",
                 "manifests/21-edge-metrics.yaml",
                 "manifests/22-edge-link-probe.yaml",
+                "manifests/23-edge-agent.yaml",
                 "manifests/40-prometheus.yaml",
                 "manifests/45-alertmanager.yaml",
                 "manifests/50-blackbox-exporter.yaml",
+                "manifests/55-victoria-logs.yaml",
                 "manifests/60-jaeger.yaml"
             ]
         );
@@ -459,18 +517,22 @@ mod tests {
             .filter(|s| crate::e2e::scenario::missing_requirement(s, &provides).is_none())
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(runs, ["metrics", "edge-kubelet", "alerts", "restart", "quiet"]);
+        assert_eq!(runs, ["metrics", "edge-kubelet", "alerts", "restart", "logs", "traces", "quiet"]);
+        // The scenarios written for the compose tier's pace say so.
+        let paced: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| {
+                crate::e2e::scenario::missing_requirement(s, &provides).as_deref()
+                    == Some(crate::e2e::scenario::E2E_TIMING)
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(paced, ["link-probe", "link-outage", "buffer-window"]);
         let bundled = bundled(&stack, "local", crate::stack::Arch::Amd64).unwrap();
         let pending = pending(&ctx);
+        assert!(pending.is_empty(), "{pending:?}");
         let reason = |missing| not_run_reason(&pending, &bundled, &provides, missing);
-        assert_eq!(
-            reason("log-store"),
-            "log-store is in the bundle, but the kubernetes tier does not deploy it yet (it provides alertmanager, blackbox-exporter, kubelet-tunnel, link-probe, node-exporter, prometheus, prometheus-agent)"
-        );
-        assert_eq!(
-            reason("jaeger"),
-            "jaeger runs on the kubernetes tier, but no edge workload there sends it spans yet"
-        );
+        assert!(reason(crate::e2e::scenario::E2E_TIMING).contains("written for the compose tier's [e2e] timing"));
         assert_eq!(reason("grafana"), crate::e2e::scenario::not_run_reason("grafana"));
         let daemonsets = edge_daemonsets(&ctx);
         let names: Vec<(Kind, &str)> = daemonsets.iter().map(|(k, n, _)| (*k, n.as_str())).collect();
@@ -479,7 +541,8 @@ mod tests {
             [
                 (Kind::NodeExporter, "edge-node-exporter"),
                 (Kind::PrometheusAgent, "edge-metrics"),
-                (Kind::LinkProbe, "edge-link-probe")
+                (Kind::LinkProbe, "edge-link-probe"),
+                (Kind::OtelAgent, "edge-agent")
             ]
         );
         assert!(

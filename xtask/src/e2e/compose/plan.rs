@@ -186,6 +186,7 @@ pub fn plan(
     if profile.log_agent().is_some() {
         provides.insert("log-agent".into());
     }
+    provides.insert(crate::e2e::scenario::E2E_TIMING.into());
     if profile.enabled().any(|c| matches!(c.kind, Kind::Loki | Kind::VictoriaLogs)) {
         provides.insert(LOG_STORE.into());
     }
