@@ -172,24 +172,15 @@ pub const EDGE_LINK_PROBE_FILE: &str = "manifests/22-edge-link-probe.yaml";
 
 pub fn edge_link_probe(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     use anyhow::Context;
-    use k8s_openapi::api::core::v1::{
-        ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, PodSpec, Probe, Volume, VolumeMount,
-    };
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, PodSpec, Probe, Volume, VolumeMount};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-    use super::manifests::{MANAGED_BY, PART_OF, budget_resources, edge_daemonset, locked_down, meta};
+    use super::manifests::{budget_resources, edge_daemonset, locked_down};
     let c = ctx.component(Kind::LinkProbe).context("no edge link probe")?;
     let name = c.name.as_str();
     let port = ctx.settings().edge.link_probe;
     let text = file_text()?;
-    let config_map_name = format!("{name}-config");
-    let mut config_map_meta = meta(&config_map_name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
-    config_map_meta.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
-    let config_map = ConfigMap {
-        metadata: config_map_meta,
-        data: Some([(CONFIG_KEY.to_string(), text.clone())].into()),
-        ..Default::default()
-    };
+    let config = super::manifests::edge_config(ctx, name, CONFIG_KEY, &text);
     let container = Container {
         name: name.into(),
         image: Some(ctx.image(Kind::LinkProbe, "blackbox-exporter")?.pinned()),
@@ -226,16 +217,11 @@ pub fn edge_link_probe(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     };
     let pod = PodSpec {
         containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource { name: config_map_name, ..Default::default() }),
-            ..Default::default()
-        }]),
+        volumes: Some(vec![Volume { name: "config".into(), config_map: Some(config.source), ..Default::default() }]),
         ..Default::default()
     };
-    let annotations = [(super::edgemetrics::CONFIG_HASH_ANNOTATION.to_string(), crate::oci::sha256(text.as_bytes()))];
-    let daemonset = edge_daemonset(ctx, name, Some(annotations.into()), pod);
-    Ok(super::workloads::List::of(vec![serde_json::to_value(&config_map)?, serde_json::to_value(&daemonset)?]))
+    let daemonset = edge_daemonset(ctx, name, Some(config.annotations), pod);
+    Ok(super::workloads::List::of(vec![serde_json::to_value(&config.config_map)?, serde_json::to_value(&daemonset)?]))
 }
 
 /// The key (and file name) of blackbox.yml in the link probe's ConfigMap.

@@ -18,7 +18,7 @@
 //! pushing to the cloud Prometheus' NodePort at `CLOUD_HOST_IP`, the address the cloud install
 //! writes into the ConfigMap `observability-endpoints`. Prometheus expands no variable in a URL:
 //! an init container (the bundle's busybox probe image) writes the config with the address in
-//! ([`INIT_SCRIPT`]); a config change rolls the pods (the config's hash is on the pod template).
+//! ([`INIT_SCRIPT`]); a config change rolls the pods (its digest is on the pod template).
 //! The WAL is on a hostPath, so an upgrade or a reboot during an outage loses no buffered sample.
 
 use anyhow::{Context, Result, bail};
@@ -38,8 +38,6 @@ pub const CONFIG_FILE: &str = "edge-metrics/prometheus.yml";
 pub const MANIFEST_FILE: &str = "manifests/21-edge-metrics.yaml";
 /// The hostPath holding the WAL on an edge node (Kubernetes).
 pub const STATE_DIR: &str = "/var/lib/kubeprepare-edge-metrics";
-/// The pod template annotation carrying the config's digest: a changed config rolls the pods.
-pub const CONFIG_HASH_ANNOTATION: &str = "kubeprepare.io/config-digest";
 /// Where the init container reads the template and writes the config, and the agent reads it.
 const TEMPLATE_DIR: &str = "/template";
 const CONFIG_DIR: &str = "/etc/edge-metrics";
@@ -218,13 +216,12 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
 /// The agent on every edge (Kubernetes): its config template in a ConfigMap and its DaemonSet.
 pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     use k8s_openapi::api::core::v1::{
-        ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-        EnvVarSource, HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSpec, Probe, SecurityContext,
-        Volume, VolumeMount,
+        ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+        HostPathVolumeSource, ObjectFieldSelector, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
     };
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-    use super::manifests::{NOBODY, budget_resources, edge_daemonset, locked_down, meta};
+    use super::manifests::{NOBODY, budget_resources, edge_daemonset, locked_down};
     use super::names::ENDPOINTS_CONFIGMAP;
 
     let c = ctx.component(Kind::PrometheusAgent).context("no edge metrics agent")?;
@@ -238,15 +235,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     })?;
     let text = file_text(ctx)?;
     let key = CONFIG_FILE.rsplit('/').next().unwrap_or(CONFIG_FILE);
-    let config_map_name = format!("{name}-config");
-    let mut config_map_meta =
-        meta(&config_map_name, Some(ctx.namespace()), &[super::manifests::PART_OF, super::manifests::MANAGED_BY]);
-    config_map_meta.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
-    let config_map = ConfigMap {
-        metadata: config_map_meta,
-        data: Some([(key.to_string(), text.clone())].into()),
-        ..Default::default()
-    };
+    let config = super::manifests::edge_config(ctx, name, key, &text);
     let port = ctx.settings().edge.metrics_agent;
     let config_path = format!("{CONFIG_DIR}/{key}");
     let env = |name: &str, value: &str| EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() };
@@ -344,11 +333,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
         init_containers: Some(vec![init]),
         containers: vec![agent],
         volumes: Some(vec![
-            Volume {
-                name: "template".into(),
-                config_map: Some(ConfigMapVolumeSource { name: config_map_name, ..Default::default() }),
-                ..Default::default()
-            },
+            Volume { name: "template".into(), config_map: Some(config.source), ..Default::default() },
             Volume { name: "config".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
             Volume {
                 name: "wal".into(),
@@ -361,9 +346,8 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
         ]),
         ..Default::default()
     };
-    let hash = crate::oci::sha256(text.as_bytes());
-    let daemonset = edge_daemonset(ctx, name, Some([(CONFIG_HASH_ANNOTATION.to_string(), hash)].into()), pod);
-    Ok(super::workloads::List::of(vec![serde_json::to_value(&config_map)?, serde_json::to_value(&daemonset)?]))
+    let daemonset = edge_daemonset(ctx, name, Some(config.annotations), pod);
+    Ok(super::workloads::List::of(vec![serde_json::to_value(&config.config_map)?, serde_json::to_value(&daemonset)?]))
 }
 
 /// [`CONFIG_FILE`] as rendered, and as the ConfigMap carries it.

@@ -165,6 +165,33 @@ pub fn edge_daemonset(
     }
 }
 
+/// The pod template annotation carrying an edge component's config digest: a changed config
+/// rolls its pods.
+pub const CONFIG_DIGEST_ANNOTATION: &str = "kubeprepare.io/config-digest";
+
+/// An edge component's config file: the ConfigMap `<name>-config` holding `text` under `key`,
+/// the volume source that mounts it, and the annotation its pods carry.
+pub struct EdgeConfig {
+    pub config_map: k8s_openapi::api::core::v1::ConfigMap,
+    pub source: k8s_openapi::api::core::v1::ConfigMapVolumeSource,
+    pub annotations: BTreeMap<String, String>,
+}
+
+pub fn edge_config(ctx: &Ctx<'_>, name: &str, key: &str, text: &str) -> EdgeConfig {
+    let config_map_name = format!("{name}-config");
+    let mut metadata = meta(&config_map_name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
+    metadata.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
+    EdgeConfig {
+        config_map: k8s_openapi::api::core::v1::ConfigMap {
+            metadata,
+            data: Some([(key.to_string(), text.to_string())].into()),
+            ..Default::default()
+        },
+        source: k8s_openapi::api::core::v1::ConfigMapVolumeSource { name: config_map_name, ..Default::default() },
+        annotations: [(CONFIG_DIGEST_ANNOTATION.to_string(), crate::oci::sha256(text.as_bytes()))].into(),
+    }
+}
+
 /// The user and group edge containers run as.
 pub const NOBODY: i64 = 65534;
 

@@ -327,24 +327,17 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
 /// The agent on every edge (Kubernetes): its config in a ConfigMap and its DaemonSet.
 pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     use k8s_openapi::api::core::v1::{
-        Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource,
-        HTTPGetAction, HostPathVolumeSource, ObjectFieldSelector, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
+        Capabilities, ConfigMapKeySelector, Container, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
+        ObjectFieldSelector, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
     };
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-    use super::manifests::{MANAGED_BY, PART_OF, budget_resources, edge_daemonset, meta};
+    use super::manifests::{budget_resources, edge_daemonset};
     let Some(c) = ctx.component(Kind::OtelAgent) else { bail!("profile {} has no otel-agent", ctx.profile_name) };
     let name = c.name.as_str();
     let text = file_text(ctx)?;
     let key = CONFIG_FILE.rsplit('/').next().unwrap_or(CONFIG_FILE);
-    let config_map_name = format!("{name}-config");
-    let mut config_map_meta = meta(&config_map_name, Some(ctx.namespace()), &[PART_OF, MANAGED_BY]);
-    config_map_meta.labels.get_or_insert_default().insert("app.kubernetes.io/name".into(), name.into());
-    let config_map = ConfigMap {
-        metadata: config_map_meta,
-        data: Some([(key.to_string(), text.clone())].into()),
-        ..Default::default()
-    };
+    let config = super::manifests::edge_config(ctx, name, key, &text);
     let field = |path: &str| EnvVarSource {
         field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
         ..Default::default()
@@ -420,19 +413,14 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     let pod = PodSpec {
         containers: vec![agent],
         volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource { name: config_map_name, ..Default::default() }),
-                ..Default::default()
-            },
+            Volume { name: "config".into(), config_map: Some(config.source), ..Default::default() },
             host_path("pod-logs", pod_logs_dir, "Directory"),
             host_path("state", STATE_DIR, "DirectoryOrCreate"),
         ]),
         ..Default::default()
     };
-    let annotations = [(super::edgemetrics::CONFIG_HASH_ANNOTATION.to_string(), crate::oci::sha256(text.as_bytes()))];
-    let daemonset = edge_daemonset(ctx, name, Some(annotations.into()), pod);
-    Ok(super::workloads::List::of(vec![serde_json::to_value(&config_map)?, serde_json::to_value(&daemonset)?]))
+    let daemonset = edge_daemonset(ctx, name, Some(config.annotations), pod);
+    Ok(super::workloads::List::of(vec![serde_json::to_value(&config.config_map)?, serde_json::to_value(&daemonset)?]))
 }
 
 fn file_text(ctx: &Ctx<'_>) -> Result<String> {
