@@ -172,8 +172,7 @@ pub const EDGE_LINK_PROBE_FILE: &str = "manifests/22-edge-link-probe.yaml";
 
 pub fn edge_link_probe(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     use anyhow::Context;
-    use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, PodSpec, Probe, Volume, VolumeMount};
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec, Volume, VolumeMount};
 
     use super::manifests::{budget_resources, edge_daemonset, locked_down};
     let c = ctx.component(Kind::LinkProbe).context("no edge link probe")?;
@@ -195,16 +194,7 @@ pub fn edge_link_probe(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                host: Some("127.0.0.1".into()),
-                path: Some("/metrics".into()),
-                port: IntOrString::Int(port.into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            ..Default::default()
-        }),
+        readiness_probe: Some(super::manifests::loopback_ready("/metrics", port)),
         resources: budget_resources(c),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![VolumeMount {

@@ -216,13 +216,10 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
 /// The agent on every edge (Kubernetes): its config template in a ConfigMap and its DaemonSet.
 pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     use k8s_openapi::api::core::v1::{
-        ConfigMapKeySelector, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-        HostPathVolumeSource, ObjectFieldSelector, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
+        Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, PodSpec, Volume, VolumeMount,
     };
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     use super::manifests::{NOBODY, budget_resources, edge_daemonset, locked_down};
-    use super::names::ENDPOINTS_CONFIGMAP;
 
     let c = ctx.component(Kind::PrometheusAgent).context("no edge metrics agent")?;
     let name = c.name.as_str();
@@ -251,36 +248,14 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(["/bin/busybox", "sh", "-c", INIT_SCRIPT].map(String::from).to_vec()),
         env: Some(vec![
-            EnvVar {
-                name: ENV_CLOUD_HOST_IP.into(),
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector {
-                        name: ENDPOINTS_CONFIGMAP.into(),
-                        key: ENV_CLOUD_HOST_IP.into(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            super::manifests::cloud_host_env(),
             env("TEMPLATE", &format!("{TEMPLATE_DIR}/{key}")),
             env("CONFIG", &config_path),
             env("OWNER", &format!("{NOBODY}:{NOBODY}")),
             env("WAL", WAL_DIR),
         ]),
         // Root, for the WAL folder's owner; nothing else.
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(false),
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: Some(vec!["CHOWN".into()]),
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(super::manifests::as_root(&["CHOWN"])),
         resources: budget_resources(c),
         volume_mounts: Some(vec![
             mount("template", TEMPLATE_DIR, true),
@@ -289,14 +264,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
         ]),
         ..Default::default()
     };
-    let mut env_vars = vec![EnvVar {
-        name: NODE_NAME_ENV.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: "spec.nodeName".into(), ..Default::default() }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
+    let mut env_vars = vec![super::manifests::node_name_env()];
     if let Some(b) = &c.budget {
         // Collect garbage harder before the budget is reached.
         env_vars.push(env("GOMEMLIMIT", &super::otelagent::go_memory_limit(b.memory.bytes())));
@@ -314,16 +282,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                host: Some("127.0.0.1".into()),
-                path: Some("/-/ready".into()),
-                port: IntOrString::Int(port.into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            ..Default::default()
-        }),
+        readiness_probe: Some(super::manifests::loopback_ready("/-/ready", port)),
         resources: budget_resources(c),
         security_context: Some(locked_down()),
         volume_mounts: Some(vec![mount("config", CONFIG_DIR, true), mount("wal", WAL_DIR, false)]),

@@ -192,6 +192,65 @@ pub fn edge_config(ctx: &Ctx<'_>, name: &str, key: &str, text: &str) -> EdgeConf
     }
 }
 
+/// A readiness probe of an edge container that listens on the node's loopback only.
+pub fn loopback_ready(path: &str, port: u16) -> k8s_openapi::api::core::v1::Probe {
+    k8s_openapi::api::core::v1::Probe {
+        http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+            host: Some("127.0.0.1".into()),
+            path: Some(path.into()),
+            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(5),
+        ..Default::default()
+    }
+}
+
+/// The variable with the address edges push to, from the ConfigMap the cloud install writes.
+pub fn cloud_host_env() -> k8s_openapi::api::core::v1::EnvVar {
+    use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
+    use k8s_openapi::api::core::v1::{ConfigMapKeySelector, EnvVar, EnvVarSource};
+    EnvVar {
+        name: ENV_CLOUD_HOST_IP.into(),
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: ENDPOINTS_CONFIGMAP.into(),
+                key: ENV_CLOUD_HOST_IP.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The variable with the node's name (the downward API's `spec.nodeName`).
+pub fn node_name_env() -> k8s_openapi::api::core::v1::EnvVar {
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+    EnvVar {
+        name: super::otelagent::NODE_NAME_ENV.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "spec.nodeName".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container running as root with no capability but `add`: for what the node's root owns.
+pub fn as_root(add: &[&str]) -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(false),
+        run_as_user: Some(0),
+        run_as_group: Some(0),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: (!add.is_empty()).then(|| add.iter().map(|c| c.to_string()).collect()),
+        }),
+        ..locked_down()
+    }
+}
+
 /// The user and group edge containers run as.
 pub const NOBODY: i64 = 65534;
 

@@ -25,7 +25,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::logagent::{POD_LOGS, STATE_DIR};
-use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, RELEASE_JAEGER};
+use super::names::{ENV_CLOUD_HOST_IP, RELEASE_JAEGER};
 use super::ports::{COLLECTOR_HEALTH, OTLP_HTTP, VICTORIA_LOGS};
 use super::{Ctx, Files};
 use crate::stack::Kind;
@@ -326,11 +326,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
 
 /// The agent on every edge (Kubernetes): its config in a ConfigMap and its DaemonSet.
 pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
-    use k8s_openapi::api::core::v1::{
-        Capabilities, ConfigMapKeySelector, Container, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource,
-        ObjectFieldSelector, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
-    };
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use k8s_openapi::api::core::v1::{Container, EnvVar, HostPathVolumeSource, PodSpec, Volume, VolumeMount};
 
     use super::manifests::{budget_resources, edge_daemonset};
     let Some(c) = ctx.component(Kind::OtelAgent) else { bail!("profile {} has no otel-agent", ctx.profile_name) };
@@ -338,25 +334,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     let text = file_text(ctx)?;
     let key = CONFIG_FILE.rsplit('/').next().unwrap_or(CONFIG_FILE);
     let config = super::manifests::edge_config(ctx, name, key, &text);
-    let field = |path: &str| EnvVarSource {
-        field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
-        ..Default::default()
-    };
-    let mut env = vec![
-        EnvVar { name: NODE_NAME_ENV.into(), value_from: Some(field("spec.nodeName")), ..Default::default() },
-        EnvVar {
-            name: ENV_CLOUD_HOST_IP.into(),
-            value_from: Some(EnvVarSource {
-                config_map_key_ref: Some(ConfigMapKeySelector {
-                    name: ENDPOINTS_CONFIGMAP.into(),
-                    key: ENV_CLOUD_HOST_IP.into(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ];
+    let mut env = vec![super::manifests::node_name_env(), super::manifests::cloud_host_env()];
     if let Some(b) = &c.budget {
         env.push(EnvVar {
             name: "GOMEMLIMIT".into(),
@@ -382,27 +360,10 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(vec![format!("--config=/etc/edge-agent/{key}")]),
         env: Some(env),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                host: Some("127.0.0.1".into()),
-                path: Some("/".into()),
-                port: IntOrString::Int(COLLECTOR_HEALTH.into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(5),
-            ..Default::default()
-        }),
+        readiness_probe: Some(super::manifests::loopback_ready("/", COLLECTOR_HEALTH)),
         resources: budget_resources(c),
         // Root, without a capability: the kubelet's pod logs and the state folder are root's own.
-        security_context: Some(SecurityContext {
-            run_as_non_root: Some(false),
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(super::manifests::as_root(&[])),
         volume_mounts: Some(vec![
             mount("config", "/etc/edge-agent", true),
             mount("pod-logs", pod_logs_dir, true),
