@@ -273,13 +273,16 @@ fn jaeger_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
 
 /// The OpenTelemetry Collector's own check (`validate`: loads the config, resolves `${env:…}`
 /// and validates every component and pipeline, starting nothing), with a node's name set as the
-/// compose tier and the downward API set it.
+/// compose tier and the downward API set it, and on Kubernetes the cloud's address as the
+/// endpoints ConfigMap gives it: IPv4, and IPv6 in brackets.
 fn edge_agent_check(sh: &Shell, cfg: &Utf8Path) -> Result<()> {
     let _env = sh.push_env(crate::render::otelagent::NODE_NAME_ENV, "edge-1");
-    // On Kubernetes, where it pushes comes from the endpoints ConfigMap.
-    let _cloud = sh.push_env(crate::render::names::ENV_CLOUD_HOST_IP, "192.0.2.10");
     let flag = format!("--config={cfg}");
-    exec(sh, tools::EDGE_AGENT, &["validate", &flag])
+    for host in ["192.0.2.10", "[2001:db8::10]"] {
+        let _cloud = sh.push_env(crate::render::names::ENV_CLOUD_HOST, host);
+        exec(sh, tools::EDGE_AGENT, &["validate", &flag]).with_context(|| format!("with the cloud host {host}"))?;
+    }
+    Ok(())
 }
 
 /// The agent's config as the init container writes it on a node (a template on Kubernetes: the

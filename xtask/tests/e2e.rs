@@ -151,17 +151,20 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
         assert_eq!(leftovers(run_id), "", "everything of the run is removed");
     }
     // The kubernetes tier: a real cluster, named for what it is; the edges' metrics pushed by their
-    // agents, the edge kubelets scraped through the tunnel, edge-1 powered off and on (its alert
-    // fired and resolved), Prometheus restarted in its pod (Alertmanager on another node), the edge
-    // workload's pod logs in VictoriaLogs and its traced call in Jaeger, no unexpected alert; what
-    // it does not run says why.
+    // agents, the edge kubelets scraped through the tunnel (through a restart of edge-2's kubelet
+    // too), edge-1 powered off and on (its alert fired and resolved), edge-1 blocked
+    // from Jaeger (its own probes page), edge-2 cut off and healed with nothing of the cut lost,
+    // Prometheus restarted in its pod (Alertmanager on another node), the edge workload's pod logs
+    // in VictoriaLogs and its traced call in Jaeger, no unexpected alert; what it does not run
+    // says why.
     let text = std::fs::read_to_string(out.join("cells/kubernetes-local-amd64/report.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["backend"], "kubernetes");
     assert_eq!(json["tier"], "kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract");
     for s in json["scenarios"].as_array().unwrap() {
         match s["name"].as_str().unwrap() {
-            "metrics" | "edge-kubelet" | "alerts" | "restart" | "logs" | "traces" | "quiet" | "offline" => {
+            "metrics" | "edge-kubelet" | "alerts" | "link-probe" | "link-outage" | "restart" | "logs" | "traces"
+            | "quiet" | "offline" => {
                 assert_eq!(s["status"], "passed", "{s}")
             }
             name => {

@@ -425,7 +425,7 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "kubernetes-local-amd64").unwrap();
     assert_eq!(
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
-        ["metrics", "edge-kubelet", "alerts", "restart", "logs", "traces", "quiet"]
+        ["metrics", "edge-kubelet", "alerts", "link-probe", "link-outage", "restart", "logs", "traces", "quiet"]
     );
 }
 

@@ -813,7 +813,7 @@ async fn execute(
     tier.start().await?;
     phase_done(progress, "start", t);
     let link_budget = stack.e2e_link_budget_per_minute();
-    let pace = min_wait(stack.e2e.scrape_interval, stack.e2e.evaluation_interval);
+    let pace = Pace::of(stack.e2e.scrape_interval, stack.e2e.evaluation_interval);
     scenarios_on(&tier, profile, link_budget, receiver, (models, pace), since, run_dir, scenarios, run, progress).await
 }
 
@@ -881,18 +881,26 @@ async fn execute_cluster(
     phase_done(progress, "install", t);
     // The link at the install's own pace: [settings], not the compose tier's faster [e2e] timing.
     let link_budget = stack.settings.edge_link.budget_per_minute.bytes();
-    let pace = min_wait(stack.settings.scrape_interval, stack.settings.evaluation_interval);
+    let pace = Pace::of(stack.settings.scrape_interval, stack.settings.evaluation_interval);
     scenarios_on(&tier, profile, link_budget, receiver, (models, pace), since, run_dir, scenarios, run, progress).await
 }
 
-/// The least a check waits for what it looks for, at a tier's pace: twice a pushed sample's way
-/// to a query (scraped at most a scrape interval after it happens, sent within a send deadline of
-/// one more, evaluated within an evaluation interval). A scenario's timeouts are written for the
-/// compose tier's `[e2e]` pace; at the install's own, this is longer than most of them.
-fn min_wait(scrape: crate::stack::Duration, evaluation: crate::stack::Duration) -> std::time::Duration {
-    let ms = |d: crate::stack::Duration| std::time::Duration::from_millis(d.as_millis());
-    let (scrape, evaluation) = (ms(scrape), ms(evaluation));
-    2 * (2 * scrape + evaluation)
+/// A tier's pace, as its checks wait and its scenarios' `${scrape_interval}` says.
+struct Pace {
+    /// The least a check waits for what it looks for: twice a pushed sample's way to a query
+    /// (scraped at most a scrape interval after it happens, sent within a send deadline of one
+    /// more, evaluated within an evaluation interval). A scenario's timeouts are written for the
+    /// compose tier's `[e2e]` pace; at the install's own, this is longer than most of them.
+    min_wait: std::time::Duration,
+    scrape_interval: std::time::Duration,
+}
+
+impl Pace {
+    fn of(scrape: crate::stack::Duration, evaluation: crate::stack::Duration) -> Pace {
+        let ms = |d: crate::stack::Duration| std::time::Duration::from_millis(d.as_millis());
+        let (scrape, evaluation) = (ms(scrape), ms(evaluation));
+        Pace { min_wait: 2 * (2 * scrape + evaluation), scrape_interval: scrape }
+    }
 }
 
 /// Run the scenarios on a tier that has started: sample its edge components and links while
@@ -903,7 +911,7 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
     profile: &crate::stack::Profile,
     link_budget: u64,
     receiver: receiver::Receiver,
-    (models, min_wait): (BTreeMap<String, crate::render::rules::LatencyModel>, std::time::Duration),
+    (models, pace): (BTreeMap<String, crate::render::rules::LatencyModel>, Pace),
     since: i64,
     run_dir: &Utf8Path,
     scenarios: &[scenario::Scenario],
@@ -920,7 +928,8 @@ async fn scenarios_on<T: Tier + Clone + 'static>(
     let mut runner = runner::Runner::new(tier, receiver, run_dir.to_path_buf(), models)?;
     runner.progress = progress.clone();
     runner.started = started;
-    runner.min_wait = min_wait;
+    runner.min_wait = pace.min_wait;
+    runner.scrape_interval = pace.scrape_interval;
     tier.ready().await?;
     phase_done(progress, "ready", t);
     // Links from here on: what an edge sends once the stack is up, not its first connections.

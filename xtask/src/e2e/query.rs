@@ -277,7 +277,9 @@ pub fn kept_match<T: Ord + std::fmt::Display>(
     }
     let expected = format!("every one of the {} {what} written in the window", written.len());
     let actual = if written.is_empty() {
-        format!("no {what} was written in the window: the workload did not run")
+        format!(
+            "the node holds no {what} written in the window: the workload did not run, or what it wrote is gone (an evicted pod's log is removed)"
+        )
     } else {
         let shown: Vec<&str> = missing.iter().take(20).map(String::as_str).collect();
         format!(

@@ -81,6 +81,8 @@ pub struct Runner<'a, T: Tier> {
     pub models: BTreeMap<String, LatencyModel>,
     /// The least a check waits, from when it starts, whatever its step's timeout (the tier's pace).
     pub min_wait: Duration,
+    /// The edges' scrape interval at the tier's pace (what `${scrape_interval}` says).
+    pub scrape_interval: Duration,
     pub latencies: Vec<Latency>,
     /// Step name → its mark (monotonic and wall clock), per scenario.
     marks: HashMap<String, (Instant, SystemTime)>,
@@ -112,6 +114,7 @@ impl<'a, T: Tier> Runner<'a, T> {
             run_dir,
             models,
             min_wait: Duration::ZERO,
+            scrape_interval: Duration::ZERO,
             latencies: Vec::new(),
             marks: HashMap::new(),
             since: SystemTime::now(),
@@ -293,15 +296,22 @@ impl<'a, T: Tier> Runner<'a, T> {
         }
     }
 
-    /// How long an alert check waits at least: twice its alert's latency bound at the tier's pace
-    /// ([`crate::render::rules::LatencyModel::bound`]), from the step it follows. A scenario's timeouts are written for
-    /// the compose tier's `[e2e]` pace; the kubernetes tier runs the install's own, slower one.
+    /// How long an alert check waits at least, from the step it follows: twice its alert's
+    /// latency bound at the tier's pace ([`crate::render::rules::LatencyModel::bound`]), or for a
+    /// resolution twice the longer of that and its own ([`crate::render::rules::LatencyModel::resolve_bound`]:
+    /// Alertmanager sends it at the group's next flush, minutes on the install). A scenario's
+    /// timeouts are written for the compose tier's `[e2e]` pace; the kubernetes tier runs the
+    /// install's own, slower one.
     fn alert_deadline(&self, check: &Check) -> Instant {
         let now = Instant::now();
-        let Check::Alert { name, after, latency_from, .. } = check else { return now };
+        let Check::Alert { name, after, latency_from, state, .. } = check else { return now };
         let Some(model) = self.models.get(name) else { return now };
         let from = self.mark(after).or_else(|| self.mark(latency_from)).map_or(now, |(t, _)| t);
-        from + 2 * model.bound()
+        let bound = match state {
+            AlertState::Firing => model.bound(),
+            AlertState::Resolved => model.bound().max(model.resolve_bound()),
+        };
+        from + 2 * bound
     }
 
     fn mark(&self, name: &Option<String>) -> Option<(Instant, SystemTime)> {
@@ -313,7 +323,7 @@ impl<'a, T: Tier> Runner<'a, T> {
         match check {
             Check::Promql { query, expect, at } => {
                 let time = self.mark(at).map(|(_, wall)| wall);
-                let query = self.with_marks(query)?;
+                let query = self.with_refs(query)?;
                 let series = self.promql(&query, time).await?;
                 Ok(compare(expect, &series))
             }
@@ -533,13 +543,32 @@ impl<'a, T: Tier> Runner<'a, T> {
         resp.json().await.with_context(|| format!("reading the answer of {url}"))
     }
 
-    /// `query` with each `${mark:<step>}` replaced by that step's mark in unix seconds.
-    fn with_marks(&self, query: &str) -> Result<String> {
-        let mut out = query.to_string();
-        for name in super::scenario::mark_refs(query) {
+    /// `query` with each `${…}` ([`super::scenario::Ref`]) replaced by its value at the tier's pace.
+    fn with_refs(&self, query: &str) -> Result<String> {
+        use super::scenario::Ref;
+        let wall = |name: &str| -> Result<f64> {
             let (_, wall) = self.marks.get(name).with_context(|| format!("no mark of step {name:?} yet"))?;
-            let secs = wall.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64();
-            out = out.replace(&format!("${{mark:{name}}}"), &format!("{secs:.3}"));
+            Ok(wall.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64())
+        };
+        let mut out = query.to_string();
+        for (whole, r) in super::scenario::refs(query).map_err(anyhow::Error::msg)? {
+            let value = match r {
+                Ref::Mark(name) => format!("{:.3}", wall(name)?),
+                Ref::Seconds(from, to) => {
+                    let seconds = (wall(to)? - wall(from)?).floor();
+                    if seconds < 1.0 {
+                        bail!("{whole}: step {to:?} is not a second or more after step {from:?}");
+                    }
+                    format!("{seconds:.0}")
+                }
+                Ref::Bound(alert) => {
+                    let model =
+                        self.models.get(alert).with_context(|| format!("{whole}: no latency model of {alert}"))?;
+                    format!("{:.3}", model.bound().as_secs_f64())
+                }
+                Ref::ScrapeInterval => format!("{:.3}", self.scrape_interval.as_secs_f64()),
+            };
+            out = out.replace(whole, &value);
         }
         Ok(out)
     }

@@ -169,6 +169,9 @@ pub enum Fault {
     },
     /// Restart a cloud component's container (by component name).
     Restart(String),
+    /// Restart an edge node's kubelet (on KubeEdge, edgecore): its pods keep running. Only a
+    /// tier with kubelets has it, so a scenario using it requires `kubelet-tunnel`.
+    RestartKubelet(String),
 }
 
 /// An [`Action`] as a scenario file spells it: checks and faults in one enum, so an unknown
@@ -235,6 +238,7 @@ enum RawAction {
         component: String,
     },
     Restart(String),
+    RestartKubelet(String),
     CollectLogs(Vec<String>),
 }
 
@@ -263,6 +267,7 @@ impl From<RawAction> for Action {
             RawAction::HealLink(n) => Action::Fault(Fault::HealLink(n)),
             RawAction::Block { node, component } => Action::Fault(Fault::Block { node, component }),
             RawAction::Restart(c) => Action::Fault(Fault::Restart(c)),
+            RawAction::RestartKubelet(n) => Action::Fault(Fault::RestartKubelet(n)),
             RawAction::CollectLogs(c) => Action::CollectLogs(c),
         }
     }
@@ -294,6 +299,7 @@ impl From<Action> for RawAction {
                 Fault::HealLink(n) => RawAction::HealLink(n),
                 Fault::Block { node, component } => RawAction::Block { node, component },
                 Fault::Restart(c) => RawAction::Restart(c),
+                Fault::RestartKubelet(n) => RawAction::RestartKubelet(n),
             },
             Action::CollectLogs(c) => RawAction::CollectLogs(c),
         }
@@ -367,7 +373,12 @@ impl Action {
     pub fn path_names(&self) -> Vec<&str> {
         match self {
             Action::Fault(
-                Fault::StopNode(n) | Fault::StartNode(n) | Fault::CutLink(n) | Fault::HealLink(n) | Fault::Restart(n),
+                Fault::StopNode(n)
+                | Fault::StartNode(n)
+                | Fault::CutLink(n)
+                | Fault::HealLink(n)
+                | Fault::Restart(n)
+                | Fault::RestartKubelet(n),
             ) => {
                 vec![n.as_str()]
             }
@@ -426,6 +437,7 @@ impl Fault {
             Fault::HealLink(n) => format!("heal link {n}"),
             Fault::Block { node, component } => format!("block {node} from {component}"),
             Fault::Restart(c) => format!("restart {c}"),
+            Fault::RestartKubelet(n) => format!("restart the kubelet of {n}"),
         }
     }
 }
@@ -586,15 +598,63 @@ pub fn parse(path: &Utf8Path, text: &str) -> Result<Scenario> {
     Ok(s)
 }
 
-/// A representative value for `${mark:<step>}` (unix seconds), so a query that names a mark
-/// parses as it will once the runner substitutes it.
-const MARK_PLACEHOLDER: &str = "1700000000.000";
+/// A value a PromQL query names as `${…}`, which the runner puts in at the tier's pace, so one
+/// scenario reads right at the compose tier's 2 s scrapes and at the install's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ref<'a> {
+    /// `${mark:<step>}`: that earlier step's mark, in unix seconds.
+    Mark(&'a str),
+    /// `${seconds:<from>..<to>}`: the whole seconds from one earlier step's mark to another's
+    /// (a range, as `[${seconds:cut..heal}s]`).
+    Seconds(&'a str, &'a str),
+    /// `${bound:<alert>}`: that alert's latency bound at the tier's pace, in seconds.
+    Bound(&'a str),
+    /// `${scrape_interval}`: the tier's scrape interval, in seconds.
+    ScrapeInterval,
+}
 
-/// Parse a PromQL query as Prometheus will, with each `${mark:<step>}` replaced by a number.
+/// What a query may say in `${…}`, for the messages.
+const REF_FORMS: &str = "${mark:<step>}, ${seconds:<from step>..<to step>}, ${bound:<alert>} or ${scrape_interval}";
+
+/// The `${…}` a query names, each with its whole text; an unknown or unclosed one is an error.
+pub fn refs(query: &str) -> std::result::Result<Vec<(&str, Ref<'_>)>, String> {
+    let mut out = Vec::new();
+    let mut rest = query;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start..];
+        let end = after.find('}').ok_or_else(|| format!("{:?} is not closed by }}", truncate(after)))?;
+        let (whole, inner) = (&after[..=end], &after[2..end]);
+        let r = match inner.split_once(':') {
+            Some(("mark", step)) => Ref::Mark(step),
+            Some(("bound", alert)) => Ref::Bound(alert),
+            Some(("seconds", span)) => match span.split_once("..") {
+                Some((from, to)) if !from.is_empty() && !to.is_empty() => Ref::Seconds(from, to),
+                _ => return Err(format!("{whole:?}: give two steps, as ${{seconds:<from step>..<to step>}}")),
+            },
+            None if inner == "scrape_interval" => Ref::ScrapeInterval,
+            _ => return Err(format!("{whole:?} is not something a query may name: it may say {REF_FORMS}")),
+        };
+        out.push((whole, r));
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+/// At most 40 characters of `s`, for a message.
+fn truncate(s: &str) -> &str {
+    s.char_indices().nth(40).map_or(s, |(i, _)| &s[..i])
+}
+
+/// Parse a PromQL query as Prometheus will, with each `${…}` replaced by a representative number
+/// (a unix time for a mark, a few seconds for the rest), as the runner replaces it.
 pub fn check_promql(query: &str) -> std::result::Result<(), String> {
     let mut q = query.to_string();
-    for name in mark_refs(query) {
-        q = q.replace(&format!("${{mark:{name}}}"), MARK_PLACEHOLDER);
+    for (whole, r) in refs(query)? {
+        let value = match r {
+            Ref::Mark(_) => "1700000000.000",
+            Ref::Seconds(..) | Ref::Bound(_) | Ref::ScrapeInterval => "60",
+        };
+        q = q.replace(whole, value);
     }
     promql_parser::parser::parse(&q).map(|_| ()).map_err(|e| e.trim().replace('\n', "; "))
 }
@@ -738,6 +798,20 @@ pub fn check(s: &Scenario, names: &Names<'_>) -> Result<()> {
             problems.push((s.lines.find(region.clone(), &needle), p));
         }
     });
+    let mut kubelet = None;
+    s.each_action(|at, region, a| {
+        if let Action::Fault(Fault::RestartKubelet(n)) = a {
+            kubelet.get_or_insert((s.lines.find(region, n), at.to_string()));
+        }
+    });
+    if let Some((line, at)) = kubelet.filter(|_| !s.requires.iter().any(|r| r == KUBELET_TUNNEL)) {
+        problems.push((
+            line,
+            format!(
+                "{at}: restart_kubelet needs a tier with kubelets: add {KUBELET_TUNNEL} to the scenario's requires"
+            ),
+        ));
+    }
     if let Some(n) = s.edges.filter(|n| *n != names.nodes.len()) {
         problems.push((
             s.lines.key("edges"),
@@ -751,11 +825,6 @@ pub fn check(s: &Scenario, names: &Names<'_>) -> Result<()> {
         bail!("{}", s.problems(problems));
     }
     Ok(())
-}
-
-/// The steps a query names as `${mark:<step>}`.
-pub fn mark_refs(query: &str) -> Vec<&str> {
-    query.split("${mark:").skip(1).filter_map(|rest| rest.split_once('}').map(|(name, _)| name)).collect()
 }
 
 /// The problems of one action's names, each with the text to find its line by; `earlier` holds
@@ -775,8 +844,20 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
         Action::Check(Check::Alertmanager { after, .. }) => mark(after, "after", &mut problems),
         Action::Check(Check::Promql { at: when, query, expect }) => {
             mark(when, "at", &mut problems);
-            for m in mark_refs(query) {
-                mark(&Some(m.to_string()), "query", &mut problems);
+            // A query whose `${…}` do not parse is refused as it loads ([`check_promql`]).
+            for (_, r) in refs(query).unwrap_or_default() {
+                match r {
+                    Ref::Mark(m) => mark(&Some(m.to_string()), "query", &mut problems),
+                    Ref::Seconds(from, to) => {
+                        mark(&Some(from.to_string()), "query", &mut problems);
+                        mark(&Some(to.to_string()), "query", &mut problems);
+                    }
+                    Ref::Bound(alert) if !names.alerts.contains(alert) => problems.push((
+                        alert.to_string(),
+                        format!("{at}.query: no alert rule named {alert:?} to take the bound of"),
+                    )),
+                    Ref::Bound(_) | Ref::ScrapeInterval => {}
+                }
             }
             if *expect == Expect::default() {
                 problems.push((
@@ -825,6 +906,7 @@ fn check_action(at: &str, a: &Action, names: &Names<'_>, earlier: &BTreeSet<&str
             | Fault::StartNode(n)
             | Fault::CutLink(n)
             | Fault::HealLink(n)
+            | Fault::RestartKubelet(n)
             | Fault::Block { node: n, .. },
         )
         | Action::Check(Check::Kept { node: n, .. })
@@ -901,9 +983,9 @@ pub fn missing_requirement(s: &Scenario, provides: &BTreeSet<String>) -> Option<
 /// does: a cluster does): scenarios that scrape the edges' kubelets through it require it.
 pub const KUBELET_TUNNEL: &str = "kubelet-tunnel";
 
-/// What a tier running at the `[e2e]` timing provides (the compose tier): scenarios whose figures
-/// (a cut's length, a count of samples, a freshness in seconds) are written for its 2 s scrapes
-/// require it; a tier at the install's own pace runs the others.
+/// What a tier running at the `[e2e]` timing provides (the compose tier): a scenario that needs
+/// that timing itself (a cut outlasting its 1 m buffer window; the install's is hours) requires it.
+/// Figures that only follow the pace are written as [`Ref`]s, and run on every tier.
 pub const E2E_TIMING: &str = "e2e-timing";
 
 /// Requirements no bundle built here can provide, and why: Grafana, Loki and Alloy are AGPL (or link
@@ -1112,6 +1194,54 @@ steps:
         check_text(&GOOD.replace("'up == 0'", "'up > ${mark:stop} - 1'")).unwrap();
         assert!(check_promql("up{job=\"x\"} == 1 and on() up > ${mark:a b} - 1").is_ok());
         assert!(check_promql("rate(up[5m]").is_err());
+    }
+
+    /// A kubelet restart is for a tier with kubelets: the scenario must say so.
+    #[test]
+    fn a_kubelet_restart_requires_the_tunnel() {
+        let text = GOOD.replace("try: [{stop_node: edge-1}]", "try: [{restart_kubelet: edge-1}]");
+        check_err(&text, "scenarios/x.yaml:7: steps[0] (stop).try[0]: restart_kubelet needs a tier with kubelets");
+        check_text(&text.replace("requires: [prometheus]", "requires: [prometheus, kubelet-tunnel]")).unwrap();
+        check_err(&text.replace("restart_kubelet: edge-1", "restart_kubelet: edge-9"), "no edge node \"edge-9\"");
+    }
+
+    /// A query's figures at the tier's pace: each `${…}` is read, a range takes whole seconds,
+    /// and what is not one of them is refused with the forms it may take.
+    #[test]
+    fn pace_references_parse_and_the_wrong_ones_are_refused() {
+        let q = "count_over_time(up[${seconds:cut a..heal a}s] @ ${mark:heal a}) > ${seconds:cut a..heal a} / ${scrape_interval} - 1 and on() vector(${bound:X})";
+        let r = refs(q).unwrap();
+        let kinds: Vec<Ref<'_>> = r.iter().map(|(_, r)| *r).collect();
+        assert_eq!(
+            kinds,
+            [
+                Ref::Seconds("cut a", "heal a"),
+                Ref::Mark("heal a"),
+                Ref::Seconds("cut a", "heal a"),
+                Ref::ScrapeInterval,
+                Ref::Bound("X")
+            ]
+        );
+        assert_eq!(r[0].0, "${seconds:cut a..heal a}");
+        check_promql(q).unwrap();
+        for (bad, says) in [
+            ("up > ${scrape}", "is not something a query may name"),
+            ("up > ${mark:a", "is not closed"),
+            ("up[${seconds:a}s]", "give two steps"),
+            ("up[${seconds:..b}s]", "give two steps"),
+        ] {
+            let e = check_promql(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // As a file loads: a bound of no rule, a span from a later step.
+        check_err(
+            &GOOD.replace("'up == 0'", "'up > ${bound:Nope}'"),
+            "steps[1] (fires).try[1].query: no alert rule named \"Nope\" to take the bound of",
+        );
+        check_err(
+            &GOOD.replace("'up == 0'", "'up[${seconds:stop..later}s]'"),
+            "\"later\" is not the name of an earlier step",
+        );
     }
 
     /// The fixtures of items 8 and 12 (issue "Unfoolable evidence"): each is refused as it loads,

@@ -107,6 +107,29 @@ pub fn group_wait(ctx: &Ctx<'_>, severity: Severity) -> Duration {
     }
 }
 
+/// How often Alertmanager flushes a group of alerts of `severity` again (the route's
+/// `group_interval`): a resolution waits for it.
+pub fn group_interval(ctx: &Ctx<'_>, severity: Severity) -> Duration {
+    let [(critical, _), (root, _)] = intervals(ctx);
+    let interval = match severity {
+        Severity::None => watchdog_intervals(ctx).0,
+        Severity::Critical => critical,
+        Severity::Warning => root,
+    };
+    interval.unwrap_or(ALERTMANAGER_GROUP_INTERVAL)
+}
+
+/// Alertmanager's own default `group_interval`.
+const ALERTMANAGER_GROUP_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// `(group_interval, repeat_interval)` of Watchdog's route, in this flavour.
+fn watchdog_intervals(ctx: &Ctx<'_>) -> (Option<Duration>, Duration) {
+    match ctx.compose_topology() {
+        None => (Some(Duration::from_secs(60)), WATCHDOG_REPEAT),
+        Some(_) => (Some(ctx.stack.e2e.group_interval), ctx.stack.e2e.watchdog_repeat_interval),
+    }
+}
+
 /// `(group_interval, repeat_interval)` of the critical route and of the root (inherited by the
 /// warning route), in this flavour.
 fn intervals(ctx: &Ctx<'_>) -> [(Option<Duration>, Option<Duration>); 2] {
@@ -149,12 +172,8 @@ fn severity_is(s: Severity) -> String {
 /// The Alertmanager configuration of a profile.
 pub fn config(ctx: &Ctx<'_>) -> Config {
     let kps = ctx.kps();
-    let mins = |m: u64| Some(Duration::from_secs(m * 60));
     let [(critical_interval, critical_repeat), (root_interval, root_repeat)] = intervals(ctx);
-    let (watchdog_interval, watchdog_repeat) = match ctx.compose_topology() {
-        None => (mins(1), WATCHDOG_REPEAT),
-        Some(_) => (Some(ctx.stack.e2e.group_interval), ctx.stack.e2e.watchdog_repeat_interval),
-    };
+    let (watchdog_interval, watchdog_repeat) = watchdog_intervals(ctx);
     let mut routes = vec![
         // The dead man's switch: its own receiver, so a bridge can page on its absence.
         Route {

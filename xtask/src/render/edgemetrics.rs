@@ -248,7 +248,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(["/bin/busybox", "sh", "-c", INIT_SCRIPT].map(String::from).to_vec()),
         env: Some(vec![
-            super::manifests::cloud_host_env(),
+            super::manifests::cloud_host_env(ENV_CLOUD_HOST_IP),
             env("TEMPLATE", &format!("{TEMPLATE_DIR}/{key}")),
             env("CONFIG", &config_path),
             env("OWNER", &format!("{NOBODY}:{NOBODY}")),

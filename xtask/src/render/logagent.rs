@@ -22,7 +22,7 @@ use serde_json::{Value as Json, json};
 
 use super::alloy::{Block, Value, print};
 use super::names::{
-    ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP, JOB_EDGE_LINK_PROBE, JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE,
+    ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST, JOB_EDGE_LINK_PROBE, JOB_EDGE_METRICS, JOB_EDGE_NODE_EXPORTER, LABEL_NODE,
     LABEL_PORT_NAME, RELEASE_LOKI,
 };
 use super::output::{Comment, with_header};
@@ -44,11 +44,11 @@ fn push_path() -> &'static str {
     "/loki/api/v1/push"
 }
 
-/// `http://$CLOUD_HOST_IP:<port><path>`, resolved by Alloy at start.
+/// `http://$CLOUD_HOST:<port><path>`, resolved by Alloy at start.
 fn cloud_url(port: u16, path: &str) -> Value {
     Value::Call(
         "string.format".into(),
-        vec![Value::str(format!("http://%s:%d{path}")), Value::env(ENV_CLOUD_HOST_IP), Value::Int(port.into())],
+        vec![Value::str(format!("http://%s:%d{path}")), Value::env(ENV_CLOUD_HOST), Value::Int(port.into())],
     )
 }
 
@@ -128,7 +128,7 @@ fn link_probe(ctx: &Ctx<'_>, to: &Block) -> Result<Vec<Block>> {
             Some(host) => Value::str(format!("{host}:{}", t.port)),
             None => Value::Call(
                 "string.format".into(),
-                vec![Value::str("%s:%d"), Value::env(ENV_CLOUD_HOST_IP), Value::Int(t.port.into())],
+                vec![Value::str("%s:%d"), Value::env(ENV_CLOUD_HOST), Value::Int(t.port.into())],
             ),
         };
         exporter = exporter.block(
@@ -248,7 +248,7 @@ pub fn values(ctx: &Ctx<'_>, c: &Component) -> Result<Json> {
             "config": {
                 "positions": { "filename": format!("{STATE_DIR}/positions.yaml") },
                 "clients": [{
-                    "url": format!("http://${{{ENV_CLOUD_HOST_IP}}}:{}{}", ctx.settings().node_ports.loki, push_path()),
+                    "url": format!("http://${{{ENV_CLOUD_HOST}}}:{}{}", ctx.settings().node_ports.loki, push_path()),
                     "external_labels": { "cluster": "kubeprepare", LABEL_NODE: format!("${{{NODE_NAME_ENV}}}") },
                 }],
                 "snippets": {

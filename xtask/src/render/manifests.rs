@@ -206,16 +206,17 @@ pub fn loopback_ready(path: &str, port: u16) -> k8s_openapi::api::core::v1::Prob
     }
 }
 
-/// The variable with the address edges push to, from the ConfigMap the cloud install writes.
-pub fn cloud_host_env() -> k8s_openapi::api::core::v1::EnvVar {
-    use super::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
+/// The variable `key` (the address edges push to, [`super::names::ENV_CLOUD_HOST_IP`], or it as a
+/// URL's host, [`super::names::ENV_CLOUD_HOST`]) from the ConfigMap the cloud install writes.
+pub fn cloud_host_env(key: &str) -> k8s_openapi::api::core::v1::EnvVar {
+    use super::names::ENDPOINTS_CONFIGMAP;
     use k8s_openapi::api::core::v1::{ConfigMapKeySelector, EnvVar, EnvVarSource};
     EnvVar {
-        name: ENV_CLOUD_HOST_IP.into(),
+        name: key.into(),
         value_from: Some(EnvVarSource {
             config_map_key_ref: Some(ConfigMapKeySelector {
                 name: ENDPOINTS_CONFIGMAP.into(),
-                key: ENV_CLOUD_HOST_IP.into(),
+                key: key.into(),
                 optional: Some(false),
             }),
             ..Default::default()

@@ -52,6 +52,9 @@ pub const RELEASE_PROMTAIL: &str = "promtail-edge";
 /// Environment variable (from the `observability-endpoints` ConfigMap) with the cloud host's IP,
 /// which edge agents push to.
 pub const ENV_CLOUD_HOST_IP: &str = "CLOUD_HOST_IP";
+/// The same address as a URL's host (an IPv6 one in brackets), in the same ConfigMap: what an agent
+/// that puts the address into a URL or a `host:port` reads.
+pub const ENV_CLOUD_HOST: &str = "CLOUD_HOST";
 /// ConfigMap the cloud install script writes with the endpoints edge agents need.
 pub const ENDPOINTS_CONFIGMAP: &str = "observability-endpoints";
 

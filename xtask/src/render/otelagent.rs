@@ -25,7 +25,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::logagent::{POD_LOGS, STATE_DIR};
-use super::names::{ENV_CLOUD_HOST_IP, RELEASE_JAEGER};
+use super::names::{ENV_CLOUD_HOST, RELEASE_JAEGER};
 use super::ports::{COLLECTOR_HEALTH, OTLP_HTTP, VICTORIA_LOGS};
 use super::{Ctx, Files};
 use crate::stack::Kind;
@@ -274,7 +274,7 @@ fn config(ctx: &Ctx<'_>) -> Result<Config> {
     // Where it pushes: the cloud's NodePorts on Kubernetes, the services' aliases on the compose tier.
     let (cloud, logs_port, traces_port, health) = if ctx.is_kubernetes() {
         let n = &ctx.settings().node_ports;
-        let cloud = format!("${{env:{ENV_CLOUD_HOST_IP}}}");
+        let cloud = format!("${{env:{ENV_CLOUD_HOST}}}");
         ([cloud.clone(), cloud], n.victoria_logs, n.otlp_http, "127.0.0.1")
     } else {
         ([VICTORIA_LOGS_HOST.to_string(), RELEASE_JAEGER.to_string()], VICTORIA_LOGS, OTLP_HTTP, "0.0.0.0")
@@ -334,7 +334,7 @@ pub fn manifest(ctx: &Ctx<'_>) -> Result<super::workloads::List> {
     let text = file_text(ctx)?;
     let key = CONFIG_FILE.rsplit('/').next().unwrap_or(CONFIG_FILE);
     let config = super::manifests::edge_config(ctx, name, key, &text);
-    let mut env = vec![super::manifests::node_name_env(), super::manifests::cloud_host_env()];
+    let mut env = vec![super::manifests::node_name_env(), super::manifests::cloud_host_env(ENV_CLOUD_HOST)];
     if let Some(b) = &c.budget {
         env.push(EnvVar {
             name: "GOMEMLIMIT".into(),

@@ -738,9 +738,23 @@ pub struct LatencyModel {
     /// `for`, rounded up to whole evaluation intervals.
     pub hold: std::time::Duration,
     pub group_wait: std::time::Duration,
+    /// How often Alertmanager flushes the alert's group again: when a resolution is sent.
+    pub group_interval: std::time::Duration,
 }
 
 impl LatencyModel {
+    /// The worst case from the fault's end to the resolved notification: the first good sample
+    /// (a scrape interval, plus the send deadline when it is pushed), the next evaluation, then
+    /// the group's next flush.
+    pub fn resolve_bound(&self) -> std::time::Duration {
+        let first_good = match self.detection {
+            Detection::Scrape { interval } => interval,
+            Detection::Pushed { interval, deadline } => interval + deadline,
+            Detection::Silence { lag, .. } => lag,
+        };
+        first_good + self.evaluation + self.group_interval
+    }
+
     /// The worst case: detection at its longest, the next evaluation a whole interval after it.
     pub fn bound(&self) -> std::time::Duration {
         self.detection.range().0 + self.evaluation + self.hold + self.group_wait
@@ -839,6 +853,7 @@ pub fn latency_model(ctx: &Ctx<'_>, rule: &AlertRule) -> LatencyModel {
         evaluation: ms(eval),
         hold: ms(rule.for_.as_millis().div_ceil(eval) * eval),
         group_wait: ms(super::alertmanager::group_wait(ctx, rule.severity).as_millis()),
+        group_interval: ms(super::alertmanager::group_interval(ctx, rule.severity).as_millis()),
     }
 }
 
@@ -1047,8 +1062,11 @@ mod tests {
             evaluation: ms(2000),
             hold: ms(6000),
             group_wait: ms(2000),
+            group_interval: ms(5000),
         };
         assert_eq!((m.bound(), m.earliest(), m.latest_without_timeout()), (ms(14000), ms(8000), ms(12000)));
+        // Resolved: the next good scrape, an evaluation, the group's next flush.
+        assert_eq!(m.resolve_bound(), ms(9000));
         // Within 10% of the bound, sooner than possible, or over it: nothing the model explains.
         for measured in [13_000, 14_000, 7_900, 15_500] {
             assert_eq!(m.explain(ms(measured), 0.1), None, "{measured} ms");

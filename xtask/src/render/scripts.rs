@@ -27,7 +27,9 @@ use super::kubeedge::{
     EDGECORE_CONFIG, JOIN_SET_FILE, PATCH_CLOUDCORE, PATCH_EDGECORE,
 };
 use super::manifests::{K3S_AUTO_IMPORT, K3S_DATA_DIR, K3S_STATIC_CHARTS};
-use super::names::{ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET, EDGE_NODE_LABEL, ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
+use super::names::{
+    ALERT_WEBHOOK_KEY, ALERT_WEBHOOK_SECRET, EDGE_NODE_LABEL, ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST, ENV_CLOUD_HOST_IP,
+};
 use super::output::{Comment, with_header};
 use super::{Ctx, Files};
 use crate::stack::Role;
@@ -382,11 +384,16 @@ const CLOUD_ENDPOINTS: &str = r##"if [[ -z "$CLOUD_IP" ]]; then
   is_ip "$CLOUD_IP" || die "found no control-plane node with an InternalIP; pass --cloud-ip IP"
 fi
 log "edge agents will push to $CLOUD_IP"
+# Agents that put the address into a URL or host:port read it as a URL's host: IPv6 in brackets.
+case "$CLOUD_IP" in
+  *:*) cloud_host="[$CLOUD_IP]" ;;
+  *) cloud_host="$CLOUD_IP" ;;
+esac
 for m in "${NAMESPACE_MANIFESTS[@]}"; do
   apply -f "$BUNDLE_DIR/$m"
 done
 kubectl -n "$NAMESPACE" create configmap "$ENDPOINTS_CONFIGMAP" --from-literal="$CLOUD_IP_KEY=$CLOUD_IP" \
-  --dry-run=client -o yaml | apply -f -
+  --from-literal="$CLOUD_HOST_KEY=$cloud_host" --dry-run=client -o yaml | apply -f -
 "##;
 
 // Before anything changes: a first install without a receiver stops here.
@@ -519,6 +526,7 @@ fn cloud_script(ctx: &Ctx<'_>, plan: &CloudPlan) -> String {
     var(&mut data, "FIELD_MANAGER", FIELD_MANAGER);
     var(&mut data, "ENDPOINTS_CONFIGMAP", ENDPOINTS_CONFIGMAP);
     var(&mut data, "CLOUD_IP_KEY", ENV_CLOUD_HOST_IP);
+    var(&mut data, "CLOUD_HOST_KEY", ENV_CLOUD_HOST);
     if ctx.deploys_alertmanager() {
         var(&mut data, "WEBHOOK_SECRET", ALERT_WEBHOOK_SECRET);
         var(&mut data, "WEBHOOK_KEY", ALERT_WEBHOOK_KEY);

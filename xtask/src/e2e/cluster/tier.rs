@@ -70,6 +70,10 @@ fn runs_workload(ctx: &crate::render::Ctx<'_>) -> bool {
     ctx.has(Kind::Probe) && ctx.has(Kind::OtelAgent)
 }
 
+/// SIGTERM to the node's kubelet processes (the node image has no procps), printing each pid.
+const KILL_KUBELET: &str = "for p in /proc/[0-9]*; do \
+    [ \"$(cat \"$p/comm\" 2>/dev/null)\" = kubelet ] && kill -TERM \"${p#/proc/}\" && echo \"${p#/proc/}\"; done; true";
+
 /// The chain an edge's link cut hangs in its INPUT, OUTPUT and FORWARD chains.
 const CUT_CHAIN: &str = "LINK-CUT";
 
@@ -122,14 +126,18 @@ fn not_run_reason(
 }
 
 /// The ConfigMap the cloud install writes with the address edges push to (its first
-/// control-plane node's), which the edge agents read.
-fn endpoints_config_map(ctx: &crate::render::Ctx<'_>, cloud_ip: &str) -> serde_json::Value {
-    use crate::render::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST_IP};
+/// control-plane node's), and it as a URL's host, which the edge agents read.
+fn endpoints_config_map(ctx: &crate::render::Ctx<'_>, cloud_ip: std::net::IpAddr) -> serde_json::Value {
+    use crate::render::names::{ENDPOINTS_CONFIGMAP, ENV_CLOUD_HOST, ENV_CLOUD_HOST_IP};
+    let host = match cloud_ip {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": { "name": ENDPOINTS_CONFIGMAP, "namespace": ctx.namespace() },
-        "data": { ENV_CLOUD_HOST_IP: cloud_ip },
+        "data": { ENV_CLOUD_HOST_IP: cloud_ip.to_string(), ENV_CLOUD_HOST: host },
     })
 }
 
@@ -182,7 +190,7 @@ impl Kube {
             if i == 0 {
                 // As the install: the server is the control-plane node the edges push to.
                 let server = cluster.addresses.get("server").context("the cluster has no server address")?;
-                let endpoints = endpoints_config_map(&ctx, &server.to_string());
+                let endpoints = endpoints_config_map(&ctx, *server);
                 cluster.apply_objects(&[endpoints], "the edge agents' endpoints").await?;
             }
             if i == 0 && ctx.deploys_alertmanager() {
@@ -261,25 +269,74 @@ impl Kube {
         Ok(list.items)
     }
 
-    /// Cut (`true`) or heal an edge's link: every packet on its cloud interface dropped, both
-    /// ways, in the node's own network namespace; its loopback (its kubelet, its pods) untouched.
-    async fn set_cut(&self, node: &str, cut: bool) -> Result<()> {
+    /// The NodePorts of a cloud component's Services (those selecting its pods): what an edge
+    /// dials it at.
+    async fn node_ports(&self, component: &str) -> Result<Vec<u16>> {
+        let services: Api<Service> = Api::namespaced(self.inner.cluster.client.clone(), &self.inner.namespace);
+        let mut ports = Vec::new();
+        for svc in services.list(&ListParams::default()).await?.items {
+            let Some(spec) = svc.spec else { continue };
+            let selects = spec.selector.as_ref().and_then(|s| s.get("app.kubernetes.io/name"));
+            if selects.map(String::as_str) != Some(component) || spec.type_.as_deref() != Some("NodePort") {
+                continue;
+            }
+            for port in spec.ports.into_iter().flatten().filter_map(|p| p.node_port) {
+                ports.push(u16::try_from(port).with_context(|| format!("a NodePort of {component} is {port}"))?);
+            }
+        }
+        if ports.is_empty() {
+            bail!("{component} has no NodePort Service: an edge does not reach it, so there is nothing to block");
+        }
+        Ok(ports)
+    }
+
+    /// Change an edge's link, in the node's own network namespace, on its cloud interface; its
+    /// loopback (its kubelet, its pods) untouched.
+    async fn set_link(&self, node: &str, link: LinkState<'_>) -> Result<()> {
         self.node_container(node)?;
-        let c = CUT_CHAIN;
-        let script = if cut {
-            format!(
-                "iptables -w -N {c} 2>/dev/null; iptables -w -F {c} && iptables -w -A {c} -j DROP && \
-                 for x in INPUT FORWARD; do iptables -w -C $x -i eth0 -j {c} 2>/dev/null || iptables -w -I $x 1 -i eth0 -j {c}; done && \
-                 for x in OUTPUT FORWARD; do iptables -w -C $x -o eth0 -j {c} 2>/dev/null || iptables -w -I $x 1 -o eth0 -j {c}; done"
-            )
-        } else {
-            format!(
-                "for x in INPUT FORWARD; do while iptables -w -D $x -i eth0 -j {c} 2>/dev/null; do :; done; done; \
-                 for x in OUTPUT FORWARD; do while iptables -w -D $x -o eth0 -j {c} 2>/dev/null; do :; done; done; \
-                 iptables -w -F {c} 2>/dev/null; true"
-            )
-        };
+        let script = link_script(link);
         self.inner.cluster.exec(node, &["/bin/sh", "-c", &script]).await.map(drop)
+    }
+}
+
+/// What an edge's link is made: cut (every packet either way dropped), its new connections to
+/// some cloud ports refused (a TCP reset, as a firewall rejecting them), or healed (both lifted).
+#[derive(Debug, Clone, Copy)]
+enum LinkState<'a> {
+    Cut,
+    Blocked(&'a [u16]),
+    Healed,
+}
+
+/// The node's shell script that makes its link `link`: rules in [`CUT_CHAIN`], hung on its
+/// cloud interface's INPUT, OUTPUT and FORWARD (where its pods' traffic goes).
+fn link_script(link: LinkState<'_>) -> String {
+    let c = CUT_CHAIN;
+    let hang = |chains: &str, dir: &str| {
+        format!(
+            "for x in {chains}; do iptables -w -C $x {dir} eth0 -j {c} 2>/dev/null || iptables -w -I $x 1 {dir} eth0 -j {c}; done"
+        )
+    };
+    let fresh = format!("iptables -w -N {c} 2>/dev/null; iptables -w -F {c}");
+    match link {
+        LinkState::Cut => format!(
+            "{fresh} && iptables -w -A {c} -j DROP && {} && {}",
+            hang("INPUT FORWARD", "-i"),
+            hang("OUTPUT FORWARD", "-o")
+        ),
+        LinkState::Blocked(ports) => {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            format!(
+                "{fresh} && iptables -w -A {c} -p tcp -m multiport --dports {} -j REJECT --reject-with tcp-reset && {}",
+                ports.join(","),
+                hang("OUTPUT FORWARD", "-o")
+            )
+        }
+        LinkState::Healed => format!(
+            "for x in INPUT FORWARD; do while iptables -w -D $x -i eth0 -j {c} 2>/dev/null; do :; done; done; \
+             for x in OUTPUT FORWARD; do while iptables -w -D $x -o eth0 -j {c} 2>/dev/null; do :; done; done; \
+             iptables -w -F {c} 2>/dev/null; true"
+        ),
     }
 }
 
@@ -350,10 +407,22 @@ impl Tier for Kube {
             // Its init starts containerd, the kubelet and its tunnel again; the pods come back from
             // the node's containerd, nothing pulled.
             Fault::StartNode(node) => engine.start(&self.node_container(node)?).await,
-            Fault::CutLink(node) => self.set_cut(node, true).await,
-            Fault::HealLink(node) => self.set_cut(node, false).await,
+            Fault::CutLink(node) => self.set_link(node, LinkState::Cut).await,
+            Fault::HealLink(node) => self.set_link(node, LinkState::Healed).await,
+            // Its connections to the component's NodePorts (on whichever cloud node) refused.
             Fault::Block { node, component } => {
-                bail!("blocking {node} from {component} is not built on the kubernetes tier yet")
+                let ports = self.node_ports(component).await?;
+                self.set_link(node, LinkState::Blocked(&ports)).await
+            }
+            // As edgecore restarting on KubeEdge: the process killed, the node's init starts it a
+            // second later; the pods' containers, children of containerd, keep running.
+            Fault::RestartKubelet(node) => {
+                self.node_container(node)?;
+                let killed = self.inner.cluster.exec(node, &["/bin/sh", "-c", KILL_KUBELET]).await?;
+                if killed.trim().is_empty() {
+                    bail!("no kubelet process running on {node} to restart");
+                }
+                Ok(())
             }
             // A restart, as the compose tier's: each of its containers stopped (SIGTERM) in its node's
             // containerd; the kubelet starts it again in the same pod, its volumes kept.
@@ -517,7 +586,10 @@ mod tests {
             .filter(|s| crate::e2e::scenario::missing_requirement(s, &provides).is_none())
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(runs, ["metrics", "edge-kubelet", "alerts", "restart", "logs", "traces", "quiet"]);
+        assert_eq!(
+            runs,
+            ["metrics", "edge-kubelet", "alerts", "link-probe", "link-outage", "restart", "logs", "traces", "quiet"]
+        );
         // The scenarios written for the compose tier's pace say so.
         let paced: Vec<&str> = scenarios
             .iter()
@@ -527,7 +599,8 @@ mod tests {
             })
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(paced, ["link-probe", "link-outage", "buffer-window"]);
+        // The install's buffer window is hours: a cut outlasting it is the compose tier's.
+        assert_eq!(paced, ["buffer-window"]);
         let bundled = bundled(&stack, "local", crate::stack::Arch::Amd64).unwrap();
         let pending = pending(&ctx);
         assert!(pending.is_empty(), "{pending:?}");
@@ -550,6 +623,24 @@ mod tests {
         );
     }
 
+    /// A block refuses the component's ports on the way out only; a cut drops everything both
+    /// ways; a heal lifts either. Each is a script `sh` reads.
+    #[test]
+    fn link_scripts_cut_block_and_heal() {
+        let block = link_script(LinkState::Blocked(&[31317, 31318]));
+        assert!(
+            block.contains("-p tcp -m multiport --dports 31317,31318 -j REJECT --reject-with tcp-reset"),
+            "{block}"
+        );
+        assert!(block.contains("for x in OUTPUT FORWARD") && !block.contains("INPUT"), "{block}");
+        let cut = link_script(LinkState::Cut);
+        assert!(cut.contains(&format!("-A {CUT_CHAIN} -j DROP")) && cut.contains("for x in INPUT FORWARD"), "{cut}");
+        for script in [block, cut, link_script(LinkState::Healed)] {
+            let out = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
+            assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
     /// Without a metrics agent, the node exporter's metrics reach no one: not provided, and said why.
     #[test]
     fn a_node_exporter_without_an_agent_is_pending() {
@@ -562,17 +653,30 @@ mod tests {
         assert!(!provides(&stack, "local").unwrap().contains("node-exporter"));
     }
 
-    /// The endpoints ConfigMap the tier writes is the one the edge metrics agent's init container reads.
+    /// The endpoints ConfigMap the tier writes is the one the edge agents read: the metrics
+    /// agent's init container the address, the edge agent it as a URL's host (IPv6 in brackets).
     #[test]
-    fn the_endpoints_are_where_the_agent_reads_them() {
+    fn the_endpoints_are_where_the_agents_read_them() {
+        use crate::render::names::{ENV_CLOUD_HOST, ENV_CLOUD_HOST_IP};
         let stack = crate::stack::load(&crate::paths::stack_file()).unwrap();
         let ctx = crate::render::Ctx::new(&stack, "local", crate::stack::Arch::Amd64).unwrap();
-        let cm = endpoints_config_map(&ctx, "10.0.0.1");
+        let cm = endpoints_config_map(&ctx, "10.0.0.1".parse().unwrap());
+        assert_eq!(cm["data"][ENV_CLOUD_HOST_IP], "10.0.0.1");
+        assert_eq!(cm["data"][ENV_CLOUD_HOST], "10.0.0.1");
+        let v6 = endpoints_config_map(&ctx, "fd00::1".parse().unwrap());
+        assert_eq!(
+            (&v6["data"][ENV_CLOUD_HOST_IP], &v6["data"][ENV_CLOUD_HOST]),
+            (&"fd00::1".into(), &"[fd00::1]".into())
+        );
         let files = crate::render::render(&ctx).unwrap();
-        let agent = files.get(crate::render::edgemetrics::MANIFEST_FILE).unwrap();
         let name = cm["metadata"]["name"].as_str().unwrap();
-        let key = cm["data"].as_object().unwrap().keys().next().unwrap();
-        assert!(agent.contains(&format!("key: {key}\n                name: {name}\n")), "{agent}");
+        for (file, key) in [
+            (crate::render::edgemetrics::MANIFEST_FILE, ENV_CLOUD_HOST_IP),
+            (crate::render::otelagent::MANIFEST_FILE, ENV_CLOUD_HOST),
+        ] {
+            let text = files.get(file).unwrap();
+            assert!(text.contains(&format!("key: {key}\n                name: {name}\n")), "{file}: {text}");
+        }
         assert_eq!(cm["metadata"]["namespace"], ctx.namespace());
     }
 

@@ -128,7 +128,13 @@ pub fn objects(image: &str, edges: &[String], cloud_ip: &str, jaeger_otlp: &str)
                 "hostNetwork": true,
                 "dnsPolicy": "Default",
                 "automountServiceAccountToken": false,
-                "tolerations": [{ "key": crate::render::names::EDGE_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule" }],
+                // An edge workload stays through a cut, as a DaemonSet's pods do: without these, a
+                // node unreachable for 5 minutes has its pods evicted (and their logs removed).
+                "tolerations": [
+                    { "key": crate::render::names::EDGE_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule" },
+                    { "key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute" },
+                    { "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute" },
+                ],
                 "containers": [c],
                 "volumes": [scripts, { "name": "record", "hostPath": { "path": RECORD_DIR, "type": "DirectoryOrCreate" } }],
             },
@@ -156,6 +162,9 @@ mod tests {
         assert_eq!(edge["metadata"]["name"], "workload-edge-1");
         assert_eq!(edge["spec"]["nodeName"], "edge-1");
         assert_eq!(edge["spec"]["hostNetwork"], true);
+        let tolerated: Vec<&str> =
+            edge["spec"]["tolerations"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+        assert!(tolerated.contains(&"node.kubernetes.io/unreachable"), "kept through a cut: {tolerated:?}");
         let env = edge["spec"]["containers"][0]["env"].as_array().unwrap();
         let value =
             |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].as_str().unwrap().to_string());

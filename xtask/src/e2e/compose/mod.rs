@@ -277,6 +277,8 @@ impl Tier for Compose {
                 self.holder_link(node).await?.block(&address.to_string(), &c.ports).await?
             }
             Fault::Restart(component) => self.engine.restart(&self.cloud(component)?.spec.name).await?,
+            // A scenario using it requires kubelet-tunnel, which this tier does not provide.
+            Fault::RestartKubelet(node) => bail!("{node} runs no kubelet on the compose tier"),
         }
         Ok(())
     }
