@@ -844,6 +844,79 @@ mod tests {
         });
     }
 
+    /// Stands in for `k3s` (its `kubectl` and `ctr`): records each call in `$CALLS`, lists the
+    /// images in `$LISTED` as imported, reads what is applied from stdin and answers the control-plane lookup with `$CONTROL_PLANE_IP`.
+    const FAKE_K3S: &str = r#"#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$CALLS"
+case "$*" in
+  "ctr images ls -q") cat "$LISTED" ;;
+  *"get nodes -l node-role.kubernetes.io/control-plane "*) echo "$CONTROL_PLANE_IP" ;;
+  *" create "*) echo "kind: ConfigMap" ;;
+  *" -f -") cat >/dev/null ;;
+esac
+"#;
+
+    /// The whole cloud script, run against the stand-in `k3s`: what it writes into the endpoints
+    /// ConfigMap for a given control-plane address and `--cloud-ip`.
+    fn endpoints_written(control_plane_ip: &str, args: &[&str]) -> Result<String, String> {
+        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
+        let ctx = Ctx::new(&stack, "local", Arch::Amd64).expect("profile exists");
+        let files = crate::render::render(&ctx).expect("renders");
+        let dir = tempfile::tempdir().unwrap();
+        let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+        let bundle = root.join("bundle");
+        files.write_to(&bundle).unwrap();
+        std::fs::create_dir_all(bundle.join("images/cloud")).unwrap();
+        std::fs::write(bundle.join("images/cloud/cloud.tar"), b"").unwrap();
+        std::fs::create_dir_all(root.join("k3s/server")).unwrap();
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for (name, text) in [("k3s", FAKE_K3S), ("id", "#!/bin/sh\necho 0\n")] {
+            crate::atomic::write(&bin.join(name), text.as_bytes(), true).unwrap();
+        }
+        let listed: Vec<String> = (ctx.profile.enabled().filter(|c| c.role == Role::Cloud))
+            .flat_map(|c| c.images.iter().map(|i| i.reference.to_string()))
+            .collect();
+        std::fs::write(root.join("listed"), listed.join("\n") + "\n").unwrap();
+        let out = std::process::Command::new("bash")
+            .arg(bundle.join(CLOUD_SCRIPT))
+            .args(["--alert-webhook-url", "http://receiver.invalid/hook", "--k3s-data-dir", root.join("k3s").as_str()])
+            .args(args)
+            .env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()))
+            .env("CALLS", root.join("calls"))
+            .env("LISTED", root.join("listed"))
+            .env("CONTROL_PLANE_IP", control_plane_ip)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            return Err(stderr);
+        }
+        let calls = std::fs::read_to_string(root.join("calls")).unwrap();
+        let endpoints = calls.lines().find(|l| l.contains(&format!("create configmap {ENDPOINTS_CONFIGMAP} ")));
+        Ok(endpoints.unwrap_or_else(|| panic!("no endpoints ConfigMap among the calls:\n{calls}\n{stderr}")).to_owned())
+    }
+
+    #[test]
+    fn the_cloud_script_brackets_an_ipv6_cloud_address_for_urls() {
+        let literals = |ip: &str, host: &str| {
+            format!("--from-literal={ENV_CLOUD_HOST_IP}={ip} --from-literal={ENV_CLOUD_HOST}={host} ")
+        };
+        for (control_plane, args, ip, host) in [
+            ("10.0.0.1", &[][..], "10.0.0.1", "10.0.0.1"),
+            ("2001:db8::10", &[][..], "2001:db8::10", "[2001:db8::10]"),
+            ("10.0.0.1", &["--cloud-ip", "fd00::1"][..], "fd00::1", "[fd00::1]"),
+            ("2001:db8::10", &["--cloud-ip", "192.0.2.10"][..], "192.0.2.10", "192.0.2.10"),
+        ] {
+            let written = endpoints_written(control_plane, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(written.contains(&literals(ip, host)), "{control_plane} {args:?}: {written}");
+        }
+        let refused = endpoints_written("10.0.0.1", &["--cloud-ip", "[fd00::1]"]).unwrap_err();
+        assert!(refused.contains("--cloud-ip needs an IP address"), "{refused}");
+        let none = endpoints_written("", &[]).unwrap_err();
+        assert!(none.contains("found no control-plane node with an InternalIP; pass --cloud-ip IP"), "{none}");
+    }
+
     #[test]
     fn quoting_survives_single_quotes() {
         assert_eq!(quote("a'b"), r"'a'\''b'");
