@@ -845,7 +845,8 @@ mod tests {
     }
 
     /// Stands in for `k3s` (its `kubectl` and `ctr`): records each call in `$CALLS`, lists the
-    /// images in `$LISTED` as imported, reads what is applied from stdin and answers the control-plane lookup with `$CONTROL_PLANE_IP`.
+    /// images in `$LISTED` as imported, reads what is applied from stdin and answers the
+    /// control-plane lookup with `$CONTROL_PLANE_IP`.
     const FAKE_K3S: &str = r#"#!/usr/bin/env bash
 printf '%s\n' "$*" >>"$CALLS"
 case "$*" in
@@ -858,10 +859,12 @@ esac
 
     /// The whole cloud script, run against the stand-in `k3s`: what it writes into the endpoints
     /// ConfigMap for a given control-plane address and `--cloud-ip`.
-    fn endpoints_written(control_plane_ip: &str, args: &[&str]) -> Result<String, String> {
-        let stack = crate::stack::load(&crate::paths::stack_file()).expect("stack.toml loads");
-        let ctx = Ctx::new(&stack, "local", Arch::Amd64).expect("profile exists");
-        let files = crate::render::render(&ctx).expect("renders");
+    fn endpoints_written(
+        ctx: &Ctx<'_>,
+        files: &Files,
+        control_plane_ip: &str,
+        args: &[&str],
+    ) -> Result<String, String> {
         let dir = tempfile::tempdir().unwrap();
         let root = camino::Utf8Path::from_path(dir.path()).unwrap();
         let bundle = root.join("bundle");
@@ -899,22 +902,25 @@ esac
 
     #[test]
     fn the_cloud_script_brackets_an_ipv6_cloud_address_for_urls() {
-        let literals = |ip: &str, host: &str| {
-            format!("--from-literal={ENV_CLOUD_HOST_IP}={ip} --from-literal={ENV_CLOUD_HOST}={host} ")
-        };
-        for (control_plane, args, ip, host) in [
-            ("10.0.0.1", &[][..], "10.0.0.1", "10.0.0.1"),
-            ("2001:db8::10", &[][..], "2001:db8::10", "[2001:db8::10]"),
-            ("10.0.0.1", &["--cloud-ip", "fd00::1"][..], "fd00::1", "[fd00::1]"),
-            ("2001:db8::10", &["--cloud-ip", "192.0.2.10"][..], "192.0.2.10", "192.0.2.10"),
-        ] {
-            let written = endpoints_written(control_plane, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-            assert!(written.contains(&literals(ip, host)), "{control_plane} {args:?}: {written}");
-        }
-        let refused = endpoints_written("10.0.0.1", &["--cloud-ip", "[fd00::1]"]).unwrap_err();
-        assert!(refused.contains("--cloud-ip needs an IP address"), "{refused}");
-        let none = endpoints_written("", &[]).unwrap_err();
-        assert!(none.contains("found no control-plane node with an InternalIP; pass --cloud-ip IP"), "{none}");
+        rendered("local", |ctx, files| {
+            let run = |control_plane: &str, args: &[&str]| endpoints_written(ctx, files, control_plane, args);
+            let literals = |ip: &str, host: &str| {
+                format!("--from-literal={ENV_CLOUD_HOST_IP}={ip} --from-literal={ENV_CLOUD_HOST}={host} ")
+            };
+            for (control_plane, args, ip, host) in [
+                ("10.0.0.1", &[][..], "10.0.0.1", "10.0.0.1"),
+                ("2001:db8::10", &[][..], "2001:db8::10", "[2001:db8::10]"),
+                ("10.0.0.1", &["--cloud-ip", "fd00::1"][..], "fd00::1", "[fd00::1]"),
+                ("2001:db8::10", &["--cloud-ip", "192.0.2.10"][..], "192.0.2.10", "192.0.2.10"),
+            ] {
+                let written = run(control_plane, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                assert!(written.contains(&literals(ip, host)), "{control_plane} {args:?}: {written}");
+            }
+            let refused = run("10.0.0.1", &["--cloud-ip", "[fd00::1]"]).unwrap_err();
+            assert!(refused.contains("--cloud-ip needs an IP address"), "{refused}");
+            let none = run("", &[]).unwrap_err();
+            assert!(none.contains("found no control-plane node with an InternalIP; pass --cloud-ip IP"), "{none}");
+        });
     }
 
     #[test]
