@@ -99,6 +99,9 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
         ] {
             assert_eq!(status(name)["status"], "passed", "{arch} {name}: {}", status(name));
         }
+        // kube-state-metrics is in the bundle, but without an API server this tier does not run it.
+        let reason = status("node-not-ready")["reason"].as_str().unwrap().to_string();
+        assert!(reason.contains("from a Kubernetes API server, which this tier has not"), "{reason}");
         // Only what is AGPL (never built here) does not run, and it says so.
         for name in ["grafana", "grafana-datasources"] {
             assert_eq!(status(name)["status"], "not-run", "{name}");
@@ -152,7 +155,8 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
     }
     // The kubernetes tier: a real cluster, named for what it is; the edges' metrics pushed by their
     // agents, the edge kubelets scraped through the tunnel (through a restart of edge-2's kubelet
-    // too), edge-1 powered off and on (its alert fired and resolved), edge-1 blocked
+    // too), edge-1 powered off and on (its alert fired and resolved), edge-1 cut off until
+    // Kubernetes marks it NotReady (kube-state-metrics' view paged and resolved), edge-1 blocked
     // from Jaeger (its own probes page), edge-2 cut off and healed with nothing of the cut lost,
     // Prometheus restarted in its pod (Alertmanager on another node), the edge workload's pod logs
     // in VictoriaLogs and its traced call in Jaeger, no unexpected alert; what it does not run
@@ -163,8 +167,8 @@ fn the_pr_matrix_runs_here_and_its_evidence_passes_the_gate() {
     assert_eq!(json["tier"], "kubernetes v1.34.2, edges: simulated KubeEdge 1.22.0 contract");
     for s in json["scenarios"].as_array().unwrap() {
         match s["name"].as_str().unwrap() {
-            "metrics" | "edge-kubelet" | "alerts" | "link-probe" | "link-outage" | "restart" | "logs" | "traces"
-            | "quiet" | "offline" => {
+            "metrics" | "edge-kubelet" | "alerts" | "node-not-ready" | "link-probe" | "link-outage" | "restart"
+            | "logs" | "traces" | "quiet" | "offline" => {
                 assert_eq!(s["status"], "passed", "{s}")
             }
             name => {

@@ -425,7 +425,18 @@ fn the_required_scenarios_default_to_what_the_bundle_provides() {
     let cell = stack.subset(xtask::stack::Subset::Pr).into_iter().find(|c| c.id() == "kubernetes-local-amd64").unwrap();
     assert_eq!(
         xtask::gate::required_scenarios(&stack, &policy, &scenarios, &cell).unwrap(),
-        ["metrics", "edge-kubelet", "alerts", "link-probe", "link-outage", "restart", "logs", "traces", "quiet"]
+        [
+            "metrics",
+            "edge-kubelet",
+            "alerts",
+            "node-not-ready",
+            "link-probe",
+            "link-outage",
+            "restart",
+            "logs",
+            "traces",
+            "quiet"
+        ]
     );
 }
 

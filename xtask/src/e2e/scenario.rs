@@ -1000,6 +1000,11 @@ pub fn not_run_reason(missing: &str) -> String {
             "{missing}: this tier has no kubelet behind KubeEdge's tunnel port (the kubernetes and k3s tiers have)"
         );
     }
+    if missing == crate::stack::Kind::KubeStateMetrics.to_string() {
+        return format!(
+            "{missing}: it reports the nodes' status from a Kubernetes API server, which this tier has not (the kubernetes and k3s tiers have)"
+        );
+    }
     if missing == E2E_TIMING {
         return format!(
             "{missing}: its figures are written for the compose tier's [e2e] timing; this tier runs the install's own intervals"

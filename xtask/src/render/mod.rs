@@ -175,6 +175,12 @@ impl<'a> Ctx<'a> {
         self.is_kubernetes() && self.has(Kind::PrometheusStack)
     }
 
+    /// Whether kube-state-metrics reports the nodes' status (EdgeNodeNotReady): kube-prometheus-stack's,
+    /// or the standalone one, on Kubernetes (the compose flavour has no nodes to report).
+    pub fn node_states(&self) -> bool {
+        self.kps() || (self.is_kubernetes() && self.has(Kind::KubeStateMetrics))
+    }
+
     /// Whether an Alertmanager runs: standalone, or kube-prometheus-stack's.
     pub fn has_alertmanager(&self) -> bool {
         self.has(Kind::Alertmanager) || self.has(Kind::PrometheusStack)

@@ -22,6 +22,7 @@ pub const JOB_ALERTMANAGER: &str = "alertmanager";
 pub const JOB_LOKI: &str = "loki";
 pub const JOB_JAEGER: &str = "jaeger";
 pub const JOB_BLACKBOX: &str = "blackbox-exporter";
+pub const JOB_KUBE_STATE_METRICS: &str = "kube-state-metrics";
 
 /// The label every edge-node series carries with the node's name.
 pub const LABEL_NODE: &str = "node";

@@ -31,6 +31,9 @@ pub const COLLECTOR_METRICS: u16 = 8888;
 /// An OpenTelemetry Collector's health check extension (Jaeger v2's `healthcheckv2`, the edge
 /// agent's `health_check`).
 pub const COLLECTOR_HEALTH: u16 = 13133;
+/// kube-state-metrics' metrics of the objects it watches, and its own (with `/readyz`).
+pub const KUBE_STATE_METRICS: u16 = 8080;
+pub const KUBE_STATE_METRICS_TELEMETRY: u16 = 8081;
 /// The kubelet's authenticated server; edge kubelets (edged) have none.
 pub const KUBELET: u16 = 10250;
 /// KubeEdge's metaServer on the edge node (an API-server proxy for edge pods).

@@ -259,6 +259,18 @@ pub fn scrape_configs(ctx: &Ctx<'_>, with_self: bool) -> Vec<ScrapeConfig> {
             ..Default::default()
         });
     }
+    // kube-prometheus-stack's operator scrapes its own kube-state-metrics.
+    if ctx.is_kubernetes() && ctx.has(Kind::KubeStateMetrics) {
+        jobs.push(ScrapeConfig {
+            job_name: JOB_KUBE_STATE_METRICS.into(),
+            static_configs: static_target(format!(
+                "{}:{}",
+                ctx.host(JOB_KUBE_STATE_METRICS),
+                super::ports::KUBE_STATE_METRICS
+            )),
+            ..Default::default()
+        });
+    }
     if ctx.has(Kind::BlackboxExporter) {
         jobs.push(ScrapeConfig {
             job_name: JOB_BLACKBOX.into(),

@@ -198,12 +198,13 @@ fn job_down(ctx: &Ctx<'_>, name: &'static str, job: &str, what: &str, severity: 
 
 /// The alert catalog for a profile: only alerts whose signals the profile produces.
 pub fn catalog(ctx: &Ctx<'_>) -> Vec<AlertRule> {
-    // kube-state-metrics, cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge.
+    // cloudcore and the stream tunnel to edged exist only on k3s/KubeEdge; kube-state-metrics there
+    // and on the kubernetes tier, where the local profile deploys its own.
     let kps = ctx.kps();
     let (for_node, for_down, for_budget) = (hold(ctx, FOR_NODE), hold(ctx, FOR_DOWN), hold(ctx, FOR_BUDGET));
     let (cloudcore, edge_ports) = (&ctx.settings().cloudcore, &ctx.settings().edge);
     let mut rules = Vec::new();
-    if kps {
+    if ctx.node_states() {
         let ready = |node: &str, v: &str| {
             series(format!("kube_node_status_condition{{condition=\"Ready\",status=\"true\",node=\"{node}\"}}"), v)
         };
@@ -1047,10 +1048,14 @@ mod tests {
     fn kubeedge_alerts_need_kube_prometheus_stack() {
         let stack = stack();
         for (profile, rules) in catalogs(&stack) {
-            let kps = stack.profile(&profile).expect("profile").has(Kind::PrometheusStack);
-            for name in ["EdgeNodeNotReady", "CloudEdgeTunnelDown", "CloudcoreDown", "EdgeComponentMemoryOverBudget"] {
+            let p = stack.profile(&profile).expect("profile");
+            let kps = p.has(Kind::PrometheusStack);
+            for name in ["CloudEdgeTunnelDown", "CloudcoreDown", "EdgeComponentMemoryOverBudget"] {
                 assert_eq!(rules.iter().any(|r| r.name == name), kps, "{profile}: {name}");
             }
+            // Node states come from kube-state-metrics: kube-prometheus-stack's or a standalone one.
+            let node_states = kps || p.has(Kind::KubeStateMetrics);
+            assert_eq!(rules.iter().any(|r| r.name == "EdgeNodeNotReady"), node_states, "{profile}");
         }
     }
 

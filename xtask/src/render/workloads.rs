@@ -28,6 +28,7 @@ use crate::stack::Kind;
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
 /// The manifests of the standalone components, in the order the install applies them.
+pub const KUBE_STATE_METRICS_FILE: &str = "manifests/35-kube-state-metrics.yaml";
 pub const PROMETHEUS_FILE: &str = "manifests/40-prometheus.yaml";
 pub const ALERTMANAGER_FILE: &str = "manifests/45-alertmanager.yaml";
 pub const BLACKBOX_FILE: &str = "manifests/50-blackbox-exporter.yaml";
@@ -84,7 +85,8 @@ struct App<'a> {
     ready: (&'static str, &'static str),
     /// An emptyDir mounted here: kept across restarts of the container, not of the pod.
     data: Option<String>,
-    /// Runs under its own ServiceAccount (Prometheus' discovery); others get no token.
+    /// Runs under its own ServiceAccount (Prometheus' discovery, kube-state-metrics' watch); others
+    /// get no token.
     service_account: bool,
     /// Scheduled on a control-plane node (Prometheus: the tunnel port's DNAT is there).
     control_plane: bool,
@@ -236,6 +238,29 @@ impl App<'_> {
     }
 }
 
+/// The ServiceAccount an [`App`] with `service_account` runs under, and the cluster-wide `rules`
+/// it is granted (ClusterRole and ClusterRoleBinding `kubeprepare-<name>`).
+fn cluster_access(ctx: &Ctx<'_>, name: &str, rules: Vec<PolicyRule>) -> Result<Vec<serde_json::Value>> {
+    let role_name = format!("kubeprepare-{name}");
+    let account = ServiceAccount { metadata: meta(ctx, name, true), ..Default::default() };
+    let role = ClusterRole { metadata: meta(ctx, &role_name, false), rules: Some(rules), ..Default::default() };
+    let binding = ClusterRoleBinding {
+        metadata: meta(ctx, &role_name, false),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role_name,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: Some(ctx.namespace().into()),
+            ..Default::default()
+        }]),
+    };
+    Ok(vec![item(&account)?, item(&role)?, item(&binding)?])
+}
+
 /// The standalone Prometheus: its service account allowed the node and pod discovery its jobs use,
 /// its configuration and rules, one replica on a control-plane node, its Service and the NodePort
 /// edge agents remote-write to.
@@ -247,10 +272,10 @@ pub fn prometheus(ctx: &Ctx<'_>) -> Result<List> {
     let rules_path =
         super::rules::RULES_FILE.strip_prefix("prometheus/").context("the rules file is not under prometheus/")?;
     let rules_key = rules_path.rsplit('/').next().unwrap_or(rules_path);
-    let account = ServiceAccount { metadata: meta(ctx, NAME, true), ..Default::default() };
-    let role = ClusterRole {
-        metadata: meta(ctx, "kubeprepare-prometheus", false),
-        rules: Some(vec![
+    let access = cluster_access(
+        ctx,
+        NAME,
+        vec![
             PolicyRule {
                 api_groups: Some(vec![String::new()]),
                 resources: Some(["nodes", "nodes/metrics", "services", "endpoints", "pods"].map(String::from).to_vec()),
@@ -262,23 +287,8 @@ pub fn prometheus(ctx: &Ctx<'_>) -> Result<List> {
                 verbs: vec!["get".into()],
                 ..Default::default()
             },
-        ]),
-        ..Default::default()
-    };
-    let binding = ClusterRoleBinding {
-        metadata: meta(ctx, "kubeprepare-prometheus", false),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: "kubeprepare-prometheus".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: NAME.into(),
-            namespace: Some(ctx.namespace().into()),
-            ..Default::default()
-        }]),
-    };
+        ],
+    )?;
     let mut args = vec![
         "--config.file=/etc/prometheus/prometheus.yml".to_string(),
         "--storage.tsdb.path=/prometheus".into(),
@@ -305,7 +315,7 @@ pub fn prometheus(ctx: &Ctx<'_>) -> Result<List> {
         service_account: true,
         control_plane: true,
     };
-    let mut items = vec![item(&account)?, item(&role)?, item(&binding)?];
+    let mut items = access;
     items.extend(app.items(ctx)?);
     if ctx.edges_push() {
         // Edges are behind NAT: their metrics agents remote-write to this port on a cloud node.
@@ -413,6 +423,42 @@ pub fn victoria_logs(ctx: &Ctx<'_>) -> Result<List> {
     Ok(List::of(items))
 }
 
+/// kube-state-metrics, watching the nodes only (EdgeNodeNotReady reads their Ready condition and
+/// role): its service account may list and watch nodes, nothing else.
+pub fn kube_state_metrics(ctx: &Ctx<'_>) -> Result<List> {
+    const NAME: &str = "kube-state-metrics";
+    let access = cluster_access(
+        ctx,
+        NAME,
+        vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["nodes".into()]),
+            verbs: ["list", "watch"].map(String::from).to_vec(),
+            ..Default::default()
+        }],
+    )?;
+    let app = App {
+        name: NAME,
+        image: ctx.image(Kind::KubeStateMetrics, NAME)?,
+        args: vec![
+            "--resources=nodes".into(),
+            format!("--port={}", ports::KUBE_STATE_METRICS),
+            format!("--telemetry-port={}", ports::KUBE_STATE_METRICS_TELEMETRY),
+        ],
+        config: None,
+        secret: None,
+        ports: vec![("http", ports::KUBE_STATE_METRICS), ("telemetry", ports::KUBE_STATE_METRICS_TELEMETRY)],
+        // Its own readiness endpoint, where its chart probes it.
+        ready: ("telemetry", "/readyz"),
+        data: None,
+        service_account: true,
+        control_plane: false,
+    };
+    let mut items = access;
+    items.extend(app.items(ctx)?);
+    Ok(List::of(items))
+}
+
 /// What renders a component's objects.
 type Objects = fn(&Ctx<'_>) -> Result<List>;
 
@@ -422,7 +468,8 @@ pub fn standalone(ctx: &Ctx<'_>) -> Vec<(Kind, &'static str)> {
 }
 
 fn standalone_objects(ctx: &Ctx<'_>) -> Vec<(Kind, &'static str, Objects)> {
-    let all: [(Kind, &str, Objects); 5] = [
+    let all: [(Kind, &str, Objects); 6] = [
+        (Kind::KubeStateMetrics, KUBE_STATE_METRICS_FILE, kube_state_metrics),
         (Kind::Prometheus, PROMETHEUS_FILE, prometheus),
         (Kind::Alertmanager, ALERTMANAGER_FILE, alertmanager),
         (Kind::BlackboxExporter, BLACKBOX_FILE, blackbox_exporter),

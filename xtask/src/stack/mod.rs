@@ -711,10 +711,13 @@ pub enum Kind {
     LinkProbe,
     /// A small base image for probes and test workloads.
     Probe,
+    /// kube-state-metrics (standalone, local profile): the nodes' status in Kubernetes as metrics,
+    /// for EdgeNodeNotReady. Kubernetes only: the compose flavour has no API server to watch.
+    KubeStateMetrics,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::PrometheusStack,
         Kind::Prometheus,
         Kind::Alertmanager,
@@ -729,6 +732,7 @@ impl Kind {
         Kind::PrometheusAgent,
         Kind::LinkProbe,
         Kind::Probe,
+        Kind::KubeStateMetrics,
     ];
 
     /// Image names a component of this kind must declare (renderers look them up by name).
@@ -756,6 +760,7 @@ impl Kind {
             Kind::PrometheusAgent => &["prometheus"],
             Kind::LinkProbe => &["blackbox-exporter"],
             Kind::Probe => &["probe"],
+            Kind::KubeStateMetrics => &["kube-state-metrics"],
         }
     }
 

@@ -549,6 +549,7 @@ mod tests {
                 "alertmanager",
                 "blackbox-exporter",
                 "jaeger",
+                "kube-state-metrics",
                 "link-probe",
                 "log-agent",
                 "log-store",
@@ -572,6 +573,7 @@ mod tests {
                 "manifests/21-edge-metrics.yaml",
                 "manifests/22-edge-link-probe.yaml",
                 "manifests/23-edge-agent.yaml",
+                "manifests/35-kube-state-metrics.yaml",
                 "manifests/40-prometheus.yaml",
                 "manifests/45-alertmanager.yaml",
                 "manifests/50-blackbox-exporter.yaml",
@@ -588,7 +590,18 @@ mod tests {
             .collect();
         assert_eq!(
             runs,
-            ["metrics", "edge-kubelet", "alerts", "link-probe", "link-outage", "restart", "logs", "traces", "quiet"]
+            [
+                "metrics",
+                "edge-kubelet",
+                "alerts",
+                "node-not-ready",
+                "link-probe",
+                "link-outage",
+                "restart",
+                "logs",
+                "traces",
+                "quiet"
+            ]
         );
         // The scenarios written for the compose tier's pace say so.
         let paced: Vec<&str> = scenarios

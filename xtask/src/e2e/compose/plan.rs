@@ -182,7 +182,9 @@ pub fn plan(
     let workload = crate::paths::workload_dir().to_string();
     let mut containers = Vec::new();
     let mut volumes = Vec::new();
-    let mut provides: BTreeSet<String> = profile.enabled().map(|c| c.kind.to_string()).collect();
+    // kube-state-metrics watches an API server: this tier has none, so it does not start it.
+    let mut provides: BTreeSet<String> =
+        profile.enabled().filter(|c| c.kind != Kind::KubeStateMetrics).map(|c| c.kind.to_string()).collect();
     if profile.log_agent().is_some() {
         provides.insert("log-agent".into());
     }
