@@ -91,6 +91,11 @@ pub fn bundle_out_dir() -> Utf8PathBuf {
     target_dir().join("bundle")
 }
 
+/// The k3s tier's image archives and release binaries of `arch` (what its image job hands a leg).
+pub fn k3s_images_dir(arch: &str) -> Utf8PathBuf {
+    target_dir().join("k3s-images").join(arch)
+}
+
 /// Where `bundle repro` makes its second build, beside the first.
 pub fn bundle_repro_dir() -> Utf8PathBuf {
     target_dir().join("bundle-repro")

@@ -440,6 +440,27 @@ fn the_plan_of_each_profile_is_snapshot_tested() {
     }
 }
 
+/// The k3s tier runs on GitHub only; here its whole plan (images, archives, containers, files,
+/// commands) is snapshot-tested for each arch.
+#[test]
+fn the_k3s_plan_of_each_arch_is_snapshot_tested() {
+    let stack = xtask::stack::load(&xtask::paths::stack_file()).unwrap();
+    for arch in [xtask::stack::Arch::Amd64, xtask::stack::Arch::Arm64] {
+        let cell = xtask::stack::Cell {
+            backend: xtask::stack::Backend::K3s,
+            profile: "upstream".into(),
+            arch,
+            k3s: Some(stack.kubeprepare.k3s.clone()),
+            kubeedge: Some(stack.kubeprepare.kubeedge.clone()),
+        };
+        let plan = xtask::e2e::k3s::plan::plan(&stack, &cell, "RUN", 2, "BUNDLE", "TIER-IMAGES").unwrap();
+        let text = serde_json::to_string_pretty(&plan).unwrap();
+        insta::with_settings!({ snapshot_path => root().join("golden/e2e"), prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!(format!("k3s-plan-{arch}"), text);
+        });
+    }
+}
+
 /// The workload scripts for real, with the local bundle's busybox and the upstream plan's own
 /// container specs, on a network of the test's own: the edge workload writes its pod log in CRI
 /// format where the log agent tails it, and its traced call to the cloud yields one trace of an

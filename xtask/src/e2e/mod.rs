@@ -22,6 +22,7 @@ pub mod cancel;
 pub mod cluster;
 pub mod compose;
 pub mod engine;
+pub mod k3s;
 pub mod provision;
 pub mod query;
 pub mod receiver;
@@ -59,18 +60,25 @@ pub fn tier_missing(backend: Backend) -> Option<&'static str> {
             "the k3s tier is not built yet; nor can its node images be built on our machines: the Go module \
              proxy refuses github.com/k3s-io/k3s@v1.34.2 (v1.34.2+k3s1) and github.com/kubeedge/kubeedge@v1.22.0 \
              (403, \"This module version is not available\"), and no registry is reachable for rancher/k3s or kubeedge/*; \
-             --backend kubernetes runs a cluster of k3s's parts with simulated KubeEdge edges here",
+             --backend kubernetes runs a cluster of k3s's parts with simulated KubeEdge edges here; \
+             `--backend k3s --dry-run` prints what the k3s tier would run",
         ),
     }
 }
 
-/// Why a backend cannot run edges of `arch` on this machine yet, or `None` when it can.
+/// Why a backend cannot run nodes of `arch` on this machine, or `None` when it can.
+///
+/// The kubernetes tier's nodes run this machine's arch only. A foreign-arch node would run its own
+/// containerd and runc under qemu-user, and qemu-user refuses `clone()` with `CLONE_PARENT` or a
+/// namespace flag (`EINVAL`; measured with qemu 7.2 on 2026-12-07), which runc's nsexec calls to
+/// start every container. The arm64 cells run natively on GitHub's arm64 runners.
 pub fn arch_missing(backend: Backend, arch: Arch) -> Option<String> {
     let host = Arch::host();
     (backend == Backend::Kubernetes && host != Some(arch)).then(|| {
         format!(
-            "the kubernetes tier's edges run this machine's arch ({}) only: {arch} edges need the {arch} node image \
-             and a mixed-arch cluster, not built yet",
+            "the kubernetes tier's nodes run this machine's arch ({}) only: a {arch} node's runc would run under \
+             qemu-user, which refuses the clone() flags runc starts containers with (EINVAL); the {arch} cell runs \
+             natively on a {arch} machine (GitHub's {arch} runners)",
             host.map_or("unknown".to_string(), |h| h.to_string())
         )
     })
@@ -123,6 +131,21 @@ pub struct Args {
     /// Remove what earlier runs left (containers, networks, volumes labelled by the e2e) and stop.
     #[arg(long)]
     pub sweep: bool,
+}
+
+/// `--backend k3s --dry-run`: the k3s tier's plan of each arch, as JSON (it runs on GitHub only).
+fn k3s_dry_run(args: &Args) -> Result<()> {
+    let stack = crate::stack::load(&crate::paths::stack_file())?;
+    for cfg in args.configs(&stack)? {
+        let arch = cfg.cell.arch;
+        let bundle = cfg.bundle.clone().unwrap_or_else(|| {
+            crate::paths::bundle_out_dir().join(format!("observability-{}-{arch}", cfg.cell.profile))
+        });
+        let images = crate::paths::k3s_images_dir(&arch.to_string());
+        let plan = k3s::plan::plan(&stack, &cfg.cell, &run_id(arch), cfg.edges, bundle.as_str(), images.as_str())?;
+        crate::outln!("{}", serde_json::to_string_pretty(&plan)?);
+    }
+    Ok(())
 }
 
 /// Edge nodes of a run unless `--edges` says otherwise: two, so that one can fail while the
@@ -219,6 +242,9 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.backend == Backend::K3s && args.dry_run {
+        return k3s_dry_run(&args);
+    }
     if let Some(why) = tier_missing(args.backend) {
         bail!("--backend {}: {why}; use --backend compose (the default)", args.backend);
     }
@@ -875,7 +901,7 @@ async fn execute_cluster(
     let t = Instant::now();
     let gateway = engine.network_gateway(&c.network).await?;
     let receiver = receiver::Receiver::start(gateway).await?;
-    let ctx = crate::render::Ctx::new(stack, profile_name, on.shape.edge_arch)?;
+    let ctx = crate::render::Ctx::new(stack, profile_name, on.shape.arch)?;
     let models = crate::render::rules::alert_models(&ctx);
     let tier = cluster::tier::Kube::deploy(c, engine, stack, profile_name, &receiver.url()).await?;
     phase_done(progress, "install", t);

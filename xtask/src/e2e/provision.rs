@@ -314,15 +314,12 @@ pub fn docker(rt: &tokio::runtime::Runtime) -> Result<()> {
     execute(rt, &steps, &need)
 }
 
-/// The kubernetes tier's node image for the cloud nodes (this machine's arch) and the edges
-/// (`edge_arch`), assembled from its Go modules (`cargo xtask fixtures --node`; fast once the Go
-/// caches hold it): `linux/<arch>` → the archive to load. Must run outside an async runtime.
-pub fn node_image(stack: &Stack, edge_arch: Arch) -> Result<std::collections::BTreeMap<String, Utf8PathBuf>> {
-    let host = Arch::host().context("this machine is neither amd64 nor arm64")?;
-    let mut arches = vec![host, edge_arch];
-    arches.dedup();
-    crate::note!("e2e: the node image (`cargo xtask fixtures --node`), for {arches:?}");
-    let built = crate::fixtures::node::build(stack, &arches, &crate::paths::node_image_dir())?;
+/// The kubernetes tier's node image for `arch` (every node's: this machine's), assembled from its
+/// Go modules (`cargo xtask fixtures --node`; fast once the Go caches hold it): `linux/<arch>` →
+/// the archive to load. Must run outside an async runtime.
+pub fn node_image(stack: &Stack, arch: Arch) -> Result<std::collections::BTreeMap<String, Utf8PathBuf>> {
+    crate::note!("e2e: the node image (`cargo xtask fixtures --node`), for {arch}");
+    let built = crate::fixtures::node::build(stack, &[arch], &crate::paths::node_image_dir())?;
     Ok(built.archives)
 }
 

@@ -466,9 +466,9 @@ fn placeholder_client() -> Result<kube::Client> {
     kube::Client::try_from(config).context("making a placeholder API client")
 }
 
-/// The cluster of the stack's `[node]` image: `agents` cloud agents, `edges` edges of `edge_arch`,
+/// The cluster of the stack's `[node]` image for `arch`: `agents` cloud agents, `edges` edges,
 /// the local profile's probe image as every node's sandbox.
-pub fn shape(stack: &crate::stack::Stack, agents: usize, edges: usize, edge_arch: crate::stack::Arch) -> Result<Shape> {
+pub fn shape(stack: &crate::stack::Stack, agents: usize, edges: usize, arch: crate::stack::Arch) -> Result<Shape> {
     let node = stack.node.as_ref().context("stack.toml has no [node]: the kubernetes tier needs its node image")?;
     let kubernetes = stack.program("kubernetes")?.release.clone();
     let sandbox = stack
@@ -482,7 +482,7 @@ pub fn shape(stack: &crate::stack::Stack, agents: usize, edges: usize, edge_arch
         kubernetes,
         agents,
         edges,
-        edge_arch,
+        arch,
         sandbox_image: sandbox.reference.to_string(),
         node_grace_seconds: 20,
         edge_readonly_port: stack.settings.edge.kubelet_readonly,
