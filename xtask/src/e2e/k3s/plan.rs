@@ -43,6 +43,8 @@ pub const RUNTIME_VALUES: [&str; 3] = ["{server_ip}", "{token}", "{webhook_url}"
 /// their digests and saves them as the [`Archive`]s; a leg loads only those.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Images {
+    /// KubeEdge's release tag (`v1.22.0`), what keadm's `--kubeedge-version` takes.
+    pub kubeedge: String,
     pub k3s: String,
     pub cloudcore: String,
     pub iptables_manager: String,
@@ -63,6 +65,7 @@ impl Images {
         let k3s_tag = k3s.as_str().replace('+', "-");
         let ke = format!("v{}", kubeedge.as_str().trim_start_matches('v'));
         Ok(Images {
+            kubeedge: ke.clone(),
             k3s: format!("docker.io/rancher/k3s:{k3s_tag}"),
             cloudcore: format!("docker.io/kubeedge/cloudcore:{ke}"),
             iptables_manager: format!("docker.io/kubeedge/iptables-manager:{ke}"),
@@ -181,7 +184,6 @@ pub fn plan(stack: &Stack, cell: &Cell, run: &str, edges: usize, bundle: &str, t
             into: release_bin(tier_images),
         },
     ];
-    let kubeedge_version = images.installation_package.rsplit(':').next().unwrap_or_default().to_string();
     let ports = &stack.settings.cloudcore;
     let mut containers = Vec::new();
     let mut steps = Vec::new();
@@ -240,7 +242,7 @@ pub fn plan(stack: &Stack, cell: &Cell, run: &str, edges: usize, bundle: &str, t
         "keadm".to_string(),
         "init".into(),
         "--advertise-address={server_ip}".into(),
-        format!("--kubeedge-version={kubeedge_version}"),
+        format!("--kubeedge-version={}", images.kubeedge),
         format!("--kube-config={K3S_KUBECONFIG}"),
         "--set=cloudCore.modules.cloudStream.enable=true".into(),
         // No MQTT broker on edges: its image is not in the bundle, and nothing here uses it.
@@ -332,7 +334,7 @@ pub fn plan(stack: &Stack, cell: &Cell, run: &str, edges: usize, bundle: &str, t
             format!("--certport={}", ports.cloudhub_https),
             "--token={token}".into(),
             format!("--edgenode-name={name}"),
-            format!("--kubeedge-version={kubeedge_version}"),
+            format!("--kubeedge-version={}", images.kubeedge),
             "--remote-runtime-endpoint=unix:///run/containerd/containerd.sock".into(),
             "--cgroupdriver=cgroupfs".into(),
             format!("--labels={}=", cluster::EDGE_ROLE),
